@@ -1,0 +1,115 @@
+//! The per-flow map: key and value.
+
+/// Where the packet was seen: XDP runs on ingress, TC on egress.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Ingress = 0,
+    Egress = 1,
+}
+
+impl Direction {
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Ingress),
+            1 => Some(Self::Egress),
+            _ => None,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingress => "ingress",
+            Self::Egress => "egress",
+        }
+    }
+}
+
+/// Address family tag stored in [`FlowKey::family`].
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// One flow as seen on one interface in one direction. Both sides of a NAT are separate
+/// flows (the LAN-side and the translated WAN-side copy), which is what lets the daemon
+/// compare them.
+///
+/// Addresses are 16 bytes; IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`). For ICMP and
+/// ICMPv6 the ports hold the message type (`src_port`) and code (`dst_port`); for
+/// non-first fragments and other protocols they are zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub ifindex: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// [`Direction`] as u8.
+    pub direction: u8,
+    pub _pad: u8,
+}
+
+/// Counters of one flow. Timestamps are `bpf_ktime_get_ns` (CLOCK_MONOTONIC).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowStats {
+    /// Wire packets (a GSO super-packet on TC egress counts as its segments).
+    pub packets: u64,
+    /// IP bytes: the IP datagram length, as NetFlow/IPFIX octet counts (no L2 header).
+    pub bytes: u64,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// IP fragments (first and later) belonging to this flow.
+    pub fragments: u64,
+    /// [`crate::Class`] as u32, fixed when the flow is created.
+    pub class: u32,
+    /// DSCP of the last packet (the upper six bits of the DS field).
+    pub last_dscp: u32,
+    /// [`crate::WebexSide`] as u32: which address of the key is the Webex peer.
+    pub webex_side: u32,
+    /// Reserved for later flags; zero today.
+    pub flags: u32,
+}
+
+impl FlowKey {
+    /// IPv4-mapped form of an IPv4 address, as stored in the key.
+    pub const fn v4_mapped(octets: [u8; 4]) -> [u8; 16] {
+        [
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, octets[0], octets[1], octets[2], octets[3],
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, size_of};
+
+    #[test]
+    fn layouts_have_no_padding() {
+        // 16 + 16 + 4 + 2 + 2 + 1 + 1 + 1 + 1
+        assert_eq!(size_of::<FlowKey>(), 44);
+        assert_eq!(align_of::<FlowKey>(), 4);
+        // 5 * 8 + 4 * 4
+        assert_eq!(size_of::<FlowStats>(), 56);
+    }
+
+    #[test]
+    fn v4_mapping() {
+        assert_eq!(
+            FlowKey::v4_mapped([192, 0, 2, 1]),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1]
+        );
+    }
+
+    #[test]
+    fn direction_round_trip() {
+        for d in [Direction::Ingress, Direction::Egress] {
+            assert_eq!(Direction::from_u8(d as u8), Some(d));
+        }
+        assert_eq!(Direction::from_u8(2), None);
+    }
+}

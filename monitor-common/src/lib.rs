@@ -1,0 +1,47 @@
+//! Types shared by the kernel programs and the daemon, and the pure logic both run.
+//!
+//! Everything a BPF map holds is `#[repr(C)]` with fixed-width fields and no implicit
+//! padding, so the kernel and userspace agree on the bytes. On the host this crate is
+//! `std` and unit-tested with plain `cargo test`; in the kernel the same code is
+//! compiled for the BPF target.
+#![cfg_attr(target_arch = "bpf", no_std)]
+
+pub mod class;
+pub mod counters;
+pub mod flow;
+pub mod ports;
+pub mod settings;
+
+pub use class::{Class, WebexSide, classify};
+pub use counters::{GlobalCounters, MalformedReason};
+pub use flow::{Direction, FlowKey, FlowStats};
+pub use settings::Settings;
+
+/// Names of the maps the kernel object defines. They are pinned under the daemon's pin
+/// directory with these names, so a restart re-adopts them.
+pub mod map_names {
+    pub const FLOWS: &str = "FLOWS";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const WEBEX_V4: &str = "WEBEX_V4";
+    pub const WEBEX_V6: &str = "WEBEX_V6";
+    pub const PORT_CLASS: &str = "PORT_CLASS";
+    pub const SETTINGS: &str = "SETTINGS";
+    /// Every pinned map, for checks and clean-up.
+    pub const ALL: [&str; 6] = [FLOWS, COUNTERS, WEBEX_V4, WEBEX_V6, PORT_CLASS, SETTINGS];
+}
+
+/// Names of the kernel programs in the object.
+pub mod program_names {
+    pub const XDP: &str = "monitor_xdp";
+    pub const TC: &str = "monitor_tc";
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], made only of integers and integer arrays, with
+    // no padding (checked by the size tests in each module), so every bit pattern is valid.
+    unsafe impl aya::Pod for crate::FlowKey {}
+    unsafe impl aya::Pod for crate::FlowStats {}
+    unsafe impl aya::Pod for crate::GlobalCounters {}
+    unsafe impl aya::Pod for crate::Settings {}
+}

@@ -1,0 +1,168 @@
+//! Flow accounting: find or create the flow of a parsed packet and add to it.
+
+use aya_ebpf::{
+    EbpfContext, bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::lpm_trie::Key,
+};
+use aya_log_ebpf::warn;
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use monitor_common::{
+    Class, FlowKey, FlowStats, GlobalCounters, WebexSide, classify,
+    flow::FAMILY_V4,
+    ports,
+    settings::{SETTING_DEDICATED_PORT_RANGES, SETTING_TRACK_ALL_FLOWS},
+};
+
+use crate::{
+    maps::{FLOWS, PORT_CLASS, SETTINGS, WEBEX_V4, WEBEX_V6},
+    parse::Parsed,
+};
+
+const EEXIST: i32 = 17;
+
+/// What one packet adds to its flow. On TC egress a GSO super-packet stands for several
+/// wire packets.
+pub struct Delta {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Accounts `p`, seen on `ifindex` in `direction`, into the flow map.
+#[inline(always)]
+pub fn account<C: EbpfContext>(
+    ctx: &C,
+    counters: &mut GlobalCounters,
+    p: &Parsed,
+    ifindex: u32,
+    direction: u8,
+    delta: Delta,
+) {
+    let key = FlowKey {
+        src_addr: p.src_addr,
+        dst_addr: p.dst_addr,
+        ifindex,
+        src_port: p.src_port,
+        dst_port: p.dst_port,
+        protocol: p.protocol,
+        family: p.family,
+        direction,
+        _pad: 0,
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let fragments = if p.fragment { delta.packets } else { 0 };
+
+    // Established flow: the common case, no classification work.
+    if let Some(stats) = FLOWS.get_ptr_mut(&key) {
+        add(stats, &delta, fragments, now, p.dscp);
+        count_class(counters, unsafe { (*stats).class }, delta.packets);
+        return;
+    }
+
+    let settings = SETTINGS.get(0).map(|s| s.flags).unwrap_or(0);
+    let (class, side) = match webex_side(p) {
+        Some(side) => {
+            let (peer_port, inner_port) = match side {
+                WebexSide::Dst => (p.dst_port, p.src_port),
+                WebexSide::Src => (p.src_port, p.dst_port),
+            };
+            let port_class = ports::table_index(p.protocol, peer_port)
+                .and_then(|i| PORT_CLASS.get(i))
+                .copied()
+                .unwrap_or(0);
+            let dedicated = settings & SETTING_DEDICATED_PORT_RANGES != 0;
+            (classify(port_class, inner_port, dedicated), side)
+        }
+        None => {
+            if settings & SETTING_TRACK_ALL_FLOWS == 0 {
+                counters.not_webex_packets += delta.packets;
+                return;
+            }
+            (Class::NotWebex, WebexSide::Dst)
+        }
+    };
+
+    let stats = FlowStats {
+        packets: delta.packets,
+        bytes: delta.bytes,
+        first_seen_ns: now,
+        last_seen_ns: now,
+        fragments,
+        class: class as u32,
+        last_dscp: p.dscp as u32,
+        webex_side: side as u32,
+        flags: 0,
+    };
+    match FLOWS.insert(&key, &stats, BPF_NOEXIST as u64) {
+        Ok(()) => counters.flows_created += 1,
+        // Another CPU created it first: add to theirs.
+        Err(e) if e == -EEXIST => match FLOWS.get_ptr_mut(&key) {
+            Some(existing) => add(existing, &delta, fragments, now, p.dscp),
+            None => counters.flow_insert_failed += 1,
+        },
+        Err(e) => {
+            counters.flow_insert_failed += 1;
+            warn!(ctx, "flow map insert failed: error {}", e);
+        }
+    }
+    count_class(counters, class as u32, delta.packets);
+}
+
+#[inline(always)]
+fn count_class(counters: &mut GlobalCounters, class: u32, packets: u64) {
+    if class == Class::NotWebex as u32 {
+        counters.not_webex_packets += packets;
+    } else {
+        counters.webex_packets += packets;
+    }
+}
+
+/// Adds to a flow shared by all CPUs: counters atomically, the last-seen fields plainly
+/// (a racing writer only makes them a packet older).
+#[inline(always)]
+fn add(stats: *mut FlowStats, delta: &Delta, fragments: u64, now: u64, dscp: u8) {
+    unsafe {
+        // The BPF target has no `AtomicU64::fetch_add`; the intrinsic with its result
+        // unused compiles to the BPF atomic add.
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+            &raw mut (*stats).packets,
+            delta.packets,
+        );
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*stats).bytes, delta.bytes);
+        if fragments != 0 {
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+                &raw mut (*stats).fragments,
+                fragments,
+            );
+        }
+        (*stats).last_seen_ns = now;
+        (*stats).last_dscp = dscp as u32;
+    }
+}
+
+/// Which side of the packet is a Webex peer, from the prefix tries.
+#[inline(always)]
+fn webex_side(p: &Parsed) -> Option<WebexSide> {
+    let (src, dst) = if p.family == FAMILY_V4 {
+        let s = [
+            p.src_addr[12],
+            p.src_addr[13],
+            p.src_addr[14],
+            p.src_addr[15],
+        ];
+        let d = [
+            p.dst_addr[12],
+            p.dst_addr[13],
+            p.dst_addr[14],
+            p.dst_addr[15],
+        ];
+        (
+            WEBEX_V4.get(Key::new(32, s)).is_some(),
+            WEBEX_V4.get(Key::new(32, d)).is_some(),
+        )
+    } else {
+        (
+            WEBEX_V6.get(Key::new(128, p.src_addr)).is_some(),
+            WEBEX_V6.get(Key::new(128, p.dst_addr)).is_some(),
+        )
+    };
+    WebexSide::pick(src, dst)
+}

@@ -1,0 +1,37 @@
+//! Kernel programs: `monitor_xdp` on ingress and `monitor_tc` on egress of every
+//! monitored interface. Both parse, classify and account, and always pass the packet:
+//! the monitor never drops or changes traffic (DSCP rewrite comes later, on egress only).
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+// Atomic adds on shared flow counters (see account.rs); the BPF crate builds on nightly.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
+// Map keys and values are passed by reference on purpose: a by-value `Borrow` argument
+// would copy 44- and 56-byte structs on the 512-byte BPF stack.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
+#[cfg(target_arch = "bpf")]
+mod account;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod packet;
+#[cfg(target_arch = "bpf")]
+mod parse;
+#[cfg(target_arch = "bpf")]
+mod programs;
+
+// On the host this crate is only a stub, so `cargo build --workspace` works.
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[cfg(all(target_arch = "bpf", not(test)))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

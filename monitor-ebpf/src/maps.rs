@@ -1,0 +1,33 @@
+//! The maps. All are pinned by name under the daemon's pin directory, so a daemon
+//! restart re-adopts them and counters continue. Sizes here are defaults; the daemon
+//! sets the flow table size from its config before loading.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray},
+};
+use monitor_common::{FlowKey, FlowStats, GlobalCounters, Settings, ports};
+
+/// Per-flow counters (5-tuple, interface, direction).
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowStats> = LruHashMap::pinned(65536, 0);
+
+/// Global counters, one [`GlobalCounters`] per CPU at index 0.
+#[map]
+pub static COUNTERS: PerCpuArray<GlobalCounters> = PerCpuArray::pinned(1, 0);
+
+/// Webex IPv4 prefixes (value: source bits, 1 = configured prefix).
+#[map]
+pub static WEBEX_V4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(16384, 0);
+
+/// Webex IPv6 prefixes.
+#[map]
+pub static WEBEX_V6: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(16384, 0);
+
+/// Class of a Webex peer's port, by `ports::table_index`.
+#[map]
+pub static PORT_CLASS: Array<u8> = Array::pinned(ports::TABLE_ENTRIES, 0);
+
+/// Run-time settings at index 0.
+#[map]
+pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);

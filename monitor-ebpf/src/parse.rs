@@ -1,0 +1,248 @@
+//! The packet parser: Ethernet, up to two VLAN tags, IPv4 (options, fragments), IPv6
+//! with a bounded extension-header chain, then UDP/TCP/ICMP/ICMPv6 ports.
+//!
+//! Every loop is bounded; every read goes through [`Packet::read`]. A packet either
+//! parses, is not IP, or is malformed for exactly one [`MalformedReason`].
+
+use monitor_common::{
+    MalformedReason,
+    flow::{FAMILY_V4, FAMILY_V6},
+};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+    vlan::VlanHdr,
+};
+
+use crate::packet::Packet;
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_AH: u8 = 51;
+pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_DSTOPTS: u8 = 60;
+
+/// VLAN tags the parser follows (802.1ad outer + 802.1Q inner).
+const MAX_VLAN_TAGS: usize = 2;
+/// IPv6 extension headers the parser follows before giving up.
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+/// What the parser learned about an IP packet.
+pub struct Parsed {
+    pub family: u8,
+    pub protocol: u8,
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// IP datagram length (header + payload) from the IP header.
+    pub ip_len: u32,
+    /// Bytes of IP and transport headers, for GSO accounting.
+    pub header_len: u32,
+    pub dscp: u8,
+    /// Any IP fragment (first or later).
+    pub fragment: bool,
+}
+
+pub enum Outcome {
+    Ip(Parsed),
+    NotIp,
+}
+
+#[inline(always)]
+pub fn parse(pkt: &Packet) -> Result<Outcome, MalformedReason> {
+    let eth: EthHdr = pkt.read(0).ok_or(MalformedReason::EthTruncated)?;
+    let mut ether_type = u16::from_be(eth.ether_type);
+    let mut offset = EthHdr::LEN;
+
+    for _ in 0..MAX_VLAN_TAGS {
+        if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+            break;
+        }
+        let vlan: VlanHdr = pkt.read(offset).ok_or(MalformedReason::VlanTruncated)?;
+        ether_type = u16::from_be(vlan.ether_type);
+        offset += VlanHdr::LEN;
+    }
+    if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
+        return Err(MalformedReason::VlanTooDeep);
+    }
+
+    match ether_type {
+        ETH_P_IP => parse_ipv4(pkt, offset).map(Outcome::Ip),
+        ETH_P_IPV6 => parse_ipv6(pkt, offset).map(Outcome::Ip),
+        _ => Ok(Outcome::NotIp),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(pkt: &Packet, l3: usize) -> Result<Parsed, MalformedReason> {
+    let ip: Ipv4Hdr = pkt.read(l3).ok_or(MalformedReason::Ipv4Truncated)?;
+    if ip.vihl >> 4 != 4 {
+        return Err(MalformedReason::BadIpVersion);
+    }
+    let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+    if ihl < Ipv4Hdr::LEN {
+        return Err(MalformedReason::Ipv4BadIhl);
+    }
+    // Options must be inside the frame too.
+    if l3 + ihl > pkt.len() {
+        return Err(MalformedReason::Ipv4Truncated);
+    }
+    let total = u16::from_be_bytes(ip.tot_len) as usize;
+    // Frames may carry Ethernet padding after the datagram, never less than it.
+    if total < ihl || l3 + total > pkt.len() {
+        return Err(MalformedReason::Ipv4BadTotalLength);
+    }
+    let frags = u16::from_be_bytes(ip.frags);
+    let more_fragments = frags & 0x2000 != 0;
+    let frag_offset = frags & 0x1fff;
+
+    let mut parsed = Parsed {
+        family: FAMILY_V4,
+        protocol: ip.proto,
+        src_addr: mapped(ip.src_addr),
+        dst_addr: mapped(ip.dst_addr),
+        src_port: 0,
+        dst_port: 0,
+        ip_len: total as u32,
+        header_len: ihl as u32,
+        dscp: ip.tos >> 2,
+        fragment: more_fragments || frag_offset != 0,
+    };
+    // Later fragments carry no transport header.
+    if frag_offset == 0 {
+        parse_l4(pkt, l3 + ihl, l3 + total, &mut parsed)?;
+    }
+    Ok(parsed)
+}
+
+#[inline(always)]
+fn parse_ipv6(pkt: &Packet, l3: usize) -> Result<Parsed, MalformedReason> {
+    let ip: Ipv6Hdr = pkt.read(l3).ok_or(MalformedReason::Ipv6Truncated)?;
+    if ip.vcf[0] >> 4 != 6 {
+        return Err(MalformedReason::BadIpVersion);
+    }
+    let payload = u16::from_be_bytes(ip.payload_len) as usize;
+    let end = l3 + Ipv6Hdr::LEN + payload;
+    if end > pkt.len() {
+        return Err(MalformedReason::Ipv6BadPayloadLength);
+    }
+    let mut parsed = Parsed {
+        family: FAMILY_V6,
+        protocol: ip.next_hdr,
+        src_addr: ip.src_addr,
+        dst_addr: ip.dst_addr,
+        src_port: 0,
+        dst_port: 0,
+        ip_len: (Ipv6Hdr::LEN + payload) as u32,
+        header_len: Ipv6Hdr::LEN as u32,
+        dscp: ((ip.vcf[0] & 0x0f) << 2) | (ip.vcf[1] >> 6),
+        fragment: false,
+    };
+
+    let mut next = ip.next_hdr;
+    let mut offset = l3 + Ipv6Hdr::LEN;
+    let mut later_fragment = false;
+    let mut ext = 0;
+    while ext < MAX_IPV6_EXT_HEADERS + 1 {
+        if !is_ipv6_extension(next) {
+            break;
+        }
+        if ext == MAX_IPV6_EXT_HEADERS {
+            return Err(MalformedReason::Ipv6ExtTooDeep);
+        }
+        // Every extension header starts with (next header, length).
+        let hdr: [u8; 2] = pkt.read(offset).ok_or(MalformedReason::Ipv6ExtTruncated)?;
+        let len = match next {
+            IPPROTO_FRAGMENT => {
+                let frag: [u8; 8] = pkt.read(offset).ok_or(MalformedReason::Ipv6ExtTruncated)?;
+                let frag_offset = u16::from_be_bytes([frag[2], frag[3]]) >> 3;
+                parsed.fragment = true;
+                later_fragment = frag_offset != 0;
+                8
+            }
+            IPPROTO_AH => (hdr[1] as usize + 2) * 4,
+            _ => (hdr[1] as usize + 1) * 8,
+        };
+        if offset + len > end {
+            return Err(MalformedReason::Ipv6ExtTruncated);
+        }
+        next = hdr[0];
+        offset += len;
+        ext += 1;
+        if later_fragment {
+            break;
+        }
+    }
+    parsed.protocol = next;
+    parsed.header_len = (offset - l3) as u32;
+    if !later_fragment {
+        parse_l4(pkt, offset, end, &mut parsed)?;
+    }
+    Ok(parsed)
+}
+
+#[inline(always)]
+fn is_ipv6_extension(next: u8) -> bool {
+    matches!(
+        next,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_DSTOPTS | IPPROTO_AH
+    )
+}
+
+/// Reads the ports (or ICMP type/code) at `l4`; the transport header must end before
+/// `end`, the end of the IP datagram.
+#[inline(always)]
+fn parse_l4(pkt: &Packet, l4: usize, end: usize, p: &mut Parsed) -> Result<(), MalformedReason> {
+    match p.protocol {
+        IPPROTO_UDP => {
+            if l4 + UdpHdr::LEN > end {
+                return Err(MalformedReason::L4Truncated);
+            }
+            let udp: UdpHdr = pkt.read(l4).ok_or(MalformedReason::L4Truncated)?;
+            p.src_port = u16::from_be_bytes(udp.src);
+            p.dst_port = u16::from_be_bytes(udp.dst);
+            p.header_len += UdpHdr::LEN as u32;
+        }
+        IPPROTO_TCP => {
+            if l4 + TcpHdr::LEN > end {
+                return Err(MalformedReason::L4Truncated);
+            }
+            let tcp: TcpHdr = pkt.read(l4).ok_or(MalformedReason::L4Truncated)?;
+            let doff = tcp.doff() as usize * 4;
+            if doff < TcpHdr::LEN || l4 + doff > end {
+                return Err(MalformedReason::TcpBadDataOffset);
+            }
+            p.src_port = u16::from_be_bytes(tcp.source);
+            p.dst_port = u16::from_be_bytes(tcp.dest);
+            p.header_len += doff as u32;
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            if l4 + 4 > end {
+                return Err(MalformedReason::L4Truncated);
+            }
+            let icmp: [u8; 4] = pkt.read(l4).ok_or(MalformedReason::L4Truncated)?;
+            p.src_port = icmp[0] as u16;
+            p.dst_port = icmp[1] as u16;
+            p.header_len += 8;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn mapped(a: [u8; 4]) -> [u8; 16] {
+    monitor_common::FlowKey::v4_mapped(a)
+}

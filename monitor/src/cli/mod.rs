@@ -1,0 +1,4 @@
+//! One module per subcommand; their doc comments are the `--help` text.
+
+pub mod run;
+pub mod status;

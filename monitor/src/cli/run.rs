@@ -1,0 +1,65 @@
+//! `monitor run`: the daemon.
+
+use std::path::PathBuf;
+
+use log::error;
+
+use crate::{config, daemon, exit};
+
+/// Run the daemon: validate the config, attach XDP (ingress) and TC (egress) to the
+/// configured interfaces, poll the maps and serve `monitor status`. Stops and detaches on
+/// SIGINT or SIGTERM; pinned maps are kept so the next start continues the counters.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Configuration file (TOML).
+    #[arg(
+        long,
+        short,
+        default_value = "/etc/monitor/monitor.toml",
+        env = "MONITOR_CONFIG"
+    )]
+    pub config: PathBuf,
+    /// Only validate the configuration and exit (0 when valid, 64 when not).
+    #[arg(long)]
+    pub check_config: bool,
+    /// Remove the pinned maps on exit (the next start begins from zero).
+    #[arg(long)]
+    pub unpin_on_exit: bool,
+}
+
+pub fn execute(args: RunArgs) -> i32 {
+    init_logging();
+    // The whole config is checked before any kernel work.
+    let cfg = match config::load(&args.config) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            // One line, on stderr, which the journal keeps under systemd.
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    if args.check_config {
+        println!("config {} is valid", args.config.display());
+        return exit::OK;
+    }
+    match daemon::run(
+        cfg,
+        daemon::RunOptions {
+            config_path: args.config,
+            unpin_on_exit: args.unpin_on_exit,
+        },
+    ) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            error!("{e:#}");
+            exit::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    // The journal adds its own timestamps; RUST_LOG overrides the level.
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp(None)
+        .try_init();
+}

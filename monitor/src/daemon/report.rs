@@ -1,0 +1,259 @@
+//! Turning a map snapshot into the status report.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use monitor_common::{
+    Class, Direction, FlowKey, FlowStats, MalformedReason, WebexSide, flow::FAMILY_V4,
+};
+
+use crate::{
+    kernel::snapshot::Snapshot,
+    status::model::{
+        Counters, DaemonInfo, FlowStatus, InterfaceStatus, SCHEMA_VERSION, StatusReport,
+    },
+};
+
+/// What does not change while the daemon runs.
+#[derive(Clone, Debug)]
+pub struct StaticInfo {
+    pub pid: u32,
+    pub started_at_unix_s: u64,
+    pub started_mono_ns: u64,
+    pub config_path: String,
+    pub pin_path: String,
+    pub poll_interval_ms: u64,
+    pub adopted_pinned_maps: bool,
+    pub interfaces: Vec<InterfaceStatus>,
+}
+
+pub fn build(info: &StaticInfo, snap: &Snapshot, now_mono_ns: u64) -> StatusReport {
+    let names: HashMap<u32, &str> = info
+        .interfaces
+        .iter()
+        .map(|i| (i.ifindex, i.name.as_str()))
+        .collect();
+    let mut flows: Vec<FlowStatus> = snap
+        .flows
+        .iter()
+        .map(|(k, v)| flow_status(k, v, &names, snap.taken_mono_ns))
+        .collect();
+    flows.sort_by(|a, b| {
+        b.packets
+            .cmp(&a.packets)
+            .then_with(|| a.interface.cmp(&b.interface))
+            .then_with(|| a.direction.cmp(&b.direction))
+            .then_with(|| a.src_addr.cmp(&b.src_addr))
+            .then_with(|| a.src_port.cmp(&b.src_port))
+    });
+
+    StatusReport {
+        schema_version: SCHEMA_VERSION,
+        daemon: DaemonInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: info.pid,
+            started_at_unix_s: info.started_at_unix_s,
+            uptime_s: now_mono_ns.saturating_sub(info.started_mono_ns) / 1_000_000_000,
+            config_path: info.config_path.clone(),
+            pin_path: info.pin_path.clone(),
+            poll_interval_ms: info.poll_interval_ms,
+            snapshot_age_ms: now_mono_ns.saturating_sub(snap.taken_mono_ns) / 1_000_000,
+            adopted_pinned_maps: info.adopted_pinned_maps,
+        },
+        interfaces: info.interfaces.clone(),
+        maps: snap.maps.clone(),
+        counters: counters(&snap.counters),
+        flows,
+    }
+}
+
+fn counters(c: &monitor_common::GlobalCounters) -> Counters {
+    Counters {
+        seen: c.seen,
+        parsed: c.parsed,
+        non_ip: c.non_ip,
+        ipv4: c.ipv4,
+        ipv6: c.ipv6,
+        fragments: c.fragments,
+        webex_packets: c.webex_packets,
+        not_webex_packets: c.not_webex_packets,
+        flows_created: c.flows_created,
+        flow_insert_failed: c.flow_insert_failed,
+        malformed_total: c.malformed_total(),
+        malformed: MalformedReason::ALL
+            .iter()
+            .map(|r| (r.as_str().to_string(), c.malformed[*r as usize]))
+            .collect(),
+    }
+}
+
+fn flow_status(
+    k: &FlowKey,
+    v: &FlowStats,
+    names: &HashMap<u32, &str>,
+    now_mono_ns: u64,
+) -> FlowStatus {
+    let src = addr(k.family, &k.src_addr);
+    let dst = addr(k.family, &k.dst_addr);
+    let (inner, inner_port, peer, peer_port) = match WebexSide::from_u32(v.webex_side) {
+        WebexSide::Dst => (src, k.src_port, dst, k.dst_port),
+        WebexSide::Src => (dst, k.dst_port, src, k.src_port),
+    };
+    let seconds = |ns: u64| now_mono_ns.saturating_sub(ns) as f64 / 1e9;
+    FlowStatus {
+        interface: names
+            .get(&k.ifindex)
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| format!("if{}", k.ifindex)),
+        direction: Direction::from_u8(k.direction)
+            .map(Direction::as_str)
+            .unwrap_or("unknown")
+            .to_string(),
+        protocol: protocol_name(k.protocol),
+        ip_version: if k.family == FAMILY_V4 { 4 } else { 6 },
+        src_addr: src.to_string(),
+        src_port: k.src_port,
+        dst_addr: dst.to_string(),
+        dst_port: k.dst_port,
+        inner_addr: inner.to_string(),
+        inner_port,
+        peer_addr: peer.to_string(),
+        peer_port,
+        class: Class::from_u32(v.class)
+            .map(Class::as_str)
+            .unwrap_or("unknown")
+            .to_string(),
+        packets: v.packets,
+        bytes: v.bytes,
+        fragments: v.fragments,
+        last_dscp: v.last_dscp as u8,
+        age_s: seconds(v.first_seen_ns),
+        idle_s: seconds(v.last_seen_ns),
+    }
+}
+
+pub fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
+    if family == FAMILY_V4 {
+        IpAddr::V4(Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    }
+}
+
+pub fn protocol_name(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::model::MapFill;
+
+    fn info() -> StaticInfo {
+        StaticInfo {
+            pid: 7,
+            started_at_unix_s: 1_700_000_000,
+            started_mono_ns: 1_000_000_000,
+            config_path: "/etc/monitor/monitor.toml".into(),
+            pin_path: "/sys/fs/bpf/monitor".into(),
+            poll_interval_ms: 1000,
+            adopted_pinned_maps: false,
+            interfaces: vec![InterfaceStatus {
+                name: "wan0".into(),
+                ifindex: 3,
+                role: "wan".into(),
+                xdp_mode: "native".into(),
+                tc_attach: "tcx".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn webex_side_picks_inner_and_peer_and_times_are_relative() {
+        let key = FlowKey {
+            src_addr: [0; 16],
+            dst_addr: FlowKey::v4_mapped([203, 0, 113, 10]),
+            ifindex: 3,
+            src_port: 40000,
+            dst_port: 5004,
+            protocol: 17,
+            family: 4,
+            direction: 1,
+            _pad: 0,
+        };
+        let mut src = FlowKey::v4_mapped([198, 51, 100, 1]);
+        src[0] = 0;
+        let key = FlowKey {
+            src_addr: src,
+            ..key
+        };
+        let stats = FlowStats {
+            packets: 10,
+            bytes: 2000,
+            first_seen_ns: 2_000_000_000,
+            last_seen_ns: 4_500_000_000,
+            class: Class::Media as u32,
+            last_dscp: 46,
+            webex_side: WebexSide::Dst as u32,
+            ..Default::default()
+        };
+        let snap = Snapshot {
+            taken_mono_ns: 5_000_000_000,
+            flows: vec![(key, stats)],
+            maps: vec![MapFill {
+                name: "FLOWS".into(),
+                entries: 1,
+                max_entries: 1024,
+            }],
+            ..Default::default()
+        };
+        let r = build(&info(), &snap, 6_000_000_000);
+        assert_eq!(r.daemon.uptime_s, 5);
+        assert_eq!(r.daemon.snapshot_age_ms, 1000);
+        let f = &r.flows[0];
+        assert_eq!(f.interface, "wan0");
+        assert_eq!(f.direction, "egress");
+        assert_eq!(f.protocol, "udp");
+        assert_eq!(f.inner_addr, "198.51.100.1");
+        assert_eq!(f.inner_port, 40000);
+        assert_eq!(f.peer_addr, "203.0.113.10");
+        assert_eq!(f.peer_port, 5004);
+        assert_eq!(f.class, "media");
+        assert_eq!(f.age_s, 3.0);
+        assert_eq!(f.idle_s, 0.5);
+        assert_eq!(f.last_dscp, 46);
+        assert_eq!(r.counters.malformed.len(), MalformedReason::ALL.len());
+    }
+
+    #[test]
+    fn v6_addresses_and_unknown_interfaces() {
+        let mut a = [0u8; 16];
+        a[0] = 0x20;
+        a[1] = 0x01;
+        a[2] = 0x0d;
+        a[3] = 0xb8;
+        a[15] = 1;
+        assert_eq!(addr(6, &a).to_string(), "2001:db8::1");
+        let key = FlowKey {
+            src_addr: a,
+            dst_addr: a,
+            ifindex: 99,
+            family: 6,
+            protocol: 58,
+            ..Default::default()
+        };
+        let f = flow_status(&key, &FlowStats::default(), &HashMap::new(), 0);
+        assert_eq!(f.interface, "if99");
+        assert_eq!(f.protocol, "icmpv6");
+        assert_eq!(f.ip_version, 6);
+        assert_eq!(f.class, "not_webex");
+    }
+}

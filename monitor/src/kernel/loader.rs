@@ -1,0 +1,159 @@
+//! Loading the object: pinned maps are created or re-adopted, then filled from the
+//! validated config (prefixes, port table, settings).
+
+use std::{collections::HashSet, net::IpAddr};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, LpmTrie, lpm_trie::Key},
+};
+use log::{info, warn};
+use monitor_common::{
+    Settings, map_names,
+    settings::{SETTING_DEDICATED_PORT_RANGES, SETTING_TRACK_ALL_FLOWS},
+};
+
+use super::{KernelError, object, pins};
+use crate::config::ValidatedConfig;
+
+/// Value stored for prefixes that come from the config (bit 0). Learned peers will use
+/// other bits, so a config reload only replaces its own entries.
+pub const SOURCE_CONFIG: u32 = 1;
+
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub pins: pins::PinState,
+}
+
+/// Loads the programs and maps (not yet attached).
+pub fn load(cfg: &ValidatedConfig) -> Result<Loaded, KernelError> {
+    let daemon = &cfg.config.daemon;
+    let pin_state = pins::prepare(&daemon.pin_path, daemon.flow_table_size)?;
+    if pin_state.adopted {
+        info!(
+            "re-adopting pinned maps in {}: counters continue",
+            daemon.pin_path.display()
+        );
+    }
+    if let Some(kept) = pin_state.flows_size_kept {
+        warn!(
+            "daemon.flow_table_size is {} but the pinned flow map holds {kept} entries; keeping \
+             the pinned map and its counters. To resize, stop the daemon and remove {} \
+             (counters restart from zero)",
+            daemon.flow_table_size,
+            daemon.pin_path.display()
+        );
+    }
+
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(&daemon.pin_path)
+        .map_max_entries(map_names::FLOWS, daemon.flow_table_size)
+        .load(object::bytes()?)
+        .map_err(KernelError::Load)?;
+
+    fill_prefixes(&mut ebpf, cfg)?;
+    fill_port_table(&mut ebpf, &cfg.port_table)?;
+    let mut flags = 0;
+    if daemon.track_all_flows {
+        flags |= SETTING_TRACK_ALL_FLOWS;
+    }
+    if cfg.config.webex.dedicated_port_ranges {
+        flags |= SETTING_DEDICATED_PORT_RANGES;
+    }
+    let mut settings: Array<_, Settings> =
+        Array::try_from(map_mut(&mut ebpf, map_names::SETTINGS)?).map_err(|source| {
+            KernelError::Map {
+                map: map_names::SETTINGS,
+                source,
+            }
+        })?;
+    settings
+        .set(
+            0,
+            Settings {
+                flags,
+                ..Default::default()
+            },
+            0,
+        )
+        .map_err(|source| KernelError::Map {
+            map: map_names::SETTINGS,
+            source,
+        })?;
+
+    Ok(Loaded {
+        ebpf,
+        pins: pin_state,
+    })
+}
+
+pub(crate) fn map_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::maps::Map, KernelError> {
+    ebpf.map_mut(name).ok_or(KernelError::Missing(name))
+}
+
+/// Makes the prefix tries hold exactly the configured prefixes (entries of other
+/// sources are left alone).
+fn fill_prefixes(ebpf: &mut Ebpf, cfg: &ValidatedConfig) -> Result<(), KernelError> {
+    let mut v4 = HashSet::new();
+    let mut v6 = HashSet::new();
+    for p in &cfg.prefixes {
+        match p.addr {
+            IpAddr::V4(a) => v4.insert((p.len as u32, a.octets())),
+            IpAddr::V6(a) => v6.insert((p.len as u32, a.octets())),
+        };
+    }
+    sync_trie::<4>(ebpf, map_names::WEBEX_V4, &v4)?;
+    sync_trie::<16>(ebpf, map_names::WEBEX_V6, &v6)?;
+    info!(
+        "classifying Webex peers by {} IPv4 and {} IPv6 prefixes",
+        v4.len(),
+        v6.len()
+    );
+    Ok(())
+}
+
+fn sync_trie<const N: usize>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    wanted: &HashSet<(u32, [u8; N])>,
+) -> Result<(), KernelError>
+where
+    [u8; N]: aya::Pod,
+{
+    let err = |source| KernelError::Map { map: name, source };
+    let mut trie: LpmTrie<_, [u8; N], u32> =
+        LpmTrie::try_from(map_mut(ebpf, name)?).map_err(err)?;
+    let mut stale = Vec::new();
+    for entry in trie.iter() {
+        let (key, value) = entry.map_err(err)?;
+        if value & SOURCE_CONFIG != 0 && !wanted.contains(&(key.prefix_len(), key.data())) {
+            stale.push(key);
+        }
+    }
+    for key in stale {
+        trie.remove(&key).map_err(err)?;
+    }
+    for (len, data) in wanted {
+        trie.insert(&Key::new(*len, *data), SOURCE_CONFIG, 0)
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Writes the port table. Only entries that differ are written, so re-adopting an
+/// unchanged table costs reads, not writes.
+fn fill_port_table(ebpf: &mut Ebpf, table: &[u8]) -> Result<(), KernelError> {
+    let name = map_names::PORT_CLASS;
+    let err = |source| KernelError::Map { map: name, source };
+    let mut array: Array<_, u8> = Array::try_from(map_mut(ebpf, name)?).map_err(err)?;
+    for (index, want) in table.iter().enumerate() {
+        let index = index as u32;
+        if array.get(&index, 0).map_err(err)? != *want {
+            array.set(index, want, 0).map_err(err)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! Everything that talks to the kernel: the embedded object, loading with pinned maps,
+//! attaching, and reading the maps.
+
+pub mod attach;
+pub mod loader;
+pub mod object;
+pub mod pins;
+pub mod snapshot;
+
+/// Errors of the kernel side, each saying what to try.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error(
+        "this binary was built without its eBPF object (AYA_BUILD_SKIP was set); rebuild without it"
+    )]
+    NoObject,
+    #[error("{path} is not on a bpf filesystem; mount one with `mount -t bpf bpf /sys/fs/bpf`")]
+    NotBpffs { path: String },
+    #[error("cannot create the pin directory {path}: {source}")]
+    PinDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "pinned map {path} does not match this version ({what}); it was created by another \
+         monitor version. Stop the daemon and remove {dir} (counters restart from zero)"
+    )]
+    IncompatiblePin {
+        path: String,
+        dir: String,
+        what: String,
+    },
+    #[error(
+        "loading the eBPF programs failed: {0} (the daemon needs root or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON and CAP_SYS_RESOURCE)"
+    )]
+    Load(#[source] aya::EbpfError),
+    #[error("map {map}: {source}")]
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("program {program}: {source}")]
+    Program {
+        program: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("attaching {what} to interface {interface} failed: {detail}")]
+    Attach {
+        what: &'static str,
+        interface: String,
+        detail: String,
+    },
+    #[error("the eBPF object lacks {0}; the build is broken")]
+    Missing(&'static str),
+}

@@ -1,0 +1,92 @@
+//! Reading the maps: one consistent-enough copy of counters and flows per poll.
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, IterableMap as _, LpmTrie, MapData, PerCpuArray},
+};
+use monitor_common::{FlowKey, FlowStats, GlobalCounters, map_names};
+
+use super::KernelError;
+use crate::status::model::MapFill;
+
+/// A copy of the kernel state at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// CLOCK_MONOTONIC when the snapshot was taken, the clock of the flow timestamps.
+    pub taken_mono_ns: u64,
+    pub counters: GlobalCounters,
+    pub flows: Vec<(FlowKey, FlowStats)>,
+    pub maps: Vec<MapFill>,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
+    let map = |name: &'static str| ebpf.map(name).ok_or(KernelError::Missing(name));
+    let err = |map| move |source| KernelError::Map { map, source };
+
+    let per_cpu: PerCpuArray<&MapData, GlobalCounters> =
+        PerCpuArray::try_from(map(map_names::COUNTERS)?).map_err(err(map_names::COUNTERS))?;
+    let mut counters = GlobalCounters::default();
+    for cpu in per_cpu.get(&0, 0).map_err(err(map_names::COUNTERS))?.iter() {
+        counters.accumulate(cpu);
+    }
+
+    let flows_map: HashMap<&MapData, FlowKey, FlowStats> =
+        HashMap::try_from(map(map_names::FLOWS)?).map_err(err(map_names::FLOWS))?;
+    let taken_mono_ns = monotonic_ns();
+    let mut flows = Vec::new();
+    for entry in flows_map.iter() {
+        match entry {
+            Ok(kv) => flows.push(kv),
+            // A flow evicted between listing and reading its value: skip it.
+            Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(err(map_names::FLOWS)(e)),
+        }
+    }
+
+    let mut maps = vec![MapFill {
+        name: map_names::FLOWS.to_string(),
+        entries: flows.len() as u64,
+        max_entries: max_entries(flows_map.map()),
+    }];
+    for name in [map_names::WEBEX_V4, map_names::WEBEX_V6] {
+        let m = map(name)?;
+        let (entries, max) = match name {
+            map_names::WEBEX_V4 => {
+                let t: LpmTrie<&MapData, [u8; 4], u32> = LpmTrie::try_from(m).map_err(err(name))?;
+                (t.keys().count(), max_entries(t.map()))
+            }
+            _ => {
+                let t: LpmTrie<&MapData, [u8; 16], u32> =
+                    LpmTrie::try_from(m).map_err(err(name))?;
+                (t.keys().count(), max_entries(t.map()))
+            }
+        };
+        maps.push(MapFill {
+            name: name.to_string(),
+            entries: entries as u64,
+            max_entries: max,
+        });
+    }
+
+    Ok(Snapshot {
+        taken_mono_ns,
+        counters,
+        flows,
+        maps,
+    })
+}
+
+fn max_entries(map: &MapData) -> u64 {
+    map.info().map(|i| i.max_entries() as u64).unwrap_or(0)
+}

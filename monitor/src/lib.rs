@@ -1,0 +1,9 @@
+//! The `monitor` daemon and CLI: loads and attaches the kernel programs, polls their
+//! maps, and serves status.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod exit;
+pub mod kernel;
+pub mod status;

@@ -1,0 +1,41 @@
+//! `monitor`: Webex Calling edge monitor (eBPF/XDP) — daemon and CLI.
+
+use clap::{Parser, Subcommand};
+use monitor::{cli, exit};
+
+/// Webex Calling edge monitor: classifies Webex flows in the kernel (XDP/TC) on the
+/// site's edge router and reports their health.
+#[derive(Parser, Debug)]
+#[command(name = "monitor", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Run(cli::run::RunArgs),
+    Status(cli::status::StatusArgs),
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; everything else is a usage error (64),
+            // kept apart from the health statuses `monitor status` exits with.
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => cli::run::execute(args),
+        Command::Status(args) => cli::status::execute(args),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,7 @@
+//! Status: the report schema, the daemon's Unix socket server, the client and the text
+//! rendering used by `monitor status`.
+
+pub mod client;
+pub mod model;
+pub mod render;
+pub mod server;

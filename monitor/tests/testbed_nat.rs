@@ -1,0 +1,224 @@
+//! End to end on the namespace testbed: real NAT (nftables masquerade), the real daemon
+//! attached to the gateway's LAN and WAN interfaces, and `monitor status --json` read
+//! back. Counts are exact: the sender knows what it sent.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use xtask::{
+    Daemon, PinDir, TempDir, Testbed, monitor_bin,
+    testbed::{GW_LAN_IF, GW_WAN_IF, GW_WAN_V4, LAN_HOST_V4, WEBEX_NODE_V4},
+    traffic::{send_udp, udp_sink},
+};
+
+const MEDIA_PORT: u16 = 5004;
+const SRC_PORT: u16 = 52000;
+const PAYLOAD: usize = 160;
+/// IP bytes of one datagram: IPv4 header, UDP header, payload.
+const IP_BYTES: u64 = 20 + 8 + PAYLOAD as u64;
+
+struct Bed {
+    // Field order is drop order: daemon first, then namespaces, then pins and files.
+    daemon: Option<Daemon>,
+    tb: Testbed,
+    pin: PinDir,
+    dir: TempDir,
+}
+
+impl Bed {
+    fn new() -> Bed {
+        let tb = Testbed::new().expect("testbed");
+        let dir = TempDir::new().expect("tempdir");
+        let pin = PinDir::new();
+        xtask::config::write_gateway_config(
+            &dir.join("monitor.toml"),
+            pin.path(),
+            &dir.join("monitor.sock"),
+        )
+        .expect("config");
+        let mut bed = Bed {
+            daemon: None,
+            tb,
+            pin,
+            dir,
+        };
+        bed.start();
+        bed
+    }
+
+    fn start(&mut self) {
+        let d = Daemon::start(
+            &monitor_bin(),
+            &self.tb.gw,
+            &self.dir.join("monitor.toml"),
+            &self.dir.join("monitor.sock"),
+        )
+        .expect("daemon start");
+        self.daemon = Some(d);
+    }
+
+    fn stop(&mut self) {
+        let d = self.daemon.take().expect("running daemon");
+        let log = d.log();
+        let status = d.stop();
+        assert!(status.success(), "daemon exit {status:?}; log:\n{log}");
+    }
+
+    fn status(&self) -> Value {
+        self.daemon
+            .as_ref()
+            .expect("running daemon")
+            .status_json()
+            .expect("status --json")
+    }
+
+    /// Sends `count` datagrams LAN host -> Webex node and waits until all arrived.
+    fn send(&self, sink: &xtask::traffic::UdpSink, count: u32) {
+        let before = sink.received();
+        let from = SocketAddr::new(IpAddr::V4(LAN_HOST_V4), SRC_PORT);
+        let to = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), MEDIA_PORT);
+        self.tb
+            .lan
+            .run(|| send_udp(from, to, count, PAYLOAD, Duration::from_millis(1)))
+            .expect("send");
+        let got = sink.wait_for(before + count as u64, Duration::from_secs(10));
+        assert_eq!(got, before + count as u64, "datagrams through the NAT");
+    }
+
+    /// Waits until both sides' flows report `packets`, returning (lan flow, wan flow).
+    fn wait_for_packets(&self, packets: u64) -> (Value, Value) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = self.status();
+            let lan = find_flow(&status, GW_LAN_IF, "ingress");
+            let wan = find_flow(&status, GW_WAN_IF, "egress");
+            let count = |f: &Option<Value>| f.as_ref().map(|f| f["packets"].as_u64().unwrap());
+            if count(&lan) == Some(packets) && count(&wan) == Some(packets) {
+                return (lan.unwrap(), wan.unwrap());
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "expected {packets} packets on both sides; last status:\n{}",
+                    serde_json::to_string_pretty(&status["flows"]).unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The single media flow towards the Webex node on `interface` in `direction`.
+fn find_flow(status: &Value, interface: &str, direction: &str) -> Option<Value> {
+    let matching: Vec<&Value> = status["flows"]
+        .as_array()
+        .expect("flows array")
+        .iter()
+        .filter(|f| {
+            f["interface"] == interface
+                && f["direction"] == direction
+                && f["dst_addr"] == WEBEX_NODE_V4.to_string()
+                && f["dst_port"] == MEDIA_PORT
+                && f["protocol"] == "udp"
+        })
+        .collect();
+    assert!(matching.len() <= 1, "one flow expected, got {matching:?}");
+    matching.first().map(|f| (*f).clone())
+}
+
+fn sink(tb: &Testbed) -> xtask::traffic::UdpSink {
+    let addr = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), MEDIA_PORT);
+    tb.wan.run(|| udp_sink(addr)).expect("sink")
+}
+
+#[test]
+fn exact_packets_and_bytes_on_both_sides_of_the_nat() {
+    const N: u32 = 200;
+    let bed = Bed::new();
+    let status = bed.status();
+    for iface in status["interfaces"].as_array().unwrap() {
+        assert_eq!(
+            iface["xdp_mode"], "native",
+            "veth supports native XDP: {iface}"
+        );
+    }
+    let sink = sink(&bed.tb);
+    bed.send(&sink, N);
+    let (lan, wan) = bed.wait_for_packets(N as u64);
+
+    // LAN side: the inner host as it is, before NAT.
+    assert_eq!(lan["src_addr"], LAN_HOST_V4.to_string());
+    assert_eq!(lan["src_port"], SRC_PORT);
+    assert_eq!(lan["inner_addr"], LAN_HOST_V4.to_string());
+    assert_eq!(lan["peer_addr"], WEBEX_NODE_V4.to_string());
+    assert_eq!(lan["class"], "media");
+    assert_eq!(lan["bytes"], N as u64 * IP_BYTES);
+
+    // WAN side: translated by masquerade to the gateway's address; the port is whatever
+    // conntrack chose, and the Webex node saw exactly that.
+    assert_eq!(wan["src_addr"], GW_WAN_V4.to_string());
+    assert_eq!(wan["class"], "media");
+    assert_eq!(wan["bytes"], N as u64 * IP_BYTES);
+    let seen_by_node = sink.sources();
+    assert_eq!(
+        seen_by_node.len(),
+        1,
+        "one source at the node: {seen_by_node:?}"
+    );
+    assert_eq!(seen_by_node[0].ip(), IpAddr::V4(GW_WAN_V4));
+    assert_eq!(wan["src_port"], seen_by_node[0].port());
+
+    let c = &status_after(&bed)["counters"];
+    assert_eq!(c["flow_insert_failed"], 0);
+    assert_eq!(
+        c["seen"].as_u64().unwrap(),
+        c["parsed"].as_u64().unwrap() + c["malformed_total"].as_u64().unwrap()
+    );
+}
+
+fn status_after(bed: &Bed) -> Value {
+    bed.status()
+}
+
+#[test]
+fn restart_continues_counters_and_leaves_nothing_attached_while_stopped() {
+    let mut bed = Bed::new();
+    let sink = sink(&bed.tb);
+
+    bed.send(&sink, 50);
+    let (lan1, _) = bed.wait_for_packets(50);
+    assert_eq!(bed.status()["daemon"]["adopted_pinned_maps"], false);
+
+    bed.stop();
+    // Detached: no XDP program on either gateway interface while the daemon is down ...
+    for iface in [GW_LAN_IF, GW_WAN_IF] {
+        let out = bed
+            .tb
+            .gw
+            .ip(&["-d", "link", "show", iface])
+            .expect("ip link");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("prog/xdp"), "{iface} still has XDP: {text}");
+    }
+    // ... yet the maps are still pinned.
+    assert!(
+        bed.pin.path().join("FLOWS").exists(),
+        "pinned flow map kept"
+    );
+    // Traffic still flows, uncounted, while nothing is attached.
+    bed.send(&sink, 30);
+
+    bed.start();
+    let status = bed.status();
+    assert_eq!(status["daemon"]["adopted_pinned_maps"], true);
+    // Nothing reset: the counts from before the restart are all there.
+    let (lan2, _) = bed.wait_for_packets(50);
+    assert!(lan2["age_s"].as_f64().unwrap() >= lan1["age_s"].as_f64().unwrap());
+
+    bed.send(&sink, 40);
+    let (lan, wan) = bed.wait_for_packets(90);
+    assert_eq!(lan["bytes"], 90 * IP_BYTES);
+    assert_eq!(wan["bytes"], 90 * IP_BYTES);
+}

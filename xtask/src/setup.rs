@@ -1,0 +1,165 @@
+//! `cargo xtask setup`: makes this machine able to build the eBPF programs and run every
+//! test. Idempotent: each step first checks and only installs what is missing.
+
+use anyhow::{Context as _, Result, bail};
+use std::process::Command;
+use xtask::cmd;
+
+/// Debian packages the tests and the demo drive: NAT (nftables, conntrack), SIP and RTP
+/// (sip-tester), the independent RTP oracle (tshark), captures (tcpreplay, tcpdump),
+/// metrics scraping (prometheus), namespaces (iproute2, util-linux's nsenter), bpftool.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "nftables",
+    "conntrack",
+    "sip-tester",
+    "tshark",
+    "tcpreplay",
+    "prometheus",
+    "iproute2",
+    "bpftool",
+    "tcpdump",
+    "util-linux",
+];
+/// aya-build links the eBPF object with this exact bpf-linker.
+const BPF_LINKER_VERSION: &str = "0.10.0";
+const BPFFS: &str = "/sys/fs/bpf";
+
+pub fn run() -> Result<()> {
+    // SAFETY: geteuid(2) cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "cargo xtask setup must run as root: it installs Debian packages, mounts bpffs, \
+             and the tests create network namespaces and load eBPF programs"
+        );
+    }
+    debian_packages()?;
+    rust_src()?;
+    bpf_linker()?;
+    bpffs()?;
+    Ok(())
+}
+
+fn step(what: &str, state: &str) {
+    println!("setup: {what}: {state}");
+}
+
+fn debian_packages() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    for package in DEBIAN_PACKAGES.iter().filter(|p| !missing.contains(p)) {
+        step(&format!("package {package}"), "present");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("setup: installing {} (apt-get)", missing.join(" "));
+    apt_get(&["update", "-q"])?;
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend(&missing);
+    apt_get(&install)?;
+    for package in &missing {
+        if !dpkg_installed(package) {
+            bail!("package {package} still not installed after apt-get install");
+        }
+        step(&format!("package {package}"), "installed");
+    }
+    Ok(())
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    cmd::output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_ok_and(|o| o.status.success() && o.stdout.ends_with(b" installed"))
+}
+
+fn apt_get(args: &[&str]) -> Result<()> {
+    // Non-interactive: CI has no stdin, and tshark's debconf question must not block.
+    cmd::run(
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .map(drop)
+}
+
+/// aya-build compiles monitor-ebpf with nightly's -Z build-std, which needs rust-src.
+fn rust_src() -> Result<()> {
+    let what = "rust-src (nightly)";
+    let listed = cmd::output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if !listed.status.success() {
+        cmd::run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))
+        .context("installing the nightly toolchain")?;
+        step(what, "installed (with the nightly toolchain)");
+        return Ok(());
+    }
+    let present = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"));
+    if present {
+        step(what, "present");
+    } else {
+        cmd::run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+        step(what, "installed");
+    }
+    Ok(())
+}
+
+fn bpf_linker() -> Result<()> {
+    let what = format!("bpf-linker {BPF_LINKER_VERSION}");
+    let current = cmd::output(Command::new("bpf-linker").arg("--version"))
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if current.as_deref() == Some(&*what) {
+        step(&what, "present");
+        return Ok(());
+    }
+    println!("setup: installing {what} (cargo install; takes a few minutes)");
+    cmd::run(Command::new("cargo").args([
+        "install",
+        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+    ]))?;
+    step(&what, "installed");
+    Ok(())
+}
+
+/// Pinned maps (kept across daemon restarts) need bpffs at /sys/fs/bpf; some machines do
+/// not mount it at boot.
+fn bpffs() -> Result<()> {
+    let what = format!("bpffs at {BPFFS}");
+    let mounts = std::fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+    let mounted = mounts.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&BPFFS) && fields.get(2) == Some(&"bpf")
+    });
+    if mounted {
+        step(&what, "present");
+    } else {
+        cmd::run(Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]))?;
+        step(&what, "mounted");
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! The three-namespace testbed: a LAN host, a gateway doing real NAT (nftables masquerade
+//! with conntrack), and a WAN host standing in for a Webex media node.
+
+mod addrs;
+mod wiring;
+
+pub use addrs::*;
+
+use crate::{Netns, cmd};
+use anyhow::{Context as _, Result};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Guard over the three namespaces `<prefix>-lan`, `<prefix>-gw`, `<prefix>-wan`; dropping
+/// it kills whatever still runs in them and deletes them.
+#[derive(Debug)]
+pub struct Testbed {
+    pub lan: Netns,
+    pub gw: Netns,
+    pub wan: Netns,
+    prefix: String,
+}
+
+impl Testbed {
+    /// Builds the topology and returns once every link is up. The prefix is
+    /// `mtb<pid>x<n>`, unique per testbed of this process, so tests may run in parallel
+    /// and a crashed run's leftovers can be recognised ([`cleanup_stale`]).
+    pub fn new() -> Result<Testbed> {
+        let prefix = format!(
+            "{NETNS_PREFIX}{}x{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        // The guard exists before the first namespace does, so a failure half-way
+        // through still removes what was made.
+        let testbed = Testbed {
+            lan: Netns::new(format!("{prefix}-lan")),
+            gw: Netns::new(format!("{prefix}-gw")),
+            wan: Netns::new(format!("{prefix}-wan")),
+            prefix,
+        };
+        testbed
+            .build()
+            .with_context(|| format!("building testbed {}", testbed.prefix))?;
+        Ok(testbed)
+    }
+
+    fn build(&self) -> Result<()> {
+        for ns in self.namespaces() {
+            cmd::run(Command::new("ip").args(["netns", "add", ns.name()]))?;
+            wiring::prepare(ns)?;
+        }
+        wiring::veth(&self.lan, LAN_HOST_IF, &self.gw, GW_LAN_IF)?;
+        wiring::veth(&self.wan, WAN_HOST_IF, &self.gw, GW_WAN_IF)?;
+        wiring::lan_host(&self.lan)?;
+        wiring::gateway(&self.gw)?;
+        wiring::wan_host(&self.wan)?;
+        wiring::wait_ready(&[
+            (&self.lan, LAN_HOST_IF),
+            (&self.gw, GW_LAN_IF),
+            (&self.gw, GW_WAN_IF),
+            (&self.wan, WAN_HOST_IF),
+            (&self.lan, "lo"),
+            (&self.gw, "lo"),
+            (&self.wan, "lo"),
+        ])
+    }
+
+    /// `mtb<pid>x<n>`: the common prefix of the three namespace names.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// LAN host, gateway, WAN host.
+    pub fn namespaces(&self) -> [&Netns; 3] {
+        [&self.lan, &self.gw, &self.wan]
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for ns in self.namespaces() {
+            if ns.path().exists() {
+                remove_netns(ns.name());
+            }
+        }
+    }
+}
+
+/// Removes testbed namespaces left by processes that no longer run (a crashed or killed
+/// test run), killing anything still inside them. Namespaces of live processes are left
+/// alone. Returns the names removed.
+pub fn cleanup_stale() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(crate::netns::NETNS_RUN_DIR) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if crate::stale::is_stale(&name, NETNS_PREFIX, 'x') {
+            remove_netns(&name);
+            removed.push(name);
+        }
+    }
+    removed
+}
+
+/// Best effort, for Drop: kills the processes left in the namespace (only ever ones a
+/// test started there: the name is unique to its creator) so it really goes away, then
+/// deletes it. Failures are reported on stderr.
+fn remove_netns(name: &str) {
+    if let Ok(out) = cmd::run(Command::new("ip").args(["netns", "pids", name])) {
+        let own = std::process::id();
+        for pid in String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .filter(|&p| p != own)
+        {
+            eprintln!("warning: killing pid {pid} left in netns {name}");
+            // SAFETY: plain kill(2) on a pid read from `ip netns pids` just now.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+    if let Err(e) = cmd::run(Command::new("ip").args(["netns", "del", name])) {
+        eprintln!("warning: {e:#}");
+    }
+}

@@ -72,6 +72,17 @@ pub struct FlowStats {
     pub webex_side: u32,
     /// Reserved for later flags; zero today.
     pub flags: u32,
+    /// DSCP verification (issue: DSCP): packets whose mark matched / did not match the
+    /// class's expected mark, packets rewritten on egress, and a bitmask of every DSCP
+    /// value seen (bit n = DSCP n).
+    pub dscp_match: u64,
+    pub dscp_mismatch: u64,
+    pub dscp_rewritten: u64,
+    pub dscp_seen: u64,
+    /// TCP handshake RTT (SYN to SYN/ACK) in nanoseconds, 0 when not measured.
+    pub handshake_rtt_ns: u64,
+    /// Reserved so later counters do not change the map layout.
+    pub _reserved: [u64; 3],
 }
 
 impl FlowKey {
@@ -93,8 +104,8 @@ mod tests {
         // 16 + 16 + 4 + 2 + 2 + 1 + 1 + 1 + 1
         assert_eq!(size_of::<FlowKey>(), 44);
         assert_eq!(align_of::<FlowKey>(), 4);
-        // 5 * 8 + 4 * 4
-        assert_eq!(size_of::<FlowStats>(), 56);
+        // 5 * 8 + 4 * 4 + 8 * 8
+        assert_eq!(size_of::<FlowStats>(), 120);
     }
 
     #[test]

@@ -19,6 +19,13 @@ use crate::{
 
 const EEXIST: i32 = 17;
 
+/// The flow a packet was accounted to, for the per-class work after accounting.
+pub struct FlowRef {
+    pub stats: *mut FlowStats,
+    pub class: Class,
+    pub side: WebexSide,
+}
+
 /// What one packet adds to its flow. On TC egress a GSO super-packet stands for several
 /// wire packets.
 pub struct Delta {
@@ -26,7 +33,8 @@ pub struct Delta {
     pub bytes: u64,
 }
 
-/// Accounts `p`, seen on `ifindex` in `direction`, into the flow map.
+/// Accounts `p`, seen on `ifindex` in `direction`, into the flow map. Returns the flow
+/// when the packet belongs to a tracked one.
 #[inline(always)]
 pub fn account<C: EbpfContext>(
     ctx: &C,
@@ -35,7 +43,7 @@ pub fn account<C: EbpfContext>(
     ifindex: u32,
     direction: u8,
     delta: Delta,
-) {
+) -> Option<FlowRef> {
     let key = FlowKey {
         src_addr: p.src_addr,
         dst_addr: p.dst_addr,
@@ -53,8 +61,14 @@ pub fn account<C: EbpfContext>(
     // Established flow: the common case, no classification work.
     if let Some(stats) = FLOWS.get_ptr_mut(&key) {
         add(stats, &delta, fragments, now, p.dscp);
-        count_class(counters, unsafe { (*stats).class }, delta.packets);
-        return;
+        // SAFETY: a live map value; class and side are written once, at creation.
+        let (class, side) = unsafe { ((*stats).class, (*stats).webex_side) };
+        count_class(counters, class, delta.packets);
+        return Some(FlowRef {
+            stats,
+            class: Class::from_u32(class).unwrap_or(Class::OtherWebex),
+            side: WebexSide::from_u32(side),
+        });
     }
 
     let settings = SETTINGS.get(0).map(|s| s.flags).unwrap_or(0);
@@ -74,7 +88,7 @@ pub fn account<C: EbpfContext>(
         None => {
             if settings & SETTING_TRACK_ALL_FLOWS == 0 {
                 counters.not_webex_packets += delta.packets;
-                return;
+                return None;
             }
             (Class::NotWebex, WebexSide::Dst)
         }
@@ -89,21 +103,29 @@ pub fn account<C: EbpfContext>(
         class: class as u32,
         last_dscp: p.dscp as u32,
         webex_side: side as u32,
-        flags: 0,
+        dscp_seen: 1u64 << (p.dscp & 63),
+        ..FlowStats::default()
     };
+    count_class(counters, class as u32, delta.packets);
     match FLOWS.insert(&key, &stats, BPF_NOEXIST as u64) {
         Ok(()) => counters.flows_created += 1,
         // Another CPU created it first: add to theirs.
         Err(e) if e == -EEXIST => match FLOWS.get_ptr_mut(&key) {
             Some(existing) => add(existing, &delta, fragments, now, p.dscp),
-            None => counters.flow_insert_failed += 1,
+            None => {
+                counters.flow_insert_failed += 1;
+                return None;
+            }
         },
         Err(e) => {
             counters.flow_insert_failed += 1;
             warn!(ctx, "flow map insert failed: error {}", e);
+            return None;
         }
     }
-    count_class(counters, class as u32, delta.packets);
+    FLOWS
+        .get_ptr_mut(&key)
+        .map(|stats| FlowRef { stats, class, side })
 }
 
 #[inline(always)]
@@ -135,6 +157,7 @@ fn add(stats: *mut FlowStats, delta: &Delta, fragments: u64, now: u64, dscp: u8)
         }
         (*stats).last_seen_ns = now;
         (*stats).last_dscp = dscp as u32;
+        (*stats).dscp_seen |= 1u64 << (dscp & 63);
     }
 }
 

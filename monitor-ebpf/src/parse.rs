@@ -53,6 +53,16 @@ pub struct Parsed {
     pub dscp: u8,
     /// Any IP fragment (first or later).
     pub fragment: bool,
+    /// Offset of the IP header in the packet.
+    pub l3_offset: usize,
+    /// Offset of the transport header (0 for later fragments and unknown protocols).
+    pub l4_offset: usize,
+    /// Offset of the transport payload (0 when there is no transport header).
+    pub payload_offset: usize,
+    /// End of the IP datagram in the packet (the payload runs up to here).
+    pub ip_end: usize,
+    /// TCP flags byte (0 for other protocols).
+    pub tcp_flags: u8,
 }
 
 pub enum Outcome {
@@ -119,6 +129,11 @@ fn parse_ipv4(pkt: &Packet, l3: usize) -> Result<Parsed, MalformedReason> {
         header_len: ihl as u32,
         dscp: ip.tos >> 2,
         fragment: more_fragments || frag_offset != 0,
+        l3_offset: l3,
+        l4_offset: 0,
+        payload_offset: 0,
+        ip_end: l3 + total,
+        tcp_flags: 0,
     };
     // Later fragments carry no transport header.
     if frag_offset == 0 {
@@ -149,6 +164,11 @@ fn parse_ipv6(pkt: &Packet, l3: usize) -> Result<Parsed, MalformedReason> {
         header_len: Ipv6Hdr::LEN as u32,
         dscp: ((ip.vcf[0] & 0x0f) << 2) | (ip.vcf[1] >> 6),
         fragment: false,
+        l3_offset: l3,
+        l4_offset: 0,
+        payload_offset: 0,
+        ip_end: end,
+        tcp_flags: 0,
     };
 
     let mut next = ip.next_hdr;
@@ -214,6 +234,8 @@ fn parse_l4(pkt: &Packet, l4: usize, end: usize, p: &mut Parsed) -> Result<(), M
             p.src_port = u16::from_be_bytes(udp.src);
             p.dst_port = u16::from_be_bytes(udp.dst);
             p.header_len += UdpHdr::LEN as u32;
+            p.l4_offset = l4;
+            p.payload_offset = l4 + UdpHdr::LEN;
         }
         IPPROTO_TCP => {
             if l4 + TcpHdr::LEN > end {
@@ -227,6 +249,10 @@ fn parse_l4(pkt: &Packet, l4: usize, end: usize, p: &mut Parsed) -> Result<(), M
             p.src_port = u16::from_be_bytes(tcp.source);
             p.dst_port = u16::from_be_bytes(tcp.dest);
             p.header_len += doff as u32;
+            p.l4_offset = l4;
+            p.payload_offset = l4 + doff;
+            // Byte 13 of the TCP header: CWR ECE URG ACK PSH RST SYN FIN.
+            p.tcp_flags = pkt.read::<u8>(l4 + 13).unwrap_or(0);
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             if l4 + 4 > end {
@@ -236,6 +262,8 @@ fn parse_l4(pkt: &Packet, l4: usize, end: usize, p: &mut Parsed) -> Result<(), M
             p.src_port = icmp[0] as u16;
             p.dst_port = icmp[1] as u16;
             p.header_len += 8;
+            p.l4_offset = l4;
+            p.payload_offset = l4 + 4;
         }
         _ => {}
     }

@@ -9,10 +9,10 @@ use aya_ebpf::{
 use monitor_common::{Direction, GlobalCounters};
 
 use crate::{
-    account::{Delta, account},
+    account::{Delta, FlowRef, account},
     maps::COUNTERS,
     packet::Packet,
-    parse::{Outcome, parse},
+    parse::{Outcome, Parsed, parse},
 };
 
 /// Bytes of headers the TC program wants in the linear part of the skb.
@@ -25,7 +25,7 @@ pub fn monitor_xdp(ctx: XdpContext) -> u32 {
         end: ctx.data_end(),
     };
     let ifindex = ctx.ingress_ifindex() as u32;
-    process(&ctx, &pkt, ifindex, Direction::Ingress, 1);
+    let _ = process(&ctx, &pkt, ifindex, Direction::Ingress, 1);
     xdp_action::XDP_PASS
 }
 
@@ -50,11 +50,12 @@ fn try_monitor_tc(ctx: &TcContext) {
     };
     // SAFETY: the context pointer is valid for the program's run.
     let (ifindex, gso_segs) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).gso_segs) };
-    process(ctx, &pkt, ifindex, Direction::Egress, gso_segs);
+    let _ = process(ctx, &pkt, ifindex, Direction::Egress, gso_segs);
 }
 
 /// Parses and accounts one packet. `segments` is the GSO segment count (0 or 1 for an
-/// ordinary packet).
+/// ordinary packet). Returns the parsed packet and its flow when it belongs to a tracked
+/// flow, for the work that depends on the program (e.g. rewriting on egress).
 #[inline(always)]
 fn process<C: EbpfContext>(
     ctx: &C,
@@ -62,10 +63,8 @@ fn process<C: EbpfContext>(
     ifindex: u32,
     direction: Direction,
     segments: u32,
-) {
-    let Some(counters) = COUNTERS.get_ptr_mut(0) else {
-        return;
-    };
+) -> Option<(Parsed, FlowRef)> {
+    let counters = COUNTERS.get_ptr_mut(0)?;
     // SAFETY: per-CPU value, only this program on this CPU writes it.
     let counters: &mut GlobalCounters = unsafe { &mut *counters };
     counters.seen += 1;
@@ -74,10 +73,12 @@ fn process<C: EbpfContext>(
             if let Some(slot) = counters.malformed.get_mut(reason as usize) {
                 *slot += 1;
             }
+            None
         }
         Ok(Outcome::NotIp) => {
             counters.parsed += 1;
             counters.non_ip += 1;
+            None
         }
         Ok(Outcome::Ip(p)) => {
             counters.parsed += 1;
@@ -92,7 +93,7 @@ fn process<C: EbpfContext>(
             let segments = if segments > 1 { segments as u64 } else { 1 };
             // A GSO super-packet carries one set of headers for `segments` wire packets.
             let bytes = p.ip_len as u64 + (segments - 1) * p.header_len as u64;
-            account(
+            let flow = account(
                 ctx,
                 counters,
                 &p,
@@ -102,7 +103,8 @@ fn process<C: EbpfContext>(
                     packets: segments,
                     bytes,
                 },
-            );
+            )?;
+            Some((p, flow))
         }
     }
 }

@@ -33,7 +33,7 @@ pub fn run() -> Result<()> {
         );
     }
     debian_packages()?;
-    rust_src()?;
+    nightly_components()?;
     bpf_linker()?;
     bpffs()?;
     Ok(())
@@ -84,9 +84,11 @@ fn apt_get(args: &[&str]) -> Result<()> {
     .map(drop)
 }
 
-/// aya-build compiles monitor-ebpf with nightly's -Z build-std, which needs rust-src.
-fn rust_src() -> Result<()> {
-    let what = "rust-src (nightly)";
+/// aya-build compiles monitor-ebpf with nightly's -Z build-std, which needs rust-src;
+/// `cargo xtask test` lints the eBPF crate for the BPF target with nightly's clippy.
+const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "clippy"];
+
+fn nightly_components() -> Result<()> {
     let listed = cmd::output(Command::new("rustup").args([
         "component",
         "list",
@@ -95,33 +97,30 @@ fn rust_src() -> Result<()> {
         "--installed",
     ]))?;
     if !listed.status.success() {
-        cmd::run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src",
-        ]))
-        .context("installing the nightly toolchain")?;
-        step(what, "installed (with the nightly toolchain)");
+        let mut install = Command::new("rustup");
+        install.args(["toolchain", "install", "nightly", "--profile", "minimal"]);
+        for c in NIGHTLY_COMPONENTS {
+            install.args(["--component", c]);
+        }
+        cmd::run(&mut install).context("installing the nightly toolchain")?;
+        step("nightly toolchain", "installed (with rust-src and clippy)");
         return Ok(());
     }
-    let present = String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .any(|l| l.starts_with("rust-src"));
-    if present {
-        step(what, "present");
-    } else {
-        cmd::run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
-        step(what, "installed");
+    let installed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    for component in NIGHTLY_COMPONENTS {
+        let what = format!("{component} (nightly)");
+        if installed.lines().any(|l| l.starts_with(component)) {
+            step(&what, "present");
+        } else {
+            cmd::run(Command::new("rustup").args([
+                "component",
+                "add",
+                component,
+                "--toolchain",
+                "nightly",
+            ]))?;
+            step(&what, "installed");
+        }
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ pub fn run(cargo_test_args: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ])?;
+    bpf_clippy()?;
     let mut test = vec!["test", "--workspace"];
     test.extend(cargo_test_args.iter().map(String::as_str));
     cargo_step(&test)?;
@@ -34,6 +35,42 @@ fn remove_leftovers() {
     for path in PinDir::cleanup_stale() {
         println!("removed {}", path.display());
     }
+}
+
+/// Lints the kernel programs as they are really built: for the BPF target, with the
+/// nightly toolchain aya-build uses (on the host the crate is only a stub).
+fn bpf_clippy() -> Result<()> {
+    let target_dir = workspace_dir().join("target").join("bpf-clippy");
+    let args = [
+        "run",
+        "nightly",
+        "cargo",
+        "clippy",
+        "--package",
+        "monitor-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--target-dir",
+    ];
+    let mut command = Command::new("rustup");
+    command
+        .args(args)
+        .arg(&target_dir)
+        .args(["--", "-D", "warnings"])
+        .current_dir(workspace_dir())
+        // The outer cargo's toolchain variables would pin the inner cargo to stable.
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .env_remove("RUSTC");
+    println!("==> cargo +nightly clippy --package monitor-ebpf --target bpfel-unknown-none");
+    let status = command.status()?;
+    if !status.success() {
+        bail!("step `clippy of monitor-ebpf for the BPF target` failed ({status})");
+    }
+    Ok(())
 }
 
 fn cargo_step(args: &[&str]) -> Result<()> {

@@ -1,6 +1,7 @@
 //! The `monitor` daemon and CLI: loads and attaches the kernel programs, polls their
 //! maps, and serves status.
 
+pub mod anomaly;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -66,6 +66,7 @@ pub fn build(info: &StaticInfo, snap: &Snapshot, now_mono_ns: u64) -> StatusRepo
         maps: snap.maps.clone(),
         counters: counters(&snap.counters),
         flows,
+        anomalies: Vec::new(),
     }
 }
 

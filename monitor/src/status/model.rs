@@ -17,6 +17,9 @@ pub struct StatusReport {
     pub counters: Counters,
     /// Tracked flows, busiest first.
     pub flows: Vec<FlowStatus>,
+    /// Open anomalies (most severe first), then those cleared in the last 15 minutes.
+    #[serde(default)]
+    pub anomalies: Vec<crate::anomaly::Anomaly>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

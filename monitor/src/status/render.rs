@@ -452,11 +452,11 @@ pub(crate) mod tests {
             },
             flows: vec![
                 FlowStatus {
-                    src_addr: "192.168.1.20".into(),
+                    src_addr: "192.0.2.20".into(),
                     src_port: 52004,
                     dst_addr: "203.0.113.5".into(),
                     dst_port: 5004,
-                    inner_addr: "192.168.1.20".into(),
+                    inner_addr: "192.0.2.20".into(),
                     inner_port: 52004,
                     peer_addr: "203.0.113.5".into(),
                     peer_port: 5004,
@@ -495,6 +495,7 @@ pub(crate) mod tests {
                     ..flow("eth0", "egress", false)
                 },
             ],
+            anomalies: Vec::new(),
         }
     }
 
@@ -529,7 +530,7 @@ COUNTERS
 
 FLOWS (3 of 3, busiest first)
   IFACE        DIR      PROTO  INNER                   WEBEX PEER          CLASS           PACKETS   BYTES     AGE  IDLE
-  lan-bridge0  ingress  udp    192.168.1.20:52004      203.0.113.5:5004    media             98765  1.2 MB  5m 25s  0.0s
+  lan-bridge0  ingress  udp    192.0.2.20:52004        203.0.113.5:5004    media             98765  1.2 MB  5m 25s  0.0s
   eth0         ingress  tcp    [2001:db8:1::20]:40000  [2001:db8::5]:5061  sip_signalling      120   999 B  1d 01h   12s
   eth0         egress   icmp   198.51.100.1            203.0.113.5         other_webex           1    84 B    3.0s  3.0s
 ";
@@ -578,7 +579,7 @@ FLOWS (3 of 3, busiest first)
         let text = render(&report, false);
         assert!(text.contains("\nFLOWS (25 of 32, busiest first)\n"));
         assert!(text.ends_with("\n  ... and 7 more (monitor status --json lists them all)\n"));
-        assert_eq!(text.matches("192.168.1.20:52004").count(), MAX_FLOWS_SHOWN);
+        assert_eq!(text.matches("192.0.2.20:52004").count(), MAX_FLOWS_SHOWN);
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub fn build(info: &StaticInfo, snap: &Snapshot, now_mono_ns: u64) -> StatusRepo
             poll_interval_ms: info.poll_interval_ms,
             snapshot_age_ms: now_mono_ns.saturating_sub(snap.taken_mono_ns) / 1_000_000,
             adopted_pinned_maps: info.adopted_pinned_maps,
+            last_poll_ms: snap.took_ns as f64 / 1e6,
         },
         interfaces: info.interfaces.clone(),
         maps: snap.maps.clone(),

@@ -2,6 +2,7 @@
 //! attaching, and reading the maps.
 
 pub mod attach;
+pub mod batch;
 pub mod loader;
 pub mod object;
 pub mod pins;

@@ -6,7 +6,9 @@ use aya::{
 };
 use monitor_common::{FlowKey, FlowStats, GlobalCounters, map_names};
 
-use super::KernelError;
+use std::os::fd::AsFd as _;
+
+use super::{KernelError, batch};
 use crate::status::model::MapFill;
 
 /// A copy of the kernel state at one moment.
@@ -17,6 +19,8 @@ pub struct Snapshot {
     pub counters: GlobalCounters,
     pub flows: Vec<(FlowKey, FlowStats)>,
     pub maps: Vec<MapFill>,
+    /// How long reading the maps took.
+    pub took_ns: u64,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds, the clock `bpf_ktime_get_ns` reads.
@@ -31,6 +35,7 @@ pub fn monotonic_ns() -> u64 {
 }
 
 pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
+    let started = monotonic_ns();
     let map = |name: &'static str| ebpf.map(name).ok_or(KernelError::Missing(name));
     let err = |map| move |source| KernelError::Map { map, source };
 
@@ -44,15 +49,7 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
     let flows_map: HashMap<&MapData, FlowKey, FlowStats> =
         HashMap::try_from(map(map_names::FLOWS)?).map_err(err(map_names::FLOWS))?;
     let taken_mono_ns = monotonic_ns();
-    let mut flows = Vec::new();
-    for entry in flows_map.iter() {
-        match entry {
-            Ok(kv) => flows.push(kv),
-            // A flow evicted between listing and reading its value: skip it.
-            Err(aya::maps::MapError::KeyNotFound) => {}
-            Err(e) => return Err(err(map_names::FLOWS)(e)),
-        }
-    }
+    let flows = read_flows(&flows_map)?;
 
     let mut maps = vec![MapFill {
         name: map_names::FLOWS.to_string(),
@@ -84,7 +81,42 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
         counters,
         flows,
         maps,
+        took_ns: monotonic_ns().saturating_sub(started),
     })
+}
+
+/// The flow map in batches, or key by key where the kernel lacks batch lookups.
+fn read_flows(
+    flows_map: &HashMap<&MapData, FlowKey, FlowStats>,
+) -> Result<Vec<(FlowKey, FlowStats)>, KernelError> {
+    match batch::lookup_all(flows_map.map().fd().as_fd()) {
+        Ok(Some(flows)) => return Ok(flows),
+        Ok(None) => {}
+        Err(e) => {
+            return Err(KernelError::Map {
+                map: map_names::FLOWS,
+                source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                    call: "bpf_map_lookup_batch",
+                    io_error: e,
+                }),
+            });
+        }
+    }
+    let mut flows = Vec::new();
+    for entry in flows_map.iter() {
+        match entry {
+            Ok(kv) => flows.push(kv),
+            // A flow evicted between listing and reading its value: skip it.
+            Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => {
+                return Err(KernelError::Map {
+                    map: map_names::FLOWS,
+                    source: e,
+                });
+            }
+        }
+    }
+    Ok(flows)
 }
 
 fn max_entries(map: &MapData) -> u64 {

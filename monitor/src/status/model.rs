@@ -36,6 +36,9 @@ pub struct DaemonInfo {
     pub snapshot_age_ms: u64,
     /// True when this process found pinned maps from an earlier run and continued them.
     pub adopted_pinned_maps: bool,
+    /// How long the last poll of the maps took, in milliseconds.
+    #[serde(default)]
+    pub last_poll_ms: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -407,6 +407,7 @@ pub(crate) mod tests {
                 poll_interval_ms: 1000,
                 snapshot_age_ms: 420,
                 adopted_pinned_maps: true,
+                last_poll_ms: 1.5,
             },
             interfaces: vec![
                 InterfaceStatus {

@@ -28,7 +28,7 @@ pub fn config(pin: &Path, extra_daemon: &str, extra_webex: &str) -> ValidatedCon
 [daemon]
 pin_path = "{}"
 status_socket = "/nonexistent/monitor-test.sock"
-flow_table_size = 1024
+{table}
 {extra_daemon}
 
 [[interfaces]]
@@ -40,7 +40,12 @@ use_default_prefixes = false
 prefixes = ["203.0.113.0/24", "2001:db8:ff::/48"]
 {extra_webex}
 "#,
-        pin.display()
+        pin.display(),
+        table = if extra_daemon.contains("flow_table_size") {
+            ""
+        } else {
+            "flow_table_size = 1024"
+        },
     );
     config::parse_and_validate(&text, Path::new("test.toml"), &|_| Some(1))
         .unwrap_or_else(|e| panic!("test config invalid: {e}"))
@@ -59,7 +64,11 @@ impl Kernel {
     }
 
     pub fn load_with(extra_daemon: &str, extra_webex: &str) -> Kernel {
-        let pin = PinDir::new();
+        Self::load_in(PinDir::new(), extra_daemon, extra_webex)
+    }
+
+    /// Loads with the maps pinned in `pin` (existing pins there are re-adopted).
+    pub fn load_in(pin: PinDir, extra_daemon: &str, extra_webex: &str) -> Kernel {
         let cfg = config(pin.path(), extra_daemon, extra_webex);
         let mut ebpf = loader::load(&cfg)
             .unwrap_or_else(|e| panic!("loading the object: {e}"))

@@ -99,7 +99,11 @@ pub struct GlobalCounters {
     pub flow_insert_failed: u64,
     /// Flows created.
     pub flows_created: u64,
-    pub _reserved: [u64; 6],
+    /// DNS responses and TLS ClientHellos copied to the daemon for learning peers.
+    pub learn_samples: u64,
+    /// Samples lost because the ring buffer was full (the daemon fell behind).
+    pub learn_sample_drops: u64,
+    pub _reserved: [u64; 4],
     /// Indexed by [`MalformedReason`].
     pub malformed: [u64; MALFORMED_SLOTS],
 }
@@ -117,6 +121,8 @@ impl GlobalCounters {
         self.not_webex_packets += other.not_webex_packets;
         self.flow_insert_failed += other.flow_insert_failed;
         self.flows_created += other.flows_created;
+        self.learn_samples += other.learn_samples;
+        self.learn_sample_drops += other.learn_sample_drops;
         for (a, b) in self.malformed.iter_mut().zip(other.malformed.iter()) {
             *a += *b;
         }
@@ -133,7 +139,10 @@ mod tests {
 
     #[test]
     fn layout() {
-        assert_eq!(core::mem::size_of::<GlobalCounters>(), (10 + 6 + 16) * 8);
+        assert_eq!(
+            core::mem::size_of::<GlobalCounters>(),
+            (10 + 2 + 4 + 16) * 8
+        );
     }
 
     #[test]
@@ -157,12 +166,15 @@ mod tests {
         let mut b = GlobalCounters {
             seen: 2,
             flows_created: 3,
+            learn_samples: 5,
+            learn_sample_drops: 6,
             ..Default::default()
         };
         b.malformed[MalformedReason::L4Truncated as usize] = 4;
         a.accumulate(&b);
         assert_eq!(a.seen, 3);
         assert_eq!(a.flows_created, 3);
+        assert_eq!((a.learn_samples, a.learn_sample_drops), (5, 6));
         assert_eq!(a.malformed_total(), 4);
     }
 }

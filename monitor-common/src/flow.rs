@@ -81,8 +81,14 @@ pub struct FlowStats {
     pub dscp_seen: u64,
     /// TCP handshake RTT (SYN to SYN/ACK) in nanoseconds, 0 when not measured.
     pub handshake_rtt_ns: u64,
-    /// Reserved so later counters do not change the map layout.
-    pub _reserved: [u64; 3],
+    /// ICMP destination-unreachable (ICMPv6 type 1) messages answering this flow,
+    /// matched by the IP and transport header the error quotes (issue: failure detectors).
+    /// Fragmentation-needed is counted in `icmp_frag_needed` instead.
+    pub icmp_unreachable: u64,
+    /// ICMP fragmentation-needed (type 3 code 4) and ICMPv6 Packet Too Big answering it.
+    pub icmp_frag_needed: u64,
+    /// Packets whose IP length exceeds the configured path MTU (`Settings::path_mtu`).
+    pub oversize: u64,
 }
 
 impl FlowKey {

@@ -8,8 +8,11 @@
 
 pub mod class;
 pub mod counters;
+pub mod dscp;
 pub mod flow;
+pub mod learn;
 pub mod ports;
+pub mod rtp;
 pub mod settings;
 
 pub use class::{Class, WebexSide, classify};
@@ -26,14 +29,45 @@ pub mod map_names {
     pub const WEBEX_V6: &str = "WEBEX_V6";
     pub const PORT_CLASS: &str = "PORT_CLASS";
     pub const SETTINGS: &str = "SETTINGS";
+    /// DSCP modes and expected marks per interface (`dscp::Policy` by ifindex).
+    pub const DSCP_POLICY: &str = "DSCP_POLICY";
+    /// RTP streams (`rtp::RtpStreamKey` -> `rtp::RtpStreamState`).
+    pub const RTP_STREAMS: &str = "RTP_STREAMS";
+    /// STUN binding requests waiting for a response.
+    pub const STUN_PENDING: &str = "STUN_PENDING";
+    /// STUN RTT per flow of the requests.
+    pub const MEDIA_RTT: &str = "MEDIA_RTT";
+    /// Media demultiplexing counters, per CPU.
+    pub const MEDIA_COUNTERS: &str = "MEDIA_COUNTERS";
+    /// Samples for learning peers by name (ring buffer; not pinned: it holds nothing
+    /// between reads).
+    pub const LEARN_SAMPLES: &str = "LEARN_SAMPLES";
+    /// The daemon's persistent learning state (`learn::STATE_*` indices, u64 values).
+    pub const LEARN_STATE: &str = "LEARN_STATE";
     /// Every pinned map, for checks and clean-up.
-    pub const ALL: [&str; 6] = [FLOWS, COUNTERS, WEBEX_V4, WEBEX_V6, PORT_CLASS, SETTINGS];
+    pub const ALL: [&str; 12] = [
+        FLOWS,
+        COUNTERS,
+        WEBEX_V4,
+        WEBEX_V6,
+        PORT_CLASS,
+        SETTINGS,
+        DSCP_POLICY,
+        RTP_STREAMS,
+        STUN_PENDING,
+        MEDIA_RTT,
+        MEDIA_COUNTERS,
+        LEARN_STATE,
+    ];
 }
 
 /// Names of the kernel programs in the object.
 pub mod program_names {
     pub const XDP: &str = "monitor_xdp";
     pub const TC: &str = "monitor_tc";
+    /// Programs that only pass: the benchmark's floor. Never attached.
+    pub const FLOOR_XDP: &str = "bench_floor_xdp";
+    pub const FLOOR_TC: &str = "bench_floor_tc";
 }
 
 #[cfg(feature = "user")]
@@ -44,4 +78,12 @@ mod pod {
     unsafe impl aya::Pod for crate::FlowStats {}
     unsafe impl aya::Pod for crate::GlobalCounters {}
     unsafe impl aya::Pod for crate::Settings {}
+    unsafe impl aya::Pod for crate::dscp::Policy {}
+    unsafe impl aya::Pod for crate::rtp::RtpStreamKey {}
+    unsafe impl aya::Pod for crate::rtp::RtpStreamState {}
+    unsafe impl aya::Pod for crate::rtp::StunTxKey {}
+    unsafe impl aya::Pod for crate::rtp::StunPending {}
+    unsafe impl aya::Pod for crate::rtp::RttStats {}
+    unsafe impl aya::Pod for crate::rtp::MediaCounters {}
+    unsafe impl aya::Pod for crate::learn::LearnSample {}
 }

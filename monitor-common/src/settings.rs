@@ -10,7 +10,10 @@ pub const SETTING_DEDICATED_PORT_RANGES: u32 = 1 << 1;
 pub struct Settings {
     /// `SETTING_*` bits.
     pub flags: u32,
-    pub _reserved: [u32; 15],
+    /// Path MTU in bytes: Webex packets with a longer IP datagram count as
+    /// `FlowStats::oversize`. 0 turns the count off.
+    pub path_mtu: u32,
+    pub _reserved: [u32; 14],
 }
 
 impl Settings {

@@ -13,7 +13,7 @@ use monitor_common::{
 };
 
 use crate::{
-    maps::{FLOWS, PORT_CLASS, SETTINGS, WEBEX_V4, WEBEX_V6},
+    maps::{FLOWS, NEW_FLOW, PORT_CLASS, SETTINGS, WEBEX_V4, WEBEX_V6},
     parse::Parsed,
 };
 
@@ -23,7 +23,6 @@ const EEXIST: i32 = 17;
 pub struct FlowRef {
     pub stats: *mut FlowStats,
     pub class: Class,
-    pub side: WebexSide,
 }
 
 /// What one packet adds to its flow. On TC egress a GSO super-packet stands for several
@@ -61,13 +60,12 @@ pub fn account<C: EbpfContext>(
     // Established flow: the common case, no classification work.
     if let Some(stats) = FLOWS.get_ptr_mut(&key) {
         add(stats, &delta, fragments, now, p.dscp);
-        // SAFETY: a live map value; class and side are written once, at creation.
-        let (class, side) = unsafe { ((*stats).class, (*stats).webex_side) };
+        // SAFETY: a live map value; the class is written once, at creation.
+        let class = unsafe { (*stats).class };
         count_class(counters, class, delta.packets);
         return Some(FlowRef {
             stats,
             class: Class::from_u32(class).unwrap_or(Class::OtherWebex),
-            side: WebexSide::from_u32(side),
         });
     }
 
@@ -94,7 +92,14 @@ pub fn account<C: EbpfContext>(
         }
     };
 
-    let stats = FlowStats {
+    // The new flow's value is built in a per-CPU scratch slot, not on the 512-byte stack.
+    let Some(stats) = NEW_FLOW.get_ptr_mut(0) else {
+        counters.flow_insert_failed += 1;
+        return None;
+    };
+    // SAFETY: this CPU's scratch slot; nothing else runs on it until we return.
+    let stats = unsafe { &mut *stats };
+    *stats = FlowStats {
         packets: delta.packets,
         bytes: delta.bytes,
         first_seen_ns: now,
@@ -107,7 +112,7 @@ pub fn account<C: EbpfContext>(
         ..FlowStats::default()
     };
     count_class(counters, class as u32, delta.packets);
-    match FLOWS.insert(&key, &stats, BPF_NOEXIST as u64) {
+    match FLOWS.insert(&key, &*stats, BPF_NOEXIST as u64) {
         Ok(()) => counters.flows_created += 1,
         // Another CPU created it first: add to theirs.
         Err(e) if e == -EEXIST => match FLOWS.get_ptr_mut(&key) {
@@ -125,7 +130,7 @@ pub fn account<C: EbpfContext>(
     }
     FLOWS
         .get_ptr_mut(&key)
-        .map(|stats| FlowRef { stats, class, side })
+        .map(|stats| FlowRef { stats, class })
 }
 
 #[inline(always)]

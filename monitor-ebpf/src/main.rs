@@ -13,6 +13,12 @@
 #[cfg(target_arch = "bpf")]
 mod account;
 #[cfg(target_arch = "bpf")]
+mod dscp;
+#[cfg(target_arch = "bpf")]
+mod failure;
+#[cfg(target_arch = "bpf")]
+mod floor;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod packet;
@@ -20,6 +26,10 @@ mod packet;
 mod parse;
 #[cfg(target_arch = "bpf")]
 mod programs;
+#[cfg(target_arch = "bpf")]
+mod quality;
+#[cfg(target_arch = "bpf")]
+mod sample;
 
 // On the host this crate is only a stub, so `cargo build --workspace` works.
 #[cfg(not(target_arch = "bpf"))]

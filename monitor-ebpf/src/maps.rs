@@ -12,6 +12,11 @@ use monitor_common::{FlowKey, FlowStats, GlobalCounters, Settings, ports};
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowStats> = LruHashMap::pinned(65536, 0);
 
+/// Scratch space where a new flow's value is built (too large for the BPF stack next to
+/// everything else). Not pinned: it holds nothing between packets.
+#[map]
+pub static NEW_FLOW: PerCpuArray<FlowStats> = PerCpuArray::with_max_entries(1, 0);
+
 /// Global counters, one [`GlobalCounters`] per CPU at index 0.
 #[map]
 pub static COUNTERS: PerCpuArray<GlobalCounters> = PerCpuArray::pinned(1, 0);
@@ -31,3 +36,19 @@ pub static PORT_CLASS: Array<u8> = Array::pinned(ports::TABLE_ENTRIES, 0);
 /// Run-time settings at index 0.
 #[map]
 pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
+
+/// DSCP modes and expected marks of each monitored interface, by ifindex.
+#[map]
+pub static DSCP_POLICY: aya_ebpf::maps::HashMap<u32, monitor_common::dscp::Policy> =
+    aya_ebpf::maps::HashMap::pinned(crate::dscp::MAX_INTERFACES, 0);
+
+/// DNS responses and TLS ClientHellos for the daemon to learn Webex peers from
+/// (`learn::LearnSample`). Not pinned: a sample is only useful to the daemon reading now.
+#[map]
+pub static LEARN_SAMPLES: aya_ebpf::maps::RingBuf =
+    aya_ebpf::maps::RingBuf::with_byte_size(monitor_common::learn::RING_BYTES, 0);
+
+/// The daemon's persistent learning state (`learn::STATE_*`). The kernel never touches
+/// it; it lives here so it is pinned with the other maps.
+#[map]
+pub static LEARN_STATE: Array<u64> = Array::pinned(monitor_common::learn::STATE_ENTRIES, 0);

@@ -70,8 +70,11 @@ pub enum Outcome {
     NotIp,
 }
 
+/// Parses the headers in `pkt`. `wire_len` is the whole packet's length from the frame
+/// start: on TC it can exceed the linear bytes (a GSO super-packet or any skb with paged
+/// data), and the IP length fields are checked against it, not against the linear part.
 #[inline(always)]
-pub fn parse(pkt: &Packet) -> Result<Outcome, MalformedReason> {
+pub fn parse(pkt: &Packet, wire_len: usize) -> Result<Outcome, MalformedReason> {
     let eth: EthHdr = pkt.read(0).ok_or(MalformedReason::EthTruncated)?;
     let mut ether_type = u16::from_be(eth.ether_type);
     let mut offset = EthHdr::LEN;
@@ -89,14 +92,14 @@ pub fn parse(pkt: &Packet) -> Result<Outcome, MalformedReason> {
     }
 
     match ether_type {
-        ETH_P_IP => parse_ipv4(pkt, offset).map(Outcome::Ip),
-        ETH_P_IPV6 => parse_ipv6(pkt, offset).map(Outcome::Ip),
+        ETH_P_IP => parse_ipv4(pkt, offset, wire_len).map(Outcome::Ip),
+        ETH_P_IPV6 => parse_ipv6(pkt, offset, wire_len).map(Outcome::Ip),
         _ => Ok(Outcome::NotIp),
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(pkt: &Packet, l3: usize) -> Result<Parsed, MalformedReason> {
+fn parse_ipv4(pkt: &Packet, l3: usize, wire_len: usize) -> Result<Parsed, MalformedReason> {
     let ip: Ipv4Hdr = pkt.read(l3).ok_or(MalformedReason::Ipv4Truncated)?;
     if ip.vihl >> 4 != 4 {
         return Err(MalformedReason::BadIpVersion);
@@ -111,7 +114,7 @@ fn parse_ipv4(pkt: &Packet, l3: usize) -> Result<Parsed, MalformedReason> {
     }
     let total = u16::from_be_bytes(ip.tot_len) as usize;
     // Frames may carry Ethernet padding after the datagram, never less than it.
-    if total < ihl || l3 + total > pkt.len() {
+    if total < ihl || l3 + total > wire_len {
         return Err(MalformedReason::Ipv4BadTotalLength);
     }
     let frags = u16::from_be_bytes(ip.frags);
@@ -143,14 +146,14 @@ fn parse_ipv4(pkt: &Packet, l3: usize) -> Result<Parsed, MalformedReason> {
 }
 
 #[inline(always)]
-fn parse_ipv6(pkt: &Packet, l3: usize) -> Result<Parsed, MalformedReason> {
+fn parse_ipv6(pkt: &Packet, l3: usize, wire_len: usize) -> Result<Parsed, MalformedReason> {
     let ip: Ipv6Hdr = pkt.read(l3).ok_or(MalformedReason::Ipv6Truncated)?;
     if ip.vcf[0] >> 4 != 6 {
         return Err(MalformedReason::BadIpVersion);
     }
     let payload = u16::from_be_bytes(ip.payload_len) as usize;
     let end = l3 + Ipv6Hdr::LEN + payload;
-    if end > pkt.len() {
+    if end > wire_len {
         return Err(MalformedReason::Ipv6BadPayloadLength);
     }
     let mut parsed = Parsed {

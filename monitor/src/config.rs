@@ -2,11 +2,18 @@
 //! default, and its validation. A config is validated whole before the daemon touches
 //! the kernel; a bad one is reported as one line naming the file, the field and the fix.
 
+pub mod detect;
+pub mod dscp;
+pub mod export;
+pub mod learn;
+pub mod mtu;
 mod ports;
 mod prefix;
+pub mod quality;
 #[cfg(test)]
 mod tests;
 
+pub use dscp::{DscpConfig, DscpMode};
 pub use ports::{PortRange, PortRangeError};
 pub use prefix::{DEFAULT_WEBEX_PREFIXES, Prefix, PrefixError};
 
@@ -23,7 +30,7 @@ pub const DEFAULT_STATUS_SOCKET: &str = "/run/monitor/monitor.sock";
 /// Valid `daemon.poll_interval_ms` values.
 pub const POLL_INTERVAL_MS: RangeInclusive<u64> = 50..=60_000;
 /// Valid `daemon.flow_table_size` values.
-pub const FLOW_TABLE_SIZE: RangeInclusive<u32> = 1024..=16_777_216;
+pub const FLOW_TABLE_SIZE: RangeInclusive<u32> = 256..=16_777_216;
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -41,6 +48,24 @@ pub struct Config {
     /// `[ports]`: the port rules that give a Webex flow its class.
     #[serde(default)]
     pub ports: PortsConfig,
+    /// `[dscp]`: the mark each class should carry (see `config/dscp.rs`).
+    #[serde(default)]
+    pub dscp: DscpConfig,
+    /// `[export]`: OTLP export and the Prometheus endpoint (see `config/export.rs`).
+    #[serde(default)]
+    pub export: export::ExportConfig,
+    /// `[quality]`: call-quality thresholds (see `config/quality.rs`).
+    #[serde(default)]
+    pub quality: quality::QualityConfig,
+    /// `[learn]`: learning Webex peers from DNS answers and TLS SNI (see `config/learn.rs`).
+    #[serde(default)]
+    pub learn: learn::LearnConfig,
+    /// `[mtu]`: the path MTU packets are judged by (see `config/mtu.rs`).
+    #[serde(default)]
+    pub mtu: mtu::MtuConfig,
+    /// `[detect]`: failure-detector thresholds (see `config/detect.rs`).
+    #[serde(default)]
+    pub detect: detect::DetectConfig,
 }
 
 /// `[daemon]`
@@ -55,7 +80,7 @@ pub struct DaemonConfig {
     pub status_socket: PathBuf,
     /// How often the maps are read, in milliseconds. Default 1000; 50 to 60000.
     pub poll_interval_ms: u64,
-    /// Maximum entries of the LRU flow map. Default 65536; 1024 to 16777216.
+    /// Maximum entries of the LRU flow map. Default 65536; 256 to 16777216.
     pub flow_table_size: u32,
     /// Also keep non-Webex flows in the flow map (costs map space). Default false.
     pub track_all_flows: bool,
@@ -84,6 +109,13 @@ pub struct InterfaceConfig {
     /// How XDP is attached on ingress. Default `auto`.
     #[serde(default)]
     pub xdp_mode: XdpMode,
+    /// DSCP of Webex packets arriving here: `off` or `verify`. Default `verify`.
+    #[serde(default)]
+    pub dscp_ingress: DscpMode,
+    /// DSCP of Webex packets leaving here: `off`, `verify` or `rewrite` (set the
+    /// class's mark). Default `verify`.
+    #[serde(default)]
+    pub dscp_egress: DscpMode,
 }
 
 /// Which side of the site an interface faces.
@@ -166,6 +198,9 @@ pub struct PortsConfig {
     pub dns: Vec<PortRange>,
     /// NTP. Default 123.
     pub ntp_udp: Vec<PortRange>,
+    /// Plain SIP over UDP (e.g. 5060), signalling like `sip_tcp`. Default none: Webex
+    /// Calling signals over TLS; list it where devices or a Local Gateway use SIP/UDP.
+    pub sip_udp: Vec<PortRange>,
 }
 
 impl Default for PortsConfig {
@@ -182,6 +217,7 @@ impl Default for PortsConfig {
             https_tcp: singles(&[443]),
             dns: singles(&[53]),
             ntp_udp: singles(&[123]),
+            sip_udp: Vec::new(),
         }
     }
 }
@@ -311,6 +347,13 @@ pub fn parse_and_validate(
     prefixes.retain(|p| seen.insert(*p));
 
     let port_table = ports::build_table(&config.ports).map_err(|c| invalid(c.field, c.problem))?;
+    dscp::validate(&config).map_err(|p| invalid(p.field, p.problem))?;
+    quality::validate(&config.quality).map_err(|p| invalid(p.field.to_string(), p.problem))?;
+    learn::validate(&config.learn).map_err(|p| invalid(p.field, p.problem))?;
+    mtu::validate(&config.mtu).map_err(|p| invalid(p.field.to_string(), p.problem))?;
+    detect::validate(&config.detect).map_err(|p| invalid(p.field.to_string(), p.problem))?;
+    export::resolve(&config.export, &|name| std::env::var(name).ok())
+        .map_err(|p| invalid(p.field, p.problem))?;
 
     Ok(ValidatedConfig {
         config,

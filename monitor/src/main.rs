@@ -15,6 +15,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     Run(cli::run::RunArgs),
+    Check(cli::check::CheckArgs),
     Status(cli::status::StatusArgs),
 }
 
@@ -35,6 +36,7 @@ fn main() {
     };
     let code = match cli.command {
         Command::Run(args) => cli::run::execute(args),
+        Command::Check(args) => cli::check::execute(args),
         Command::Status(args) => cli::status::execute(args),
     };
     std::process::exit(code);

@@ -1,6 +1,9 @@
 //! `cargo xtask <task>`: the project's developer and CI tasks.
 
+mod bench;
 mod demo;
+mod fuzz;
+mod kernel_matrix;
 mod setup;
 mod test;
 
@@ -32,6 +35,70 @@ enum Task {
     /// Build the daemon, start it on a namespace testbed gateway, place a short Webex-like
     /// call through the NAT, show `monitor status`, and tear everything down.
     Demo,
+    /// Fuzz the kernel programs through BPF_PROG_TEST_RUN for longer than the test suite
+    /// does (random and mutated frames; every verdict must be pass, counters consistent).
+    Fuzz {
+        /// Frames to run.
+        #[arg(long, default_value_t = 20_000_000)]
+        frames: u64,
+        /// Seed (default: from the clock; printed so a failure can be reproduced).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Measure kernel cost per packet, live throughput and the daemon at scale, and write
+    /// BENCHMARKS.md (not a test: it reports numbers and never fails on them).
+    Bench {
+        /// Small sizes, for a quick look (not for the record).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Send one RTP impairment profile with known ground truth (clean, random loss, burst
+    /// loss, reordering, duplicates, wrap, send jitter): run it in the namespace that
+    /// owns --from (documentation addresses only); prints the truth per SSRC.
+    Rtpgen {
+        /// A word of the profile's name, e.g. "clean", "burst", "reorder", "wrap".
+        #[arg(long, default_value = "clean")]
+        profile: String,
+        #[arg(long, default_value = "192.0.2.10:41000")]
+        from: std::net::SocketAddr,
+        #[arg(long, default_value = "203.0.113.10:5004")]
+        to: std::net::SocketAddr,
+        /// Packets generated (20 ms apart), at most 3000.
+        #[arg(long, default_value_t = 200)]
+        packets: u32,
+        #[arg(long, default_value_t = 0x1000_0000)]
+        ssrc: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Build the release binary and install it, the systemd unit, the README and (only if
+    /// none exists) /etc/monitor/monitor.toml under --root; then print the next steps.
+    /// Boot older kernels (Debian's packaged images) under qemu and run every
+    /// `monitor/tests/kernel_*` test in each; fails if any test fails on any of them.
+    KernelMatrix {
+        /// Kernel series ("6.1": the newest Debian ABI of it) or exact ABI ("6.1.0-56");
+        /// repeat for several.
+        #[arg(long = "kernel", value_name = "VERSION", default_values_t = ["6.1".to_owned()])]
+        kernels: Vec<String>,
+        /// CPU acceleration: auto uses KVM only when the CPU shows vmx/svm.
+        #[arg(long, value_enum, default_value = "auto")]
+        accel: kernel_matrix::Accel,
+        /// Limit per kernel boot, in seconds (the guest is killed after it).
+        #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+        timeout: u64,
+        /// Build the kernel tests of this workspace instead of this one (e.g. a checkout
+        /// of a release).
+        #[arg(long, value_name = "DIR")]
+        source: Option<std::path::PathBuf>,
+    },
+    Install {
+        /// Install under this directory instead of / (for a package or an image).
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: std::path::PathBuf,
+        /// Install this already-built binary instead of building one.
+        #[arg(long, value_name = "PATH")]
+        binary: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -40,6 +107,28 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Test { cargo_test_args } => test::run(&cargo_test_args),
         Task::Demo => demo::run(),
+        Task::Bench { quick } => bench::run(quick),
+        Task::Install { root, binary } => xtask::install::run(&root, binary.as_deref()),
+        Task::Fuzz { frames, seed } => fuzz::run(frames, seed),
+        Task::KernelMatrix {
+            kernels,
+            accel,
+            timeout,
+            source,
+        } => kernel_matrix::run(&kernel_matrix::Options {
+            kernels,
+            accel,
+            timeout: std::time::Duration::from_secs(timeout),
+            source,
+        }),
+        Task::Rtpgen {
+            profile,
+            from,
+            to,
+            packets,
+            ssrc,
+            seed,
+        } => xtask::rtpgen::run_cli(&profile, from, to, packets, ssrc, seed),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,8 @@ use xtask::cmd;
 
 /// Debian packages the tests and the demo drive: NAT (nftables, conntrack), SIP and RTP
 /// (sip-tester), the independent RTP oracle (tshark), captures (tcpreplay, tcpdump),
-/// metrics scraping (prometheus), namespaces (iproute2, util-linux's nsenter), bpftool.
+/// metrics scraping (prometheus), namespaces (iproute2, util-linux's nsenter), bpftool,
+/// `systemd-analyze verify` of the unit (systemd).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",
     "conntrack",
@@ -19,6 +20,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
     "tcpdump",
     "util-linux",
+    "systemd",
+    // A real resolver answering Webex names in the peer-learning tests.
+    "dnsmasq",
 ];
 /// aya-build links the eBPF object with this exact bpf-linker.
 const BPF_LINKER_VERSION: &str = "0.10.0";
@@ -44,12 +48,17 @@ fn step(what: &str, state: &str) {
 }
 
 fn debian_packages() -> Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    packages(DEBIAN_PACKAGES)
+}
+
+/// Installs those of `wanted` that are missing (apt-get; root only then).
+pub fn packages(wanted: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|p| !dpkg_installed(p))
         .collect();
-    for package in DEBIAN_PACKAGES.iter().filter(|p| !missing.contains(p)) {
+    for package in wanted.iter().filter(|p| !missing.contains(p)) {
         step(&format!("package {package}"), "present");
     }
     if missing.is_empty() {

@@ -68,6 +68,17 @@ impl Testbed {
         ])
     }
 
+    /// Deletes the LAN link (the gateway's `lan0` and the LAN host's `eth0` go together)
+    /// and creates it again with the same names and addresses, as when a cable or a VM
+    /// interface is replugged: the gateway's `lan0` comes back with a new ifindex.
+    pub fn replug_lan(&self) -> Result<()> {
+        self.gw.ip(&["link", "del", GW_LAN_IF])?;
+        wiring::veth(&self.lan, LAN_HOST_IF, &self.gw, GW_LAN_IF)?;
+        wiring::lan_host(&self.lan)?;
+        wiring::gateway_lan(&self.gw)?;
+        wiring::wait_ready(&[(&self.lan, LAN_HOST_IF), (&self.gw, GW_LAN_IF)])
+    }
+
     /// `mtb<pid>x<n>`: the common prefix of the three namespace names.
     pub fn prefix(&self) -> &str {
         &self.prefix

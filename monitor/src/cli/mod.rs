@@ -1,4 +1,5 @@
 //! One module per subcommand; their doc comments are the `--help` text.
 
+pub mod check;
 pub mod run;
 pub mod status;

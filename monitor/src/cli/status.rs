@@ -1,7 +1,8 @@
 //! Show what the running daemon sees: interfaces, maps, counters and flows.
 //!
 //! Asks the daemon over its status socket (root-only: run with sudo). Exits 0 when a
-//! report was shown, 3 when the daemon cannot be reached, 64 on a bad --config.
+//! report was shown and all is well, 1 on a warning, 2 on a critical anomaly, 3 when the
+//! daemon cannot be reached, 64 on a bad --config.
 
 use crate::config::{self, DEFAULT_STATUS_SOCKET};
 use crate::exit;
@@ -20,7 +21,8 @@ const CLEAR_SCREEN: &str = "\x1b[H\x1b[2J";
 /// Show what the running daemon sees: interfaces, maps, counters and flows.
 ///
 /// Asks the daemon over its status socket, which is root-only: run with sudo.
-/// Exit status: 0 report shown, 3 daemon not reachable, 64 unreadable --config.
+/// Exit status (health, for scripts and monitoring): 0 ok, 1 warning, 2 critical (the
+/// worst open anomaly), 3 daemon not reachable, 64 unreadable --config.
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     /// Print the report as pretty JSON (the documented status schema) instead of text.
@@ -74,7 +76,7 @@ pub fn execute(args: StatusArgs) -> i32 {
                 let _ = stdout
                     .lock()
                     .write_all(format(&report, args.json, color).as_bytes());
-                exit::OK
+                crate::status::health::health(&report).exit_code()
             }
             Err(e) => {
                 eprintln!("monitor status: {e}");
@@ -219,6 +221,37 @@ mod tests {
             Err(ClientError::NotRunning(_))
         ));
         assert_eq!(run(&["--config", "/nonexistent/monitor.toml"]), exit::USAGE);
+    }
+
+    #[test]
+    fn exit_status_follows_health() {
+        use crate::anomaly::Severity;
+        for (severity, code) in [
+            (None, 0),
+            (Some(Severity::Info), 0),
+            (Some(Severity::Warning), 1),
+            (Some(Severity::Critical), 2),
+        ] {
+            let mut report = sample_report();
+            if let Some(severity) = severity {
+                report.anomalies = vec![crate::anomaly::Anomaly {
+                    id: "test".into(),
+                    severity,
+                    subject: "wan0".into(),
+                    summary: "s".into(),
+                    evidence: Vec::new(),
+                    remediation: "r".into(),
+                    first_seen_unix_s: 1,
+                    last_seen_unix_s: 2,
+                    cleared_unix_s: None,
+                }];
+            }
+            let server = TestServer::start(report);
+            let socket = server.path.to_str().unwrap();
+            let code_of = |argv: &[&str]| execute(parse(argv).unwrap());
+            assert_eq!(code_of(&["--socket", socket]), code, "{severity:?}");
+            assert_eq!(code_of(&["--socket", socket, "--json"]), code);
+        }
     }
 
     #[test]

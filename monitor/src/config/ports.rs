@@ -141,7 +141,7 @@ struct Rule<'a> {
     ranges: &'a [PortRange],
 }
 
-fn rules(ports: &PortsConfig) -> [Rule<'_>; 5] {
+fn rules(ports: &PortsConfig) -> [Rule<'_>; 6] {
     [
         Rule {
             field: "ports.media_udp",
@@ -172,6 +172,12 @@ fn rules(ports: &PortsConfig) -> [Rule<'_>; 5] {
             class: Class::Ntp,
             protocols: &[IPPROTO_UDP],
             ranges: &ports.ntp_udp,
+        },
+        Rule {
+            field: "ports.sip_udp",
+            class: Class::SipSignalling,
+            protocols: &[IPPROTO_UDP],
+            ranges: &ports.sip_udp,
         },
     ]
 }

@@ -56,6 +56,8 @@ fn minimal_config_takes_every_default() {
             name: "eth0".into(),
             role: Role::Wan,
             xdp_mode: XdpMode::Auto,
+            dscp_ingress: super::DscpMode::Verify,
+            dscp_egress: super::DscpMode::Verify,
         }]
     );
     assert!(c.webex.use_default_prefixes);
@@ -257,12 +259,14 @@ fn unknown_keys_name_their_table_and_suggest_the_right_one() {
     assert_eq!(
         error(&format!("deamon = 1\n{MINIMAL}")),
         "config /etc/monitor/monitor.toml: top level: unknown field `deamon`, expected one of \
-         `daemon`, `interfaces`, `webex`, `ports`; did you mean `daemon`? (line 1, column 1)"
+         `daemon`, `interfaces`, `webex`, `ports`, `dscp`, `export`, `quality`, `learn`, `mtu`, \
+         `detect`; did you mean `daemon`? (line 1, column 1)"
     );
     assert_eq!(
         error("[[interfaces]]\nname = \"eth0\"\nrole = \"wan\"\nmode = \"x\"\n"),
         "config /etc/monitor/monitor.toml: [interfaces[0]]: unknown field `mode`, expected one \
-         of `name`, `role`, `xdp_mode`; did you mean `xdp_mode`? (line 4, column 1)"
+         of `name`, `role`, `xdp_mode`, `dscp_ingress`, `dscp_egress`; did you mean \
+         `xdp_mode`? (line 4, column 1)"
     );
     assert_eq!(
         error(&with("[webex]\nprefix = []\n")),
@@ -271,9 +275,10 @@ fn unknown_keys_name_their_table_and_suggest_the_right_one() {
          (line 5, column 1)"
     );
     assert_eq!(
-        error(&with("[ports]\nsip_udp = [5060]\n")),
-        "config /etc/monitor/monitor.toml: [ports]: unknown field `sip_udp`, expected one of \
-         `media_udp`, `sip_tcp`, `https_tcp`, `dns`, `ntp_udp`; did you mean `sip_tcp`? \
+        error(&with("[ports]\nsip_tls = [5061]\n")),
+        "config /etc/monitor/monitor.toml: [ports]: unknown field `sip_tls`, expected one of \
+         `media_udp`, `sip_tcp`, `https_tcp`, `dns`, `ntp_udp`, `sip_udp`; did you mean \
+         `sip_tcp`? \
          (line 5, column 1)"
     );
 }
@@ -334,14 +339,14 @@ fn daemon_values_out_of_range_are_rejected_with_the_range() {
     );
     assert!(parse(&with("[daemon]\npoll_interval_ms = 60000\n")).is_ok());
     assert_eq!(
-        error(&with("[daemon]\nflow_table_size = 1023\n")),
-        "config /etc/monitor/monitor.toml: daemon.flow_table_size: 1023 is out of range; use \
-         1024 to 16777216 (flow map entries)"
+        error(&with("[daemon]\nflow_table_size = 255\n")),
+        "config /etc/monitor/monitor.toml: daemon.flow_table_size: 255 is out of range; use \
+         256 to 16777216 (flow map entries)"
     );
     assert_eq!(
         error(&with("[daemon]\nflow_table_size = 16777217\n")),
         "config /etc/monitor/monitor.toml: daemon.flow_table_size: 16777217 is out of range; \
-         use 1024 to 16777216 (flow map entries)"
+         use 256 to 16777216 (flow map entries)"
     );
     assert!(parse(&with("[daemon]\nflow_table_size = 16777216\n")).is_ok());
     assert_eq!(

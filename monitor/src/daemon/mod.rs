@@ -1,5 +1,7 @@
 //! The daemon: attach, poll the maps, serve status, and detach on SIGINT/SIGTERM.
 
+pub mod detectors;
+pub mod reload;
 pub mod report;
 
 use std::{
@@ -81,7 +83,7 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
         }
     };
 
-    let info = report::StaticInfo {
+    let info = Arc::new(report::StaticInfo {
         pid: std::process::id(),
         started_at_unix_s: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -93,18 +95,57 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
         poll_interval_ms: daemon_cfg.poll_interval_ms,
         adopted_pinned_maps: loaded.pins.adopted,
         interfaces,
-    };
+        dscp: crate::dscp::Setup::from_config(&cfg),
+        quality: cfg.config.quality.clone(),
+    });
+    // What changes while running: interfaces that vanish and come back, the last reload.
+    let mut ifaces = info.interfaces.clone();
+    let live_ifaces: Arc<Mutex<Vec<crate::status::model::InterfaceStatus>>> =
+        Arc::new(Mutex::new(ifaces.clone()));
+    let last_reload: Arc<Mutex<Option<reload::ReloadStatus>>> = Arc::default();
+    // Learning peers by name (crate::learn): the sample ring is read in the loop below.
+    let (mut learning, mut learn_ring) =
+        crate::learn::run::Learning::start(&mut ebpf, &cfg.config.learn)
+            .context("starting peer learning")?;
+    let learn_view = learning.view();
+    let mut running = cfg;
+    // Detectors run on each poll; the status report shows the book they keep.
+    let mut detectors = detectors::Detectors::new(info.dscp.clone());
+    detectors.set_failure_config(&running);
+    let anomalies: Arc<Mutex<Vec<crate::anomaly::Anomaly>>> = Arc::default();
+    let poll_info = info.clone();
+
+    let export_settings =
+        crate::config::export::resolve(&running.config.export, &|n| std::env::var(n).ok())
+            .map_err(|p| anyhow::anyhow!("{}: {}", p.field, p.problem))?;
+    let export_status = crate::export::StatusCell::new(&export_settings);
 
     let latest: Arc<Mutex<Arc<Snapshot>>> = Arc::new(Mutex::new(Arc::new(
         snapshot::take(&ebpf).context("reading the maps")?,
     )));
     let report_fn: Arc<dyn Fn() -> StatusReport + Send + Sync> = {
         let latest = latest.clone();
+        let export_status = export_status.clone();
+        let anomalies = anomalies.clone();
+        let live_ifaces = live_ifaces.clone();
+        let last_reload = last_reload.clone();
+        let learn_view = learn_view.clone();
         Arc::new(move || {
             let snap = latest.lock().map(|s| s.clone()).unwrap_or_default();
-            report::build(&info, &snap, snapshot::monotonic_ns())
+            let ifaces = live_ifaces.lock().map(|i| i.clone()).unwrap_or_default();
+            let mut r = report::build_live(&info, &ifaces, &snap, snapshot::monotonic_ns());
+            r.daemon.last_reload = last_reload.lock().ok().and_then(|l| l.clone());
+            r.export = export_status.get();
+            r.anomalies = anomalies.lock().map(|a| a.clone()).unwrap_or_default();
+            if let Ok(v) = learn_view.lock() {
+                v.annotate(&mut r, &snap.counters, snapshot::monotonic_ns());
+            }
+            r
         })
     };
+    // On its own thread: a slow or dead collector never delays the poll loop below.
+    let exporter = crate::export::start(export_settings, report_fn.clone(), export_status)
+        .context("starting export")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(status::server::serve(listener, report_fn, shutdown_rx));
     info!(
@@ -117,18 +158,67 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticker.tick() => match snapshot::take(&ebpf) {
-                Ok(s) => {
-                    if let Ok(mut l) = latest.lock() {
-                        *l = Arc::new(s);
-                    }
+            _ = ticker.tick() => {
+                // A deleted interface took our programs with it: attach again once it is back.
+                if attach::reattach(&mut ebpf, &running, &mut ifaces)
+                    && let Ok(mut l) = live_ifaces.lock()
+                {
+                    *l = ifaces.clone();
                 }
-                Err(e) => error!("reading the maps failed: {e}; status shows the previous snapshot"),
-            },
+                // Expired learned peers leave the tries before the snapshot, their flows
+                // after it (see crate::learn::run).
+                learning.expire(&mut ebpf);
+                match snapshot::take(&ebpf) {
+                    Ok(mut s) => {
+                        learning.after_snapshot(&mut ebpf, &mut s);
+                        let mut report =
+                            report::build_live(&poll_info, &ifaces, &s, snapshot::monotonic_ns());
+                        if let Ok(v) = learn_view.lock() {
+                            v.annotate(&mut report, &s.counters, snapshot::monotonic_ns());
+                        }
+                        let now_unix_s = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0);
+                        let listed = detectors.poll(&report, now_unix_s);
+                        if let Ok(mut a) = anomalies.lock() {
+                            *a = listed;
+                        }
+                        if let Ok(mut l) = latest.lock() {
+                            *l = Arc::new(s);
+                        }
+                    }
+                    Err(e) => error!("reading the maps failed: {e}; status shows the previous snapshot"),
+                }
+            }
             _ = sigterm.recv() => { info!("SIGTERM: detaching"); break; }
             _ = sigint.recv() => { info!("SIGINT: detaching"); break; }
             _ = sighup.recv() => {
-                warn!("SIGHUP: configuration reload is not supported yet; restart the daemon to apply a changed config");
+                let now_unix_s = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let (new, outcome) = reload::reload(&opts.config_path, &running, &mut ebpf, now_unix_s);
+                if outcome.ok {
+                    info!("SIGHUP: {}", outcome.message);
+                } else {
+                    error!("SIGHUP: {}", outcome.message);
+                }
+                if let Some(new) = new {
+                    learning.set_config(&new.config.learn);
+                    running = new;
+                }
+                if let Ok(mut l) = last_reload.lock() {
+                    *l = Some(outcome);
+                }
+            }
+            guard = learn_ring.readable_mut() => {
+                if let Ok(mut guard) = guard {
+                    // Left readable when a burst was not read whole, so the loop returns here.
+                    if learning.drain(guard.get_inner_mut(), &mut ebpf) {
+                        guard.clear_ready();
+                    }
+                }
             }
             guard = async {
                 match logger.as_mut() {
@@ -146,6 +236,7 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
 
     let _ = shutdown_tx.send(true);
     let _ = server.await;
+    drop(exporter);
     // Dropping the object closes the links: XDP and TC are detached.
     drop(logger);
     drop(ebpf);

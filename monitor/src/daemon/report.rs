@@ -27,19 +27,38 @@ pub struct StaticInfo {
     pub poll_interval_ms: u64,
     pub adopted_pinned_maps: bool,
     pub interfaces: Vec<InterfaceStatus>,
+    /// DSCP marks and modes, for the per-flow DSCP fields and compliance.
+    pub dscp: crate::dscp::Setup,
+    /// Call-quality thresholds (`[quality]`), for each call's health.
+    pub quality: crate::config::quality::QualityConfig,
 }
 
 pub fn build(info: &StaticInfo, snap: &Snapshot, now_mono_ns: u64) -> StatusReport {
-    let names: HashMap<u32, &str> = info
-        .interfaces
+    build_live(info, &info.interfaces, snap, now_mono_ns)
+}
+
+/// [`build`] with the interfaces as they are now (they change when one is deleted and
+/// comes back with a new ifindex).
+pub fn build_live(
+    info: &StaticInfo,
+    interfaces: &[InterfaceStatus],
+    snap: &Snapshot,
+    now_mono_ns: u64,
+) -> StatusReport {
+    let names: HashMap<u32, &str> = interfaces
         .iter()
         .map(|i| (i.ifindex, i.name.as_str()))
         .collect();
     let mut flows: Vec<FlowStatus> = snap
         .flows
         .iter()
-        .map(|(k, v)| flow_status(k, v, &names, snap.taken_mono_ns))
+        .map(|(k, v)| {
+            let mut f = flow_status(k, v, &names, snap.taken_mono_ns);
+            crate::dscp::annotate(&mut f, v, &info.dscp.marks);
+            f
+        })
         .collect();
+    let dscp = crate::dscp::model::compliance(&flows);
     flows.sort_by(|a, b| {
         b.packets
             .cmp(&a.packets)
@@ -62,16 +81,55 @@ pub fn build(info: &StaticInfo, snap: &Snapshot, now_mono_ns: u64) -> StatusRepo
             snapshot_age_ms: now_mono_ns.saturating_sub(snap.taken_mono_ns) / 1_000_000,
             adopted_pinned_maps: info.adopted_pinned_maps,
             last_poll_ms: snap.took_ns as f64 / 1e6,
+            last_reload: None,
         },
-        interfaces: info.interfaces.clone(),
+        interfaces: interfaces.to_vec(),
         maps: snap.maps.clone(),
-        counters: counters(&snap.counters),
+        counters: counters(&snap.counters, snap.flows.len() as u64),
         flows,
         anomalies: Vec::new(),
+        calls: calls(info, snap),
+        media: media(info, snap),
+        export: None,
+        dscp,
+        learned_peers: Vec::new(),
+        learn: None,
     }
 }
 
-fn counters(c: &monitor_common::GlobalCounters) -> Counters {
+fn quality_ifaces(info: &StaticInfo) -> HashMap<u32, crate::quality::calls::Iface<'_>> {
+    info.interfaces
+        .iter()
+        .map(|i| {
+            (
+                i.ifindex,
+                crate::quality::calls::Iface {
+                    name: &i.name,
+                    role: &i.role,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Media counters and timed TCP handshakes (see `crate::quality::calls`).
+fn media(info: &StaticInfo, snap: &Snapshot) -> crate::quality::model::MediaStatus {
+    crate::quality::calls::media_status(&snap.flows, &snap.quality, &quality_ifaces(info))
+}
+
+/// The active calls (see `crate::quality::calls`).
+fn calls(info: &StaticInfo, snap: &Snapshot) -> Vec<crate::quality::model::CallStatus> {
+    let ifaces = quality_ifaces(info);
+    crate::quality::calls::build(
+        &snap.flows,
+        &snap.quality,
+        &ifaces,
+        &info.quality,
+        snap.taken_mono_ns,
+    )
+}
+
+fn counters(c: &monitor_common::GlobalCounters, flows_present: u64) -> Counters {
     Counters {
         seen: c.seen,
         parsed: c.parsed,
@@ -83,6 +141,9 @@ fn counters(c: &monitor_common::GlobalCounters) -> Counters {
         not_webex_packets: c.not_webex_packets,
         flows_created: c.flows_created,
         flow_insert_failed: c.flow_insert_failed,
+        // The daemon never deletes flows, so every created flow not present any more was
+        // evicted by the kernel's LRU (the least recently seen go first).
+        flows_evicted: c.flows_created.saturating_sub(flows_present),
         malformed_total: c.malformed_total(),
         malformed: MalformedReason::ALL
             .iter()
@@ -133,6 +194,12 @@ fn flow_status(
         last_dscp: v.last_dscp as u8,
         age_s: seconds(v.first_seen_ns),
         idle_s: seconds(v.last_seen_ns),
+        classified_by: None,
+        dscp_class: None,
+        dscp: None,
+        icmp_unreachable: v.icmp_unreachable,
+        icmp_frag_needed: v.icmp_frag_needed,
+        oversize: v.oversize,
     }
 }
 
@@ -174,7 +241,11 @@ mod tests {
                 role: "wan".into(),
                 xdp_mode: "native".into(),
                 tc_attach: "tcx".into(),
+                state: "attached".into(),
+                reattached: 0,
             }],
+            dscp: Default::default(),
+            quality: Default::default(),
         }
     }
 

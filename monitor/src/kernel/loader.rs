@@ -13,7 +13,7 @@ use monitor_common::{
     settings::{SETTING_DEDICATED_PORT_RANGES, SETTING_TRACK_ALL_FLOWS},
 };
 
-use super::{KernelError, object, pins};
+use super::{KernelError, object, pins, quality};
 use crate::config::ValidatedConfig;
 
 /// Value stored for prefixes that come from the config (bit 0). Learned peers will use
@@ -51,8 +51,22 @@ pub fn load(cfg: &ValidatedConfig) -> Result<Loaded, KernelError> {
         .load(object::bytes()?)
         .map_err(KernelError::Load)?;
 
-    fill_prefixes(&mut ebpf, cfg)?;
-    fill_port_table(&mut ebpf, &cfg.port_table)?;
+    quality::install(&mut ebpf)?;
+    apply_config(&mut ebpf, cfg)?;
+
+    Ok(Loaded {
+        ebpf,
+        pins: pin_state,
+    })
+}
+
+/// Writes everything the kernel takes from the config and can change while running:
+/// prefixes, port rules, DSCP policy and settings. Used at start and on SIGHUP.
+pub fn apply_config(ebpf: &mut Ebpf, cfg: &ValidatedConfig) -> Result<(), KernelError> {
+    let daemon = &cfg.config.daemon;
+    fill_prefixes(ebpf, cfg)?;
+    fill_port_table(ebpf, &cfg.port_table)?;
+    super::dscp::write_policy(ebpf, cfg)?;
     let mut flags = 0;
     if daemon.track_all_flows {
         flags |= SETTING_TRACK_ALL_FLOWS;
@@ -60,18 +74,17 @@ pub fn load(cfg: &ValidatedConfig) -> Result<Loaded, KernelError> {
     if cfg.config.webex.dedicated_port_ranges {
         flags |= SETTING_DEDICATED_PORT_RANGES;
     }
-    let mut settings: Array<_, Settings> =
-        Array::try_from(map_mut(&mut ebpf, map_names::SETTINGS)?).map_err(|source| {
-            KernelError::Map {
-                map: map_names::SETTINGS,
-                source,
-            }
+    let mut settings: Array<_, Settings> = Array::try_from(map_mut(ebpf, map_names::SETTINGS)?)
+        .map_err(|source| KernelError::Map {
+            map: map_names::SETTINGS,
+            source,
         })?;
     settings
         .set(
             0,
             Settings {
                 flags,
+                path_mtu: cfg.config.mtu.path_mtu,
                 ..Default::default()
             },
             0,
@@ -81,10 +94,7 @@ pub fn load(cfg: &ValidatedConfig) -> Result<Loaded, KernelError> {
             source,
         })?;
 
-    Ok(Loaded {
-        ebpf,
-        pins: pin_state,
-    })
+    Ok(())
 }
 
 pub(crate) fn map_mut<'a>(
@@ -126,18 +136,28 @@ where
     let err = |source| KernelError::Map { map: name, source };
     let mut trie: LpmTrie<_, [u8; N], u32> =
         LpmTrie::try_from(map_mut(ebpf, name)?).map_err(err)?;
+    // Learned peers (other bits, see crate::learn) share the tries: a stale configured
+    // entry that is also learned keeps its learned bits, and a configured prefix that is
+    // also learned gets both.
     let mut stale = Vec::new();
+    let mut existing = std::collections::HashMap::new();
     for entry in trie.iter() {
         let (key, value) = entry.map_err(err)?;
+        existing.insert((key.prefix_len(), key.data()), value);
         if value & SOURCE_CONFIG != 0 && !wanted.contains(&(key.prefix_len(), key.data())) {
-            stale.push(key);
+            stale.push((key, value & !SOURCE_CONFIG));
         }
     }
-    for key in stale {
-        trie.remove(&key).map_err(err)?;
+    for (key, rest) in stale {
+        if rest == 0 {
+            trie.remove(&key).map_err(err)?;
+        } else {
+            trie.insert(&key, rest, 0).map_err(err)?;
+        }
     }
     for (len, data) in wanted {
-        trie.insert(&Key::new(*len, *data), SOURCE_CONFIG, 0)
+        let others = existing.get(&(*len, *data)).copied().unwrap_or(0);
+        trie.insert(&Key::new(*len, *data), others | SOURCE_CONFIG, 0)
             .map_err(err)?;
     }
     Ok(())

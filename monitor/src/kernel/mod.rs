@@ -3,9 +3,13 @@
 
 pub mod attach;
 pub mod batch;
+pub mod dscp;
+pub mod harness;
+pub mod learn;
 pub mod loader;
 pub mod object;
 pub mod pins;
+pub mod quality;
 pub mod snapshot;
 
 /// Errors of the kernel side, each saying what to try.
@@ -32,7 +36,7 @@ pub enum KernelError {
         what: String,
     },
     #[error(
-        "loading the eBPF programs failed: {0} (the daemon needs root or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON and CAP_SYS_RESOURCE)"
+        "loading the eBPF programs failed: {0} (the daemon needs root or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
     )]
     Load(#[source] aya::EbpfError),
     #[error("map {map}: {source}")]

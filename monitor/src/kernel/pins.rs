@@ -7,7 +7,7 @@ use std::{
 };
 
 use aya::maps::MapInfo;
-use monitor_common::{FlowKey, FlowStats, GlobalCounters, Settings, map_names};
+use monitor_common::{FlowKey, FlowStats, GlobalCounters, Settings, map_names, rtp};
 
 use super::KernelError;
 
@@ -23,7 +23,39 @@ fn expected_sizes(name: &str) -> (u32, u32) {
         map_names::WEBEX_V6 => (20, 4),
         map_names::PORT_CLASS => (4, 1),
         map_names::SETTINGS => (4, size_of::<Settings>() as u32),
-        _ => (0, 0),
+        map_names::DSCP_POLICY => (4, size_of::<monitor_common::dscp::Policy>() as u32),
+        map_names::RTP_STREAMS => (
+            size_of::<rtp::RtpStreamKey>() as u32,
+            size_of::<rtp::RtpStreamState>() as u32,
+        ),
+        map_names::STUN_PENDING => (
+            size_of::<rtp::StunTxKey>() as u32,
+            size_of::<rtp::StunPending>() as u32,
+        ),
+        map_names::MEDIA_RTT => (
+            size_of::<FlowKey>() as u32,
+            size_of::<rtp::RttStats>() as u32,
+        ),
+        map_names::MEDIA_COUNTERS => (4, size_of::<rtp::MediaCounters>() as u32),
+        map_names::LEARN_STATE => (4, 8),
+        // A ring buffer has no key or value.
+        map_names::LEARN_SAMPLES => (0, 0),
+        // Never matches: a map missing here is refused loudly, not adopted blindly.
+        _ => (u32::MAX, u32::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_map_has_its_expected_layout() {
+        for name in monitor_common::map_names::ALL {
+            assert_ne!(
+                super::expected_sizes(name),
+                (u32::MAX, u32::MAX),
+                "{name} has no expected key/value size in pins.rs"
+            );
+        }
     }
 }
 

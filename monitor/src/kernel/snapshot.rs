@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub maps: Vec<MapFill>,
     /// How long reading the maps took.
     pub took_ns: u64,
+    /// RTP streams, STUN RTT and media counters (see `crate::quality`).
+    pub quality: crate::quality::QualitySnapshot,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds, the clock `bpf_ktime_get_ns` reads.
@@ -76,12 +78,20 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
         });
     }
 
+    let quality = crate::quality::take(ebpf)?;
+    maps.push(MapFill {
+        name: map_names::RTP_STREAMS.to_string(),
+        entries: quality.streams.len() as u64,
+        max_entries: quality.streams_max,
+    });
+
     Ok(Snapshot {
         taken_mono_ns,
         counters,
         flows,
         maps,
         took_ns: monotonic_ns().saturating_sub(started),
+        quality,
     })
 }
 

@@ -2,6 +2,7 @@
 //! rendering used by `monitor status`.
 
 pub mod client;
+pub mod health;
 pub mod model;
 pub mod render;
 pub mod server;

@@ -20,6 +20,53 @@ pub struct StatusReport {
     /// Open anomalies (most severe first), then those cleared in the last 15 minutes.
     #[serde(default)]
     pub anomalies: Vec<crate::anomaly::Anomaly>,
+    /// Active calls with their quality, busiest first (README "Call quality").
+    #[serde(default)]
+    pub calls: Vec<crate::quality::model::CallStatus>,
+    /// Media demultiplexing, STUN and TCP handshake RTT counters (README "Call quality").
+    #[serde(default)]
+    pub media: crate::quality::model::MediaStatus,
+    /// OTLP export and Prometheus endpoint health; `null` when export is off.
+    #[serde(default)]
+    pub export: Option<ExportStatus>,
+    /// DSCP compliance per interface, direction and class (README "DSCP").
+    #[serde(default)]
+    pub dscp: Vec<crate::dscp::model::DscpCompliance>,
+    /// Webex peers learned from DNS answers and TLS server names (README "Learning
+    /// peers"), by name.
+    #[serde(default)]
+    pub learned_peers: Vec<crate::learn::model::LearnedPeer>,
+    /// Learning counters; `null` when the report was not built by a running daemon.
+    #[serde(default)]
+    pub learn: Option<crate::learn::model::LearnStatus>,
+}
+
+/// How export is doing (README "Export").
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ExportStatus {
+    /// OTLP endpoint, `null` when only Prometheus is on.
+    pub otlp_endpoint: Option<String>,
+    /// "grpc" or "http/protobuf".
+    pub otlp_protocol: Option<String>,
+    /// Milliseconds between OTLP exports.
+    pub interval_ms: u64,
+    /// Per-export timeout in milliseconds.
+    pub timeout_ms: u64,
+    /// Address of the Prometheus endpoint, `null` when off.
+    pub prometheus_listen: Option<String>,
+    /// When the collector last accepted an export (Unix seconds).
+    pub last_success_unix_s: Option<u64>,
+    /// Metric exports the collector accepted.
+    pub exported: u64,
+    /// Metric exports dropped: failed, timed out, or skipped while one was in flight.
+    /// Counters are cumulative, so the next accepted export carries the totals again.
+    pub dropped: u64,
+    /// Anomaly log records the collector accepted.
+    pub log_records_exported: u64,
+    /// Anomaly log records dropped because the retry queue was full.
+    pub log_records_dropped: u64,
+    /// The last export error, `null` after a success.
+    pub last_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -39,6 +86,9 @@ pub struct DaemonInfo {
     /// How long the last poll of the maps took, in milliseconds.
     #[serde(default)]
     pub last_poll_ms: f64,
+    /// The last SIGHUP reload, if any.
+    #[serde(default)]
+    pub last_reload: Option<crate::daemon::reload::ReloadStatus>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -51,6 +101,18 @@ pub struct InterfaceStatus {
     pub xdp_mode: String,
     /// How the egress TC program is attached: "tcx" or "netlink".
     pub tc_attach: String,
+    /// "attached"; "missing" while the interface does not exist (deleted: the kernel
+    /// dropped the programs with it); "attach_failed" when it came back but attaching
+    /// failed (see the log).
+    #[serde(default = "attached")]
+    pub state: String,
+    /// Times the programs were attached again after the interface came back.
+    #[serde(default)]
+    pub reattached: u32,
+}
+
+fn attached() -> String {
+    "attached".to_string()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -72,6 +134,9 @@ pub struct Counters {
     pub not_webex_packets: u64,
     pub flows_created: u64,
     pub flow_insert_failed: u64,
+    /// Flows the kernel evicted from the full flow map (least recently seen first).
+    #[serde(default)]
+    pub flows_evicted: u64,
     pub malformed_total: u64,
     /// Per reason, by the stable names of `MalformedReason::as_str` (all reasons present).
     pub malformed: BTreeMap<String, u64>,
@@ -108,4 +173,25 @@ pub struct FlowStatus {
     pub age_s: f64,
     /// Seconds since the last packet.
     pub idle_s: f64,
+    /// How the class its marks are judged by was found: "port_range" (dedicated
+    /// audio/video source ports), "profile" (media split by its measured packet sizes)
+    /// or "port_rule" (the class of the Webex-side port).
+    #[serde(default)]
+    pub classified_by: Option<String>,
+    /// The class its marks are judged by: `class`, or "audio"/"video" for profiled media.
+    #[serde(default)]
+    pub dscp_class: Option<String>,
+    /// DSCP expected, matched, mismatched, rewritten and seen; `null` for non-Webex.
+    #[serde(default)]
+    pub dscp: Option<crate::dscp::model::FlowDscp>,
+    /// ICMP destination-unreachable / ICMPv6 unreachable messages answering this flow
+    /// (matched by the header they quote), fragmentation-needed excluded.
+    #[serde(default)]
+    pub icmp_unreachable: u64,
+    /// ICMP fragmentation-needed / ICMPv6 Packet Too Big answering this flow.
+    #[serde(default)]
+    pub icmp_frag_needed: u64,
+    /// Packets longer than `[mtu] path_mtu`.
+    #[serde(default)]
+    pub oversize: u64,
 }

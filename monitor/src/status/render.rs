@@ -22,10 +22,15 @@ pub fn render(report: &StatusReport, color: bool) -> String {
     let paint = Paint(color);
     let mut out = String::new();
     header(&mut out, report, paint);
+    // Health first: what on-call needs before any table.
+    out.push_str(&super::health::sections(report, color));
+    out.push_str(&crate::quality::render::section(report, color));
     interfaces(&mut out, report, paint);
     maps(&mut out, report, paint);
     counters(&mut out, report, paint);
     flows(&mut out, report, paint);
+    out.push_str(&crate::dscp::render::section(report, color));
+    out.push_str(&crate::learn::render::section(report, color));
     out
 }
 
@@ -79,14 +84,21 @@ fn interfaces(out: &mut String, report: &StatusReport, paint: Paint) {
         ("ROLE", Align::Left),
         ("XDP", Align::Left),
         ("TC", Align::Left),
+        ("STATE", Align::Left),
     ]);
     for i in &report.interfaces {
+        let state = if i.reattached > 0 {
+            format!("{} (re-attached {}x)", i.state, i.reattached)
+        } else {
+            i.state.clone()
+        };
         table.row(vec![
             Cell::plain(&i.name),
             Cell::plain(i.ifindex.to_string()),
             Cell::plain(&i.role),
             Cell::plain(&i.xdp_mode),
             Cell::plain(&i.tc_attach),
+            Cell::plain(state),
         ]);
     }
     table.write(out, paint);
@@ -142,6 +154,11 @@ fn counters(out: &mut String, report: &StatusReport, paint: Paint) {
         ("Webex packets".into(), c.webex_packets, ""),
         ("not-Webex packets".into(), c.not_webex_packets, ""),
         ("flows created".into(), c.flows_created, ""),
+        (
+            "flows evicted".into(),
+            c.flows_evicted,
+            warn(c.flows_evicted, YELLOW),
+        ),
         (
             "flow insert failures".into(),
             c.flow_insert_failed,
@@ -390,6 +407,12 @@ pub(crate) mod tests {
             last_dscp: 46,
             age_s: 0.0,
             idle_s: 0.0,
+            classified_by: None,
+            dscp_class: None,
+            dscp: None,
+            icmp_unreachable: 0,
+            icmp_frag_needed: 0,
+            oversize: 0,
         };
         let mut malformed = BTreeMap::new();
         malformed.insert("ipv4_bad_ihl".to_string(), 0);
@@ -408,6 +431,7 @@ pub(crate) mod tests {
                 snapshot_age_ms: 420,
                 adopted_pinned_maps: true,
                 last_poll_ms: 1.5,
+                last_reload: None,
             },
             interfaces: vec![
                 InterfaceStatus {
@@ -416,6 +440,8 @@ pub(crate) mod tests {
                     role: "wan".into(),
                     xdp_mode: "native".into(),
                     tc_attach: "tcx".into(),
+                    state: "attached".into(),
+                    reattached: 0,
                 },
                 InterfaceStatus {
                     name: "lan-bridge0".into(),
@@ -423,6 +449,8 @@ pub(crate) mod tests {
                     role: "lan".into(),
                     xdp_mode: "generic".into(),
                     tc_attach: "netlink".into(),
+                    state: "attached".into(),
+                    reattached: 0,
                 },
             ],
             maps: vec![
@@ -448,6 +476,7 @@ pub(crate) mod tests {
                 not_webex_packets: 234_560,
                 flows_created: 3,
                 flow_insert_failed: 0,
+                flows_evicted: 0,
                 malformed_total: 4,
                 malformed,
             },
@@ -497,6 +526,12 @@ pub(crate) mod tests {
                 },
             ],
             anomalies: Vec::new(),
+            calls: Vec::new(),
+            media: Default::default(),
+            export: None,
+            dscp: Vec::new(),
+            learned_peers: Vec::new(),
+            learn: None,
         }
     }
 
@@ -504,10 +539,18 @@ pub(crate) mod tests {
 monitor 0.1.0  pid 4242  up 2h 05m  snapshot 0.4s old  adopted pinned maps: yes
 config /etc/monitor/monitor.toml  pins /sys/fs/bpf/monitor  poll every 1000 ms
 
+HEALTH OK  (0 open anomalies)
+
+ANOMALIES
+  none
+
+CALLS
+  no active calls
+
 INTERFACES
-  NAME         IFINDEX  ROLE  XDP      TC
-  eth0               2  wan   native   tcx
-  lan-bridge0       12  lan   generic  netlink
+  NAME         IFINDEX  ROLE  XDP      TC       STATE
+  eth0               2  wan   native   tcx      attached
+  lan-bridge0       12  lan   generic  netlink  attached
 
 MAPS
   NAME      ENTRIES    MAX    FILL
@@ -524,6 +567,7 @@ COUNTERS
   Webex packets         1000000
   not-Webex packets      234560
   flows created               3
+  flows evicted               0
   flow insert failures        0
   malformed                   4
     truncated_l4              3

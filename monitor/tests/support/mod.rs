@@ -4,14 +4,10 @@
 
 use std::path::Path;
 
-use aya::{
-    Ebpf,
-    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
-};
 use monitor::{
     config::{self, ValidatedConfig},
     kernel::{
-        loader,
+        harness::{Harness, Run},
         snapshot::{self, Snapshot},
     },
 };
@@ -23,6 +19,16 @@ pub const TC_ACT_OK: u32 = 0;
 
 /// A test config: the documentation ranges are the "Webex" prefixes.
 pub fn config(pin: &Path, extra_daemon: &str, extra_webex: &str) -> ValidatedConfig {
+    config_full(pin, extra_daemon, "", extra_webex)
+}
+
+/// [`config`] with `extra_interface` lines in the `lo` interface's section.
+pub fn config_full(
+    pin: &Path,
+    extra_daemon: &str,
+    extra_interface: &str,
+    extra_webex: &str,
+) -> ValidatedConfig {
     let text = format!(
         r#"
 [daemon]
@@ -34,6 +40,7 @@ status_socket = "/nonexistent/monitor-test.sock"
 [[interfaces]]
 name = "lo"
 role = "lan"
+{extra_interface}
 
 [webex]
 use_default_prefixes = false
@@ -53,8 +60,8 @@ prefixes = ["203.0.113.0/24", "2001:db8:ff::/48"]
 
 /// The real object, loaded (not attached) with maps pinned under a guard directory.
 pub struct Kernel {
-    pub ebpf: Ebpf,
-    // Dropped after `ebpf` (fields drop in order): the pins go last.
+    pub harness: Harness,
+    // Dropped after `harness` (fields drop in order): the pins go last.
     pub pin: PinDir,
 }
 
@@ -67,82 +74,50 @@ impl Kernel {
         Self::load_in(PinDir::new(), extra_daemon, extra_webex)
     }
 
+    /// Loads with `extra_interface` lines in the `lo` interface's section (e.g. its DSCP
+    /// modes) and `extra_webex` after `[webex]`.
+    pub fn load_with_interface(extra_interface: &str, extra_webex: &str) -> Kernel {
+        let pin = PinDir::new();
+        let cfg = config_full(pin.path(), "", extra_interface, extra_webex);
+        let harness = Harness::load(&cfg).unwrap_or_else(|e| panic!("loading the object: {e:?}"));
+        Kernel { harness, pin }
+    }
+
     /// Loads with the maps pinned in `pin` (existing pins there are re-adopted).
     pub fn load_in(pin: PinDir, extra_daemon: &str, extra_webex: &str) -> Kernel {
         let cfg = config(pin.path(), extra_daemon, extra_webex);
-        let mut ebpf = loader::load(&cfg)
-            .unwrap_or_else(|e| panic!("loading the object: {e}"))
-            .ebpf;
-        let xdp: &mut Xdp = ebpf
-            .program_mut(program_names::XDP)
-            .expect("xdp program")
-            .try_into()
-            .expect("xdp type");
-        xdp.load()
-            .unwrap_or_else(|e| panic!("xdp load (verifier): {e:?}"));
-        let tc: &mut SchedClassifier = ebpf
-            .program_mut(program_names::TC)
-            .expect("tc program")
-            .try_into()
-            .expect("tc type");
-        tc.load()
-            .unwrap_or_else(|e| panic!("tc load (verifier): {e:?}"));
-        Kernel { ebpf, pin }
+        let harness = Harness::load(&cfg).unwrap_or_else(|e| panic!("loading the object: {e:?}"));
+        Kernel { harness, pin }
     }
 
-    /// Runs the XDP program once on `frame`, returning the verdict.
+    /// Runs the XDP program once on `frame`, checks it left the bytes alone, and returns
+    /// the verdict.
     pub fn xdp(&mut self, frame: &[u8]) -> u32 {
-        let xdp: &mut Xdp = self
-            .ebpf
-            .program_mut(program_names::XDP)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        let mut out = vec![0u8; frame.len() + 256];
-        let r = xdp
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            })
+        let r = self
+            .harness
+            .xdp(program_names::XDP, frame, 1)
             .unwrap_or_else(|e| panic!("xdp test run: {e:?}"));
-        assert_eq!(
-            &out[..r.data_size_out as usize],
-            frame,
-            "XDP changed the packet"
-        );
-        r.return_value
+        assert_eq!(r.packet, frame, "XDP changed the packet");
+        r.verdict
     }
 
-    /// Runs the TC program once on `frame` with an optional GSO segment count.
+    /// Runs the TC program once on `frame` with an optional GSO segment count, checks it
+    /// left the bytes alone, and returns the verdict.
     pub fn tc(&mut self, frame: &[u8], gso_segs: u32) -> u32 {
-        let tc: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(program_names::TC)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        let mut ctx = vec![0u8; SK_BUFF_SIZE];
-        ctx[GSO_SEGS_OFFSET..GSO_SEGS_OFFSET + 4].copy_from_slice(&gso_segs.to_ne_bytes());
-        let mut out = vec![0u8; frame.len() + 256];
-        let r = tc
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                ..Default::default()
-            })
-            .unwrap_or_else(|e| panic!("tc test run: {e:?}"));
-        assert_eq!(
-            &out[..r.data_size_out as usize],
-            frame,
-            "TC changed the packet"
-        );
-        r.return_value
+        let r = self.tc_run(frame, gso_segs);
+        assert_eq!(r.packet, frame, "TC changed the packet");
+        r.verdict
+    }
+
+    /// Runs the TC program once and returns everything, for tests of rewritten bytes.
+    pub fn tc_run(&mut self, frame: &[u8], gso_segs: u32) -> Run {
+        self.harness
+            .tc(program_names::TC, frame, gso_segs, 1)
+            .unwrap_or_else(|e| panic!("tc test run: {e:?}"))
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        snapshot::take(&self.ebpf).unwrap_or_else(|e| panic!("snapshot: {e}"))
+        snapshot::take(&self.harness.ebpf).unwrap_or_else(|e| panic!("snapshot: {e}"))
     }
 
     pub fn counters(&self) -> GlobalCounters {
@@ -157,11 +132,6 @@ impl Kernel {
             .map(|(_, v)| v)
     }
 }
-
-/// `struct __sk_buff` (uapi/linux/bpf.h): its size and the offset of `gso_segs`, which
-/// BPF_PROG_TEST_RUN lets a test set.
-const SK_BUFF_SIZE: usize = 192;
-const GSO_SEGS_OFFSET: usize = 164;
 
 /// The flow key the programs build, for expectations. Ifindex 1: test runs use `lo`.
 pub fn key_v4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, proto: u8, dir: u8) -> FlowKey {

@@ -89,6 +89,13 @@ pub fn gateway(ns: &Netns) -> Result<()> {
     Ok(())
 }
 
+/// The gateway's LAN side alone, for a `lan0` created again.
+pub fn gateway_lan(ns: &Netns) -> Result<()> {
+    addr(ns, GW_LAN_IF, &format!("{GW_LAN_V4}/24"))?;
+    addr(ns, GW_LAN_IF, &format!("{GW_LAN_V6}/64"))?;
+    ns_ip(ns, &["link", "set", GW_LAN_IF, "up"])
+}
+
 /// The WAN host answers for the media node on its loopback and has no route back to the
 /// LAN: replies can only find their way through the gateway's NAT.
 pub fn wan_host(ns: &Netns) -> Result<()> {

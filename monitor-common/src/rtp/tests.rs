@@ -1,0 +1,295 @@
+//! Host tests of the RTP accounting against hand-computed sequences.
+
+use super::*;
+
+const MS: u64 = 1_000_000;
+
+fn pkt(seq: u16, timestamp: u32) -> RtpFields {
+    RtpFields {
+        marker: false,
+        payload_type: 0,
+        seq,
+        timestamp,
+        ssrc: 1,
+    }
+}
+
+/// Feeds sequence numbers (timestamps 160 apart per sequence step, arrivals 20 ms apart).
+fn run(seqs: &[u16]) -> RtpStreamState {
+    let mut s: Option<RtpStreamState> = None;
+    for (i, &seq) in seqs.iter().enumerate() {
+        let f = pkt(seq, (seq as u32).wrapping_mul(160));
+        let now = 1_000 * MS + i as u64 * 20 * MS;
+        match s.as_mut() {
+            None => s = Some(RtpStreamState::first(&f, now)),
+            Some(s) => s.update(&f, now),
+        }
+    }
+    s.unwrap()
+}
+
+#[test]
+fn layouts_have_no_padding() {
+    use core::mem::size_of;
+    assert_eq!(size_of::<RtpStreamKey>(), 48);
+    assert_eq!(size_of::<RtpStreamState>(), 13 * 8 + 16 * 4);
+    assert_eq!(size_of::<StunTxKey>(), 16);
+    assert_eq!(size_of::<StunPending>(), 56);
+    assert_eq!(size_of::<RttStats>(), 48);
+    assert_eq!(size_of::<MediaCounters>(), 16 * 8);
+}
+
+#[test]
+fn in_order_stream_after_probation() {
+    let s = run(&[100, 101, 102, 103, 104, 105, 106, 107, 108, 109]);
+    assert_eq!(s.packets, 10);
+    // The first packet is the probation packet: A.1 bases the sequence on the second.
+    assert_eq!(s.base_seq, 101);
+    assert_eq!(s.received, 9);
+    assert_eq!(s.expected(), 9);
+    assert_eq!(s.lost_rfc(), 0);
+    assert_eq!((s.duplicates, s.reordered, s.restarts), (0, 0, 0));
+}
+
+#[test]
+fn wrap_at_65535_counts_a_cycle() {
+    let s = run(&[65533, 65534, 65535, 0, 1, 2]);
+    assert_eq!(s.cycles, RTP_SEQ_MOD);
+    assert_eq!(s.max_seq, 2);
+    // Extended max 65538, base 65534.
+    assert_eq!(s.expected(), 5);
+    assert_eq!(s.received, 5);
+    assert_eq!(s.lost(), 0);
+}
+
+#[test]
+fn loss_across_wrap() {
+    let s = run(&[65533, 65534, 0, 3, 4]);
+    // Expected 65534..=65540 (7), received 4: 65535, 1, 2 lost.
+    assert_eq!(s.expected(), 7);
+    assert_eq!(s.received, 4);
+    assert_eq!(s.lost(), 3);
+    assert_eq!(s.lost_rfc(), 3);
+}
+
+#[test]
+fn reordered_packet_is_not_lost() {
+    let s = run(&[1, 2, 3, 5, 4, 6]);
+    assert_eq!(s.expected(), 5);
+    assert_eq!(s.received, 5);
+    assert_eq!(s.lost(), 0);
+    assert_eq!(s.reordered, 1);
+    assert_eq!(s.duplicates, 0);
+}
+
+#[test]
+fn reordering_across_the_wrap() {
+    let s = run(&[65534, 65535, 1, 0, 2]);
+    assert_eq!(s.cycles, RTP_SEQ_MOD);
+    assert_eq!(s.expected(), 4);
+    assert_eq!(s.received, 4);
+    assert_eq!(s.reordered, 1);
+    assert_eq!(s.lost(), 0);
+}
+
+#[test]
+fn duplicates_make_rfc_loss_negative_and_are_counted() {
+    let s = run(&[1, 2, 3, 3, 2, 4]);
+    assert_eq!(s.expected(), 3);
+    // A.1 counts duplicates as received (RFC 3550 A.3: loss may be negative).
+    assert_eq!(s.received, 5);
+    assert_eq!(s.lost_rfc(), -2);
+    assert_eq!(s.duplicates, 2);
+    assert_eq!(s.lost(), 0);
+    assert_eq!(s.reordered, 0);
+}
+
+#[test]
+fn duplicate_plus_loss() {
+    let s = run(&[10, 11, 12, 12, 14, 15]);
+    // Expected 11..=15 (5); received 5 with one duplicate: 13 lost, RFC loss 0.
+    assert_eq!(s.lost_rfc(), 0);
+    assert_eq!(s.lost(), 1);
+    assert_eq!(s.duplicates, 1);
+}
+
+#[test]
+fn large_jump_is_a_restart_after_two_packets() {
+    let s = run(&[1, 2, 3, 20000, 20001, 20002]);
+    // 20000 is held back as a possible stray; 20001 confirms the restart.
+    assert_eq!(s.restarts, 1);
+    assert_eq!(s.base_seq, 20001);
+    assert_eq!(s.prior_expected, 2);
+    assert_eq!(s.prior_received, 2);
+    assert_eq!(s.received, 2);
+    assert_eq!(s.expected(), 4);
+    assert_eq!(s.lost(), 0);
+    assert_eq!(s.packets, 6);
+}
+
+#[test]
+fn single_stray_jump_is_ignored() {
+    let s = run(&[1, 2, 3, 40000, 4, 5]);
+    assert_eq!(s.restarts, 0);
+    assert_eq!(s.received, 4);
+    assert_eq!(s.expected(), 4);
+    assert_eq!(s.packets, 6);
+}
+
+#[test]
+fn probation_restarts_on_a_gap() {
+    let s = run(&[10, 50, 51, 52]);
+    assert_eq!(s.base_seq, 51);
+    assert_eq!(s.received, 2);
+    assert_eq!(s.expected(), 2);
+    assert_eq!(s.probation, 0);
+}
+
+#[test]
+fn gap_within_dropout_is_loss_and_clears_the_window() {
+    let s = run(&[1, 2, 102, 103]);
+    assert_eq!(s.expected(), 102);
+    assert_eq!(s.received, 3);
+    assert_eq!(s.lost(), 99);
+    assert_eq!(s.window, 0b11);
+}
+
+#[test]
+fn jitter_hand_computed() {
+    // 8 kHz, 20 ms packets (160 units). Arrivals 0, 20, 45, 60 ms.
+    let arrivals = [0, 20, 45, 60];
+    let mut s = RtpStreamState::first(&pkt(1, 1000), arrivals[0] * MS);
+    for (i, a) in arrivals.iter().enumerate().skip(1) {
+        s.update(&pkt(1 + i as u16, 1000 + 160 * i as u32), a * MS);
+    }
+    // D: 0, |200-160| = 40, |120-160| = 40. J16: 0, 40, 40 + 40 - ((40+8)>>4) = 77.
+    assert_eq!(s.jitter, 77);
+    assert_eq!(s.max_jitter, 77);
+    assert_eq!(s.jitter_sum, 117);
+    assert_eq!(s.jitter_samples, 3);
+    assert!((s.jitter_ms() - 77.0 / 16.0 / 8.0).abs() < 1e-12);
+    assert_eq!(s.clock_source, ClockSource::Static as u32);
+}
+
+#[test]
+fn late_packet_counts_in_jitter_but_not_in_max_or_mean() {
+    // Packets 1,2 on time, 4 at 60 ms (on time), 3 late at 61 ms, 5 at 80 ms.
+    let mut s = RtpStreamState::first(&pkt(1, 0), 0);
+    s.update(&pkt(2, 160), 20 * MS);
+    s.update(&pkt(4, 480), 60 * MS);
+    assert_eq!(s.jitter, 0);
+    // Late: D against packet 4: |8 - (-160)| = 168 units.
+    s.update(&pkt(3, 320), 61 * MS);
+    assert_eq!(s.jitter, 168);
+    // Not regular (timestamp behind): not in max or mean.
+    assert_eq!(s.max_jitter, 0);
+    assert_eq!(s.jitter_samples, 2);
+    // Packet 5 against packet 3 (the previous arrival): D = |152 - 320| = 168.
+    // J = 168 + 168 - ((168 + 8) >> 4) = 325.
+    s.update(&pkt(5, 640), 80 * MS);
+    assert_eq!(s.jitter, 325);
+    assert_eq!(s.max_jitter, 325);
+    assert_eq!(s.reordered, 1);
+}
+
+#[test]
+fn timestamp_jump_shows_in_jitter() {
+    let mut s = RtpStreamState::first(&pkt(1, 0), 0);
+    s.update(&pkt(2, 160), 20 * MS);
+    s.update(&pkt(3, 160 + 8000), 40 * MS);
+    // Against packet 2: arrival +160 units, timestamp +8000: D = 7840 units.
+    assert_eq!(s.jitter, 7840);
+}
+
+#[test]
+fn clock_rate_inferred_for_dynamic_payload_type() {
+    let f = |seq: u16| RtpFields {
+        marker: false,
+        payload_type: 111,
+        seq,
+        timestamp: 5000 + 960 * seq as u32,
+        ssrc: 9,
+    };
+    let mut s = RtpStreamState::first(&f(0), 0);
+    assert_eq!(s.clock_rate, 0);
+    for i in 1..10u16 {
+        s.update(&f(i), i as u64 * 20 * MS);
+        assert_eq!(s.clock_rate, 0, "too early at packet {i}");
+    }
+    s.update(&f(10), 200 * MS);
+    assert_eq!(s.clock_rate, 48000);
+    assert_eq!(s.clock_source, ClockSource::Inferred as u32);
+    assert_eq!(s.jitter, 0);
+    s.update(&f(11), 225 * MS);
+    // 5 ms late at 48 kHz = 240 units.
+    assert_eq!(s.jitter, 240);
+}
+
+#[test]
+fn inference_restarts_on_unknown_rate() {
+    let f = |seq: u16| RtpFields {
+        marker: false,
+        payload_type: 100,
+        seq,
+        timestamp: 1000 * seq as u32,
+        ssrc: 9,
+    };
+    // 1000 units per 20 ms = 50 kHz: within 10 % of 48 kHz.
+    let mut s = RtpStreamState::first(&f(0), 0);
+    for i in 1..=10u16 {
+        s.update(&f(i), i as u64 * 20 * MS);
+    }
+    assert_eq!(s.clock_rate, 48000);
+    // 1400 units per 20 ms = 70 kHz: no rate; the window restarts.
+    let g = |seq: u16| RtpFields {
+        timestamp: 1400 * seq as u32,
+        ..f(seq)
+    };
+    let mut s = RtpStreamState::first(&g(0), 0);
+    for i in 1..=10u16 {
+        s.update(&g(i), i as u64 * 20 * MS);
+    }
+    assert_eq!(s.clock_rate, 0);
+    assert_eq!(s.infer_packets, 0);
+}
+
+#[test]
+fn static_rates() {
+    assert_eq!(static_clock_rate(0), 8000);
+    assert_eq!(static_clock_rate(8), 8000);
+    assert_eq!(static_clock_rate(9), 8000);
+    assert_eq!(static_clock_rate(18), 8000);
+    assert_eq!(static_clock_rate(34), 90000);
+    assert_eq!(static_clock_rate(96), 0);
+    assert_eq!(snap_rate(15_000), 16000);
+    assert_eq!(snap_rate(12_000), 0);
+    assert_eq!(snap_rate(88_000), 90000);
+}
+
+#[test]
+fn demux_by_first_byte() {
+    assert_eq!(demux(0, 1), MediaKind::Stun);
+    assert_eq!(demux(1, 1), MediaKind::Stun);
+    assert_eq!(demux(3, 0), MediaKind::Stun);
+    assert_eq!(demux(4, 0), MediaKind::Other);
+    assert_eq!(demux(20, 0), MediaKind::Dtls);
+    assert_eq!(demux(63, 0), MediaKind::Dtls);
+    assert_eq!(demux(0x80, 0), MediaKind::Rtp);
+    assert_eq!(demux(0x80, 0x80 | 111), MediaKind::Rtp);
+    // RTCP SR (200), RR (201): RTP payload types 72/73 with the marker bit.
+    assert_eq!(demux(0x80, 200), MediaKind::Rtcp);
+    assert_eq!(demux(0x81, 201), MediaKind::Rtcp);
+    assert_eq!(demux(0xbf, 223), MediaKind::Rtcp);
+    assert_eq!(demux(0x80, 224), MediaKind::Rtp);
+    assert_eq!(demux(192, 0), MediaKind::Other);
+}
+
+#[test]
+fn rtt_stats() {
+    let mut r = RttStats::default();
+    r.add(40 * MS, 1);
+    r.add(30 * MS, 2);
+    r.add(50 * MS, 3);
+    assert_eq!((r.min_ns, r.max_ns, r.last_ns), (30 * MS, 50 * MS, 50 * MS));
+    assert_eq!((r.sum_ns, r.samples, r.last_at_ns), (120 * MS, 3, 3));
+}

@@ -1,0 +1,459 @@
+//! Check this gateway's readiness for Webex Calling, without traffic.
+//!
+//! The on-box complement to Cisco's CScan: reads the gateway's own settings in the network
+//! namespace it runs in and judges each pass / warn / fail, with the fix.
+
+use std::{io::Write, path::PathBuf};
+
+use serde::Serialize;
+
+use crate::{
+    config::{self, detect::DetectConfig},
+    detect::system::{self, TCP_TIMEOUT_ESTABLISHED, UDP_TIMEOUT, UDP_TIMEOUT_STREAM},
+    exit,
+};
+
+/// Check this gateway's readiness for Webex Calling (SIP helper, conntrack timeouts and
+/// table, interface MTUs, XDP and BTF support), without traffic.
+///
+/// Each check is pass, warn or fail, with the value read and the fix. Run it as root in
+/// the gateway's network namespace. Exit status: 0 all pass, 1 a warning, 2 a failure,
+/// 64 an unreadable or invalid --config.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Print the checks as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Config file naming the interfaces, `[mtu] path_mtu` and `[detect]` thresholds.
+    /// Without it (or when the default file is missing) interfaces are not checked.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+const DEFAULT_CONFIG: &str = "/etc/monitor/monitor.toml";
+/// Oldest kernel with everything the monitor's programs use (BPF atomics, bounded loops).
+const MIN_KERNEL: (u32, u32) = (5, 15);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One check's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    /// Stable name, e.g. "sip_helper", "conntrack_udp_timeout_stream", "mtu_wan0".
+    pub name: String,
+    pub status: Verdict,
+    /// The value read, as found.
+    pub value: String,
+    /// What it means.
+    pub detail: String,
+    /// What to do; empty on pass.
+    pub fix: String,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    status: Verdict,
+    checks: &'a [Check],
+}
+
+pub fn execute(args: CheckArgs) -> i32 {
+    let (cfg_path, explicit) = match &args.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG), false),
+    };
+    let cfg = if explicit || cfg_path.exists() {
+        match config::load(&cfg_path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("monitor check: {e}");
+                return exit::USAGE;
+            }
+        }
+    } else {
+        None
+    };
+    let checks = run(cfg.as_ref());
+    let worst = checks
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(Verdict::Pass);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let r = Report {
+            status: worst,
+            checks: &checks,
+        };
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&r).expect("serializable")
+        );
+    } else {
+        let _ = out.write_all(render(&checks).as_bytes());
+    }
+    match worst {
+        Verdict::Pass => exit::OK,
+        Verdict::Warn => 1,
+        Verdict::Fail => 2,
+    }
+}
+
+/// Every check, in a fixed order.
+pub fn run(cfg: Option<&config::ValidatedConfig>) -> Vec<Check> {
+    let detect: DetectConfig = cfg.map(|c| c.config.detect.clone()).unwrap_or_default();
+    let mut checks = vec![sip_helper()];
+    checks.extend(timeouts(&detect));
+    checks.push(conntrack_table(&detect));
+    if let Some(cfg) = cfg {
+        for i in &cfg.config.interfaces {
+            checks.push(interface_mtu(&i.name, cfg.config.mtu.path_mtu));
+        }
+    }
+    checks.push(kernel_version());
+    checks.push(btf());
+    checks.push(bpffs());
+    checks
+}
+
+pub fn render(checks: &[Check]) -> String {
+    let mut s = String::new();
+    for c in checks {
+        let tag = match c.status {
+            Verdict::Pass => "PASS",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+        };
+        s.push_str(&format!("{tag}  {:<34} {}\n", c.name, c.value));
+        s.push_str(&format!("      {}\n", c.detail));
+        if !c.fix.is_empty() {
+            s.push_str(&format!("      fix: {}\n", c.fix));
+        }
+    }
+    s
+}
+
+fn check(name: &str, status: Verdict, value: String, detail: String, fix: &str) -> Check {
+    Check {
+        name: name.into(),
+        status,
+        value,
+        detail,
+        fix: if status == Verdict::Pass {
+            String::new()
+        } else {
+            fix.into()
+        },
+    }
+}
+
+/// The kernel's SIP ALG: helper objects or rules in nftables, automatic helper
+/// assignment, or connections with the SIP helper attached right now.
+fn sip_helper() -> Check {
+    let fix = crate::detect::sip_alg::REMEDIATION;
+    let auto = system::sysctl("nf_conntrack_helper");
+    let on_entries = system::conntrack_entries()
+        .map(|e| {
+            e.iter()
+                .filter(|e| e.helper.as_deref().is_some_and(|h| h.starts_with("sip")))
+                .count()
+        })
+        .unwrap_or(0);
+    let module = std::path::Path::new("/sys/module/nf_conntrack_sip").exists();
+    let Some(r) = system::ruleset() else {
+        return check(
+            "sip_helper",
+            Verdict::Warn,
+            format!("nf_conntrack_sip present: {module}"),
+            "cannot read the nftables ruleset (`nft list ruleset` failed): SIP helper \
+             rules not checked"
+                .into(),
+            "run as root with nft installed",
+        );
+    };
+    let mut found = Vec::new();
+    if !r.sip_helpers.is_empty() {
+        found.push(format!(
+            "nft ct helper type \"sip\": {}",
+            r.sip_helpers.join(", ")
+        ));
+    }
+    if !r.helper_rules.is_empty() {
+        found.push(format!("nft rules: {}", r.helper_rules.join("; ")));
+    }
+    if auto == Some(1) {
+        found.push("net.netfilter.nf_conntrack_helper = 1".into());
+    }
+    if on_entries > 0 {
+        found.push(format!("{on_entries} conntrack entries with helper=sip"));
+    }
+    if found.is_empty() {
+        check(
+            "sip_helper",
+            Verdict::Pass,
+            format!("none assigned (nf_conntrack_sip present: {module})"),
+            "no SIP helper is assigned to connections: SIP passes unmodified".into(),
+            fix,
+        )
+    } else {
+        check(
+            "sip_helper",
+            Verdict::Fail,
+            found.join("; "),
+            "the gateway's SIP ALG is on: it rewrites SIP and breaks Webex signalling".into(),
+            fix,
+        )
+    }
+}
+
+fn timeouts(d: &DetectConfig) -> Vec<Check> {
+    let min = d.nat_timeout_min_s;
+    let fix = crate::detect::nat_timeout::REMEDIATION;
+    let mut out = Vec::new();
+    for (leaf, name, judged) in [
+        (UDP_TIMEOUT_STREAM, "conntrack_udp_timeout_stream", true),
+        (
+            TCP_TIMEOUT_ESTABLISHED,
+            "conntrack_tcp_timeout_established",
+            true,
+        ),
+        (UDP_TIMEOUT, "conntrack_udp_timeout", false),
+    ] {
+        let setting = system::sysctl_name(leaf);
+        out.push(match system::sysctl(leaf) {
+            None => check(
+                name,
+                Verdict::Warn,
+                "unreadable".into(),
+                format!("{setting} cannot be read (no conntrack in this namespace?)"),
+                fix,
+            ),
+            Some(v) if judged && v < min => check(
+                name,
+                Verdict::Fail,
+                format!("{setting} = {v}"),
+                format!("NAT bindings expire after {v} s idle; signalling needs {min} s"),
+                fix,
+            ),
+            // The unreplied timeout only covers a binding until its first reply.
+            Some(v) if !judged && v < 30 => check(
+                name,
+                Verdict::Warn,
+                format!("{setting} = {v}"),
+                format!("a new UDP binding expires {v} s before its first reply"),
+                "keep net.netfilter.nf_conntrack_udp_timeout at 30 s or more",
+            ),
+            Some(v) => check(
+                name,
+                Verdict::Pass,
+                format!("{setting} = {v}"),
+                if judged {
+                    format!("at least the {min} s signalling needs")
+                } else {
+                    "until the first reply; replied bindings use the stream timeout".into()
+                },
+                fix,
+            ),
+        });
+    }
+    out
+}
+
+fn conntrack_table(d: &DetectConfig) -> Check {
+    let fix = crate::detect::nat_exhaustion::REMEDIATION;
+    match (
+        system::sysctl("nf_conntrack_count"),
+        system::sysctl("nf_conntrack_max"),
+    ) {
+        (Some(count), Some(max)) if max > 0 => {
+            let value = format!("{count} of {max} entries");
+            let status = if count >= max {
+                Verdict::Fail
+            } else if count * 100 >= d.nat_use_pct as u64 * max {
+                Verdict::Warn
+            } else {
+                Verdict::Pass
+            };
+            check(
+                "conntrack_table",
+                status,
+                value,
+                format!(
+                    "new connections are dropped when it is full (warn at {} %)",
+                    d.nat_use_pct
+                ),
+                fix,
+            )
+        }
+        _ => check(
+            "conntrack_table",
+            Verdict::Warn,
+            "unreadable".into(),
+            "net.netfilter.nf_conntrack_count/max cannot be read".into(),
+            fix,
+        ),
+    }
+}
+
+/// The interface's MTU by `SIOCGIFMTU` in this network namespace (sysfs may show another
+/// namespace's view).
+pub fn interface_mtu_of(name: &str) -> Option<u32> {
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: ifreq is plain data; the name is copied with a terminating NUL.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        unsafe { libc::close(fd) };
+        return None;
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: fd is a socket we own; req is a valid ifreq the kernel fills.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
+    unsafe { libc::close(fd) };
+    if rc < 0 {
+        return None;
+    }
+    // SAFETY: SIOCGIFMTU filled the ifru_mtu member.
+    Some(unsafe { req.ifr_ifru.ifru_mtu } as u32)
+}
+
+fn interface_mtu(name: &str, path_mtu: u32) -> Check {
+    let check_name = format!("mtu_{name}");
+    let fix = crate::detect::mtu::REMEDIATION;
+    match interface_mtu_of(name) {
+        None => check(
+            &check_name,
+            Verdict::Fail,
+            "missing".into(),
+            format!("interface {name} does not exist in this network namespace"),
+            "fix [[interfaces]] in the config or create the interface",
+        ),
+        Some(mtu) if mtu < path_mtu => check(
+            &check_name,
+            Verdict::Warn,
+            format!("{mtu}"),
+            format!(
+                "{name} carries at most {mtu}-byte packets, less than the {path_mtu}-byte \
+                 path MTU: longer Webex packets are fragmented or dropped here"
+            ),
+            fix,
+        ),
+        Some(mtu) => check(
+            &check_name,
+            Verdict::Pass,
+            format!("{mtu}"),
+            format!("at least the {path_mtu}-byte path MTU"),
+            fix,
+        ),
+    }
+}
+
+/// "6.18.44-fc" -> (6, 18)
+pub fn parse_release(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(['.', '-']);
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+fn kernel_version() -> Check {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let fix = "run a kernel of 5.15 or later (6.6 or later for tcx egress attach)";
+    match parse_release(&release) {
+        Some(v) if v >= MIN_KERNEL => check(
+            "xdp_kernel",
+            Verdict::Pass,
+            release,
+            format!(
+                "XDP and TC programs supported{}",
+                if v >= (6, 6) {
+                    ", tcx egress attach available"
+                } else {
+                    ""
+                }
+            ),
+            fix,
+        ),
+        _ => check(
+            "xdp_kernel",
+            Verdict::Fail,
+            release,
+            "older than 5.15: the monitor's programs do not load".into(),
+            fix,
+        ),
+    }
+}
+
+fn btf() -> Check {
+    let present = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+    check(
+        "btf",
+        if present {
+            Verdict::Pass
+        } else {
+            Verdict::Warn
+        },
+        if present {
+            "/sys/kernel/btf/vmlinux"
+        } else {
+            "missing"
+        }
+        .into(),
+        if present {
+            "kernel BTF available (bpftool and CO-RE tools work)".into()
+        } else {
+            "no kernel BTF: the monitor runs, but BTF-based tools do not".into()
+        },
+        "build the kernel with CONFIG_DEBUG_INFO_BTF=y",
+    )
+}
+
+fn bpffs() -> Check {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let path = c"/sys/fs/bpf";
+    // SAFETY: statfs fills the zeroed struct for a NUL-terminated path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let ok =
+        unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC;
+    check(
+        "bpffs",
+        if ok { Verdict::Pass } else { Verdict::Fail },
+        if ok { "/sys/fs/bpf" } else { "not mounted" }.into(),
+        if ok {
+            "maps can be pinned, so restarts keep counters".into()
+        } else {
+            "bpffs is not mounted at /sys/fs/bpf: maps cannot be pinned".into()
+        },
+        "mount -t bpf bpf /sys/fs/bpf (systemd mounts it by default)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release() {
+        assert_eq!(parse_release("6.18.44-fc-v657"), Some((6, 18)));
+        assert_eq!(parse_release("5.4.0"), Some((5, 4)));
+        assert_eq!(parse_release("x"), None);
+    }
+
+    #[test]
+    fn loopback_mtu_by_ioctl() {
+        assert!(interface_mtu_of("lo").is_some_and(|m| m >= 1500));
+        assert_eq!(interface_mtu_of("no-such-if0"), None);
+    }
+}

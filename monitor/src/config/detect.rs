@@ -1,0 +1,79 @@
+//! `[detect]`: thresholds of the failure detectors (SIP ALG, blocked and one-way media,
+//! NAT timeouts and port exhaustion, MTU). See README "Failure detectors".
+
+use serde::Deserialize;
+
+/// `[detect]`
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Seconds outbound media to a Webex peer may flow with no inbound media before
+    /// `one_way_media` / `udp_media_blocked` open. Default 5; 1 to 3600.
+    pub media_silence_s: u64,
+    /// The NAT binding timeout signalling needs, in seconds: conntrack timeouts below it
+    /// open `nat_timeout_short`. Default 1800 (30 min, the Webex recommendation).
+    pub nat_timeout_min_s: u64,
+    /// Percent of the conntrack table, or of a public address's masquerade port range, in
+    /// use at which `nat_port_exhaustion` opens. Default 80; 1 to 100.
+    pub nat_use_pct: u8,
+    /// How long (seconds) an idle-gap or rebinding event keeps `nat_timeout_short` open
+    /// after it was last seen. Default 600.
+    pub nat_event_hold_s: u64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            media_silence_s: 5,
+            nat_timeout_min_s: 1800,
+            nat_use_pct: 80,
+            nat_event_hold_s: 600,
+        }
+    }
+}
+
+/// A field that is out of range.
+#[derive(Debug, PartialEq)]
+pub struct Problem {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+pub fn validate(d: &DetectConfig) -> Result<(), Problem> {
+    let checks: [(&'static str, u64, u64, u64); 4] = [
+        ("detect.media_silence_s", d.media_silence_s, 1, 3600),
+        ("detect.nat_timeout_min_s", d.nat_timeout_min_s, 1, 86_400),
+        ("detect.nat_use_pct", d.nat_use_pct as u64, 1, 100),
+        ("detect.nat_event_hold_s", d.nat_event_hold_s, 1, 86_400),
+    ];
+    for (field, v, lo, hi) in checks {
+        if !(lo..=hi).contains(&v) {
+            return Err(Problem {
+                field,
+                problem: format!("{v} is out of range; use {lo} to {hi}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range() {
+        assert_eq!(validate(&DetectConfig::default()), Ok(()));
+        let d = DetectConfig {
+            nat_use_pct: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(&d),
+            Err(Problem {
+                field: "detect.nat_use_pct",
+                problem: "0 is out of range; use 1 to 100".into()
+            })
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! Failure detectors (README "Failure detectors"): SIP ALG, blocked and one-way media,
+//! short NAT timeouts, NAT port exhaustion, MTU and fragmentation. Each reads one poll's
+//! status report plus the gateway's own NAT state ([`system`]) and returns
+//! [`Finding`](crate::anomaly::Finding)s for the anomaly book.
+
+pub mod media;
+pub mod mtu;
+pub mod nat_exhaustion;
+pub mod nat_timeout;
+pub mod sip_alg;
+pub mod system;
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    anomaly::Finding,
+    config::detect::DetectConfig,
+    status::model::{FlowStatus, StatusReport},
+};
+
+/// How often the nftables ruleset is read again (it is an exec of `nft`).
+const RULESET_EVERY: Duration = Duration::from_secs(10);
+
+/// The failure detectors with what they remember between polls.
+pub struct Failures {
+    cfg: DetectConfig,
+    path_mtu: u32,
+    ruleset: Option<system::Ruleset>,
+    ruleset_read: Option<Instant>,
+    nat_timeout: nat_timeout::State,
+    mtu: mtu::State,
+}
+
+/// One poll's view: the report, the conntrack table and ruleset, and the flows indexed.
+pub struct View<'a> {
+    pub report: &'a StatusReport,
+    /// `None` when conntrack cannot be read (no procfs file, no tool).
+    pub conntrack: Option<&'a [system::Entry]>,
+    pub ruleset: Option<&'a system::Ruleset>,
+    lan: HashSet<&'a str>,
+    wan: HashSet<&'a str>,
+    index: HashMap<FlowId<'a>, &'a FlowStatus>,
+}
+
+/// Interface, direction, protocol and the two ends: a flow as the map keys it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowId<'a> {
+    pub interface: &'a str,
+    pub direction: &'a str,
+    pub protocol: &'a str,
+    pub src: (&'a str, u16),
+    pub dst: (&'a str, u16),
+}
+
+impl<'a> View<'a> {
+    pub fn new(
+        report: &'a StatusReport,
+        conntrack: Option<&'a [system::Entry]>,
+        ruleset: Option<&'a system::Ruleset>,
+    ) -> View<'a> {
+        let role = |r: &str| -> HashSet<&'a str> {
+            report
+                .interfaces
+                .iter()
+                .filter(|i| i.role == r)
+                .map(|i| i.name.as_str())
+                .collect()
+        };
+        let index = report
+            .flows
+            .iter()
+            .map(|f| (id(f), f))
+            .collect::<HashMap<_, _>>();
+        View {
+            report,
+            conntrack,
+            ruleset,
+            lan: role("lan"),
+            wan: role("wan"),
+            index,
+        }
+    }
+
+    pub fn flow<'k>(&'k self, id: &FlowId<'k>) -> Option<&'a FlowStatus> {
+        // The key type is covariant: the index keyed by the report's strings can be
+        // searched with a key borrowing shorter-lived ones.
+        let index: &'k HashMap<FlowId<'k>, &'a FlowStatus> = &self.index;
+        index.get(id).copied()
+    }
+
+    pub fn is_lan(&self, f: &FlowStatus) -> bool {
+        self.lan.contains(f.interface.as_str())
+    }
+
+    pub fn is_wan(&self, f: &FlowStatus) -> bool {
+        self.wan.contains(f.interface.as_str())
+    }
+
+    pub fn wan_interfaces(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.wan.iter().copied()
+    }
+
+    pub fn lan_interfaces(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.lan.iter().copied()
+    }
+
+    pub fn has_lan(&self) -> bool {
+        !self.lan.is_empty()
+    }
+
+    pub fn has_wan(&self) -> bool {
+        !self.wan.is_empty()
+    }
+
+    /// Leaving the site towards a Webex peer: LAN ingress (before NAT) or WAN egress.
+    pub fn is_outbound(&self, f: &FlowStatus) -> bool {
+        f.dst_addr == f.peer_addr
+            && f.dst_port == f.peer_port
+            && ((self.is_lan(f) && f.direction == "ingress")
+                || (self.is_wan(f) && f.direction == "egress"))
+    }
+
+    /// The flow the other way on the same interface (replies to `f`).
+    pub fn reverse(&self, f: &'a FlowStatus) -> Option<&'a FlowStatus> {
+        let direction = if f.direction == "ingress" {
+            "egress"
+        } else {
+            "ingress"
+        };
+        self.flow(&FlowId {
+            interface: &f.interface,
+            direction,
+            protocol: &f.protocol,
+            src: (&f.dst_addr, f.dst_port),
+            dst: (&f.src_addr, f.src_port),
+        })
+    }
+
+    /// Active flows of the report.
+    pub fn flows(&self) -> impl Iterator<Item = &'a FlowStatus> {
+        self.report.flows.iter()
+    }
+}
+
+pub fn id(f: &FlowStatus) -> FlowId<'_> {
+    FlowId {
+        interface: &f.interface,
+        direction: &f.direction,
+        protocol: &f.protocol,
+        src: (&f.src_addr, f.src_port),
+        dst: (&f.dst_addr, f.dst_port),
+    }
+}
+
+/// Media classes: RTP/SRTP audio, video, or media not yet split.
+pub fn is_media(f: &FlowStatus) -> bool {
+    matches!(f.class.as_str(), "media" | "audio" | "video")
+}
+
+/// "wan0 egress udp 198.51.100.1:40000 -> 203.0.113.10:5004"
+pub fn subject(f: &FlowStatus) -> String {
+    format!(
+        "{} {} {} {}:{} -> {}:{}",
+        f.interface, f.direction, f.protocol, f.src_addr, f.src_port, f.dst_addr, f.dst_port
+    )
+}
+
+impl Failures {
+    pub fn new(cfg: DetectConfig, path_mtu: u32) -> Failures {
+        Failures {
+            cfg,
+            path_mtu,
+            ruleset: None,
+            ruleset_read: None,
+            nat_timeout: nat_timeout::State::default(),
+            mtu: mtu::State::default(),
+        }
+    }
+
+    /// Runs every failure detector on one poll's report at `now_unix_s`.
+    pub fn poll(&mut self, report: &StatusReport, now_unix_s: u64) -> Vec<Finding> {
+        if self
+            .ruleset_read
+            .is_none_or(|t| t.elapsed() >= RULESET_EVERY)
+        {
+            self.ruleset = system::ruleset();
+            self.ruleset_read = Some(Instant::now());
+        }
+        let conntrack = system::conntrack_entries();
+        let view = View::new(report, conntrack.as_deref(), self.ruleset.as_ref());
+        let mut findings = Vec::new();
+        findings.extend(sip_alg::detect(&view));
+        findings.extend(media::detect(&view, &self.cfg));
+        findings.extend(self.nat_timeout.detect(&view, &self.cfg, now_unix_s));
+        findings.extend(nat_exhaustion::detect(&view, &self.cfg));
+        findings.extend(self.mtu.detect(&view, self.path_mtu, now_unix_s));
+        findings
+    }
+}

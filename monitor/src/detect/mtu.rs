@@ -1,0 +1,121 @@
+//! `mtu_fragmentation`: Webex packets that do not fit the path.
+//!
+//! - IP fragments of Webex flows (first and later fragments; later ones carry no ports,
+//!   so they are summed per interface, direction and address pair);
+//! - ICMP fragmentation-needed / ICMPv6 Packet Too Big answering a Webex flow (the kernel
+//!   matches the header the error quotes);
+//! - packets longer than `[mtu] path_mtu`.
+//!
+//! The kernel's counters only grow, so an anomaly stays open while its counter grew within
+//! the last [`HOLD_S`] seconds and clears after.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::anomaly::{Finding, Severity};
+
+use super::{View, subject};
+
+pub const ID: &str = "mtu_fragmentation";
+pub const REMEDIATION: &str = "Make Webex packets fit the path: set the endpoint/VPN MTU to \
+     the path's effective MTU (1350-1400 bytes behind a VPN), let ICMP fragmentation-needed \
+     through, and verify with ping -M do -s <size> towards the Webex media nodes.";
+/// Seconds an anomaly stays open after its counter last grew.
+pub const HOLD_S: u64 = 120;
+
+#[derive(Default)]
+pub struct State {
+    /// Per subject: the counter at the last poll and when it last grew.
+    seen: HashMap<String, (u64, u64)>,
+}
+
+struct Sign {
+    subject: String,
+    count: u64,
+    summary: String,
+    evidence: Vec<(String, String)>,
+}
+
+impl State {
+    pub fn detect(&mut self, view: &View<'_>, path_mtu: u32, now: u64) -> Vec<Finding> {
+        let mut signs = Vec::new();
+        let webex = view.flows().filter(|f| f.class != "not_webex");
+
+        let mut fragments: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for f in webex {
+            if f.fragments > 0 {
+                let key = format!(
+                    "fragments {} {} {} {} -> {}",
+                    f.interface, f.direction, f.protocol, f.src_addr, f.dst_addr
+                );
+                let e = fragments.entry(key).or_default();
+                e.0 += f.fragments;
+                e.1 += f.packets;
+            }
+            if f.icmp_frag_needed > 0 {
+                signs.push(Sign {
+                    subject: format!("frag-needed {}", subject(f)),
+                    count: f.icmp_frag_needed,
+                    summary: format!(
+                        "{} ICMP fragmentation-needed / Packet Too Big answered packets to \
+                         {}:{}",
+                        f.icmp_frag_needed, f.peer_addr, f.peer_port
+                    ),
+                    evidence: vec![
+                        ("icmp_frag_needed".into(), f.icmp_frag_needed.to_string()),
+                        ("packets".into(), f.packets.to_string()),
+                    ],
+                });
+            }
+            if f.oversize > 0 {
+                signs.push(Sign {
+                    subject: format!("oversize {}", subject(f)),
+                    count: f.oversize,
+                    summary: format!(
+                        "{} packets to or from {}:{} are longer than the {path_mtu}-byte path \
+                         MTU",
+                        f.oversize, f.peer_addr, f.peer_port
+                    ),
+                    evidence: vec![
+                        ("oversize_packets".into(), f.oversize.to_string()),
+                        ("packets".into(), f.packets.to_string()),
+                        ("path_mtu".into(), path_mtu.to_string()),
+                    ],
+                });
+            }
+        }
+        for (key, (frags, packets)) in fragments {
+            signs.push(Sign {
+                summary: format!("{frags} IP fragments of Webex packets ({key})"),
+                subject: key,
+                count: frags,
+                evidence: vec![
+                    ("fragments".into(), frags.to_string()),
+                    ("packets".into(), packets.to_string()),
+                ],
+            });
+        }
+
+        let mut out = Vec::new();
+        let mut present = Vec::new();
+        for s in signs {
+            let grew = match self.seen.get(&s.subject) {
+                Some(&(count, last_growth)) if count >= s.count => last_growth,
+                _ => now,
+            };
+            self.seen.insert(s.subject.clone(), (s.count, grew));
+            present.push(s.subject.clone());
+            if now.saturating_sub(grew) <= HOLD_S {
+                out.push(Finding {
+                    id: ID,
+                    severity: Severity::Warning,
+                    subject: s.subject,
+                    summary: s.summary,
+                    evidence: s.evidence,
+                    remediation: REMEDIATION,
+                });
+            }
+        }
+        self.seen.retain(|k, _| present.contains(k));
+        out
+    }
+}

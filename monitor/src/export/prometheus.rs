@@ -1,0 +1,186 @@
+//! The Prometheus scrape endpoint: the same series as OTLP, in the text exposition
+//! format, named by the OTel-to-Prometheus rules (dots to underscores, unit suffix,
+//! `_total` on counters, resource attributes on `target_info`).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::ReportFn;
+use super::series::{self, Kind, MetricDef, Series};
+
+/// A scrape request head larger than this is refused.
+const MAX_REQUEST: usize = 8 * 1024;
+/// How long a client may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The Prometheus name of an OTel metric.
+pub fn prom_name(def: &MetricDef) -> String {
+    let mut name = def.name.replace('.', "_");
+    let suffix = match def.unit {
+        "By" => "bytes",
+        "ms" => "milliseconds",
+        "s" => "seconds",
+        _ => "",
+    };
+    if !suffix.is_empty() && !name.ends_with(suffix) {
+        name.push('_');
+        name.push_str(suffix);
+    }
+    if def.kind == Kind::Counter {
+        name.push_str("_total");
+    }
+    name
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn labels(out: &mut String, pairs: &mut dyn Iterator<Item = (String, String)>) {
+    let mut first = true;
+    for (k, v) in pairs {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        let _ = write!(out, "{}=\"{}\"", k.replace('.', "_"), escape(&v));
+    }
+    if !first {
+        out.push('}');
+    }
+}
+
+/// Renders every series, after a `target_info` carrying the resource attributes.
+pub fn render(series: &Series, resource: &[(String, String)]) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info");
+    labels(&mut out, &mut resource.iter().cloned());
+    out.push_str(" 1\n");
+    for def in series::ALL {
+        let name = prom_name(def);
+        let kind = match def.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        let _ = writeln!(out, "# HELP {name} {}", def.description);
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for p in series.get(def.name).into_iter().flatten() {
+            out.push_str(&name);
+            labels(
+                &mut out,
+                &mut p.attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            );
+            let _ = writeln!(out, " {}", p.value);
+        }
+    }
+    out
+}
+
+/// Serves `GET /metrics` until `shutdown` turns true. One connection at a time: a
+/// scraper is one client, and a slow one cannot pile up work.
+pub async fn serve(
+    listener: TcpListener,
+    report: ReportFn,
+    max_call_series: u32,
+    resource: Vec<(String, String)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (mut stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    log::warn!("prometheus endpoint: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let mut buf = Vec::with_capacity(1024);
+        let head = tokio::time::timeout(READ_TIMEOUT, async {
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            true
+        })
+        .await;
+        if !matches!(head, Ok(true)) {
+            continue;
+        }
+        let line =
+            String::from_utf8_lossy(buf.split(|b| *b == b'\n').next().unwrap_or(&[])).into_owned();
+        let mut parts = line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let path = path.split('?').next().unwrap_or("");
+        let response = if method == "GET" && path == "/metrics" {
+            let body = render(&series::collect(&report(), max_call_series), &resource);
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        } else {
+            let body = "only GET /metrics is served\n";
+            format!(
+                "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let _ = tokio::time::timeout(READ_TIMEOUT, stream.write_all(response.as_bytes())).await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::render::tests::sample_report;
+
+    #[test]
+    fn otel_names_become_prometheus_names() {
+        assert_eq!(prom_name(&series::FLOW_BYTES), "monitor_flow_bytes_total");
+        assert_eq!(
+            prom_name(&series::FLOW_PACKETS),
+            "monitor_flow_packets_total"
+        );
+        assert_eq!(prom_name(&series::FLOW_ACTIVE), "monitor_flow_active");
+        assert_eq!(
+            prom_name(&series::SNAPSHOT_AGE),
+            "monitor_snapshot_age_milliseconds"
+        );
+    }
+
+    #[test]
+    fn text_format() {
+        let report = sample_report();
+        let text = render(
+            &series::collect(&report, 10),
+            &[("service.name".into(), "mon\"itor".into())],
+        );
+        assert!(text.starts_with(
+            "# HELP target_info Target metadata\n# TYPE target_info gauge\n\
+             target_info{service_name=\"mon\\\"itor\"} 1\n"
+        ));
+        assert!(text.contains("# TYPE monitor_packets_seen_total counter\n"));
+        assert!(text.contains(&format!(
+            "\nmonitor_packets_seen_total {}\n",
+            report.counters.seen
+        )));
+        assert!(text.contains(
+            "monitor_packets_malformed_total{monitor_malformed_reason=\"truncated_l4\"} 3\n"
+        ));
+        assert!(text.contains("# TYPE monitor_map_entries gauge\n"));
+        assert!(text.ends_with('\n'));
+    }
+}

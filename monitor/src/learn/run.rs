@@ -1,0 +1,253 @@
+//! Learning in the daemon: reads the sample ring, applies what the [`Learner`] learns to
+//! the prefix tries, expires peers on each poll and removes their flows, and keeps the
+//! view the status report shows.
+
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+};
+
+use aya::{
+    Ebpf,
+    maps::{MapData, RingBuf},
+};
+use log::{info, warn};
+use monitor_common::{
+    FlowKey, GlobalCounters,
+    learn::{LearnSample, SOURCE_DNS, SOURCE_SNI},
+};
+use tokio::io::unix::AsyncFd;
+
+use super::{
+    Learner,
+    model::{LearnStatus, LearnedPeer},
+};
+use crate::{
+    config::learn::LearnConfig,
+    kernel::{learn as maps, snapshot},
+    status::model::StatusReport,
+};
+
+/// Samples read per wake-up before yielding to the rest of the loop.
+const MAX_PER_WAKE: usize = 4096;
+
+/// What the status report shows, shared with the status server.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    enabled: bool,
+    /// Address, name, source bits, expiry (CLOCK_MONOTONIC ns).
+    peers: Vec<(IpAddr, String, u32, u64)>,
+    stats: super::Stats,
+    flows_deleted: u64,
+}
+
+impl View {
+    /// Adds the learned peers and counters to a report built from `counters`, and
+    /// keeps `flows_evicted` exact: flows the daemon deleted were not evicted.
+    pub fn annotate(&self, r: &mut StatusReport, counters: &GlobalCounters, now_ns: u64) {
+        r.counters.flows_evicted = r.counters.flows_evicted.saturating_sub(self.flows_deleted);
+        let mut peers: Vec<LearnedPeer> = self
+            .peers
+            .iter()
+            .map(|(addr, name, bits, expires)| LearnedPeer {
+                addr: addr.to_string(),
+                name: name.clone(),
+                source: source_name(*bits).to_string(),
+                expires_in_s: expires.saturating_sub(now_ns).div_ceil(1_000_000_000),
+            })
+            .collect();
+        peers.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.addr.cmp(&b.addr)));
+        r.learned_peers = peers;
+        let s = &self.stats;
+        let map = |m: &std::collections::BTreeMap<&'static str, u64>| {
+            m.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        r.learn = Some(LearnStatus {
+            enabled: self.enabled,
+            samples: counters.learn_samples,
+            sample_drops: counters.learn_sample_drops,
+            duplicates: s.duplicates,
+            dns_responses: s.dns_responses,
+            dns_malformed: map(&s.dns_malformed),
+            dns_cut: s.dns_cut,
+            client_hellos: s.client_hellos,
+            sni_malformed: map(&s.sni_malformed),
+            learned_dns: s.learned_dns,
+            learned_sni: s.learned_sni,
+            refused_full: s.refused_full,
+            expired: s.expired,
+            flows_deleted: self.flows_deleted,
+            peers: self.peers.len() as u64,
+        });
+    }
+}
+
+pub fn source_name(bits: u32) -> &'static str {
+    match (bits & SOURCE_DNS != 0, bits & SOURCE_SNI != 0) {
+        (true, true) => "dns+sni",
+        (true, false) => "dns",
+        _ => "sni",
+    }
+}
+
+pub struct Learning {
+    learner: Learner,
+    enabled: bool,
+    view: Arc<Mutex<View>>,
+    /// Addresses expired this poll whose flows are to be deleted after the snapshot.
+    gone: HashSet<[u8; 16]>,
+    flows_deleted: u64,
+}
+
+/// The ring, registered with the runtime.
+pub type Ring = AsyncFd<RingBuf<MapData>>;
+
+impl Learning {
+    /// Takes the sample ring and adopts peers a previous run left in the tries.
+    pub fn start(ebpf: &mut Ebpf, cfg: &LearnConfig) -> anyhow::Result<(Learning, Ring)> {
+        let ring = maps::take_ring(ebpf)?;
+        // SAFETY: the RingBuf owns its map fd and the AsyncFd owns the RingBuf, so the fd
+        // stays open as long as it is registered.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?;
+        let mut learner = Learner::new(cfg);
+        let now = snapshot::monotonic_ns();
+        let adopted = maps::learned_entries(ebpf)?;
+        if !adopted.is_empty() {
+            info!(
+                "{} learned peers from the previous run stay {} s unless taught again",
+                adopted.len(),
+                cfg.ttl_floor_s.max(1)
+            );
+        }
+        for (addr, bits) in adopted {
+            learner.adopt(addr, bits, now);
+        }
+        let flows_deleted = maps::flows_deleted(ebpf)?;
+        let l = Learning {
+            learner,
+            enabled: cfg.enabled,
+            view: Arc::default(),
+            gone: HashSet::new(),
+            flows_deleted,
+        };
+        l.publish();
+        Ok((l, ring))
+    }
+
+    pub fn view(&self) -> Arc<Mutex<View>> {
+        self.view.clone()
+    }
+
+    pub fn set_config(&mut self, cfg: &LearnConfig) {
+        self.learner.set_config(cfg);
+        self.enabled = cfg.enabled;
+        self.publish();
+    }
+
+    /// Reads what the ring holds and learns from it. Returns whether the ring was
+    /// emptied (when not, the caller keeps it marked readable).
+    pub fn drain(&mut self, ring: &mut RingBuf<MapData>, ebpf: &mut Ebpf) -> bool {
+        let now = snapshot::monotonic_ns();
+        let mut emptied = false;
+        for _ in 0..MAX_PER_WAKE {
+            let Some(item) = ring.next() else {
+                emptied = true;
+                break;
+            };
+            if item.len() < size_of::<LearnSample>() {
+                continue;
+            }
+            // SAFETY: the item holds a whole LearnSample (checked above), which is plain
+            // integers; read_unaligned copes with the ring's 8-byte alignment.
+            let sample: LearnSample =
+                unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<LearnSample>()) };
+            drop(item);
+            let changes = self.learner.ingest(&sample, now);
+            for (addr, bits) in changes.added {
+                match maps::add(ebpf, addr, bits) {
+                    Ok(()) => info!(
+                        "learned Webex peer {addr} ({})",
+                        self.learner
+                            .peers()
+                            .get(&addr)
+                            .map(|p| p.name.as_str())
+                            .unwrap_or("?")
+                    ),
+                    Err(e) => warn!("cannot add learned peer {addr}: {e}"),
+                }
+            }
+        }
+        self.publish();
+        emptied
+    }
+
+    /// Forgets the peers whose time is up (before the poll's snapshot): from then on no
+    /// new flow of theirs is Webex. Their existing flows go in [`Self::after_snapshot`].
+    pub fn expire(&mut self, ebpf: &mut Ebpf) {
+        let now = snapshot::monotonic_ns();
+        for (addr, _) in self.learner.expire(now) {
+            match maps::remove(ebpf, addr) {
+                // Still Webex by a configured prefix: its flows stay.
+                Ok(true) => info!("learned peer {addr} expired; a configured prefix covers it"),
+                Ok(false) => {
+                    info!("learned peer {addr} expired");
+                    self.gone.insert(flow_addr(addr));
+                }
+                Err(e) => warn!("cannot remove learned peer {addr}: {e}"),
+            }
+        }
+        self.publish();
+    }
+
+    /// Deletes the flows of the peers expired this poll from the flow map and from
+    /// `snap`, and counts them.
+    pub fn after_snapshot(&mut self, ebpf: &mut Ebpf, snap: &mut snapshot::Snapshot) {
+        if self.gone.is_empty() {
+            return;
+        }
+        let gone = std::mem::take(&mut self.gone);
+        match maps::delete_flows(ebpf, &snap.flows, &gone) {
+            Ok(deleted) if !deleted.is_empty() => {
+                let keys: HashSet<FlowKey> = deleted.iter().copied().collect();
+                snap.flows.retain(|(k, _)| !keys.contains(k));
+                match maps::add_flows_deleted(ebpf, deleted.len() as u64) {
+                    Ok(total) => self.flows_deleted = total,
+                    Err(e) => {
+                        warn!("cannot record deleted flows: {e}");
+                        self.flows_deleted += deleted.len() as u64;
+                    }
+                }
+                info!("deleted {} flows of expired learned peers", deleted.len());
+                self.publish();
+            }
+            Ok(_) => {}
+            Err(e) => warn!("cannot delete flows of expired peers: {e}"),
+        }
+    }
+
+    fn publish(&self) {
+        let view = View {
+            enabled: self.enabled,
+            peers: self
+                .learner
+                .peers()
+                .iter()
+                .map(|(a, p)| (*a, p.name.clone(), p.sources, p.expires_ns))
+                .collect(),
+            stats: self.learner.stats.clone(),
+            flows_deleted: self.flows_deleted,
+        };
+        if let Ok(mut v) = self.view.lock() {
+            *v = view;
+        }
+    }
+}
+
+/// `FlowKey` form of an address (IPv4 v4-mapped).
+fn flow_addr(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v) => FlowKey::v4_mapped(v.octets()),
+        IpAddr::V6(v) => v.octets(),
+    }
+}

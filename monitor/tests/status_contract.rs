@@ -1,0 +1,515 @@
+//! What scripts and monitoring rely on in `monitor status`: the JSON schema's field names
+//! (golden), the exit status per health, and no colour when piped. The real `monitor`
+//! binary runs against a status socket served by this test.
+
+// The full-report fixture is one large json! literal.
+#![recursion_limit = "512"]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use monitor::status::model::{SCHEMA_VERSION, StatusReport};
+use serde_json::{Value, json};
+use xtask::TempDir;
+
+/// A report with every optional part present (Some, non-empty lists), so that every
+/// field name of the schema appears when it is serialised.
+fn full_report() -> StatusReport {
+    serde_json::from_value(json!({
+        "schema_version": SCHEMA_VERSION,
+        "daemon": {
+            "version": "0.1.0", "pid": 42, "started_at_unix_s": 1_700_000_000u64,
+            "uptime_s": 60, "config_path": "/etc/monitor/monitor.toml",
+            "pin_path": "/sys/fs/bpf/monitor", "poll_interval_ms": 1000,
+            "snapshot_age_ms": 120, "adopted_pinned_maps": false, "last_poll_ms": 0.4,
+            "last_reload": {
+                "at_unix_s": 1_700_000_030u64, "ok": true, "message": "reloaded",
+                "needs_restart": ["daemon.pin_path"]
+            }
+        },
+        "interfaces": [{
+            "name": "wan0", "ifindex": 3, "role": "wan", "xdp_mode": "native",
+            "tc_attach": "tcx", "state": "attached", "reattached": 0
+        }],
+        "maps": [{"name": "FLOWS", "entries": 1, "max_entries": 65536}],
+        "counters": {
+            "seen": 100, "parsed": 100, "non_ip": 0, "ipv4": 100, "ipv6": 0,
+            "fragments": 0, "webex_packets": 100, "not_webex_packets": 0,
+            "flows_created": 1, "flow_insert_failed": 0, "flows_evicted": 0,
+            "malformed_total": 0,
+            "malformed": {"l4_truncated": 0}
+        },
+        "flows": [{
+            "interface": "wan0", "direction": "egress", "protocol": "udp", "ip_version": 4,
+            "src_addr": "198.51.100.1", "src_port": 40000,
+            "dst_addr": "203.0.113.10", "dst_port": 5004,
+            "inner_addr": "198.51.100.1", "inner_port": 40000,
+            "peer_addr": "203.0.113.10", "peer_port": 5004,
+            "class": "media", "packets": 100, "bytes": 18800, "fragments": 0,
+            "last_dscp": 46, "age_s": 2.0, "idle_s": 0.02,
+            "classified_by": "port_rule", "dscp_class": "media",
+            "dscp": {"expected": 46, "matched": 100, "mismatched": 0, "rewritten": 0, "seen": [46]}
+        }],
+        "calls": [{
+            "inner_addr": "192.0.2.10", "peer_addr": "203.0.113.10", "peer_port": 5004,
+            "kind": "audio", "direction": "both", "packets": 100, "loss_pct": 0.0,
+            "jitter_ms": 1.5, "rtt_ms": 20.0, "one_way_latency_ms_estimate": 10.0,
+            "mos": 4.3, "mos_codec": "opus", "health": "good", "breaches": ["jitter"],
+            "clock_rate": 48000, "clock_source": "payload_type", "idle_s": 0.02,
+            "legs": [{
+                "direction": "outbound", "measured_at": "wan0", "packets": 50,
+                "expected": 50, "lost": 0, "loss_pct": 0.0, "duplicates": 0,
+                "reordered": 0, "jitter_ms": 1.5,
+                "streams": [{
+                    "interface": "wan0", "direction": "egress",
+                    "src_addr": "198.51.100.1", "src_port": 40000,
+                    "dst_addr": "203.0.113.10", "dst_port": 5004,
+                    "ssrc": 1234, "payload_type": 111, "packets": 50, "expected": 50,
+                    "received": 50, "lost_rfc": 0, "lost": 0, "duplicates": 0,
+                    "reordered": 0, "restarts": 0, "jitter_ms": 1.5, "max_jitter_ms": 2.0,
+                    "mean_jitter_ms": 1.4, "clock_rate": 48000,
+                    "clock_source": "payload_type", "idle_s": 0.02
+                }]
+            }]
+        }],
+        "anomalies": [{
+            "id": "sip_alg", "severity": "critical", "subject": "wan0",
+            "summary": "a SIP ALG rewrites SIP on wan0",
+            "evidence": [{"name": "rewritten_messages", "value": "3"}],
+            "remediation": "Turn the SIP ALG off.",
+            "first_seen_unix_s": 1_700_000_000u64, "last_seen_unix_s": 1_700_000_010u64,
+            "cleared_unix_s": 1_700_000_020u64
+        }],
+        "export": {
+            "otlp_endpoint": "http://127.0.0.1:4317", "otlp_protocol": "grpc",
+            "interval_ms": 10000, "timeout_ms": 5000, "prometheus_listen": "127.0.0.1:9464",
+            "last_success_unix_s": 1_700_000_050u64, "exported": 5, "dropped": 1,
+            "log_records_exported": 2, "log_records_dropped": 0, "last_error": "refused"
+        },
+        "dscp": [{
+            "interface": "wan0", "direction": "egress", "class": "media", "expected": 46,
+            "flows": 1, "matched": 100, "mismatched": 0, "rewritten": 0,
+            "compliance_pct": 100.0
+        }],
+        "learned_peers": [{
+            "addr": "203.0.113.20", "name": "media.webex.com", "source": "dns",
+            "expires_in_s": 42
+        }],
+        "learn": {
+            "enabled": true, "samples": 3, "sample_drops": 0, "duplicates": 1,
+            "dns_responses": 2, "dns_malformed": {"truncated": 1}, "dns_cut": 0,
+            "client_hellos": 1, "sni_malformed": {}, "learned_dns": 1, "learned_sni": 0,
+            "refused_full": 0, "expired": 0, "flows_deleted": 0, "peers": 1
+        }
+    }))
+    .expect("the fixture no longer deserialises: a required field was added or renamed")
+}
+
+/// Objects whose keys are data, not schema (e.g. one key per malformed reason).
+const MAPS: &[&str] = &[
+    "learn.dns_malformed",
+    "learn.sni_malformed",
+    "counters.malformed",
+];
+
+/// The schema's field names, as dotted paths (`[]` for list elements), sorted.
+///
+/// Golden on purpose: removing or renaming a field breaks every script that reads it, so
+/// this test fails; that change must bump `SCHEMA_VERSION` instead (status/model.rs).
+/// Adding a field also fails here, so that each addition is deliberate: add its path
+/// below (and its value in `full_report` if it is optional or nested), and document it
+/// in README "Status JSON".
+const GOLDEN: &[&str] = &[
+    "anomalies",
+    "anomalies[].cleared_unix_s",
+    "anomalies[].evidence",
+    "anomalies[].evidence[].name",
+    "anomalies[].evidence[].value",
+    "anomalies[].first_seen_unix_s",
+    "anomalies[].id",
+    "anomalies[].last_seen_unix_s",
+    "anomalies[].remediation",
+    "anomalies[].severity",
+    "anomalies[].subject",
+    "anomalies[].summary",
+    "calls",
+    "calls[].breaches",
+    "calls[].clock_rate",
+    "calls[].clock_source",
+    "calls[].direction",
+    "calls[].health",
+    "calls[].idle_s",
+    "calls[].inner_addr",
+    "calls[].jitter_ms",
+    "calls[].kind",
+    "calls[].legs",
+    "calls[].legs[].direction",
+    "calls[].legs[].duplicates",
+    "calls[].legs[].expected",
+    "calls[].legs[].jitter_ms",
+    "calls[].legs[].loss_pct",
+    "calls[].legs[].lost",
+    "calls[].legs[].measured_at",
+    "calls[].legs[].packets",
+    "calls[].legs[].reordered",
+    "calls[].legs[].streams",
+    "calls[].legs[].streams[].clock_rate",
+    "calls[].legs[].streams[].clock_source",
+    "calls[].legs[].streams[].direction",
+    "calls[].legs[].streams[].dst_addr",
+    "calls[].legs[].streams[].dst_port",
+    "calls[].legs[].streams[].duplicates",
+    "calls[].legs[].streams[].expected",
+    "calls[].legs[].streams[].idle_s",
+    "calls[].legs[].streams[].interface",
+    "calls[].legs[].streams[].jitter_ms",
+    "calls[].legs[].streams[].lost",
+    "calls[].legs[].streams[].lost_rfc",
+    "calls[].legs[].streams[].max_jitter_ms",
+    "calls[].legs[].streams[].mean_jitter_ms",
+    "calls[].legs[].streams[].packets",
+    "calls[].legs[].streams[].payload_type",
+    "calls[].legs[].streams[].received",
+    "calls[].legs[].streams[].reordered",
+    "calls[].legs[].streams[].restarts",
+    "calls[].legs[].streams[].src_addr",
+    "calls[].legs[].streams[].src_port",
+    "calls[].legs[].streams[].ssrc",
+    "calls[].loss_pct",
+    "calls[].mos",
+    "calls[].mos_codec",
+    "calls[].one_way_latency_ms_estimate",
+    "calls[].packets",
+    "calls[].peer_addr",
+    "calls[].peer_port",
+    "calls[].rtt_ms",
+    "counters",
+    "counters.flow_insert_failed",
+    "counters.flows_created",
+    "counters.flows_evicted",
+    "counters.fragments",
+    "counters.ipv4",
+    "counters.ipv6",
+    "counters.malformed",
+    "counters.malformed_total",
+    "counters.non_ip",
+    "counters.not_webex_packets",
+    "counters.parsed",
+    "counters.seen",
+    "counters.webex_packets",
+    "daemon",
+    "daemon.adopted_pinned_maps",
+    "daemon.config_path",
+    "daemon.last_poll_ms",
+    "daemon.last_reload",
+    "daemon.last_reload.at_unix_s",
+    "daemon.last_reload.message",
+    "daemon.last_reload.needs_restart",
+    "daemon.last_reload.ok",
+    "daemon.pid",
+    "daemon.pin_path",
+    "daemon.poll_interval_ms",
+    "daemon.snapshot_age_ms",
+    "daemon.started_at_unix_s",
+    "daemon.uptime_s",
+    "daemon.version",
+    "dscp",
+    "dscp[].class",
+    "dscp[].compliance_pct",
+    "dscp[].direction",
+    "dscp[].expected",
+    "dscp[].flows",
+    "dscp[].interface",
+    "dscp[].matched",
+    "dscp[].mismatched",
+    "dscp[].rewritten",
+    "export",
+    "export.dropped",
+    "export.exported",
+    "export.interval_ms",
+    "export.last_error",
+    "export.last_success_unix_s",
+    "export.log_records_dropped",
+    "export.log_records_exported",
+    "export.otlp_endpoint",
+    "export.otlp_protocol",
+    "export.prometheus_listen",
+    "export.timeout_ms",
+    "flows",
+    "flows[].age_s",
+    "flows[].bytes",
+    "flows[].class",
+    "flows[].classified_by",
+    "flows[].direction",
+    "flows[].dscp",
+    "flows[].dscp.expected",
+    "flows[].dscp.matched",
+    "flows[].dscp.mismatched",
+    "flows[].dscp.rewritten",
+    "flows[].dscp.seen",
+    "flows[].dscp_class",
+    "flows[].dst_addr",
+    "flows[].dst_port",
+    "flows[].fragments",
+    "flows[].icmp_frag_needed",
+    "flows[].icmp_unreachable",
+    "flows[].idle_s",
+    "flows[].inner_addr",
+    "flows[].inner_port",
+    "flows[].interface",
+    "flows[].ip_version",
+    "flows[].last_dscp",
+    "flows[].oversize",
+    "flows[].packets",
+    "flows[].peer_addr",
+    "flows[].peer_port",
+    "flows[].protocol",
+    "flows[].src_addr",
+    "flows[].src_port",
+    "interfaces",
+    "interfaces[].ifindex",
+    "interfaces[].name",
+    "interfaces[].reattached",
+    "interfaces[].role",
+    "interfaces[].state",
+    "interfaces[].tc_attach",
+    "interfaces[].xdp_mode",
+    "learn",
+    "learn.client_hellos",
+    "learn.dns_cut",
+    "learn.dns_malformed",
+    "learn.dns_responses",
+    "learn.duplicates",
+    "learn.enabled",
+    "learn.expired",
+    "learn.flows_deleted",
+    "learn.learned_dns",
+    "learn.learned_sni",
+    "learn.peers",
+    "learn.refused_full",
+    "learn.sample_drops",
+    "learn.samples",
+    "learn.sni_malformed",
+    "learned_peers",
+    "learned_peers[].addr",
+    "learned_peers[].expires_in_s",
+    "learned_peers[].name",
+    "learned_peers[].source",
+    "maps",
+    "maps[].entries",
+    "maps[].max_entries",
+    "maps[].name",
+    "media",
+    "media.handshakes",
+    "media.handshakes_timed",
+    "media.packets",
+    "media.rtp_truncated",
+    "media.stream_insert_failed",
+    "media.streams_created",
+    "media.streams_evicted",
+    "media.stun_matched",
+    "media.stun_requests",
+    "media.stun_responses",
+    "schema_version",
+];
+
+fn field_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(fields) if !MAPS.contains(&prefix) => {
+            for (k, child) in fields {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.push(path.clone());
+                field_paths(child, &path, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                field_paths(item, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn status_json_field_names_are_golden() {
+    let json = serde_json::to_value(full_report()).unwrap();
+    let mut paths = Vec::new();
+    field_paths(&json, "", &mut paths);
+    paths.sort();
+    paths.dedup();
+    let golden: Vec<String> = GOLDEN.iter().map(|s| s.to_string()).collect();
+    let missing: Vec<_> = golden.iter().filter(|p| !paths.contains(p)).collect();
+    let added: Vec<_> = paths.iter().filter(|p| !golden.contains(p)).collect();
+    assert!(
+        missing.is_empty() && added.is_empty(),
+        "status JSON schema changed.\nremoved or renamed (breaks users: bump SCHEMA_VERSION \
+         instead): {missing:?}\nadded (deliberate? then add to GOLDEN and README): {added:?}"
+    );
+    assert_eq!(json["schema_version"], 1);
+}
+
+// ---------------------------------------------------------------- the CLI
+
+/// Serves `report` on a Unix socket the way the daemon does (one JSON line per
+/// `status\n` request) until dropped.
+struct FakeDaemon {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+impl FakeDaemon {
+    fn serve(report: &StatusReport) -> FakeDaemon {
+        let dir = TempDir::new().unwrap();
+        let path = dir.join("monitor.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let line = format!("{}\n", serde_json::to_string(report).unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok((stream, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(5)))
+                        .unwrap();
+                    let mut request = String::new();
+                    let _ = BufReader::new(&stream).read_line(&mut request);
+                    assert_eq!(request, "status\n");
+                    let _ = (&stream).write_all(line.as_bytes());
+                }
+            })
+        };
+        FakeDaemon {
+            path,
+            stop,
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for FakeDaemon {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `monitor status --socket <socket> <args>` with stdout piped.
+fn status(socket: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .arg("status")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn with_open_anomaly(severity: Option<&str>) -> StatusReport {
+    let mut r = full_report();
+    match severity {
+        None => r.anomalies.clear(),
+        Some(s) => {
+            r.anomalies[0].cleared_unix_s = None;
+            r.anomalies[0].severity = serde_json::from_value(json!(s)).unwrap();
+        }
+    }
+    r
+}
+
+#[test]
+fn exit_status_is_the_health_and_piped_output_has_no_colour() {
+    for (severity, code, word) in [
+        (None, 0, "OK"),
+        (Some("info"), 0, "OK"),
+        (Some("warning"), 1, "WARNING"),
+        (Some("critical"), 2, "CRITICAL"),
+    ] {
+        let daemon = FakeDaemon::serve(&with_open_anomaly(severity));
+        let text = status(&daemon.path, &[]);
+        assert_eq!(text.status.code(), Some(code), "{severity:?}");
+        let stdout = String::from_utf8(text.stdout).unwrap();
+        assert!(stdout.contains(&format!("HEALTH {word}")), "{stdout}");
+        // Piped: not a terminal, so no escape sequence at all, even for CRITICAL.
+        assert!(
+            !stdout.contains('\x1b'),
+            "colour in piped output:\n{stdout}"
+        );
+
+        let json = status(&daemon.path, &["--json"]);
+        assert_eq!(json.status.code(), Some(code), "--json, {severity:?}");
+        assert!(!json.stdout.contains(&0x1b));
+        let parsed: StatusReport = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(parsed, with_open_anomaly(severity));
+    }
+
+    let dir = TempDir::new().unwrap();
+    let gone = status(&dir.join("missing.sock"), &[]);
+    assert_eq!(gone.status.code(), Some(3), "daemon not reachable");
+    assert!(gone.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("not running"));
+}
+
+/// Runs `monitor status` on a pseudo-terminal (util-linux `script`), so the only
+/// difference from the piped runs above is the terminal.
+fn status_on_terminal(socket: &Path, no_color: Option<&str>) -> Vec<u8> {
+    let command = format!(
+        "{} status --socket {}",
+        env!("CARGO_BIN_EXE_monitor"),
+        socket.display()
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    if let Some(v) = no_color {
+        script.env("NO_COLOR", v);
+    }
+    let out = script
+        .output()
+        .expect("script (util-linux, installed by `cargo xtask setup`)");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "critical health through the pty"
+    );
+    out.stdout
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let daemon = FakeDaemon::serve(&with_open_anomaly(Some("critical")));
+    let tty = status_on_terminal(&daemon.path, None);
+    let tty = String::from_utf8_lossy(&tty);
+    assert!(tty.contains("\x1b[31mCRITICAL\x1b[0m"), "{tty}");
+    let no_color = status_on_terminal(&daemon.path, Some("1"));
+    assert!(
+        !no_color.contains(&0x1b),
+        "{}",
+        String::from_utf8_lossy(&no_color)
+    );
+}

@@ -1,0 +1,530 @@
+//! DSCP end to end on the NAT testbed, with tshark on the WAN host as the independent
+//! oracle: rewrite on the gateway's WAN egress puts EF on audio, AF41 on video, CS3 on
+//! SIP signalling and leaves other traffic alone (exact packet counts per mark); verify
+//! counts unmarked LAN traffic exactly; marks cleared on the way back by an nftables
+//! rule are reported as bleached.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use xtask::{
+    Daemon, Netns, PinDir, TempDir, Testbed, monitor_bin,
+    testbed::{GW_WAN_V4, LAN_HOST_V4, WAN_HOST_V4, WEBEX_NODE_V4},
+    traffic::{send_udp, tcp_echo_server, tcp_exchange, udp_call, udp_echo, udp_sink},
+};
+
+const PAYLOAD: usize = 160;
+const AUDIO_PORT: u16 = 52000;
+const VIDEO_PORT: u16 = 52100;
+
+struct Bed {
+    // Field order is drop order: daemon first, then namespaces, then pins and files.
+    daemon: Daemon,
+    tb: Testbed,
+    _pin: PinDir,
+    dir: TempDir,
+}
+
+impl Bed {
+    /// The testbed gateway config with `wan_lines` added to the wan0 section, and the
+    /// dedicated port ranges on when `dedicated`.
+    fn new(wan_lines: &str, dedicated: bool) -> Bed {
+        let tb = Testbed::new().expect("testbed");
+        let dir = TempDir::new().expect("tempdir");
+        let pin = PinDir::new();
+        let config = dir.join("monitor.toml");
+        let socket = dir.join("monitor.sock");
+        let mut text = xtask::config::gateway_config(pin.path(), &socket)
+            .replace(
+                "name = \"wan0\"\nrole = \"wan\"\n",
+                &format!("name = \"wan0\"\nrole = \"wan\"\n{wan_lines}\n"),
+            )
+            .replace("[daemon]\n", "[daemon]\npoll_interval_ms = 200\n");
+        if dedicated {
+            text = text.replace("[webex]\n", "[webex]\ndedicated_port_ranges = true\n");
+        }
+        std::fs::write(&config, text).expect("config");
+        let daemon = Daemon::start(&monitor_bin(), &tb.gw, &config, &socket).expect("daemon");
+        Bed {
+            daemon,
+            tb,
+            _pin: pin,
+            dir,
+        }
+    }
+
+    fn status(&self) -> Value {
+        self.daemon.status_json().expect("status --json")
+    }
+
+    /// Polls status until `done` holds (at most 10 s), returning that status.
+    fn wait_status(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.status();
+            if done(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; flows:\n{}\nanomalies:\n{}\nlog:\n{}",
+                    serde_json::to_string_pretty(&s["flows"]).unwrap(),
+                    serde_json::to_string_pretty(&s["anomalies"]).unwrap(),
+                    self.daemon.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn send(&self, src_port: u16, to: SocketAddr, count: u32) {
+        let from = SocketAddr::new(IpAddr::V4(LAN_HOST_V4), src_port);
+        self.tb
+            .lan
+            .run(|| send_udp(from, to, count, PAYLOAD, Duration::from_millis(1)))
+            .expect("send");
+    }
+}
+
+/// Captured packets per (transport and destination address, port, DSCP, ECN).
+type Counts = BTreeMap<(String, u16, u8, u8), u64>;
+
+/// A tshark capture on the WAN host; stopped (SIGINT, then waited for) on drop.
+struct Capture {
+    child: Option<Child>,
+    file: PathBuf,
+}
+
+impl Capture {
+    fn start(ns: &Netns, dir: &Path) -> Capture {
+        let file = dir.join("wan.pcap");
+        let stderr = std::fs::File::create(dir.join("tshark.err")).expect("tshark log");
+        let child = ns
+            .command(&["tshark", "-q", "-i", "eth0", "-F", "pcap", "-w"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("tshark");
+        let capture = Capture {
+            child: Some(child),
+            file,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let err = dir.join("tshark.err");
+        while !std::fs::read_to_string(&err)
+            .unwrap_or_default()
+            .contains("Capturing on")
+        {
+            assert!(Instant::now() < deadline, "tshark did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // tshark reports "Capturing on" a moment before dumpcap's socket sees packets.
+        std::thread::sleep(Duration::from_secs(1));
+        capture
+    }
+
+    /// Stops the capture and returns, for packets from `src`, the number of packets per
+    /// (transport and destination, destination port, DSCP, ECN) and the largest IP length
+    /// per destination port.
+    fn finish(mut self, src: IpAddr) -> (Counts, BTreeMap<u16, u64>) {
+        self.stop();
+        let out = std::process::Command::new("tshark")
+            .args(["-r"])
+            .arg(&self.file)
+            .args([
+                "-T",
+                "fields",
+                "-E",
+                "separator=,",
+                "-e",
+                "ip.src",
+                "-e",
+                "ip.dst",
+                "-e",
+                "udp.dstport",
+                "-e",
+                "tcp.dstport",
+                "-e",
+                "ip.dsfield.dscp",
+                "-e",
+                "ip.dsfield.ecn",
+                "-e",
+                "ip.len",
+                "ip",
+            ])
+            .output()
+            .expect("tshark -r");
+        assert!(out.status.success(), "tshark -r failed: {out:?}");
+        let mut counts = BTreeMap::new();
+        let mut max_len = BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() < 7 || f[0] != src.to_string() {
+                continue;
+            }
+            let (proto, port) = if !f[2].is_empty() {
+                ("udp", f[2])
+            } else {
+                ("tcp", f[3])
+            };
+            let key = (
+                format!("{proto} {}", f[1]),
+                port.parse().unwrap_or(0),
+                f[4].parse().unwrap_or(255),
+                f[5].parse().unwrap_or(255),
+            );
+            let len = f[6].parse::<u64>().unwrap_or(0);
+            let largest = max_len.entry(key.1).or_insert(0);
+            *largest = len.max(*largest);
+            *counts.entry(key).or_insert(0) += 1;
+        }
+        (counts, max_len)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the pid of the tshark this guard started.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn flows(status: &Value) -> Vec<Value> {
+    status["flows"].as_array().expect("flows").clone()
+}
+
+/// The one flow on `interface`/`direction` with this destination port and source
+/// (address or port 0 for any).
+fn find(status: &Value, interface: &str, direction: &str, dst_port: u16) -> Option<Value> {
+    let m: Vec<Value> = flows(status)
+        .into_iter()
+        .filter(|f| {
+            f["interface"] == interface && f["direction"] == direction && f["dst_port"] == dst_port
+        })
+        .collect();
+    assert!(m.len() <= 1, "one flow expected: {m:?}");
+    m.into_iter().next()
+}
+
+fn dscp_u64(f: &Value, field: &str) -> u64 {
+    f["dscp"][field].as_u64().unwrap_or(0)
+}
+
+fn anomaly(status: &Value, id: &str, subject: &str) -> Option<Value> {
+    status["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id && a["subject"] == subject && a["cleared_unix_s"].is_null())
+        .cloned()
+}
+
+fn evidence(a: &Value, name: &str) -> String {
+    a["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .map(|e| e["value"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no evidence {name} in {a}"))
+}
+
+fn nft(ns: &Netns, ruleset: &str) {
+    let mut cmd = ns.command(&["nft", "-f", "-"]);
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd.spawn().expect("nft");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ruleset.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "nft -f failed:\n{ruleset}");
+}
+
+#[test]
+fn rewrite_on_wan_egress_marks_each_class_and_leaves_other_traffic_alone() {
+    const AUDIO: u32 = 120;
+    const VIDEO: u32 = 80;
+    const OTHER: u32 = 50;
+    const OTHER_MARKED: u32 = 30;
+    const SIP_BYTES: usize = 300_000;
+    let bed = Bed::new("dscp_egress = \"rewrite\"", true);
+    // Non-Webex traffic the LAN host marks CS1 itself: must reach the WAN as CS1.
+    nft(
+        &bed.tb.lan,
+        "table ip premark {\n chain out {\n type filter hook output priority 0; policy accept;\n \
+         ip daddr 198.51.100.2 udp dport 5005 ip dscp set cs1\n }\n}\n",
+    );
+    let node = |port| SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), port);
+    let wan_host = |port| SocketAddr::new(IpAddr::V4(WAN_HOST_V4), port);
+    let sinks: Vec<_> = [node(5004), node(9000), wan_host(5004), wan_host(5005)]
+        .into_iter()
+        .map(|a| bed.tb.wan.run(|| udp_sink(a)).expect("sink"))
+        .collect();
+    let echo = bed
+        .tb
+        .wan
+        .run(|| tcp_echo_server(node(5061)))
+        .expect("echo");
+    let echo_gw = bed
+        .tb
+        .wan
+        .run(|| tcp_echo_server(node(5062)))
+        .expect("echo");
+    let capture = Capture::start(&bed.tb.wan, bed.dir.path());
+
+    bed.send(AUDIO_PORT, node(5004), AUDIO);
+    bed.send(VIDEO_PORT, node(9000), VIDEO);
+    bed.send(40000, wan_host(5004), OTHER);
+    bed.send(40001, wan_host(5005), OTHER_MARKED);
+    bed.tb
+        .lan
+        .run(|| tcp_exchange(Some(40002), node(5061), SIP_BYTES))
+        .expect("sip over tcp");
+    // The gateway's own SIP/TLS connection: its socket hands TC egress TSO super-packets
+    // (headers in the skb head, payload in page fragments), rewritten once for all
+    // their segments.
+    bed.tb
+        .gw
+        .run(|| tcp_exchange(Some(40003), node(5062), SIP_BYTES))
+        .expect("gateway sip over tcp");
+    for (sink, n) in sinks.iter().zip([AUDIO, VIDEO, OTHER, OTHER_MARKED]) {
+        assert_eq!(sink.wait_for(n as u64, Duration::from_secs(10)), n as u64);
+    }
+    let status = bed.wait_status("the SIP flow on wan0", |s| {
+        find(s, "wan0", "egress", 5061).is_some_and(|f| {
+            f["packets"].as_u64() == Some(dscp_u64(&f, "matched"))
+                && f["idle_s"].as_f64() > Some(0.5)
+        })
+    });
+    let (counts, max_len) = capture.finish(IpAddr::V4(GW_WAN_V4));
+    drop(echo);
+    drop(echo_gw);
+
+    let node_ip = format!("udp {WEBEX_NODE_V4}");
+    let host_ip = format!("udp {WAN_HOST_V4}");
+    let tcp_node = format!("tcp {WEBEX_NODE_V4}");
+    let per = |dst: &str, port: u16| -> BTreeMap<(u8, u8), u64> {
+        counts
+            .iter()
+            .filter(|((d, p, _, _), _)| d == dst && *p == port)
+            .map(|((_, _, dscp, ecn), n)| ((*dscp, *ecn), *n))
+            .collect()
+    };
+    assert_eq!(
+        per(&node_ip, 5004),
+        BTreeMap::from([((46, 0), AUDIO as u64)]),
+        "audio EF"
+    );
+    assert_eq!(
+        per(&node_ip, 9000),
+        BTreeMap::from([((34, 0), VIDEO as u64)]),
+        "video AF41"
+    );
+    assert_eq!(
+        per(&host_ip, 5004),
+        BTreeMap::from([((0, 0), OTHER as u64)]),
+        "not Webex: unchanged"
+    );
+    assert_eq!(
+        per(&host_ip, 5005),
+        BTreeMap::from([((8, 0), OTHER_MARKED as u64)]),
+        "not Webex, marked CS1 by its sender: unchanged"
+    );
+    let sip = per(&tcp_node, 5061);
+    assert_eq!(
+        sip.keys().copied().collect::<Vec<_>>(),
+        vec![(24, 0)],
+        "SIP CS3: {sip:?}"
+    );
+    let sip_captured = sip[&(24, 0)];
+
+    // The daemon's view agrees: every packet rewritten, none left wrong.
+    let f = find(&status, "wan0", "egress", 5004).expect("audio flow");
+    assert_eq!(
+        (f["class"].as_str(), f["classified_by"].as_str()),
+        (Some("audio"), Some("port_range"))
+    );
+    assert_eq!(
+        (
+            dscp_u64(&f, "matched"),
+            dscp_u64(&f, "mismatched"),
+            dscp_u64(&f, "rewritten")
+        ),
+        (AUDIO as u64, 0, AUDIO as u64)
+    );
+    let f = find(&status, "wan0", "egress", 9000).expect("video flow");
+    assert_eq!(f["class"], "video");
+    assert_eq!(dscp_u64(&f, "rewritten"), VIDEO as u64);
+    let f = find(&status, "wan0", "egress", 5061).expect("sip flow");
+    let sip_packets = f["packets"].as_u64().unwrap();
+    assert_eq!(dscp_u64(&f, "rewritten"), sip_packets);
+    assert_eq!(dscp_u64(&f, "mismatched"), 0);
+    // Forwarded from the LAN (veth with native XDP carries no GSO): the wire count is
+    // the flow's count exactly.
+    assert!(
+        max_len[&5061] <= 1500,
+        "no GSO expected on the forwarded path"
+    );
+    assert_eq!(sip_captured, sip_packets);
+    // The gateway's own connection left as GSO super-packets (tshark on the veth peer
+    // sees them unsegmented), every one of them CS3, and the flow counts their segments.
+    let gw_sip = per(&tcp_node, 5062);
+    assert_eq!(
+        gw_sip.keys().copied().collect::<Vec<_>>(),
+        vec![(24, 0)],
+        "gateway SIP CS3: {gw_sip:?}"
+    );
+    assert!(
+        max_len[&5062] > 1500,
+        "expected TSO super-packets from the gateway's socket, largest {}",
+        max_len[&5062]
+    );
+    let f = find(&status, "wan0", "egress", 5062).expect("gateway sip flow");
+    let segments = f["packets"].as_u64().unwrap();
+    assert!(
+        gw_sip[&(24, 0)] < segments,
+        "{gw_sip:?} vs {segments} segments"
+    );
+    assert_eq!(
+        (
+            dscp_u64(&f, "matched"),
+            dscp_u64(&f, "rewritten"),
+            dscp_u64(&f, "mismatched")
+        ),
+        (segments, segments, 0)
+    );
+    // Compliance on the WAN: 100 % per class.
+    let rows = status["dscp"].as_array().unwrap();
+    for class in ["audio", "video", "sip_signalling"] {
+        let r = rows
+            .iter()
+            .find(|r| r["interface"] == "wan0" && r["direction"] == "egress" && r["class"] == class)
+            .unwrap_or_else(|| panic!("no compliance row for {class}: {rows:?}"));
+        assert_eq!(r["compliance_pct"], 100.0, "{r}");
+    }
+}
+
+#[test]
+fn verify_counts_unmarked_lan_traffic_exactly() {
+    const N: u32 = 150;
+    let bed = Bed::new("", false);
+    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 5004);
+    let sink = bed.tb.wan.run(|| udp_sink(node)).expect("sink");
+    bed.send(40000, node, N);
+    assert_eq!(sink.wait_for(N as u64, Duration::from_secs(10)), N as u64);
+    let status = bed.wait_status("both sides counted", |s| {
+        ["lan0", "wan0"]
+            .iter()
+            .zip(["ingress", "egress"])
+            .all(|(i, d)| {
+                find(s, i, d, 5004).is_some_and(|f| dscp_u64(&f, "mismatched") == N as u64)
+            })
+            && anomaly(s, "dscp_missing", "lan0 ingress audio").is_some()
+    });
+    for (iface, dir) in [("lan0", "ingress"), ("wan0", "egress")] {
+        let f = find(&status, iface, dir, 5004).unwrap();
+        assert_eq!(f["packets"], N as u64);
+        assert_eq!(f["dscp"]["matched"], 0);
+        assert_eq!(f["dscp"]["mismatched"], N as u64);
+        assert_eq!(f["dscp"]["rewritten"], 0);
+        assert_eq!(f["dscp"]["seen"], serde_json::json!([0]));
+        // Media of unknown kind, 188-byte packets: audio by profile, expected EF.
+        assert_eq!(f["classified_by"], "profile");
+        assert_eq!(f["dscp_class"], "audio");
+        assert_eq!(f["dscp"]["expected"], 46);
+    }
+    let a = anomaly(&status, "dscp_missing", "lan0 ingress audio").unwrap();
+    assert_eq!(evidence(&a, "packets_mismatched"), N.to_string());
+    assert!(anomaly(&status, "dscp_missing", "wan0 egress audio").is_some());
+    let rows = status["dscp"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["compliance_pct"] == 0.0), "{rows:?}");
+}
+
+#[test]
+fn marks_cleared_on_the_way_back_are_reported_bleached() {
+    const N: u32 = 100;
+    let bed = Bed::new("dscp_egress = \"rewrite\"", true);
+    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 5004);
+    let _echo = bed
+        .tb
+        .wan
+        .run(|| udp_echo(node, 10 * N, Duration::from_secs(60)))
+        .expect("echo");
+    // The "Webex node" marks its replies EF, as a media node does.
+    nft(
+        &bed.tb.wan,
+        "table ip node {\n chain out {\n type filter hook output priority 0; policy accept;\n \
+         ip saddr 203.0.113.10 ip dscp set ef\n }\n}\n",
+    );
+    let call = |port: u16| {
+        let from = SocketAddr::new(IpAddr::V4(LAN_HOST_V4), port);
+        let stats = bed
+            .tb
+            .lan
+            .run(|| {
+                udp_call(from, node, N, Duration::from_millis(2), |_| {
+                    vec![0; PAYLOAD]
+                })
+            })
+            .expect("call");
+        assert_eq!((stats.sent, stats.received), (N, N));
+    };
+    let reply_flow = |s: &Value, port: u16| {
+        flows(s).into_iter().find(|f| {
+            f["interface"] == "wan0" && f["direction"] == "ingress" && f["dst_port"] == port
+        })
+    };
+
+    // Control: marks preserved on the way back, nothing bleached.
+    call(AUDIO_PORT);
+    let s = bed.wait_status("the marked replies", |s| {
+        reply_flow(s, AUDIO_PORT).is_some_and(|f| dscp_u64(&f, "matched") == N as u64)
+    });
+    assert!(anomaly(&s, "dscp_bleached", "wan0 ingress audio").is_none());
+
+    // A hop that clears the marks (after the node marked them).
+    nft(
+        &bed.tb.wan,
+        "table ip bleach {\n chain post {\n type filter hook postrouting priority 100; \
+         policy accept;\n ip saddr 203.0.113.10 ip dscp set cs0\n }\n}\n",
+    );
+    call(AUDIO_PORT + 1);
+    let s = bed.wait_status("the bleached anomaly", |s| {
+        reply_flow(s, AUDIO_PORT + 1).is_some_and(|f| dscp_u64(&f, "mismatched") == N as u64)
+            && anomaly(s, "dscp_bleached", "wan0 ingress audio").is_some()
+    });
+    let f = reply_flow(&s, AUDIO_PORT + 1).unwrap();
+    assert_eq!(f["dscp"]["seen"], serde_json::json!([0]));
+    assert_eq!(f["dscp"]["matched"], 0);
+    let a = anomaly(&s, "dscp_bleached", "wan0 ingress audio").unwrap();
+    assert_eq!(evidence(&a, "flows"), "1");
+    assert_eq!(evidence(&a, "inbound_packets_without_mark"), N.to_string());
+    assert_eq!(evidence(&a, "outbound_packets_marked"), N.to_string());
+    assert!(a["remediation"].as_str().unwrap().contains("preserve DSCP"));
+}

@@ -99,18 +99,25 @@ pub fn account<C: EbpfContext>(
     };
     // SAFETY: this CPU's scratch slot; nothing else runs on it until we return.
     let stats = unsafe { &mut *stats };
-    *stats = FlowStats {
-        packets: delta.packets,
-        bytes: delta.bytes,
-        first_seen_ns: now,
-        last_seen_ns: now,
-        fragments,
-        class: class as u32,
-        last_dscp: p.dscp as u32,
-        webex_side: side as u32,
-        dscp_seen: 1u64 << (p.dscp & 63),
-        ..FlowStats::default()
-    };
+    // Field by field: a struct literal with `..Default::default()` becomes a memset that
+    // LLVM lowers to a byte loop, which older verifiers (6.1) walk on every path.
+    stats.packets = delta.packets;
+    stats.bytes = delta.bytes;
+    stats.first_seen_ns = now;
+    stats.last_seen_ns = now;
+    stats.fragments = fragments;
+    stats.class = class as u32;
+    stats.last_dscp = p.dscp as u32;
+    stats.webex_side = side as u32;
+    stats.flags = 0;
+    stats.dscp_match = 0;
+    stats.dscp_mismatch = 0;
+    stats.dscp_rewritten = 0;
+    stats.dscp_seen = 1u64 << (p.dscp & 63);
+    stats.handshake_rtt_ns = 0;
+    stats.icmp_unreachable = 0;
+    stats.icmp_frag_needed = 0;
+    stats.oversize = 0;
     count_class(counters, class as u32, delta.packets);
     match FLOWS.insert(&key, &*stats, BPF_NOEXIST as u64) {
         Ok(()) => counters.flows_created += 1,

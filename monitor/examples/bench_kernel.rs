@@ -44,6 +44,11 @@ fn args() -> Args {
 }
 
 fn harness(pin: &Path, table: u32) -> Harness {
+    harness_with(pin, table, "")
+}
+
+/// `interface` adds keys to the `lo` interface (e.g. a DSCP mode).
+fn harness_with(pin: &Path, table: u32, interface: &str) -> Harness {
     let text = format!(
         r#"
 [daemon]
@@ -53,6 +58,7 @@ flow_table_size = {table}
 [[interfaces]]
 name = "lo"
 role = "wan"
+{interface}
 
 [webex]
 use_default_prefixes = false
@@ -221,6 +227,41 @@ fn main() {
     repeated(&mut h, "DNS response", false, &dns, &a);
     drop(h);
     new_flows(&a);
+    rewrite(&a);
+}
+
+/// DSCP rewrite on TC egress: an unmarked RTP packet of an established call rewritten to
+/// EF, one packet per test run (a repeated run would see its own rewrite and skip it),
+/// the median of `new_flows` runs, the TC floor likewise.
+fn rewrite(a: &Args) {
+    let pin = PinDir::new();
+    let mut h = harness_with(pin.path(), 65536, "dscp_egress = \"rewrite\"");
+    let frame = rtp_frame(0);
+    let first = h.tc(TC, &frame, 0, 1).expect("rewrite warm-up");
+    assert_eq!(
+        first.packet[15] >> 2,
+        46,
+        "the benchmark packet is rewritten to EF"
+    );
+    let mut progs = Vec::new();
+    let mut floors = Vec::new();
+    for _ in 0..a.runs {
+        let mut p = Vec::with_capacity(a.new_flows as usize);
+        let mut f = Vec::with_capacity(a.new_flows as usize);
+        for _ in 0..a.new_flows {
+            f.push(ns(h.tc(FLOOR_TC, &frame, 0, 1).expect("floor").per_run));
+            p.push(ns(h.tc(TC, &frame, 0, 1).expect("rewrite").per_run));
+        }
+        progs.push(median(p).0);
+        floors.push(median(f).0);
+    }
+    report(
+        "DSCP rewrite to EF, established call (one packet per run)",
+        "tc",
+        progs,
+        floors,
+        1,
+    );
 }
 
 /// A DNS response for `media.webex.com. A 203.0.113.10`, TTL 300.

@@ -280,6 +280,7 @@ const GOLDEN: &[&str] = &[
     "interfaces[].state",
     "interfaces[].tc_attach",
     "interfaces[].xdp_mode",
+    "flows_total",
     "learn",
     "learn.client_hellos",
     "learn.dns_cut",

@@ -147,7 +147,16 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
     let exporter = crate::export::start(export_settings, report_fn.clone(), export_status)
         .context("starting export")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let server = tokio::spawn(status::server::serve(listener, report_fn, shutdown_rx));
+    // The socket serves the busiest flows only; export still sees every flow.
+    let served: Arc<dyn Fn() -> StatusReport + Send + Sync> = {
+        let report_fn = report_fn.clone();
+        Arc::new(move || {
+            let mut r = report_fn();
+            r.limit_flows(crate::status::model::MAX_FLOWS_SERVED);
+            r
+        })
+    };
+    let server = tokio::spawn(status::server::serve(listener, served, shutdown_rx));
     info!(
         "monitoring; status on {} (poll every {} ms)",
         daemon_cfg.status_socket.display(),

@@ -2,7 +2,8 @@
 //! prefixes, the port rules and the flow-tracking settings. A config that does not
 //! validate is refused whole and the running one stays; changes that need a restart
 //! (interfaces, pin path, socket, poll interval, table size, DSCP, export, quality) are
-//! named and left for the next start, never half-applied.
+//! named and left for the next start, never half-applied (as are `[mtu]`, `[detect]` and
+//! `[learn]`, which the detectors and the learner read once).
 
 use std::path::Path;
 
@@ -113,6 +114,19 @@ fn merge(running: &ValidatedConfig, mut new: ValidatedConfig) -> (ValidatedConfi
         restart.push("quality".into());
     }
     new.config.quality = running.config.quality.clone();
+    // The detectors and the learner read these once, at start.
+    if new.config.mtu != running.config.mtu {
+        restart.push("mtu".into());
+    }
+    new.config.mtu = running.config.mtu.clone();
+    if new.config.detect != running.config.detect {
+        restart.push("detect".into());
+    }
+    new.config.detect = running.config.detect.clone();
+    if new.config.learn != running.config.learn {
+        restart.push("learn".into());
+    }
+    new.config.learn = running.config.learn.clone();
     (new, restart)
 }
 

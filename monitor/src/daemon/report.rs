@@ -86,6 +86,7 @@ pub fn build_live(
         interfaces: interfaces.to_vec(),
         maps: snap.maps.clone(),
         counters: counters(&snap.counters, snap.flows.len() as u64),
+        flows_total: flows.len() as u64,
         flows,
         anomalies: Vec::new(),
         calls: calls(info, snap),

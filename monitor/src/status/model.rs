@@ -8,6 +8,19 @@ use std::collections::BTreeMap;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Flows in a report served on the status socket: enough for any screen or script, and
+/// a reply that stays small when the map holds a million flows.
+pub const MAX_FLOWS_SERVED: usize = 1000;
+
+impl StatusReport {
+    /// Keeps the busiest `max` flows (the list is sorted busiest first) and records the
+    /// total in `flows_total`.
+    pub fn limit_flows(&mut self, max: usize) {
+        self.flows_total = self.flows_total.max(self.flows.len() as u64);
+        self.flows.truncate(max);
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StatusReport {
     pub schema_version: u32,
@@ -15,8 +28,12 @@ pub struct StatusReport {
     pub interfaces: Vec<InterfaceStatus>,
     pub maps: Vec<MapFill>,
     pub counters: Counters,
-    /// Tracked flows, busiest first.
+    /// Tracked flows, busiest first; on the status socket at most the busiest
+    /// [`MAX_FLOWS_SERVED`] (export sees them all).
     pub flows: Vec<FlowStatus>,
+    /// How many flows the map holds; more than `flows.len()` when the list was cut.
+    #[serde(default)]
+    pub flows_total: u64,
     /// Open anomalies (most severe first), then those cleared in the last 15 minutes.
     #[serde(default)]
     pub anomalies: Vec<crate::anomaly::Anomaly>,

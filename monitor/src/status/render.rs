@@ -184,8 +184,8 @@ fn counters(out: &mut String, report: &StatusReport, paint: Paint) {
 }
 
 fn flows(out: &mut String, report: &StatusReport, paint: Paint) {
-    let total = report.flows.len();
-    let shown = total.min(MAX_FLOWS_SHOWN);
+    let total = report.flows.len().max(report.flows_total as usize);
+    let shown = report.flows.len().min(MAX_FLOWS_SHOWN);
     if total == 0 {
         paint.title(out, "FLOWS");
         out.push_str("  no Webex flows seen yet\n");
@@ -480,6 +480,7 @@ pub(crate) mod tests {
                 malformed_total: 4,
                 malformed,
             },
+            flows_total: 0,
             flows: vec![
                 FlowStatus {
                     src_addr: "192.0.2.20".into(),

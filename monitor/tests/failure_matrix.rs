@@ -878,6 +878,16 @@ fn mtu_oversize_fragments_and_frag_needed() {
         "1400 is the configured path MTU: {wan}"
     );
 
+    // With DF through the gateway's own 1400-byte WAN link: the gateway drops each packet
+    // and answers fragmentation-needed itself (no ICMP rate limit: the count is exact).
+    send_sized(&bed.tb, 52001, N, 1450, libc::IP_PMTUDISC_PROBE);
+    let (g, _) = bed.wait_for(
+        "mtu_fragmentation",
+        |s| s == "gateway frag-needed",
+        |a, _| ev_u64(a, "dropped_too_big") == N as u64,
+    );
+    assert_eq!(ev_u64(&g, "dropped_too_big"), N as u64);
+
     // The same size with DF through a 1500-byte gateway, to a hop beyond it with a
     // 1400-byte limit (the WAN host rejects with fragmentation-needed, as a tunnel router
     // would; no ICMP rate limit, so the count is exact). The kernel matches each error,

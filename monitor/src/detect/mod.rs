@@ -196,7 +196,10 @@ impl Failures {
         findings.extend(media::detect(&view, &self.cfg));
         findings.extend(self.nat_timeout.detect(&view, &self.cfg, now_unix_s));
         findings.extend(nat_exhaustion::detect(&view, &self.cfg));
-        findings.extend(self.mtu.detect(&view, self.path_mtu, now_unix_s));
+        findings.extend(
+            self.mtu
+                .detect(&view, self.path_mtu, system::too_big_drops(), now_unix_s),
+        );
         findings
     }
 }

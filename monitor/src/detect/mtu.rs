@@ -4,7 +4,10 @@
 //!   so they are summed per interface, direction and address pair);
 //! - ICMP fragmentation-needed / ICMPv6 Packet Too Big answering a Webex flow (the kernel
 //!   matches the header the error quotes);
-//! - packets longer than `[mtu] path_mtu`.
+//! - packets longer than `[mtu] path_mtu`;
+//! - packets this gateway itself dropped as too big for the next hop, answering with
+//!   fragmentation-needed / Packet Too Big (its own ICMP leaves through TC egress, where
+//!   the kernel program does not parse errors, so the gateway's IP counters tell it).
 //!
 //! The kernel's counters only grow, so an anomaly stays open while its counter grew within
 //! the last [`HOLD_S`] seconds and clears after.
@@ -26,6 +29,9 @@ pub const HOLD_S: u64 = 120;
 pub struct State {
     /// Per subject: the counter at the last poll and when it last grew.
     seen: HashMap<String, (u64, u64)>,
+    /// The gateway's too-big drop counter when the daemon started (drops before it are
+    /// history, not findings).
+    too_big_base: Option<u64>,
 }
 
 struct Sign {
@@ -36,8 +42,39 @@ struct Sign {
 }
 
 impl State {
-    pub fn detect(&mut self, view: &View<'_>, path_mtu: u32, now: u64) -> Vec<Finding> {
+    /// `too_big_drops`: the gateway's own counter of packets dropped as too big for the
+    /// next hop (see `system::too_big_drops`), when readable.
+    pub fn detect(
+        &mut self,
+        view: &View<'_>,
+        path_mtu: u32,
+        too_big_drops: Option<u64>,
+        now: u64,
+    ) -> Vec<Finding> {
         let mut signs = Vec::new();
+        if let Some(drops) = too_big_drops {
+            let base = *self.too_big_base.get_or_insert(drops);
+            let since = drops.saturating_sub(base);
+            if since > 0 {
+                signs.push(Sign {
+                    subject: "gateway frag-needed".into(),
+                    count: since,
+                    summary: format!(
+                        "this gateway dropped {since} packets too big for the next hop (DF \
+                         set or IPv6) and answered with ICMP fragmentation-needed / Packet \
+                         Too Big"
+                    ),
+                    evidence: vec![
+                        ("dropped_too_big".into(), since.to_string()),
+                        (
+                            "counters".into(),
+                            "/proc/net/snmp Ip FragFails + /proc/net/snmp6 Ip6InTooBigErrors"
+                                .into(),
+                        ),
+                    ],
+                });
+            }
+        }
         let webex = view.flows().filter(|f| f.class != "not_webex");
 
         let mut fragments: BTreeMap<String, (u64, u64)> = BTreeMap::new();

@@ -279,3 +279,50 @@ mod tests {
         assert!(r.nat_without_range);
     }
 }
+
+/// Packets this gateway dropped because they were too big for the next hop and could not
+/// be fragmented (IPv4 DF set: `Ip: FragFails`; IPv6, which routers never fragment:
+/// `Ip6InTooBigErrors`). Each is answered with ICMP fragmentation-needed / Packet Too Big.
+/// Read from this network namespace's /proc/net/snmp and snmp6.
+pub fn too_big_drops() -> Option<u64> {
+    let v4 = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let v6 = std::fs::read_to_string("/proc/net/snmp6").unwrap_or_default();
+    Some(snmp_value(&v4, "Ip:", "FragFails")? + snmp6_value(&v6, "Ip6InTooBigErrors").unwrap_or(0))
+}
+
+/// A value of /proc/net/snmp: a header line `Ip: Forwarding ... FragFails ...` and a
+/// value line with the same prefix.
+pub fn snmp_value(text: &str, prefix: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines().filter(|l| l.starts_with(prefix));
+    let header = lines.next()?;
+    let values = lines.next()?;
+    let index = header.split_whitespace().position(|h| h == name)?;
+    values.split_whitespace().nth(index)?.parse().ok()
+}
+
+/// A value of /proc/net/snmp6: `name value` lines.
+pub fn snmp6_value(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next()? == name).then(|| it.next()?.parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod snmp_tests {
+    use super::*;
+
+    #[test]
+    fn reads_fragfails_and_ipv6_too_big() {
+        let snmp = "Ip: Forwarding DefaultTTL InReceives FragOKs FragFails FragCreates\n\
+                    Ip: 1 64 1000 3 50 6\n\
+                    Icmp: InMsgs OutMsgs\n\
+                    Icmp: 1 2\n";
+        assert_eq!(snmp_value(snmp, "Ip:", "FragFails"), Some(50));
+        assert_eq!(snmp_value(snmp, "Ip:", "Nope"), None);
+        assert_eq!(snmp_value(snmp, "Tcp:", "FragFails"), None);
+        let snmp6 = "Ip6InReceives                   \t10\nIp6InTooBigErrors               \t7\n";
+        assert_eq!(snmp6_value(snmp6, "Ip6InTooBigErrors"), Some(7));
+        assert_eq!(snmp6_value(snmp6, "Ip6Missing"), None);
+    }
+}

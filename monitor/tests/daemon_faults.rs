@@ -4,12 +4,13 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
 use xtask::{
-    Daemon, PinDir, TempDir, Testbed, monitor_bin,
+    Testbed,
+    bed::GatewayBed,
     testbed::{GW_LAN_IF, LAN_HOST_V4, WAN_HOST_V4, WEBEX_NODE_V4},
     traffic::{UdpSink, send_udp, udp_sink},
 };
@@ -17,93 +18,27 @@ use xtask::{
 const PAYLOAD: usize = 100;
 const IP_BYTES: u64 = 20 + 8 + PAYLOAD as u64;
 
-struct Bed {
-    daemon: Option<Daemon>,
-    tb: Testbed,
-    pin: PinDir,
-    dir: TempDir,
-}
-
-impl Bed {
-    fn new() -> Bed {
-        let tb = Testbed::new().expect("testbed");
-        let dir = TempDir::new().expect("tempdir");
-        let pin = PinDir::new();
-        xtask::config::write_gateway_config(
-            &dir.join("monitor.toml"),
-            pin.path(),
-            &dir.join("monitor.sock"),
-        )
-        .expect("config");
-        let mut bed = Bed {
-            daemon: None,
-            tb,
-            pin,
-            dir,
-        };
-        bed.start();
-        bed
-    }
-
-    fn start(&mut self) {
-        self.daemon = Some(
-            Daemon::start(
-                &monitor_bin(),
-                &self.tb.gw,
-                &self.dir.join("monitor.toml"),
-                &self.dir.join("monitor.sock"),
+/// Sends `count` datagrams from the LAN host to `to`:5004 and waits until all arrived.
+fn send(bed: &GatewayBed, sink: &UdpSink, to: IpAddr, count: u32) {
+    let before = sink.received();
+    let from = SocketAddr::new(IpAddr::V4(LAN_HOST_V4), 52000);
+    bed.tb
+        .lan
+        .run(|| {
+            send_udp(
+                from,
+                SocketAddr::new(to, 5004),
+                count,
+                PAYLOAD,
+                Duration::from_millis(1),
             )
-            .expect("daemon start"),
-        );
-    }
-
-    fn daemon(&self) -> &Daemon {
-        self.daemon.as_ref().expect("running daemon")
-    }
-
-    fn status(&self) -> Value {
-        self.daemon().status_json().expect("status --json")
-    }
-
-    fn send(&self, sink: &UdpSink, to: IpAddr, count: u32) {
-        let before = sink.received();
-        let from = SocketAddr::new(IpAddr::V4(LAN_HOST_V4), 52000);
-        self.tb
-            .lan
-            .run(|| {
-                send_udp(
-                    from,
-                    SocketAddr::new(to, 5004),
-                    count,
-                    PAYLOAD,
-                    Duration::from_millis(1),
-                )
-            })
-            .expect("send");
-        assert_eq!(
-            sink.wait_for(before + count as u64, Duration::from_secs(10)),
-            before + count as u64,
-            "datagrams through the NAT"
-        );
-    }
-
-    /// Waits until `pred` holds on the status, or panics with the last one.
-    fn wait(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let s = self.status();
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {what}; status:\n{}",
-                    serde_json::to_string_pretty(&s).unwrap()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+        })
+        .expect("send");
+    assert_eq!(
+        sink.wait_for(before + count as u64, Duration::from_secs(10)),
+        before + count as u64,
+        "datagrams through the NAT"
+    );
 }
 
 fn lan_packets(status: &Value, dst: IpAddr) -> Option<u64> {
@@ -128,26 +63,26 @@ fn sink(tb: &Testbed, addr: IpAddr) -> UdpSink {
 
 #[test]
 fn sigkill_mid_stream_then_restart_loses_no_counter() {
-    let mut bed = Bed::new();
+    let mut bed = GatewayBed::launch();
     let sink = sink(&bed.tb, webex());
-    bed.send(&sink, webex(), 50);
-    bed.wait("50 packets", |s| lan_packets(s, webex()) == Some(50));
+    send(&bed, &sink, webex(), 50);
+    bed.wait_status("50 packets", |s| lan_packets(s, webex()) == Some(50));
 
-    let status = bed.daemon.take().unwrap().kill();
+    let status = bed.kill();
     assert!(!status.success(), "killed, not exited: {status:?}");
     // The links died with the process: nothing stays attached.
     let out = bed.tb.gw.ip(&["-d", "link", "show", GW_LAN_IF]).unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("prog/xdp"));
-    bed.send(&sink, webex(), 30);
+    send(&bed, &sink, webex(), 30);
 
     bed.start();
     let s = bed.status();
     assert_eq!(s["daemon"]["adopted_pinned_maps"], true);
-    bed.wait("the 50 from before the kill", |s| {
+    bed.wait_status("the 50 from before the kill", |s| {
         lan_packets(s, webex()) == Some(50)
     });
-    bed.send(&sink, webex(), 40);
-    let s = bed.wait("90 packets", |s| lan_packets(s, webex()) == Some(90));
+    send(&bed, &sink, webex(), 40);
+    let s = bed.wait_status("90 packets", |s| lan_packets(s, webex()) == Some(90));
     let flow = s["flows"]
         .as_array()
         .unwrap()
@@ -160,13 +95,13 @@ fn sigkill_mid_stream_then_restart_loses_no_counter() {
 
 #[test]
 fn a_deleted_and_recreated_interface_is_attached_again_and_reported() {
-    let bed = Bed::new();
+    let bed = GatewayBed::launch();
     let before = bed.status();
     let old_index = before["interfaces"][0]["ifindex"].as_u64().unwrap();
     assert_eq!(before["interfaces"][0]["name"], GW_LAN_IF);
 
     bed.tb.replug_lan().expect("replug lan0");
-    let s = bed.wait("lan0 re-attached", |s| {
+    let s = bed.wait_status("lan0 re-attached", |s| {
         let i = &s["interfaces"][0];
         i["state"] == "attached" && i["reattached"] == 1 && i["ifindex"].as_u64() != Some(old_index)
     });
@@ -174,8 +109,8 @@ fn a_deleted_and_recreated_interface_is_attached_again_and_reported() {
 
     // Traffic on the new lan0 is accounted under its name.
     let sink = sink(&bed.tb, webex());
-    bed.send(&sink, webex(), 25);
-    bed.wait("25 packets on the new lan0", |s| {
+    send(&bed, &sink, webex(), 25);
+    bed.wait_status("25 packets on the new lan0", |s| {
         lan_packets(s, webex()) == Some(25)
     });
     let out = bed.tb.gw.ip(&["-d", "link", "show", GW_LAN_IF]).unwrap();
@@ -187,8 +122,8 @@ fn a_deleted_and_recreated_interface_is_attached_again_and_reported() {
 
 #[test]
 fn sighup_keeps_the_running_config_when_the_new_one_is_bad_and_applies_a_good_one() {
-    let bed = Bed::new();
-    let config = bed.dir.join("monitor.toml");
+    let bed = GatewayBed::launch();
+    let config = bed.config();
     let good = std::fs::read_to_string(&config).unwrap();
     let pid = bed.daemon().pid() as i32;
     let hup = || {
@@ -203,7 +138,7 @@ fn sighup_keeps_the_running_config_when_the_new_one_is_bad_and_applies_a_good_on
     )
     .unwrap();
     hup();
-    let s = bed.wait("the refused reload", |s| {
+    let s = bed.wait_status("the refused reload", |s| {
         !s["daemon"]["last_reload"].is_null()
     });
     let r = &s["daemon"]["last_reload"];
@@ -220,14 +155,14 @@ fn sighup_keeps_the_running_config_when_the_new_one_is_bad_and_applies_a_good_on
         "{r}"
     );
     let sink_webex = sink(&bed.tb, webex());
-    bed.send(&sink_webex, webex(), 10);
-    bed.wait("still counting", |s| lan_packets(s, webex()) == Some(10));
+    send(&bed, &sink_webex, webex(), 10);
+    bed.wait_status("still counting", |s| lan_packets(s, webex()) == Some(10));
 
     // A good config that makes the WAN host's own address Webex too, and changes the poll
     // interval (which needs a restart).
     let wan = IpAddr::V4(WAN_HOST_V4);
     let sink_wan = sink(&bed.tb, wan);
-    bed.send(&sink_wan, wan, 5);
+    send(&bed, &sink_wan, wan, 5);
     // Two polls later the WAN host's flow is still not tracked.
     std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(
@@ -243,7 +178,7 @@ fn sighup_keeps_the_running_config_when_the_new_one_is_bad_and_applies_a_good_on
         .replace("[daemon]", "[daemon]\npoll_interval_ms = 500");
     std::fs::write(&config, widened).unwrap();
     hup();
-    let s = bed.wait("the applied reload", |s| {
+    let s = bed.wait_status("the applied reload", |s| {
         s["daemon"]["last_reload"]["ok"] == true
     });
     assert_eq!(
@@ -254,6 +189,6 @@ fn sighup_keeps_the_running_config_when_the_new_one_is_bad_and_applies_a_good_on
         s["daemon"]["poll_interval_ms"], 1000,
         "poll interval waits for a restart"
     );
-    bed.send(&sink_wan, wan, 7);
-    bed.wait("the new prefix tracked", |s| lan_packets(s, wan) == Some(7));
+    send(&bed, &sink_wan, wan, 7);
+    bed.wait_status("the new prefix tracked", |s| lan_packets(s, wan) == Some(7));
 }

@@ -4,14 +4,15 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
 use xtask::{
-    Daemon, PinDir, TempDir, Testbed, monitor_bin,
+    Testbed,
+    bed::GatewayBed,
     testbed::{GW_LAN_IF, GW_WAN_IF, GW_WAN_V4, LAN_HOST_V4, WEBEX_NODE_V4},
-    traffic::{send_udp, udp_sink},
+    traffic::{UdpSink, send_udp, udp_sink},
 };
 
 const MEDIA_PORT: u16 = 5004;
@@ -20,94 +21,30 @@ const PAYLOAD: usize = 160;
 /// IP bytes of one datagram: IPv4 header, UDP header, payload.
 const IP_BYTES: u64 = 20 + 8 + PAYLOAD as u64;
 
-struct Bed {
-    // Field order is drop order: daemon first, then namespaces, then pins and files.
-    daemon: Option<Daemon>,
-    tb: Testbed,
-    pin: PinDir,
-    dir: TempDir,
+/// Sends `count` datagrams LAN host -> Webex node and waits until all arrived.
+fn send(bed: &GatewayBed, sink: &UdpSink, count: u32) {
+    let before = sink.received();
+    let from = SocketAddr::new(IpAddr::V4(LAN_HOST_V4), SRC_PORT);
+    let to = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), MEDIA_PORT);
+    bed.tb
+        .lan
+        .run(|| send_udp(from, to, count, PAYLOAD, Duration::from_millis(1)))
+        .expect("send");
+    let got = sink.wait_for(before + count as u64, Duration::from_secs(10));
+    assert_eq!(got, before + count as u64, "datagrams through the NAT");
 }
 
-impl Bed {
-    fn new() -> Bed {
-        let tb = Testbed::new().expect("testbed");
-        let dir = TempDir::new().expect("tempdir");
-        let pin = PinDir::new();
-        xtask::config::write_gateway_config(
-            &dir.join("monitor.toml"),
-            pin.path(),
-            &dir.join("monitor.sock"),
-        )
-        .expect("config");
-        let mut bed = Bed {
-            daemon: None,
-            tb,
-            pin,
-            dir,
-        };
-        bed.start();
-        bed
-    }
-
-    fn start(&mut self) {
-        let d = Daemon::start(
-            &monitor_bin(),
-            &self.tb.gw,
-            &self.dir.join("monitor.toml"),
-            &self.dir.join("monitor.sock"),
-        )
-        .expect("daemon start");
-        self.daemon = Some(d);
-    }
-
-    fn stop(&mut self) {
-        let d = self.daemon.take().expect("running daemon");
-        let log = d.log();
-        let status = d.stop();
-        assert!(status.success(), "daemon exit {status:?}; log:\n{log}");
-    }
-
-    fn status(&self) -> Value {
-        self.daemon
-            .as_ref()
-            .expect("running daemon")
-            .status_json()
-            .expect("status --json")
-    }
-
-    /// Sends `count` datagrams LAN host -> Webex node and waits until all arrived.
-    fn send(&self, sink: &xtask::traffic::UdpSink, count: u32) {
-        let before = sink.received();
-        let from = SocketAddr::new(IpAddr::V4(LAN_HOST_V4), SRC_PORT);
-        let to = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), MEDIA_PORT);
-        self.tb
-            .lan
-            .run(|| send_udp(from, to, count, PAYLOAD, Duration::from_millis(1)))
-            .expect("send");
-        let got = sink.wait_for(before + count as u64, Duration::from_secs(10));
-        assert_eq!(got, before + count as u64, "datagrams through the NAT");
-    }
-
-    /// Waits until both sides' flows report `packets`, returning (lan flow, wan flow).
-    fn wait_for_packets(&self, packets: u64) -> (Value, Value) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let status = self.status();
-            let lan = find_flow(&status, GW_LAN_IF, "ingress");
-            let wan = find_flow(&status, GW_WAN_IF, "egress");
-            let count = |f: &Option<Value>| f.as_ref().map(|f| f["packets"].as_u64().unwrap());
-            if count(&lan) == Some(packets) && count(&wan) == Some(packets) {
-                return (lan.unwrap(), wan.unwrap());
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "expected {packets} packets on both sides; last status:\n{}",
-                    serde_json::to_string_pretty(&status["flows"]).unwrap()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+/// Waits until both sides' flows report `packets`, returning (lan flow, wan flow).
+fn wait_for_packets(bed: &GatewayBed, packets: u64) -> (Value, Value) {
+    let count = |f: &Option<Value>| f.as_ref().map(|f| f["packets"].as_u64().unwrap());
+    let status = bed.wait_status(&format!("{packets} packets on both sides"), |s| {
+        count(&find_flow(s, GW_LAN_IF, "ingress")) == Some(packets)
+            && count(&find_flow(s, GW_WAN_IF, "egress")) == Some(packets)
+    });
+    (
+        find_flow(&status, GW_LAN_IF, "ingress").unwrap(),
+        find_flow(&status, GW_WAN_IF, "egress").unwrap(),
+    )
 }
 
 /// The single media flow towards the Webex node on `interface` in `direction`.
@@ -128,7 +65,7 @@ fn find_flow(status: &Value, interface: &str, direction: &str) -> Option<Value> 
     matching.first().map(|f| (*f).clone())
 }
 
-fn sink(tb: &Testbed) -> xtask::traffic::UdpSink {
+fn sink(tb: &Testbed) -> UdpSink {
     let addr = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), MEDIA_PORT);
     tb.wan.run(|| udp_sink(addr)).expect("sink")
 }
@@ -136,7 +73,7 @@ fn sink(tb: &Testbed) -> xtask::traffic::UdpSink {
 #[test]
 fn exact_packets_and_bytes_on_both_sides_of_the_nat() {
     const N: u32 = 200;
-    let bed = Bed::new();
+    let bed = GatewayBed::launch();
     let status = bed.status();
     for iface in status["interfaces"].as_array().unwrap() {
         assert_eq!(
@@ -145,8 +82,8 @@ fn exact_packets_and_bytes_on_both_sides_of_the_nat() {
         );
     }
     let sink = sink(&bed.tb);
-    bed.send(&sink, N);
-    let (lan, wan) = bed.wait_for_packets(N as u64);
+    send(&bed, &sink, N);
+    let (lan, wan) = wait_for_packets(&bed, N as u64);
 
     // LAN side: the inner host as it is, before NAT.
     assert_eq!(lan["src_addr"], LAN_HOST_V4.to_string());
@@ -170,7 +107,7 @@ fn exact_packets_and_bytes_on_both_sides_of_the_nat() {
     assert_eq!(seen_by_node[0].ip(), IpAddr::V4(GW_WAN_V4));
     assert_eq!(wan["src_port"], seen_by_node[0].port());
 
-    let c = &status_after(&bed)["counters"];
+    let c = &bed.status()["counters"];
     assert_eq!(c["flow_insert_failed"], 0);
     assert_eq!(
         c["seen"].as_u64().unwrap(),
@@ -178,17 +115,13 @@ fn exact_packets_and_bytes_on_both_sides_of_the_nat() {
     );
 }
 
-fn status_after(bed: &Bed) -> Value {
-    bed.status()
-}
-
 #[test]
 fn restart_continues_counters_and_leaves_nothing_attached_while_stopped() {
-    let mut bed = Bed::new();
+    let mut bed = GatewayBed::launch();
     let sink = sink(&bed.tb);
 
-    bed.send(&sink, 50);
-    let (lan1, _) = bed.wait_for_packets(50);
+    send(&bed, &sink, 50);
+    let (lan1, _) = wait_for_packets(&bed, 50);
     assert_eq!(bed.status()["daemon"]["adopted_pinned_maps"], false);
 
     bed.stop();
@@ -208,17 +141,17 @@ fn restart_continues_counters_and_leaves_nothing_attached_while_stopped() {
         "pinned flow map kept"
     );
     // Traffic still flows, uncounted, while nothing is attached.
-    bed.send(&sink, 30);
+    send(&bed, &sink, 30);
 
     bed.start();
     let status = bed.status();
     assert_eq!(status["daemon"]["adopted_pinned_maps"], true);
     // Nothing reset: the counts from before the restart are all there.
-    let (lan2, _) = bed.wait_for_packets(50);
+    let (lan2, _) = wait_for_packets(&bed, 50);
     assert!(lan2["age_s"].as_f64().unwrap() >= lan1["age_s"].as_f64().unwrap());
 
-    bed.send(&sink, 40);
-    let (lan, wan) = bed.wait_for_packets(90);
+    send(&bed, &sink, 40);
+    let (lan, wan) = wait_for_packets(&bed, 90);
     assert_eq!(lan["bytes"], 90 * IP_BYTES);
     assert_eq!(wan["bytes"], 90 * IP_BYTES);
 }

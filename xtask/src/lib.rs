@@ -11,6 +11,7 @@
 //! Everything that creates state in the kernel or on disk is an RAII guard, so a failing
 //! test (panic) or an interrupted demo (see [`interrupt`]) still cleans up.
 
+pub mod bed;
 pub mod cmd;
 pub mod config;
 pub mod daemon;

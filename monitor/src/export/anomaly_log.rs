@@ -130,22 +130,12 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::anomaly::Evidence;
 
+    /// The health tests' anomaly (the same fixture), under another id.
     pub fn anomaly(id: &str, cleared: Option<u64>) -> Anomaly {
         Anomaly {
             id: id.into(),
-            severity: Severity::Critical,
-            subject: "wan0".into(),
-            summary: "SIP ALG rewrites SIP".into(),
-            evidence: vec![Evidence {
-                name: "rewritten".into(),
-                value: "3".into(),
-            }],
-            remediation: "Turn the SIP ALG off.".into(),
-            first_seen_unix_s: 100,
-            last_seen_unix_s: 110,
-            cleared_unix_s: cleared,
+            ..crate::status::health::tests::anomaly(Severity::Critical, cleared)
         }
     }
 
@@ -160,7 +150,7 @@ mod tests {
         let cleared = t.update(&[anomaly("sip_alg", Some(120))]);
         assert_eq!(cleared.len(), 1);
         assert_eq!(cleared[0].event_name(), "monitor.anomaly.cleared");
-        assert_eq!(cleared[0].body(), "cleared: SIP ALG rewrites SIP");
+        assert_eq!(cleared[0].body(), "cleared: a SIP ALG rewrites SIP");
         assert_eq!(cleared[0].at(), UNIX_EPOCH + Duration::from_secs(120));
         assert!(t.update(&[anomaly("sip_alg", Some(120))]).is_empty());
         // Forgotten once it leaves the list.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aya::{
     Ebpf,
-    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+    programs::{SchedClassifier, TestRun, TestRunOptions, TestRunResult, Xdp},
 };
 use monitor_common::program_names;
 
@@ -64,23 +64,13 @@ impl Harness {
     ) -> Result<Run, KernelError> {
         let p: &mut Xdp = program(&mut self.ebpf, name)?;
         let mut out = vec![0u8; frame.len() + 256];
-        let r = p
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                repeat,
-                ..Default::default()
-            })
-            .map_err(|source| KernelError::Program {
-                program: name,
-                source,
-            })?;
-        out.truncate(r.data_size_out as usize);
-        Ok(Run {
-            verdict: r.return_value,
-            per_run: r.duration,
-            packet: out,
-        })
+        let r = p.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..Default::default()
+        });
+        finish(name, r, out)
     }
 
     /// Runs the TC program `name` `repeat` times on `frame`, as a GSO packet of
@@ -96,25 +86,33 @@ impl Harness {
         let mut ctx = vec![0u8; SK_BUFF_SIZE];
         ctx[GSO_SEGS_OFFSET..GSO_SEGS_OFFSET + 4].copy_from_slice(&gso_segs.to_ne_bytes());
         let mut out = vec![0u8; frame.len() + 256];
-        let r = p
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                repeat,
-                ..Default::default()
-            })
-            .map_err(|source| KernelError::Program {
-                program: name,
-                source,
-            })?;
-        out.truncate(r.data_size_out as usize);
-        Ok(Run {
-            verdict: r.return_value,
-            per_run: r.duration,
-            packet: out,
-        })
+        let r = p.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            repeat,
+            ..Default::default()
+        });
+        finish(name, r, out)
     }
+}
+
+/// The packet as the program left it, with the verdict and the time per repetition.
+fn finish(
+    name: &'static str,
+    result: Result<TestRunResult, aya::programs::ProgramError>,
+    mut out: Vec<u8>,
+) -> Result<Run, KernelError> {
+    let r = result.map_err(|source| KernelError::Program {
+        program: name,
+        source,
+    })?;
+    out.truncate(r.data_size_out as usize);
+    Ok(Run {
+        verdict: r.return_value,
+        per_run: r.duration,
+        packet: out,
+    })
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, KernelError>

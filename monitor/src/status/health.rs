@@ -155,7 +155,7 @@ pub fn sections(report: &StatusReport, color: bool) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::anomaly::{Anomaly, Evidence};
     use crate::status::render::tests::sample_report;

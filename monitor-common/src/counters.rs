@@ -103,7 +103,15 @@ pub struct GlobalCounters {
     pub learn_samples: u64,
     /// Samples lost because the ring buffer was full (the daemon fell behind).
     pub learn_sample_drops: u64,
-    pub _reserved: [u64; 4],
+    /// Later IP fragments attributed to their flow by the first fragment's ports.
+    pub fragments_matched: u64,
+    /// Later IP fragments whose first fragment was not seen (yet): counted on a
+    /// port-less flow of the same addresses and protocol.
+    pub fragments_unmatched: u64,
+    /// Packets counted here but not per flow because a tail call into the next stage
+    /// failed (the daemon installs the stages before attaching: never expected).
+    pub stage_failed: u64,
+    pub _reserved: [u64; 1],
     /// Indexed by [`MalformedReason`].
     pub malformed: [u64; MALFORMED_SLOTS],
 }
@@ -123,6 +131,9 @@ impl GlobalCounters {
         self.flows_created += other.flows_created;
         self.learn_samples += other.learn_samples;
         self.learn_sample_drops += other.learn_sample_drops;
+        self.fragments_matched += other.fragments_matched;
+        self.fragments_unmatched += other.fragments_unmatched;
+        self.stage_failed += other.stage_failed;
         for (a, b) in self.malformed.iter_mut().zip(other.malformed.iter()) {
             *a += *b;
         }
@@ -168,6 +179,9 @@ mod tests {
             flows_created: 3,
             learn_samples: 5,
             learn_sample_drops: 6,
+            fragments_matched: 7,
+            fragments_unmatched: 8,
+            stage_failed: 9,
             ..Default::default()
         };
         b.malformed[MalformedReason::L4Truncated as usize] = 4;
@@ -175,6 +189,10 @@ mod tests {
         assert_eq!(a.seen, 3);
         assert_eq!(a.flows_created, 3);
         assert_eq!((a.learn_samples, a.learn_sample_drops), (5, 6));
+        assert_eq!(
+            (a.fragments_matched, a.fragments_unmatched, a.stage_failed),
+            (7, 8, 9)
+        );
         assert_eq!(a.malformed_total(), 4);
     }
 }

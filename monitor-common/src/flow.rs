@@ -35,7 +35,8 @@ pub const FAMILY_V6: u8 = 6;
 ///
 /// Addresses are 16 bytes; IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`). For ICMP and
 /// ICMPv6 the ports hold the message type (`src_port`) and code (`dst_port`); for
-/// non-first fragments and other protocols they are zero.
+/// other protocols they are zero. Later IP fragments carry no ports: the kernel gives
+/// them the ports of their first fragment ([`FragKey`]), and zero when it has not seen it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
@@ -50,6 +51,21 @@ pub struct FlowKey {
     /// [`Direction`] as u8.
     pub direction: u8,
     pub _pad: u8,
+}
+
+/// One fragmented IP datagram, as RFC 791 and RFC 8200 identify it: the kernel remembers
+/// its first fragment's ports under this key, so the later fragments (which carry no
+/// transport header) count on the same flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FragKey {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    /// Identification (IPv4: 16 bits; IPv6: the fragment header's 32).
+    pub id: u32,
+    pub protocol: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
 }
 
 /// Counters of one flow. Timestamps are `bpf_ktime_get_ns` (CLOCK_MONOTONIC).
@@ -112,6 +128,9 @@ mod tests {
         assert_eq!(align_of::<FlowKey>(), 4);
         // 5 * 8 + 4 * 4 + 8 * 8
         assert_eq!(size_of::<FlowStats>(), 120);
+        // 16 + 16 + 4 + 1 + 1 + 2
+        assert_eq!(size_of::<FragKey>(), 40);
+        assert_eq!(align_of::<FragKey>(), 4);
     }
 
     #[test]

@@ -14,10 +14,11 @@ pub mod learn;
 pub mod ports;
 pub mod rtp;
 pub mod settings;
+pub mod stages;
 
 pub use class::{Class, WebexSide, classify};
 pub use counters::{GlobalCounters, MalformedReason};
-pub use flow::{Direction, FlowKey, FlowStats};
+pub use flow::{Direction, FlowKey, FlowStats, FragKey};
 pub use settings::Settings;
 
 /// Names of the maps the kernel object defines. They are pinned under the daemon's pin

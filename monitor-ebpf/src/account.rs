@@ -55,7 +55,7 @@ pub fn account<C: EbpfContext>(
         _pad: 0,
     };
     let now = unsafe { bpf_ktime_get_ns() };
-    let fragments = if p.fragment { delta.packets } else { 0 };
+    let fragments = if p.is_fragment() { delta.packets } else { 0 };
 
     // Established flow: the common case, no classification work.
     if let Some(stats) = FLOWS.get_ptr_mut(&key) {

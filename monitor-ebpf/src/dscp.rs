@@ -6,7 +6,7 @@
 //! DSCP bits of the traffic class), never ECN, and goes through the skb load/store
 //! helpers, so it works whether or not the headers are in the skb's linear part.
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use monitor_common::{
     Class, FlowStats,
@@ -40,6 +40,27 @@ fn policy(flow: &FlowRef, ifindex: u32) -> Option<(u32, &'static Policy)> {
     let class = unsafe { core::ptr::read_volatile(&raw const (*flow.stats).class) };
     // SAFETY: a map value, read only.
     unsafe { DSCP_POLICY.get(&ifindex) }.map(|p| (class, p))
+}
+
+/// The DSCP work of each program type: verify on ingress (XDP), verify or rewrite on
+/// egress (TC).
+pub trait Apply {
+    /// `segments`: the GSO segment count (0 or 1 for an ordinary packet).
+    fn apply_dscp(&self, p: &Parsed, flow: &FlowRef, ifindex: u32, segments: u32);
+}
+
+impl Apply for XdpContext {
+    #[inline(always)]
+    fn apply_dscp(&self, p: &Parsed, flow: &FlowRef, ifindex: u32, _segments: u32) {
+        ingress(p, flow, ifindex);
+    }
+}
+
+impl Apply for TcContext {
+    #[inline(always)]
+    fn apply_dscp(&self, p: &Parsed, flow: &FlowRef, ifindex: u32, segments: u32) {
+        egress(self, p, flow, ifindex, segments);
+    }
 }
 
 /// Ingress (XDP): count the packet's mark against its class's expected mark.

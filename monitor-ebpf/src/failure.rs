@@ -1,6 +1,6 @@
-//! Per-flow evidence for the failure detectors (issue: failure detectors): ICMP errors
-//! arriving on an interface (XDP) and answering a flow, found through the IP and transport header the error quotes, and
-//! packets longer than the configured path MTU.
+//! Per-flow evidence for the failure detectors: ICMP errors arriving on an interface
+//! (XDP) and answering a flow, found through the IP and transport header the error
+//! quotes, and packets longer than the configured path MTU.
 //!
 //! Only ICMP error packets reach [`icmp_error`], and [`oversize`] is one compare against a
 //! setting read once per packet of a tracked flow, so media pays almost nothing.
@@ -31,6 +31,8 @@ const ICMPV6_DEST_UNREACH: u16 = 1;
 const ICMPV6_PACKET_TOO_BIG: u16 = 2;
 /// ICMP/ICMPv6 header before the quoted packet.
 const ICMP_HDR: usize = 8;
+/// Largest transport header offset followed (a mask: one less than a power of two).
+const MAX_HEADER_OFFSET: usize = 0xfff;
 
 /// Counts `p` as oversize on its flow when its IP datagram is longer than the path MTU.
 /// A GSO super-packet (`segments > 1`) is cut into MTU-sized packets later: never oversize.
@@ -57,7 +59,7 @@ pub fn oversize(p: &Parsed, flow: &FlowRef, segments: u32) {
 /// True for the ICMP/ICMPv6 messages [`icmp_error`] handles (type in `src_port`).
 #[inline(always)]
 pub fn is_icmp_error(p: &Parsed) -> bool {
-    !p.fragment
+    !p.is_fragment()
         && ((p.protocol == IPPROTO_ICMP && p.src_port == ICMP_DEST_UNREACH)
             || (p.protocol == IPPROTO_ICMPV6
                 && (p.src_port == ICMPV6_DEST_UNREACH || p.src_port == ICMPV6_PACKET_TOO_BIG)))
@@ -70,14 +72,21 @@ pub fn is_icmp_error(p: &Parsed) -> bool {
 /// offending packet as it was on that interface (after NAT on the WAN side, before it on
 /// the LAN side), so it is that flow's key as it stands.
 ///
-/// Called on XDP ingress only: the TC program's stack (512 bytes, combined with any
-/// subprogram) has no room left for it, so errors the gateway itself sends (e.g. its own
-/// fragmentation-needed towards the LAN) are not matched. The key lives in a per-CPU slot
-/// so this adds little stack.
+/// Called on ingress only: errors the gateway itself sends (e.g. its own
+/// fragmentation-needed towards the LAN) are counted by the detectors from the
+/// gateway's IP counters, not per flow.
 #[inline(always)]
 pub fn icmp_error(pkt: &Packet, p: &Parsed, ifindex: u32, direction: u8) -> Option<()> {
     let family = p.family;
-    let inner = p.l4_offset + ICMP_HDR;
+    // The offset comes from the hand-over slot (map memory): bound it so the verifier
+    // can prove the packet reads below. Headers beyond 4 KiB are not followed.
+    let icmp = p.l4_offset;
+    if icmp == 0 || icmp > MAX_HEADER_OFFSET {
+        return None;
+    }
+    // SAFETY: a read of a local. Opaque, so LLVM keeps the mask the verifier needs.
+    let icmp = unsafe { core::ptr::read_volatile(&icmp) } & MAX_HEADER_OFFSET;
+    let inner = icmp + ICMP_HDR;
     // The key is built in a per-CPU scratch slot: on the stack it would push the
     // callers past the combined 512-byte limit.
     let key = SCRATCH_KEY.get_ptr_mut(0)?;

@@ -19,6 +19,8 @@ mod failure;
 #[cfg(target_arch = "bpf")]
 mod floor;
 #[cfg(target_arch = "bpf")]
+mod fragment;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod packet;
@@ -30,6 +32,8 @@ mod programs;
 mod quality;
 #[cfg(target_arch = "bpf")]
 mod sample;
+#[cfg(target_arch = "bpf")]
+mod stage;
 
 // On the host this crate is only a stub, so `cargo build --workspace` works.
 #[cfg(not(target_arch = "bpf"))]

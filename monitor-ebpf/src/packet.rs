@@ -40,3 +40,28 @@ impl Packet {
         Some(unsafe { core::ptr::read_unaligned(p) })
     }
 }
+
+/// The packet of a program's context (XDP and TC have their own accessors).
+pub trait Linear {
+    fn packet(&self) -> Packet;
+}
+
+impl Linear for aya_ebpf::programs::XdpContext {
+    #[inline(always)]
+    fn packet(&self) -> Packet {
+        Packet {
+            start: self.data(),
+            end: self.data_end(),
+        }
+    }
+}
+
+impl Linear for aya_ebpf::programs::TcContext {
+    #[inline(always)]
+    fn packet(&self) -> Packet {
+        Packet {
+            start: self.data(),
+            end: self.data_end(),
+        }
+    }
+}

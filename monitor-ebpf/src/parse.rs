@@ -38,7 +38,16 @@ const MAX_VLAN_TAGS: usize = 2;
 /// IPv6 extension headers the parser follows before giving up.
 pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 
-/// What the parser learned about an IP packet.
+/// [`Parsed::fragment`]: not a fragment.
+pub const FRAG_NONE: u8 = 0;
+/// The first fragment (offset 0, more fragments follow): it carries the ports.
+pub const FRAG_FIRST: u8 = 1;
+/// A later fragment (offset above 0): no transport header.
+pub const FRAG_LATER: u8 = 2;
+
+/// What the parser learned about an IP packet. Written in place into the flow stage's
+/// hand-over slot (`stage::Job`), so every field is set for every packet.
+#[repr(C)]
 pub struct Parsed {
     pub family: u8,
     pub protocol: u8,
@@ -51,8 +60,10 @@ pub struct Parsed {
     /// Bytes of IP and transport headers, for GSO accounting.
     pub header_len: u32,
     pub dscp: u8,
-    /// Any IP fragment (first or later).
-    pub fragment: bool,
+    /// `FRAG_*`: whether and which IP fragment this is.
+    pub fragment: u8,
+    /// The fragment's identification (IPv4: 16 bits; IPv6: the fragment header's 32).
+    pub frag_id: u32,
     /// Offset of the IP header in the packet.
     pub l3_offset: usize,
     /// Offset of the transport header (0 for later fragments and unknown protocols).
@@ -65,16 +76,25 @@ pub struct Parsed {
     pub tcp_flags: u8,
 }
 
+impl Parsed {
+    #[inline(always)]
+    pub fn is_fragment(&self) -> bool {
+        self.fragment != FRAG_NONE
+    }
+}
+
 pub enum Outcome {
-    Ip(Parsed),
+    /// An IP packet, described in the caller's `Parsed`.
+    Ip,
     NotIp,
 }
 
 /// Parses the headers in `pkt`. `wire_len` is the whole packet's length from the frame
 /// start: on TC it can exceed the linear bytes (a GSO super-packet or any skb with paged
 /// data), and the IP length fields are checked against it, not against the linear part.
+/// The result of an IP packet goes into `out`.
 #[inline(always)]
-pub fn parse(pkt: &Packet, wire_len: usize) -> Result<Outcome, MalformedReason> {
+pub fn parse(pkt: &Packet, wire_len: usize, out: &mut Parsed) -> Result<Outcome, MalformedReason> {
     let eth: EthHdr = pkt.read(0).ok_or(MalformedReason::EthTruncated)?;
     let mut ether_type = u16::from_be(eth.ether_type);
     let mut offset = EthHdr::LEN;
@@ -92,14 +112,19 @@ pub fn parse(pkt: &Packet, wire_len: usize) -> Result<Outcome, MalformedReason> 
     }
 
     match ether_type {
-        ETH_P_IP => parse_ipv4(pkt, offset, wire_len).map(Outcome::Ip),
-        ETH_P_IPV6 => parse_ipv6(pkt, offset, wire_len).map(Outcome::Ip),
+        ETH_P_IP => parse_ipv4(pkt, offset, wire_len, out).map(|()| Outcome::Ip),
+        ETH_P_IPV6 => parse_ipv6(pkt, offset, wire_len, out).map(|()| Outcome::Ip),
         _ => Ok(Outcome::NotIp),
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(pkt: &Packet, l3: usize, wire_len: usize) -> Result<Parsed, MalformedReason> {
+fn parse_ipv4(
+    pkt: &Packet,
+    l3: usize,
+    wire_len: usize,
+    parsed: &mut Parsed,
+) -> Result<(), MalformedReason> {
     let ip: Ipv4Hdr = pkt.read(l3).ok_or(MalformedReason::Ipv4Truncated)?;
     if ip.vihl >> 4 != 4 {
         return Err(MalformedReason::BadIpVersion);
@@ -121,32 +146,50 @@ fn parse_ipv4(pkt: &Packet, l3: usize, wire_len: usize) -> Result<Parsed, Malfor
     let more_fragments = frags & 0x2000 != 0;
     let frag_offset = frags & 0x1fff;
 
-    let mut parsed = Parsed {
-        family: FAMILY_V4,
-        protocol: ip.proto,
-        src_addr: mapped(ip.src_addr),
-        dst_addr: mapped(ip.dst_addr),
-        src_port: 0,
-        dst_port: 0,
-        ip_len: total as u32,
-        header_len: ihl as u32,
-        dscp: ip.tos >> 2,
-        fragment: more_fragments || frag_offset != 0,
-        l3_offset: l3,
-        l4_offset: 0,
-        payload_offset: 0,
-        ip_end: l3 + total,
-        tcp_flags: 0,
+    reset(parsed, FAMILY_V4, ip.proto, l3, l3 + total);
+    parsed.src_addr = mapped(ip.src_addr);
+    parsed.dst_addr = mapped(ip.dst_addr);
+    parsed.ip_len = total as u32;
+    parsed.header_len = ihl as u32;
+    parsed.dscp = ip.tos >> 2;
+    parsed.fragment = if frag_offset != 0 {
+        FRAG_LATER
+    } else if more_fragments {
+        FRAG_FIRST
+    } else {
+        FRAG_NONE
     };
+    parsed.frag_id = u16::from_be_bytes(ip.id) as u32;
     // Later fragments carry no transport header.
     if frag_offset == 0 {
-        parse_l4(pkt, l3 + ihl, l3 + total, &mut parsed)?;
+        parse_l4(pkt, l3 + ihl, l3 + total, parsed)?;
     }
-    Ok(parsed)
+    Ok(())
+}
+
+/// Sets the fields every IP packet has and clears the rest (the slot is reused).
+#[inline(always)]
+fn reset(p: &mut Parsed, family: u8, protocol: u8, l3: usize, ip_end: usize) {
+    p.family = family;
+    p.protocol = protocol;
+    p.src_port = 0;
+    p.dst_port = 0;
+    p.fragment = FRAG_NONE;
+    p.frag_id = 0;
+    p.l3_offset = l3;
+    p.l4_offset = 0;
+    p.payload_offset = 0;
+    p.ip_end = ip_end;
+    p.tcp_flags = 0;
 }
 
 #[inline(always)]
-fn parse_ipv6(pkt: &Packet, l3: usize, wire_len: usize) -> Result<Parsed, MalformedReason> {
+fn parse_ipv6(
+    pkt: &Packet,
+    l3: usize,
+    wire_len: usize,
+    parsed: &mut Parsed,
+) -> Result<(), MalformedReason> {
     let ip: Ipv6Hdr = pkt.read(l3).ok_or(MalformedReason::Ipv6Truncated)?;
     if ip.vcf[0] >> 4 != 6 {
         return Err(MalformedReason::BadIpVersion);
@@ -156,23 +199,11 @@ fn parse_ipv6(pkt: &Packet, l3: usize, wire_len: usize) -> Result<Parsed, Malfor
     if end > wire_len {
         return Err(MalformedReason::Ipv6BadPayloadLength);
     }
-    let mut parsed = Parsed {
-        family: FAMILY_V6,
-        protocol: ip.next_hdr,
-        src_addr: ip.src_addr,
-        dst_addr: ip.dst_addr,
-        src_port: 0,
-        dst_port: 0,
-        ip_len: (Ipv6Hdr::LEN + payload) as u32,
-        header_len: Ipv6Hdr::LEN as u32,
-        dscp: ((ip.vcf[0] & 0x0f) << 2) | (ip.vcf[1] >> 6),
-        fragment: false,
-        l3_offset: l3,
-        l4_offset: 0,
-        payload_offset: 0,
-        ip_end: end,
-        tcp_flags: 0,
-    };
+    reset(parsed, FAMILY_V6, ip.next_hdr, l3, end);
+    parsed.src_addr = ip.src_addr;
+    parsed.dst_addr = ip.dst_addr;
+    parsed.ip_len = (Ipv6Hdr::LEN + payload) as u32;
+    parsed.dscp = ((ip.vcf[0] & 0x0f) << 2) | (ip.vcf[1] >> 6);
 
     let mut next = ip.next_hdr;
     let mut offset = l3 + Ipv6Hdr::LEN;
@@ -191,8 +222,13 @@ fn parse_ipv6(pkt: &Packet, l3: usize, wire_len: usize) -> Result<Parsed, Malfor
             IPPROTO_FRAGMENT => {
                 let frag: [u8; 8] = pkt.read(offset).ok_or(MalformedReason::Ipv6ExtTruncated)?;
                 let frag_offset = u16::from_be_bytes([frag[2], frag[3]]) >> 3;
-                parsed.fragment = true;
                 later_fragment = frag_offset != 0;
+                parsed.fragment = if later_fragment {
+                    FRAG_LATER
+                } else {
+                    FRAG_FIRST
+                };
+                parsed.frag_id = u32::from_be_bytes([frag[4], frag[5], frag[6], frag[7]]);
                 8
             }
             IPPROTO_AH => (hdr[1] as usize + 2) * 4,
@@ -211,9 +247,9 @@ fn parse_ipv6(pkt: &Packet, l3: usize, wire_len: usize) -> Result<Parsed, Malfor
     parsed.protocol = next;
     parsed.header_len = (offset - l3) as u32;
     if !later_fragment {
-        parse_l4(pkt, offset, end, &mut parsed)?;
+        parse_l4(pkt, offset, end, parsed)?;
     }
-    Ok(parsed)
+    Ok(())
 }
 
 #[inline(always)]

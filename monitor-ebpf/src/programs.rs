@@ -1,4 +1,9 @@
 //! The entry points: thin wrappers that always return pass, over `try_*` functions.
+//!
+//! A pipeline of tail calls (`monitor_common::stages`): `monitor_xdp` / `monitor_tc`
+//! parse and count, then the flow stage (`monitor_flow_xdp` / `monitor_flow_tc`)
+//! accounts the packet to its flow and does the per-flow work, then the quality stage
+//! (quality.rs) measures media and signalling. The verifier checks each on its own.
 
 use aya_ebpf::{
     EbpfContext,
@@ -6,13 +11,14 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use monitor_common::{Direction, GlobalCounters};
+use monitor_common::{Direction, GlobalCounters, flow::FAMILY_V4, stages};
 
 use crate::{
-    account::{Delta, FlowRef, account},
+    account::{Delta, account},
     maps::COUNTERS,
-    packet::Packet,
-    parse::{Outcome, Parsed, parse},
+    packet::{Linear, Packet},
+    parse::{Outcome, parse},
+    stage::{self, SLOT_TC, SLOT_XDP, STAGES_TC, STAGES_XDP},
 };
 
 /// Bytes of headers the TC program wants in the linear part of the skb.
@@ -20,17 +26,11 @@ const TC_PULL_LEN: u32 = 256;
 
 #[xdp]
 pub fn monitor_xdp(ctx: XdpContext) -> u32 {
-    let pkt = Packet {
-        start: ctx.data(),
-        end: ctx.data_end(),
-    };
+    let pkt = ctx.packet();
     let ifindex = ctx.ingress_ifindex() as u32;
-    let wire_len = pkt.len();
-    if let Some((p, flow)) = process(&ctx, &pkt, wire_len, ifindex, Direction::Ingress, 1) {
-        crate::quality::prepare(&p, &flow, ifindex, Direction::Ingress as u8);
-        crate::dscp::ingress(&p, &flow, ifindex);
-        // Last: a tail call does not return.
-        crate::quality::tail(&ctx, &crate::quality::QUALITY_XDP);
+    if try_parse(&pkt, pkt.len(), ifindex, Direction::Ingress, 1, SLOT_XDP).is_some() {
+        stage::tail(&ctx, &STAGES_XDP, stages::FLOW);
+        count_stage_failed();
     }
     xdp_action::XDP_PASS
 }
@@ -50,41 +50,78 @@ fn try_monitor_tc(ctx: &TcContext) {
     if (linear as u32) < len && (linear as u32) < TC_PULL_LEN {
         let _ = ctx.pull_data(if len < TC_PULL_LEN { len } else { TC_PULL_LEN });
     }
-    let pkt = Packet {
-        start: ctx.data(),
-        end: ctx.data_end(),
-    };
+    let pkt = ctx.packet();
     // SAFETY: the context pointer is valid for the program's run.
     let (ifindex, gso_segs) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).gso_segs) };
     // The parser checks IP lengths against the whole skb: after the pull above, a GSO
     // super-packet's payload is still in pages beyond the linear bytes.
     let wire_len = len as usize;
-    if let Some((p, flow)) = process(ctx, &pkt, wire_len, ifindex, Direction::Egress, gso_segs) {
-        crate::quality::prepare(&p, &flow, ifindex, Direction::Egress as u8);
-        crate::dscp::egress(ctx, &p, &flow, ifindex, gso_segs);
-        // Last: a tail call does not return. The target reads the packet afresh, after any
-        // DSCP rewrite.
-        crate::quality::tail(ctx, &crate::quality::QUALITY_TC);
+    if try_parse(
+        &pkt,
+        wire_len,
+        ifindex,
+        Direction::Egress,
+        gso_segs,
+        SLOT_TC,
+    )
+    .is_some()
+    {
+        stage::tail(ctx, &STAGES_TC, stages::FLOW);
+        count_stage_failed();
     }
 }
 
-/// Parses and accounts one packet. `segments` is the GSO segment count (0 or 1 for an
-/// ordinary packet). Returns the parsed packet and its flow when it belongs to a tracked
-/// flow, for the work that depends on the program (e.g. rewriting on egress).
+/// The flow stage on ingress: accounting, learning samples, ICMP errors, DSCP verify.
+#[xdp]
+pub fn monitor_flow_xdp(ctx: XdpContext) -> u32 {
+    let pkt = ctx.packet();
+    if try_flow(&ctx, &pkt, SLOT_XDP).is_some() {
+        // Last: a tail call does not return.
+        crate::quality::tail(&ctx, &STAGES_XDP);
+    }
+    xdp_action::XDP_PASS
+}
+
+/// The flow stage on egress: as on ingress, and DSCP rewrite.
+#[classifier]
+pub fn monitor_flow_tc(ctx: TcContext) -> i32 {
+    let pkt = ctx.packet();
+    if try_flow(&ctx, &pkt, SLOT_TC).is_some() {
+        // The quality program reads the packet afresh, after any DSCP rewrite.
+        crate::quality::tail(&ctx, &STAGES_TC);
+    }
+    TC_ACT_OK
+}
+
 #[inline(always)]
-fn process<C: EbpfContext + crate::sample::LoadBytes>(
-    ctx: &C,
+fn counters() -> Option<&'static mut GlobalCounters> {
+    // SAFETY: per-CPU value, only the programs running on this CPU write it, one at a time.
+    COUNTERS.get_ptr_mut(0).map(|c| unsafe { &mut *c })
+}
+
+#[inline(always)]
+fn count_stage_failed() {
+    if let Some(c) = counters() {
+        c.stage_failed += 1;
+    }
+}
+
+/// Parses one packet into this CPU's job slot and counts it. `segments` is the GSO
+/// segment count (0 or 1 for an ordinary packet). `Some` when it is an IP packet for the
+/// flow stage.
+#[inline(always)]
+fn try_parse(
     pkt: &Packet,
     wire_len: usize,
     ifindex: u32,
     direction: Direction,
     segments: u32,
-) -> Option<(Parsed, FlowRef)> {
-    let counters = COUNTERS.get_ptr_mut(0)?;
-    // SAFETY: per-CPU value, only this program on this CPU writes it.
-    let counters: &mut GlobalCounters = unsafe { &mut *counters };
+    slot: u32,
+) -> Option<()> {
+    let counters = counters()?;
+    let job = stage::job(slot)?;
     counters.seen += 1;
-    match parse(pkt, wire_len) {
+    match parse(pkt, wire_len, &mut job.parsed) {
         Err(reason) => {
             if let Some(slot) = counters.malformed.get_mut(reason as usize) {
                 *slot += 1;
@@ -96,40 +133,66 @@ fn process<C: EbpfContext + crate::sample::LoadBytes>(
             counters.non_ip += 1;
             None
         }
-        Ok(Outcome::Ip(p)) => {
+        Ok(Outcome::Ip) => {
             counters.parsed += 1;
-            if p.family == monitor_common::flow::FAMILY_V4 {
+            if job.parsed.family == FAMILY_V4 {
                 counters.ipv4 += 1;
             } else {
                 counters.ipv6 += 1;
             }
-            if p.fragment {
+            if job.parsed.is_fragment() {
                 counters.fragments += 1;
             }
-            // Before flow tracking: a DNS response from a resolver is not a Webex flow.
-            crate::sample::sample(ctx, &p, ifindex, direction as u8, counters);
-            // ICMP errors arriving from outside count on the flow they quote (failure
-            // detectors). Ingress only: TC's stack has no room left for it.
-            if matches!(direction, Direction::Ingress) && crate::failure::is_icmp_error(&p) {
-                crate::failure::icmp_error(pkt, &p, ifindex, direction as u8);
-            }
-            let gso = segments;
-            let segments = if segments > 1 { segments as u64 } else { 1 };
-            // A GSO super-packet carries one set of headers for `segments` wire packets.
-            let bytes = p.ip_len as u64 + (segments - 1) * p.header_len as u64;
-            let flow = account(
-                ctx,
-                counters,
-                &p,
-                ifindex,
-                direction as u8,
-                Delta {
-                    packets: segments,
-                    bytes,
-                },
-            )?;
-            crate::failure::oversize(&p, &flow, gso);
-            Some((p, flow))
+            job.ifindex = ifindex;
+            job.segments = segments;
+            job.direction = direction as u32;
+            Some(())
         }
     }
+}
+
+/// The flow stage: the job the entry program left, accounted to its flow, with the
+/// per-flow work. `Some` when the packet belongs to a tracked flow (the quality stage
+/// may follow).
+#[inline(always)]
+fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
+    ctx: &C,
+    pkt: &Packet,
+    slot: u32,
+) -> Option<()> {
+    let counters = counters()?;
+    let job = stage::job(slot)?;
+    let ifindex = job.ifindex;
+    let direction = job.direction as u8;
+    let gso = job.segments;
+    let p = &mut job.parsed;
+    if p.is_fragment() {
+        crate::fragment::attribute(p, counters);
+    }
+    // Before flow tracking: a DNS response from a resolver is not a Webex flow.
+    crate::sample::sample(ctx, p, ifindex, direction, counters);
+    // ICMP errors arriving from outside count on the flow they quote (failure detectors).
+    // The gateway's own errors, which leave on egress, are counted by the detectors from
+    // its IP counters instead.
+    if direction == Direction::Ingress as u8 && crate::failure::is_icmp_error(p) {
+        crate::failure::icmp_error(pkt, p, ifindex, direction);
+    }
+    let segments = if gso > 1 { gso as u64 } else { 1 };
+    // A GSO super-packet carries one set of headers for `segments` wire packets.
+    let bytes = p.ip_len as u64 + (segments - 1) * p.header_len as u64;
+    let flow = account(
+        ctx,
+        counters,
+        p,
+        ifindex,
+        direction,
+        Delta {
+            packets: segments,
+            bytes,
+        },
+    )?;
+    crate::failure::oversize(p, &flow, gso);
+    crate::quality::prepare(p, &flow, ifindex, direction);
+    ctx.apply_dscp(p, &flow, ifindex, gso);
+    Some(())
 }

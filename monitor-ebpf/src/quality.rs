@@ -103,26 +103,18 @@ pub fn prepare(p: &Parsed, flow: &FlowRef, ifindex: u32, direction: u8) {
     }
 }
 
-/// Step two: tail-calls the quality program if [`prepare`] said so. Call it last: a tail
-/// call does not return (and when the daemon did not install the program it returns and
-/// nothing happens).
+/// Step two: tail-calls the quality stage of `table` (`crate::stage`) if [`prepare`]
+/// said so. Call it last: a tail call does not return (and when the daemon did not
+/// install the program it returns and nothing happens).
 #[inline(always)]
 pub fn tail<C: EbpfContext>(ctx: &C, table: &ProgramArray) {
     let Some(args) = QUALITY_ARGS.get(0) else {
         return;
     };
     if args[1] != 0 {
-        // SAFETY: the target is one of this object's quality programs of the same type.
-        unsafe { table.tail_call(ctx, 0) };
+        crate::stage::tail(ctx, table, monitor_common::stages::QUALITY);
     }
 }
-
-/// Tail-call targets of the XDP and TC programs (index 0: the quality program). Not
-/// pinned: they hold program fds of the running daemon, which installs them at load.
-#[map]
-pub static QUALITY_XDP: ProgramArray = ProgramArray::with_max_entries(1, 0);
-#[map]
-pub static QUALITY_TC: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// The parsed offsets and flow facts handed to the tail-called program.
 #[map]

@@ -51,6 +51,7 @@ fn seeds() -> Vec<Vec<u8>> {
         Ext::Fragment {
             offset: 0,
             more: true,
+            id: 0xdead_beef,
         },
     ];
     let dns = {

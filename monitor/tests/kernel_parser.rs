@@ -167,9 +167,10 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
             Flow(flow4(LAN, 40016, WEBEX, 5004, UDP), Class::Media, 1),
         ),
         (
-            "ipv4 later fragment has no ports",
+            "ipv4 later fragment whose first was not seen has no ports",
             {
                 let mut ip = ip4(LAN, WEBEX);
+                ip.id = 0x7777;
                 ip.frag_offset = 9;
                 frames::ethernet(&[], ETH_P_IP, &ip.packet(UDP, &[0x55; 40]))
             },
@@ -199,6 +200,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
                     Ext::Fragment {
                         offset: 0,
                         more: true,
+                        id: 0xdead_beef,
                     },
                 ];
                 frames::v6(&ip, &L4::udp(40018, 5004, 20))
@@ -206,12 +208,13 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
             Flow(flow6(LAN6, 40018, WEBEX6, 5004, UDP), Class::Media, 1),
         ),
         (
-            "ipv6 later fragment has no ports",
+            "ipv6 later fragment whose first was not seen has no ports",
             {
                 let mut ip = ip6(LAN6, WEBEX6);
                 ip.ext = vec![Ext::Fragment {
                     offset: 100,
                     more: false,
+                    id: 0x0bad_f00d,
                 }];
                 frames::v6(&ip, &L4::udp(40019, 5004, 20))
             },

@@ -112,6 +112,8 @@ pub struct Ipv4 {
     pub ecn: u8,
     /// Option bytes (padded to a multiple of 4 by the builder).
     pub options: Vec<u8>,
+    /// Identification (groups the fragments of one datagram).
+    pub id: u16,
     pub more_fragments: bool,
     /// Fragment offset in 8-byte units.
     pub frag_offset: u16,
@@ -129,6 +131,7 @@ impl Ipv4 {
             dscp: 0,
             ecn: 0,
             options: Vec::new(),
+            id: 0x1234,
             more_fragments: false,
             frag_offset: 0,
             ihl_override: None,
@@ -154,7 +157,7 @@ impl Ipv4 {
             (self.dscp << 2) | (self.ecn & 3),
         ];
         h.extend_from_slice(&total.to_be_bytes());
-        h.extend_from_slice(&0x1234u16.to_be_bytes());
+        h.extend_from_slice(&self.id.to_be_bytes());
         let frags = (if self.more_fragments { 0x2000 } else { 0 }) | (self.frag_offset & 0x1fff);
         h.extend_from_slice(&frags.to_be_bytes());
         h.push(64);
@@ -192,10 +195,12 @@ pub enum Ext {
     HopByHop,
     Routing,
     DestOpts,
-    /// Fragment header with offset (8-byte units) and more-fragments flag.
+    /// Fragment header with offset (8-byte units), more-fragments flag and
+    /// identification.
     Fragment {
         offset: u16,
         more: bool,
+        id: u32,
     },
 }
 
@@ -215,11 +220,11 @@ impl Ext {
             Ext::HopByHop | Ext::DestOpts => vec![next, 0, 1, 4, 0, 0, 0, 0],
             // Routing type 0 header with no addresses, segments left 0 (len 0).
             Ext::Routing => vec![next, 0, 0, 0, 0, 0, 0, 0],
-            Ext::Fragment { offset, more } => {
+            Ext::Fragment { offset, more, id } => {
                 let fo = (offset << 3) | u16::from(*more);
                 let mut b = vec![next, 0];
                 b.extend_from_slice(&fo.to_be_bytes());
-                b.extend_from_slice(&0xdeadbeefu32.to_be_bytes());
+                b.extend_from_slice(&id.to_be_bytes());
                 b
             }
         }
@@ -337,6 +342,7 @@ mod tests {
             Ext::Fragment {
                 offset: 0,
                 more: true,
+                id: 0xdead_beef,
             },
         ];
         let f = v6(&ip, &L4::udp(1, 2, 4));

@@ -36,6 +36,8 @@ pub struct Options {
     pub timeout: Duration,
     /// The workspace whose kernel tests run (default: this one).
     pub source: Option<PathBuf>,
+    /// Only these `kernel_*` test files (all when empty).
+    pub only: Vec<String>,
 }
 
 pub fn run(opts: &Options) -> Result<()> {
@@ -46,7 +48,7 @@ pub fn run(opts: &Options) -> Result<()> {
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
 
     let source = opts.source.clone().unwrap_or_else(workspace_dir);
-    let tests = build_tests(&source)?;
+    let tests = build_tests(&source, &opts.only)?;
     let names: Vec<&str> = tests.iter().map(|(n, _)| n.as_str()).collect();
     println!("kernel-matrix: test executables: {}", names.join(", "));
     let plan = initramfs::Plan {
@@ -141,8 +143,18 @@ fn summary(
 
 /// Builds (without running) every `monitor/tests/kernel_*.rs` and returns (name,
 /// executable) from cargo's JSON messages.
-fn build_tests(source: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let names = kernel_test_names(&source.join("monitor/tests"))?;
+fn build_tests(source: &Path, only: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    let mut names = kernel_test_names(&source.join("monitor/tests"))?;
+    if !only.is_empty() {
+        let unknown: Vec<_> = only.iter().filter(|o| !names.contains(o)).collect();
+        if !unknown.is_empty() {
+            bail!(
+                "no kernel test file named {unknown:?}; the kernel tests are: {}",
+                names.join(", ")
+            );
+        }
+        names.retain(|n| only.contains(n));
+    }
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo.args([
         "test",

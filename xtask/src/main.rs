@@ -71,8 +71,6 @@ enum Task {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Build the release binary and install it, the systemd unit, the README and (only if
-    /// none exists) /etc/monitor/monitor.toml under --root; then print the next steps.
     /// Boot older kernels (Debian's packaged images) under qemu and run every
     /// `monitor/tests/kernel_*` test in each; fails if any test fails on any of them.
     KernelMatrix {
@@ -90,7 +88,13 @@ enum Task {
         /// of a release).
         #[arg(long, value_name = "DIR")]
         source: Option<std::path::PathBuf>,
+        /// Run only this test file of monitor/tests (e.g. `kernel_budget`, which loads
+        /// every program and reports the verifier's work); repeat for several.
+        #[arg(long = "test", value_name = "NAME")]
+        tests: Vec<String>,
     },
+    /// Build the release binary and install it, the systemd unit, the README and (only if
+    /// none exists) /etc/monitor/monitor.toml under --root; then print the next steps.
     Install {
         /// Install under this directory instead of / (for a package or an image).
         #[arg(long, value_name = "DIR", default_value = "/")]
@@ -115,11 +119,13 @@ fn main() -> ExitCode {
             accel,
             timeout,
             source,
+            tests,
         } => kernel_matrix::run(&kernel_matrix::Options {
             kernels,
             accel,
             timeout: std::time::Duration::from_secs(timeout),
             source,
+            only: tests,
         }),
         Task::Rtpgen {
             profile,

@@ -13,7 +13,7 @@ use monitor_common::{
     settings::{SETTING_DEDICATED_PORT_RANGES, SETTING_TRACK_ALL_FLOWS},
 };
 
-use super::{KernelError, object, pins, quality};
+use super::{KernelError, object, pins, stages};
 use crate::config::ValidatedConfig;
 
 /// Value stored for prefixes that come from the config (bit 0). Learned peers will use
@@ -51,7 +51,7 @@ pub fn load(cfg: &ValidatedConfig) -> Result<Loaded, KernelError> {
         .load(object::bytes()?)
         .map_err(KernelError::Load)?;
 
-    quality::install(&mut ebpf)?;
+    stages::install(&mut ebpf)?;
     apply_config(&mut ebpf, cfg)?;
 
     Ok(Loaded {

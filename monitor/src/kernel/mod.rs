@@ -9,8 +9,8 @@ pub mod learn;
 pub mod loader;
 pub mod object;
 pub mod pins;
-pub mod quality;
 pub mod snapshot;
+pub mod stages;
 
 /// Errors of the kernel side, each saying what to try.
 #[derive(Debug, thiserror::Error)]

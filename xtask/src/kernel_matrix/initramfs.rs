@@ -197,7 +197,7 @@ pub fn init_script(tests: &[&str], env: &[(String, String)]) -> String {
     for test in tests {
         s += &format!(
             "echo \"{MARK} BEGIN {test}\"\n\
-             /{TESTS_DIR}/{test} --test-threads=1\n\
+             /{TESTS_DIR}/{test} --test-threads=1 --show-output\n\
              echo \"{MARK} END {test} status=$?\"\n"
         );
     }

@@ -1,0 +1,56 @@
+//! Later IP fragments carry no transport header. So that they count on their flow, the
+//! first fragment's ports are remembered by datagram (addresses, protocol,
+//! identification) and given to the later ones, as Cilium does. A later fragment that
+//! arrives before its first one (reordered), or after the entry was evicted, keeps ports
+//! zero and counts on the port-less flow of its addresses; `fragments_unmatched` says how
+//! often.
+
+use aya_ebpf::{macros::map, maps::LruHashMap};
+use monitor_common::{FragKey, GlobalCounters};
+
+use crate::parse::{FRAG_FIRST, FRAG_LATER, IPPROTO_TCP, IPPROTO_UDP, Parsed};
+
+/// Datagrams in reassembly at once. The kernel's own reassembly keeps at most a few
+/// MiB of fragments (net.ipv4.ipfrag_high_thresh); 8192 datagrams is well above what a
+/// site's calls fragment at a time. LRU: the oldest datagram goes first.
+const DATAGRAMS: u32 = 8192;
+
+/// Ports (source << 16 | destination) of each datagram's first fragment. Not pinned:
+/// an entry is only useful for the next few milliseconds.
+#[map]
+static FRAGMENTS: LruHashMap<FragKey, u32> = LruHashMap::with_max_entries(DATAGRAMS, 0);
+
+/// Remembers a first fragment's ports, or gives a later fragment the ports of its first.
+#[inline(always)]
+pub fn attribute(p: &mut Parsed, counters: &mut GlobalCounters) {
+    let fragment = p.fragment;
+    if fragment != FRAG_FIRST && fragment != FRAG_LATER {
+        return;
+    }
+    if p.protocol != IPPROTO_UDP && p.protocol != IPPROTO_TCP {
+        return;
+    }
+    let key = FragKey {
+        src_addr: p.src_addr,
+        dst_addr: p.dst_addr,
+        id: p.frag_id,
+        protocol: p.protocol,
+        family: p.family,
+        _pad: [0; 2],
+    };
+    if fragment == FRAG_FIRST {
+        let ports = (p.src_port as u32) << 16 | p.dst_port as u32;
+        // Full map: LRU eviction, never a failure worth counting per packet.
+        let _ = FRAGMENTS.insert(&key, &ports, 0);
+        return;
+    }
+    // SAFETY: a copy of the map value is taken at once.
+    match unsafe { FRAGMENTS.get(&key) }.copied() {
+        Some(ports) => {
+            p.src_port = (ports >> 16) as u16;
+            p.dst_port = ports as u16;
+            counters.fragments_matched += 1;
+        }
+        None => counters.fragments_unmatched += 1,
+    }
+}

@@ -1,0 +1,85 @@
+//! The verifier's work per program, read back from the kernel (`verified_insns` of
+//! bpf_prog_info). The kernel refuses a program whose verification walks more than
+//! 1,000,000 instructions, and how much of that one program needs differs between
+//! verifier versions by several times either way: before the programs were split into
+//! tail-called stages, 6.18 verified the TC program in 192,270 instructions and 6.1
+//! gave up at 1,000,000; after the split the flow stage needs about 100,000 on 6.18 and
+//! 31,000 on 6.1. A program that needs a large share of the limit on one kernel is one
+//! verifier change away from not loading on another.
+//! This test runs first in `cargo xtask kernel-matrix` (and alone with `--test
+//! kernel_budget`): on a kernel that refuses a program it names it and shows the end of
+//! the verifier's log.
+
+mod support;
+
+use aya::programs::Program;
+use monitor::kernel::loader;
+use xtask::PinDir;
+
+/// At most this many verified instructions per program on the kernel under test: a
+/// quarter of the kernel's limit.
+const BUDGET: u32 = 250_000;
+
+#[test]
+fn every_program_loads_well_within_the_verifier_budget() {
+    let pin = PinDir::new();
+    let cfg = support::config(pin.path(), "", "");
+    // Loads the maps and the tail-call targets (they are installed at load).
+    let mut ebpf = match loader::load(&cfg) {
+        Ok(l) => l.ebpf,
+        Err(e) => panic!("loading the object failed: {}", tail_of(&e.to_string())),
+    };
+    let mut refused = Vec::new();
+    for (name, prog) in ebpf.programs_mut() {
+        let loaded = match prog {
+            Program::Xdp(p) => p.fd().is_ok() || keep_error(name, p.load(), &mut refused),
+            Program::SchedClassifier(p) => {
+                p.fd().is_ok() || keep_error(name, p.load(), &mut refused)
+            }
+            other => panic!("unexpected program type {:?} for {name}", other.prog_type()),
+        };
+        assert!(loaded || refused.iter().any(|(n, _)| n == name));
+    }
+    assert!(refused.is_empty(), "the kernel refused: {refused:#?}");
+
+    let mut counts: Vec<(String, u32)> = ebpf
+        .programs()
+        .map(|(name, prog)| {
+            let info = prog.info().expect("program info");
+            let n = info
+                .verified_instruction_count()
+                .expect("this kernel reports verified_insns (5.16 and later)");
+            (name.to_owned(), n)
+        })
+        .collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    for (name, n) in &counts {
+        println!("{name}: {n} instructions verified");
+    }
+    assert!(counts.len() >= 6, "{counts:?}");
+    let over: Vec<_> = counts.iter().filter(|(_, n)| *n > BUDGET).collect();
+    assert!(
+        over.is_empty(),
+        "over the budget of {BUDGET} verified instructions: {over:?}"
+    );
+}
+
+fn keep_error(
+    name: &str,
+    r: Result<(), aya::programs::ProgramError>,
+    refused: &mut Vec<(String, String)>,
+) -> bool {
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            refused.push((name.to_owned(), tail_of(&e.to_string())));
+            false
+        }
+    }
+}
+
+/// The last lines of a verifier log: the reason and the instruction count are there.
+fn tail_of(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(25)..].join("\n")
+}

@@ -856,13 +856,36 @@ fn mtu_oversize_fragments_and_frag_needed() {
         })
         .expect("WAN egress media flow")
         .clone();
-    // Every datagram became fragments on the WAN link: its first fragment carries the
-    // ports (and counts on the flow), the rest do not.
-    assert_eq!(first["fragments"], N as u64);
+    // Every datagram became two fragments on the WAN link (1450 bytes over a 1400-byte
+    // link): the first carries the ports, the later one is given them by the kernel, so
+    // both count on the media flow and no port-less flow appears.
+    assert_eq!(first["fragments"], 2 * N as u64);
+    assert_eq!(first["packets"], 2 * N as u64);
     assert_eq!(first["oversize"], 0, "fragments fit the link");
-    // Two fragments per datagram (1450 bytes over a 1400-byte link), the later ones in
-    // their own port-less flow: the anomaly sums both.
     assert_eq!(ev_u64(&f, "fragments"), 2 * N as u64);
+    // The echoed datagrams come back fragmented the same way (WAN ingress), and the
+    // gateway, which reassembles them for conntrack, forwards them to the LAN in the
+    // fragment sizes they arrived in (lan0 egress): three places with one later fragment
+    // per datagram, each attributed to its media flow, none on a port-less flow.
+    let flows = status["flows"].as_array().unwrap();
+    for (iface, dir) in [(GW_WAN_IF, "ingress"), (GW_LAN_IF, "egress")] {
+        let f = flows
+            .iter()
+            .find(|f| f["interface"] == iface && f["direction"] == dir && f["src_port"] == 5004)
+            .unwrap_or_else(|| panic!("echo flow on {iface} {dir}: {flows:#?}"));
+        assert_eq!(
+            (&f["packets"], &f["fragments"]),
+            (&(2 * N).into(), &(2 * N).into())
+        );
+    }
+    assert!(
+        !flows
+            .iter()
+            .any(|f| f["src_port"] == 0 && f["protocol"] == "udp"),
+        "{flows:#?}"
+    );
+    assert_eq!(status["counters"]["fragments_matched"], 3 * N as u64);
+    assert_eq!(status["counters"]["fragments_unmatched"], 0);
 
     // `monitor check` reads the WAN link's MTU in the gateway's namespace (ioctl).
     let (_, report) = bed.check();

@@ -52,7 +52,7 @@ fn every_program_loads_well_within_the_verifier_budget() {
             (name.to_owned(), n)
         })
         .collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     for (name, n) in &counts {
         println!("{name}: {n} instructions verified");
     }

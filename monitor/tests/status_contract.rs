@@ -40,7 +40,8 @@ fn full_report() -> StatusReport {
         "maps": [{"name": "FLOWS", "entries": 1, "max_entries": 65536}],
         "counters": {
             "seen": 100, "parsed": 100, "non_ip": 0, "ipv4": 100, "ipv6": 0,
-            "fragments": 0, "webex_packets": 100, "not_webex_packets": 0,
+            "fragments": 0, "fragments_matched": 0, "fragments_unmatched": 0,
+            "stage_failed": 0, "webex_packets": 100, "not_webex_packets": 0,
             "flows_created": 1, "flow_insert_failed": 0, "flows_evicted": 0,
             "malformed_total": 0,
             "malformed": {"l4_truncated": 0}
@@ -194,6 +195,8 @@ const GOLDEN: &[&str] = &[
     "counters.flows_created",
     "counters.flows_evicted",
     "counters.fragments",
+    "counters.fragments_matched",
+    "counters.fragments_unmatched",
     "counters.ipv4",
     "counters.ipv6",
     "counters.malformed",
@@ -202,6 +205,7 @@ const GOLDEN: &[&str] = &[
     "counters.not_webex_packets",
     "counters.parsed",
     "counters.seen",
+    "counters.stage_failed",
     "counters.webex_packets",
     "daemon",
     "daemon.adopted_pinned_maps",

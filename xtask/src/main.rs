@@ -1,5 +1,6 @@
 //! `cargo xtask <task>`: the project's developer and CI tasks.
 
+mod audit;
 mod bench;
 mod demo;
 mod fuzz;
@@ -25,9 +26,13 @@ enum Task {
     /// Install what building and testing need (root): nightly rust-src, bpf-linker, the
     /// Debian tools the tests drive, and a mounted bpffs. Fast when all is present.
     Setup,
-    /// Setup, remove leftovers of crashed runs, then fmt --check, clippy -D warnings and
-    /// the whole workspace's tests (privileged ones included; run as root).
+    /// Setup, remove leftovers of crashed runs, then fmt --check, clippy -D warnings, the
+    /// dependency audit, the whole workspace's tests (privileged ones included; run as
+    /// root) and the kernel tests on the oldest supported kernel under qemu.
     Test {
+        /// Skip the kernel tests on older kernels (`kernel-matrix`, about two minutes).
+        #[arg(long)]
+        no_kernel_matrix: bool,
         /// Passed on to `cargo test --workspace`, e.g. `-- -p monitor -- --nocapture`.
         #[arg(last = true)]
         cargo_test_args: Vec<String>,
@@ -109,7 +114,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Setup => setup::run(),
-        Task::Test { cargo_test_args } => test::run(&cargo_test_args),
+        Task::Test {
+            no_kernel_matrix,
+            cargo_test_args,
+        } => test::run(!no_kernel_matrix, &cargo_test_args),
         Task::Demo => demo::run(),
         Task::Bench { quick } => bench::run(quick),
         Task::Install { root, binary } => xtask::install::run(&root, binary.as_deref()),

@@ -26,6 +26,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
 ];
 /// aya-build links the eBPF object with this exact bpf-linker.
 const BPF_LINKER_VERSION: &str = "0.10.0";
+/// The dependency audit's cargo-deny (deny.toml's format is this version's).
+const CARGO_DENY_VERSION: &str = "0.20.2";
 const BPFFS: &str = "/sys/fs/bpf";
 
 pub fn run() -> Result<()> {
@@ -38,7 +40,8 @@ pub fn run() -> Result<()> {
     }
     debian_packages()?;
     nightly_components()?;
-    bpf_linker()?;
+    cargo_tool("bpf-linker", BPF_LINKER_VERSION)?;
+    cargo_tool("cargo-deny", CARGO_DENY_VERSION)?;
     bpffs()?;
     Ok(())
 }
@@ -134,9 +137,10 @@ fn nightly_components() -> Result<()> {
     Ok(())
 }
 
-fn bpf_linker() -> Result<()> {
-    let what = format!("bpf-linker {BPF_LINKER_VERSION}");
-    let current = cmd::output(Command::new("bpf-linker").arg("--version"))
+/// Installs `tool` `version` from crates.io unless exactly that version is on the PATH.
+fn cargo_tool(tool: &str, version: &str) -> Result<()> {
+    let what = format!("{tool} {version}");
+    let current = cmd::output(Command::new(tool).arg("--version"))
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
@@ -145,11 +149,7 @@ fn bpf_linker() -> Result<()> {
         return Ok(());
     }
     println!("setup: installing {what} (cargo install; takes a few minutes)");
-    cmd::run(Command::new("cargo").args([
-        "install",
-        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
-        "--locked",
-    ]))?;
+    cmd::run(Command::new("cargo").args(["install", &format!("{tool}@{version}"), "--locked"]))?;
     step(&what, "installed");
     Ok(())
 }

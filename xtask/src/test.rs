@@ -5,7 +5,10 @@ use std::ffi::OsString;
 use std::process::Command;
 use xtask::{PinDir, testbed, workspace_dir};
 
-pub fn run(cargo_test_args: &[String]) -> Result<()> {
+/// The oldest kernel the programs are verified on (README: supported kernels).
+pub const OLDEST_KERNEL: &str = "6.1";
+
+pub fn run(kernel_matrix: bool, cargo_test_args: &[String]) -> Result<()> {
     crate::setup::run()?;
     remove_leftovers();
     cargo_step(&["fmt", "--all", "--", "--check"])?;
@@ -18,9 +21,24 @@ pub fn run(cargo_test_args: &[String]) -> Result<()> {
         "warnings",
     ])?;
     bpf_clippy()?;
+    crate::audit::run()?;
     let mut test = vec!["test", "--workspace"];
     test.extend(cargo_test_args.iter().map(String::as_str));
     cargo_step(&test)?;
+    if kernel_matrix {
+        println!(
+            "==> kernel tests on Linux {OLDEST_KERNEL} under qemu (cargo xtask kernel-matrix)"
+        );
+        crate::kernel_matrix::run(&crate::kernel_matrix::Options {
+            kernels: vec![OLDEST_KERNEL.to_owned()],
+            accel: crate::kernel_matrix::Accel::Auto,
+            timeout: std::time::Duration::from_secs(1800),
+            source: None,
+            only: Vec::new(),
+        })?;
+    } else {
+        println!("==> kernel tests on Linux {OLDEST_KERNEL}: SKIPPED (--no-kernel-matrix)");
+    }
     println!("==> all checks passed");
     Ok(())
 }

@@ -1,13 +1,14 @@
 //! `mtu_fragmentation`: Webex packets that do not fit the path.
 //!
-//! - IP fragments of Webex flows (first and later fragments; later ones carry no ports,
-//!   so they are summed per interface, direction and address pair);
+//! - IP fragments of Webex flows (first and later fragments), summed per interface,
+//!   direction and address pair: the kernel gives later fragments their first
+//!   fragment's ports, but one whose first it did not see counts on a port-less flow;
 //! - ICMP fragmentation-needed / ICMPv6 Packet Too Big answering a Webex flow (the kernel
 //!   matches the header the error quotes);
 //! - packets longer than `[mtu] path_mtu`;
 //! - packets this gateway itself dropped as too big for the next hop, answering with
 //!   fragmentation-needed / Packet Too Big (its own ICMP leaves through TC egress, where
-//!   the kernel program does not parse errors, so the gateway's IP counters tell it).
+//!   the kernel does not match errors to flows, so the gateway's IP counters tell it).
 //!
 //! The kernel's counters only grow, so an anomaly stays open while its counter grew within
 //! the last [`HOLD_S`] seconds and clears after.

@@ -99,6 +99,20 @@ def!(
     "IP fragments."
 );
 def!(
+    PACKETS_FRAGMENTS_UNMATCHED,
+    "monitor.packets.fragments.unmatched",
+    "{packet}",
+    Counter,
+    "Later IP fragments whose first fragment was not seen, counted on a port-less flow."
+);
+def!(
+    PACKETS_STAGE_FAILED,
+    "monitor.packets.stage_failed",
+    "{packet}",
+    Counter,
+    "Packets counted only globally because a kernel tail call failed (never expected)."
+);
+def!(
     PACKETS_WEBEX,
     "monitor.packets.webex",
     "{packet}",
@@ -226,6 +240,8 @@ pub const ALL: &[&MetricDef] = &[
     &PACKETS_NON_IP,
     &PACKETS_IP,
     &PACKETS_FRAGMENTS,
+    &PACKETS_FRAGMENTS_UNMATCHED,
+    &PACKETS_STAGE_FAILED,
     &PACKETS_WEBEX,
     &PACKETS_NOT_WEBEX,
     &PACKETS_MALFORMED,
@@ -289,6 +305,11 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
             .collect(),
     );
     out.insert(PACKETS_FRAGMENTS.name, single(c.fragments));
+    out.insert(
+        PACKETS_FRAGMENTS_UNMATCHED.name,
+        single(c.fragments_unmatched),
+    );
+    out.insert(PACKETS_STAGE_FAILED.name, single(c.stage_failed));
     out.insert(PACKETS_WEBEX.name, single(c.webex_packets));
     out.insert(PACKETS_NOT_WEBEX.name, single(c.not_webex_packets));
     out.insert(

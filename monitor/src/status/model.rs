@@ -147,6 +147,15 @@ pub struct Counters {
     pub ipv4: u64,
     pub ipv6: u64,
     pub fragments: u64,
+    /// Later fragments counted on their datagram's flow (by the first fragment's ports).
+    #[serde(default)]
+    pub fragments_matched: u64,
+    /// Later fragments whose first fragment was not seen: on a port-less flow.
+    #[serde(default)]
+    pub fragments_unmatched: u64,
+    /// Packets counted only here because the kernel's next stage could not be called.
+    #[serde(default)]
+    pub stage_failed: u64,
     pub webex_packets: u64,
     pub not_webex_packets: u64,
     pub flows_created: u64,

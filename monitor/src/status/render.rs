@@ -151,6 +151,12 @@ fn counters(out: &mut String, report: &StatusReport, paint: Paint) {
         ("IPv4".into(), c.ipv4, ""),
         ("IPv6".into(), c.ipv6, ""),
         ("fragments".into(), c.fragments, ""),
+        ("  attributed to flow".into(), c.fragments_matched, ""),
+        (
+            "  first not seen".into(),
+            c.fragments_unmatched,
+            warn(c.fragments_unmatched, YELLOW),
+        ),
         ("Webex packets".into(), c.webex_packets, ""),
         ("not-Webex packets".into(), c.not_webex_packets, ""),
         ("flows created".into(), c.flows_created, ""),
@@ -170,6 +176,9 @@ fn counters(out: &mut String, report: &StatusReport, paint: Paint) {
             warn(c.malformed_total, YELLOW),
         ),
     ];
+    if c.stage_failed > 0 {
+        rows.push(("kernel stage calls failed".into(), c.stage_failed, RED));
+    }
     for (reason, count) in c.malformed.iter().filter(|(_, n)| **n > 0) {
         rows.push((format!("  {reason}"), *count, ""));
     }
@@ -472,6 +481,9 @@ pub(crate) mod tests {
                 ipv4: 1_200_000,
                 ipv6: 34_560,
                 fragments: 2,
+                fragments_matched: 1,
+                fragments_unmatched: 0,
+                stage_failed: 0,
                 webex_packets: 1_000_000,
                 not_webex_packets: 234_560,
                 flows_created: 3,
@@ -565,6 +577,8 @@ COUNTERS
   IPv4                  1200000
   IPv6                    34560
   fragments                   2
+    attributed to flow        1
+    first not seen            0
   Webex packets         1000000
   not-Webex packets      234560
   flows created               3

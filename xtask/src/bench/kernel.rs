@@ -100,8 +100,9 @@ fn analysis(above: &std::collections::HashMap<String, f64>) -> String {
     let new = get("new flow");
     format!(
         "Where the time goes (ns above the floor, from the rows above): deciding that a \
-         packet is not Webex — the parse, the global counters and two prefix-trie look-ups \
-         — costs {not_webex:.0}. An established TCP signalling segment, which skips the \
+         packet is not Webex — the parse, the global counters, the tail call into the flow \
+         stage with the parsed packet in a per-CPU slot, and two prefix-trie look-ups — \
+         costs {not_webex:.0}. An established TCP signalling segment, which skips the \
          tries, costs {tcp:.0}: the flow-map look-up with a 44-byte key (hashing the key is \
          most of it), a clock read, two atomic adds, the DSCP policy look-up and the \
          sampling port test. An RTP packet costs {rtp:.0}, {:.0} more than TCP: the tail \
@@ -111,7 +112,9 @@ fn analysis(above: &std::collections::HashMap<String, f64>) -> String {
          may evict) and a second look-up to return the new entry.\n\n\
          Why the targets are missed, and what would close the gap: the established path \
          does four map look-ups (flow, DSCP policy, stream, counters) where the target \
-         leaves room for one. Keeping the stream state inside the flow value for the common \
+         leaves room for one, and since the programs became a pipeline of tail-called \
+         stages (so that they load on Linux 6.1, see README \"Kernel pipeline\") every IP \
+         packet pays one tail call and a per-CPU hand-over more. Keeping the stream state inside the flow value for the common \
          one-SSRC flow, an array instead of a hash for the per-interface DSCP policy, a \
          multiply-shift in place of the division, and a smaller flow key (a separate IPv4 \
          map with 4-byte addresses instead of two 16-byte ones) are the next steps; the \

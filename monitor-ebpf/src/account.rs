@@ -4,7 +4,11 @@ use aya_ebpf::{
     EbpfContext, bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::lpm_trie::Key,
 };
 use aya_log_ebpf::warn;
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use core::{
+    intrinsics::{AtomicOrdering, atomic_xadd},
+    mem::MaybeUninit,
+    ptr::write_volatile,
+};
 use monitor_common::{
     Class, FlowKey, FlowStats, GlobalCounters, WebexSide, classify,
     flow::FAMILY_V4,
@@ -43,22 +47,27 @@ pub fn account<C: EbpfContext>(
     direction: u8,
     delta: Delta,
 ) -> Option<FlowRef> {
-    let key = FlowKey {
-        src_addr: p.src_addr,
-        dst_addr: p.dst_addr,
-        ifindex,
-        src_port: p.src_port,
-        dst_port: p.dst_port,
-        protocol: p.protocol,
-        family: p.family,
-        direction,
-        _pad: 0,
+    // Built in place (see `Parsed::copy_addrs`); every byte is written.
+    let mut key = MaybeUninit::<FlowKey>::uninit();
+    let k = key.as_mut_ptr();
+    // SAFETY: writes to the fields of a local; FlowKey is 4-aligned (it holds a u32)
+    // with its addresses at offsets 0 and 16.
+    let key = unsafe {
+        p.copy_addrs(&raw mut (*k).src_addr, &raw mut (*k).dst_addr);
+        (&raw mut (*k).ifindex).write(ifindex);
+        (&raw mut (*k).src_port).write(p.src_port);
+        (&raw mut (*k).dst_port).write(p.dst_port);
+        (&raw mut (*k).protocol).write(p.protocol);
+        (&raw mut (*k).family).write(p.family);
+        (&raw mut (*k).direction).write(direction);
+        (&raw mut (*k)._pad).write(0);
+        key.assume_init_ref()
     };
     let now = unsafe { bpf_ktime_get_ns() };
     let fragments = if p.is_fragment() { delta.packets } else { 0 };
 
     // Established flow: the common case, no classification work.
-    if let Some(stats) = FLOWS.get_ptr_mut(&key) {
+    if let Some(stats) = FLOWS.get_ptr_mut(key) {
         add(stats, &delta, fragments, now, p.dscp);
         // SAFETY: a live map value; the class is written once, at creation.
         let class = unsafe { (*stats).class };
@@ -99,30 +108,34 @@ pub fn account<C: EbpfContext>(
     };
     // SAFETY: this CPU's scratch slot; nothing else runs on it until we return.
     let stats = unsafe { &mut *stats };
-    // Field by field: a struct literal with `..Default::default()` becomes a memset that
-    // LLVM lowers to a byte loop, which older verifiers (6.1) walk on every path.
-    stats.packets = delta.packets;
-    stats.bytes = delta.bytes;
-    stats.first_seen_ns = now;
-    stats.last_seen_ns = now;
-    stats.fragments = fragments;
-    stats.class = class as u32;
-    stats.last_dscp = p.dscp as u32;
-    stats.webex_side = side as u32;
-    stats.flags = 0;
-    stats.dscp_match = 0;
-    stats.dscp_mismatch = 0;
-    stats.dscp_rewritten = 0;
-    stats.dscp_seen = 1u64 << (p.dscp & 63);
-    stats.handshake_rtt_ns = 0;
-    stats.icmp_unreachable = 0;
-    stats.icmp_frag_needed = 0;
-    stats.oversize = 0;
+    // Field by field, each store on its own (volatile): a struct literal, or plain zero
+    // stores side by side, become a `memset` call, an out-of-line byte loop on this
+    // target that older verifiers (6.1) walk on every path.
+    // SAFETY: plain stores to fields of this CPU's scratch value.
+    unsafe {
+        write_volatile(&mut stats.packets, delta.packets);
+        write_volatile(&mut stats.bytes, delta.bytes);
+        write_volatile(&mut stats.first_seen_ns, now);
+        write_volatile(&mut stats.last_seen_ns, now);
+        write_volatile(&mut stats.fragments, fragments);
+        write_volatile(&mut stats.class, class as u32);
+        write_volatile(&mut stats.last_dscp, p.dscp as u32);
+        write_volatile(&mut stats.webex_side, side as u32);
+        write_volatile(&mut stats.flags, 0);
+        write_volatile(&mut stats.dscp_match, 0);
+        write_volatile(&mut stats.dscp_mismatch, 0);
+        write_volatile(&mut stats.dscp_rewritten, 0);
+        write_volatile(&mut stats.dscp_seen, 1u64 << (p.dscp & 63));
+        write_volatile(&mut stats.handshake_rtt_ns, 0);
+        write_volatile(&mut stats.icmp_unreachable, 0);
+        write_volatile(&mut stats.icmp_frag_needed, 0);
+        write_volatile(&mut stats.oversize, 0);
+    }
     count_class(counters, class as u32, delta.packets);
-    match FLOWS.insert(&key, &*stats, BPF_NOEXIST as u64) {
+    match FLOWS.insert(key, &*stats, BPF_NOEXIST as u64) {
         Ok(()) => counters.flows_created += 1,
         // Another CPU created it first: add to theirs.
-        Err(e) if e == -EEXIST => match FLOWS.get_ptr_mut(&key) {
+        Err(e) if e == -EEXIST => match FLOWS.get_ptr_mut(key) {
             Some(existing) => add(existing, &delta, fragments, now, p.dscp),
             None => {
                 counters.flow_insert_failed += 1;
@@ -135,9 +148,7 @@ pub fn account<C: EbpfContext>(
             return None;
         }
     }
-    FLOWS
-        .get_ptr_mut(&key)
-        .map(|stats| FlowRef { stats, class })
+    FLOWS.get_ptr_mut(key).map(|stats| FlowRef { stats, class })
 }
 
 #[inline(always)]

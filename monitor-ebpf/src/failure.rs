@@ -17,7 +17,7 @@ use crate::{
     account::FlowRef,
     maps::{FLOWS, SETTINGS},
     packet::Packet,
-    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Parsed},
+    parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Parsed, set_v4_mapped},
 };
 
 /// Scratch for the quoted flow's key (see [`icmp_error`]). Not pinned: it holds nothing
@@ -110,8 +110,12 @@ pub fn icmp_error(pkt: &Packet, p: &Parsed, ifindex: u32, direction: u8) -> Opti
         }
         let ttl_proto: [u8; 2] = pkt.read(inner + 8)?;
         key.protocol = ttl_proto[1];
-        key.src_addr = FlowKey::v4_mapped(pkt.read(inner + 12)?);
-        key.dst_addr = FlowKey::v4_mapped(pkt.read(inner + 16)?);
+        let (src, dst) = (pkt.read(inner + 12)?, pkt.read(inner + 16)?);
+        // SAFETY: a FlowKey is 4-aligned with its addresses at offsets 0 and 16.
+        unsafe {
+            set_v4_mapped(&raw mut key.src_addr, src);
+            set_v4_mapped(&raw mut key.dst_addr, dst);
+        }
         // Bounded for the verifier: IHL is at most 60.
         inner + (ihl & 0x3c)
     } else if family == FAMILY_V6 {

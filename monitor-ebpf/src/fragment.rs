@@ -6,6 +6,7 @@
 //! often.
 
 use aya_ebpf::{macros::map, maps::LruHashMap};
+use core::mem::MaybeUninit;
 use monitor_common::{FragKey, GlobalCounters};
 
 use crate::parse::{FRAG_FIRST, FRAG_LATER, IPPROTO_TCP, IPPROTO_UDP, Parsed};
@@ -30,22 +31,27 @@ pub fn attribute(p: &mut Parsed, counters: &mut GlobalCounters) {
     if p.protocol != IPPROTO_UDP && p.protocol != IPPROTO_TCP {
         return;
     }
-    let key = FragKey {
-        src_addr: p.src_addr,
-        dst_addr: p.dst_addr,
-        id: p.frag_id,
-        protocol: p.protocol,
-        family: p.family,
-        _pad: [0; 2],
+    // Built in place (see `Parsed::copy_addrs`); every byte is written.
+    let mut key = MaybeUninit::<FragKey>::uninit();
+    let k = key.as_mut_ptr();
+    // SAFETY: writes to the fields of a local; FragKey is 4-aligned (it holds a u32)
+    // with its addresses at offsets 0 and 16.
+    let key = unsafe {
+        p.copy_addrs(&raw mut (*k).src_addr, &raw mut (*k).dst_addr);
+        (&raw mut (*k).id).write(p.frag_id);
+        (&raw mut (*k).protocol).write(p.protocol);
+        (&raw mut (*k).family).write(p.family);
+        (&raw mut (*k)._pad).write([0; 2]);
+        key.assume_init_ref()
     };
     if fragment == FRAG_FIRST {
         let ports = (p.src_port as u32) << 16 | p.dst_port as u32;
         // Full map: LRU eviction, never a failure worth counting per packet.
-        let _ = FRAGMENTS.insert(&key, &ports, 0);
+        let _ = FRAGMENTS.insert(key, &ports, 0);
         return;
     }
     // SAFETY: a copy of the map value is taken at once.
-    match unsafe { FRAGMENTS.get(&key) }.copied() {
+    match unsafe { FRAGMENTS.get(key) }.copied() {
         Some(ports) => {
             p.src_port = (ports >> 16) as u16;
             p.dst_port = ports as u16;

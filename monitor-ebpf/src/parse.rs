@@ -16,6 +16,8 @@ use network_types::{
     vlan::VlanHdr,
 };
 
+use core::ptr::write_volatile;
+
 use crate::packet::Packet;
 
 const ETH_P_IP: u16 = 0x0800;
@@ -47,23 +49,15 @@ pub const FRAG_LATER: u8 = 2;
 
 /// What the parser learned about an IP packet. Written in place into the flow stage's
 /// hand-over slot (`stage::Job`), so every field is set for every packet.
-#[repr(C)]
+///
+/// The addresses come first and the struct is 8-aligned: copies of them (into flow
+/// keys) are then aligned 8-byte moves. An unaligned 16-byte copy or a run of zero
+/// stores becomes a call to an out-of-line byte loop (`memcpy`/`memset`) on this target.
+#[repr(C, align(8))]
 pub struct Parsed {
-    pub family: u8,
-    pub protocol: u8,
+    /// IPv4 is stored IPv4-mapped, as in `FlowKey`.
     pub src_addr: [u8; 16],
     pub dst_addr: [u8; 16],
-    pub src_port: u16,
-    pub dst_port: u16,
-    /// IP datagram length (header + payload) from the IP header.
-    pub ip_len: u32,
-    /// Bytes of IP and transport headers, for GSO accounting.
-    pub header_len: u32,
-    pub dscp: u8,
-    /// `FRAG_*`: whether and which IP fragment this is.
-    pub fragment: u8,
-    /// The fragment's identification (IPv4: 16 bits; IPv6: the fragment header's 32).
-    pub frag_id: u32,
     /// Offset of the IP header in the packet.
     pub l3_offset: usize,
     /// Offset of the transport header (0 for later fragments and unknown protocols).
@@ -72,14 +66,58 @@ pub struct Parsed {
     pub payload_offset: usize,
     /// End of the IP datagram in the packet (the payload runs up to here).
     pub ip_end: usize,
+    /// IP datagram length (header + payload) from the IP header.
+    pub ip_len: u32,
+    /// Bytes of IP and transport headers, for GSO accounting.
+    pub header_len: u32,
+    /// The fragment's identification (IPv4: 16 bits; IPv6: the fragment header's 32).
+    pub frag_id: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub family: u8,
+    pub protocol: u8,
+    pub dscp: u8,
+    /// `FRAG_*`: whether and which IP fragment this is.
+    pub fragment: u8,
     /// TCP flags byte (0 for other protocols).
     pub tcp_flags: u8,
+    pub _pad: [u8; 3],
 }
 
 impl Parsed {
     #[inline(always)]
     pub fn is_fragment(&self) -> bool {
         self.fragment != FRAG_NONE
+    }
+
+    /// Copies the addresses to `src` and `dst` as 4-byte moves. A plain 16-byte copy
+    /// into a 4-aligned key may become a `memcpy` call (an out-of-line byte loop), and
+    /// zeroing the key first a `memset` call: keys are built in place, field by field.
+    ///
+    /// # Safety
+    /// `src` and `dst` must be valid for writes and 4-aligned: the address fields of a
+    /// `#[repr(C)]` key that holds a u32 and has them at offsets that are multiples of 4
+    /// (`FlowKey`, `FragKey`).
+    #[inline(always)]
+    pub unsafe fn copy_addrs(&self, src: *mut [u8; 16], dst: *mut [u8; 16]) {
+        // SAFETY: `self` is 8-aligned with its addresses at offsets 0 and 16; the caller
+        // vouches for `src` and `dst`.
+        unsafe {
+            copy16(&self.src_addr, src);
+            copy16(&self.dst_addr, dst);
+        }
+    }
+}
+
+/// # Safety
+/// Both 4-aligned, `to` valid for writes.
+#[inline(always)]
+unsafe fn copy16(from: &[u8; 16], to: *mut [u8; 16]) {
+    let from = from.as_ptr().cast::<u32>();
+    let to = to.cast::<u32>();
+    for i in 0..4 {
+        // SAFETY: 4-aligned (the caller) and within the 16 bytes.
+        unsafe { write_volatile(to.add(i), core::ptr::read_volatile(from.add(i))) };
     }
 }
 
@@ -147,8 +185,11 @@ fn parse_ipv4(
     let frag_offset = frags & 0x1fff;
 
     reset(parsed, FAMILY_V4, ip.proto, l3, l3 + total);
-    parsed.src_addr = mapped(ip.src_addr);
-    parsed.dst_addr = mapped(ip.dst_addr);
+    // SAFETY: `Parsed` is 8-aligned with its addresses at offsets 0 and 16.
+    unsafe {
+        set_v4_mapped(&raw mut parsed.src_addr, ip.src_addr);
+        set_v4_mapped(&raw mut parsed.dst_addr, ip.dst_addr);
+    }
     parsed.ip_len = total as u32;
     parsed.header_len = ihl as u32;
     parsed.dscp = ip.tos >> 2;
@@ -167,20 +208,41 @@ fn parse_ipv4(
     Ok(())
 }
 
-/// Sets the fields every IP packet has and clears the rest (the slot is reused).
+/// Sets the fields every IP packet has and clears the rest (the slot is reused). Each
+/// store on its own (volatile): merged, the zero stores would become a `memset` call.
 #[inline(always)]
 fn reset(p: &mut Parsed, family: u8, protocol: u8, l3: usize, ip_end: usize) {
-    p.family = family;
-    p.protocol = protocol;
-    p.src_port = 0;
-    p.dst_port = 0;
-    p.fragment = FRAG_NONE;
-    p.frag_id = 0;
-    p.l3_offset = l3;
-    p.l4_offset = 0;
-    p.payload_offset = 0;
-    p.ip_end = ip_end;
-    p.tcp_flags = 0;
+    // SAFETY: plain stores to fields of a valid `&mut`.
+    unsafe {
+        write_volatile(&mut p.family, family);
+        write_volatile(&mut p.protocol, protocol);
+        write_volatile(&mut p.src_port, 0);
+        write_volatile(&mut p.dst_port, 0);
+        write_volatile(&mut p.fragment, FRAG_NONE);
+        write_volatile(&mut p.frag_id, 0);
+        write_volatile(&mut p.l3_offset, l3);
+        write_volatile(&mut p.l4_offset, 0);
+        write_volatile(&mut p.payload_offset, 0);
+        write_volatile(&mut p.ip_end, ip_end);
+        write_volatile(&mut p.tcp_flags, 0);
+    }
+}
+
+/// Stores `a` IPv4-mapped (`::ffff:a.b.c.d`) as four 4-byte stores (not a `memset` call
+/// and byte stores).
+///
+/// # Safety
+/// `dst` must be valid for writes and 4-aligned (see [`Parsed::copy_addrs`]).
+#[inline(always)]
+pub unsafe fn set_v4_mapped(dst: *mut [u8; 16], a: [u8; 4]) {
+    let words = dst.cast::<u32>();
+    // SAFETY: the caller vouches for `dst`; all four words are within it.
+    unsafe {
+        write_volatile(words, 0);
+        write_volatile(words.add(1), 0);
+        write_volatile(words.add(2), u32::from_ne_bytes([0, 0, 0xff, 0xff]));
+        write_volatile(words.add(3), u32::from_ne_bytes(a));
+    }
 }
 
 #[inline(always)]
@@ -307,9 +369,4 @@ fn parse_l4(pkt: &Packet, l4: usize, end: usize, p: &mut Parsed) -> Result<(), M
         _ => {}
     }
     Ok(())
-}
-
-#[inline(always)]
-fn mapped(a: [u8; 4]) -> [u8; 16] {
-    monitor_common::FlowKey::v4_mapped(a)
 }

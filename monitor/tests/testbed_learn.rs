@@ -335,10 +335,12 @@ fn a_tls_server_name_teaches_the_server_address() {
     assert_eq!(p["name"], "media.webex.com");
     assert_eq!(p["source"], "sni");
 
-    // The next connection is Webex HTTPS control.
+    // The next connection is Webex HTTPS control. (The report is the last poll's: the
+    // flows and the learning counters of one instant.)
     assert!(s_client(&bed.tb, "media.webex.com"));
-    let s = bed.wait_until(5, "the HTTPS flows", |s| {
+    let s = bed.wait_until(5, "the HTTPS flows and the third ClientHello", |s| {
         !flows_to(s, WAN_HOST_V4).is_empty()
+            && s["learn"]["client_hellos"].as_u64().unwrap_or(0) >= 3
     });
     for f in flows_to(&s, WAN_HOST_V4) {
         assert_eq!(f["class"], "https_control", "{f}");

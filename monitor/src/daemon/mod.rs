@@ -20,10 +20,7 @@ use tokio::{
 
 use crate::{
     config::ValidatedConfig,
-    kernel::{
-        attach, loader, pins,
-        snapshot::{self, Snapshot},
-    },
+    kernel::{attach, loader, pins, snapshot},
     status::{self, model::StatusReport},
 };
 
@@ -34,6 +31,12 @@ pub struct RunOptions {
 }
 
 /// Runs until SIGINT or SIGTERM. The config is already validated.
+/// A poll's report and when its snapshot was taken.
+struct Published {
+    report: Arc<StatusReport>,
+    taken_mono_ns: u64,
+}
+
 pub fn run(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -112,7 +115,6 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
     // Detectors run on each poll; the status report shows the book they keep.
     let mut detectors = detectors::Detectors::new(info.dscp.clone());
     detectors.set_failure_config(&running);
-    let anomalies: Arc<Mutex<Vec<crate::anomaly::Anomaly>>> = Arc::default();
     let poll_info = info.clone();
 
     let export_settings =
@@ -120,42 +122,53 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
             .map_err(|p| anyhow::anyhow!("{}: {}", p.field, p.problem))?;
     let export_status = crate::export::StatusCell::new(&export_settings);
 
-    let latest: Arc<Mutex<Arc<Snapshot>>> = Arc::new(Mutex::new(Arc::new(
-        snapshot::take(&ebpf).context("reading the maps")?,
-    )));
-    let report_fn: Arc<dyn Fn() -> StatusReport + Send + Sync> = {
-        let latest = latest.clone();
+    // The last poll's report, with the detectors' anomalies and the learned peers: status
+    // requests and exports copy it instead of building their own from the maps (at a
+    // million flows building one takes longer than a poll interval).
+    let published = {
+        let snap = snapshot::take(&ebpf).context("reading the maps")?;
+        let mut r = report::build_live(&info, &ifaces, &snap, snapshot::monotonic_ns());
+        if let Ok(v) = learn_view.lock() {
+            v.annotate(&mut r, &snap.counters, snapshot::monotonic_ns());
+        }
+        Arc::new(Mutex::new(Published {
+            report: Arc::new(r),
+            taken_mono_ns: snap.taken_mono_ns,
+        }))
+    };
+    let current = {
+        let published = published.clone();
         let export_status = export_status.clone();
-        let anomalies = anomalies.clone();
-        let live_ifaces = live_ifaces.clone();
         let last_reload = last_reload.clone();
-        let learn_view = learn_view.clone();
-        Arc::new(move || {
-            let snap = latest.lock().map(|s| s.clone()).unwrap_or_default();
-            let ifaces = live_ifaces.lock().map(|i| i.clone()).unwrap_or_default();
-            let mut r = report::build_live(&info, &ifaces, &snap, snapshot::monotonic_ns());
+        move |max_flows: Option<usize>| {
+            let (base, taken) = match published.lock() {
+                Ok(p) => (p.report.clone(), p.taken_mono_ns),
+                Err(p) => (p.get_ref().report.clone(), p.get_ref().taken_mono_ns),
+            };
+            let mut r = match max_flows {
+                Some(max) => base.clone_limited(max),
+                None => (*base).clone(),
+            };
+            // What moves between polls.
+            let now = snapshot::monotonic_ns();
+            r.daemon.snapshot_age_ms = now.saturating_sub(taken) / 1_000_000;
+            r.daemon.uptime_s = now.saturating_sub(started_mono_ns) / 1_000_000_000;
             r.daemon.last_reload = last_reload.lock().ok().and_then(|l| l.clone());
             r.export = export_status.get();
-            r.anomalies = anomalies.lock().map(|a| a.clone()).unwrap_or_default();
-            if let Ok(v) = learn_view.lock() {
-                v.annotate(&mut r, &snap.counters, snapshot::monotonic_ns());
-            }
             r
-        })
+        }
+    };
+    let report_fn: Arc<dyn Fn() -> StatusReport + Send + Sync> = {
+        let current = current.clone();
+        Arc::new(move || current(None))
     };
     // On its own thread: a slow or dead collector never delays the poll loop below.
     let exporter = crate::export::start(export_settings, report_fn.clone(), export_status)
         .context("starting export")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // The socket serves the busiest flows only; export still sees every flow.
-    let served: Arc<dyn Fn() -> StatusReport + Send + Sync> = {
-        let report_fn = report_fn.clone();
-        Arc::new(move || {
-            let mut r = report_fn();
-            r.limit_flows(crate::status::model::MAX_FLOWS_SERVED);
-            r
-        })
-    };
+    let served: Arc<dyn Fn() -> StatusReport + Send + Sync> =
+        Arc::new(move || current(Some(crate::status::model::MAX_FLOWS_SERVED)));
     let server = tokio::spawn(status::server::serve(listener, served, shutdown_rx));
     info!(
         "monitoring; status on {} (poll every {} ms)",
@@ -189,12 +202,12 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
                             .duration_since(UNIX_EPOCH)
                             .map(|d| d.as_secs())
                             .unwrap_or(0);
-                        let listed = detectors.poll(&report, now_unix_s);
-                        if let Ok(mut a) = anomalies.lock() {
-                            *a = listed;
-                        }
-                        if let Ok(mut l) = latest.lock() {
-                            *l = Arc::new(s);
+                        report.anomalies = detectors.poll(&report, now_unix_s);
+                        if let Ok(mut p) = published.lock() {
+                            *p = Published {
+                                report: Arc::new(report),
+                                taken_mono_ns: s.taken_mono_ns,
+                            };
                         }
                     }
                     Err(e) => error!("reading the maps failed: {e}; status shows the previous snapshot"),

@@ -19,6 +19,28 @@ impl StatusReport {
         self.flows_total = self.flows_total.max(self.flows.len() as u64);
         self.flows.truncate(max);
     }
+
+    /// A copy with only the busiest `max` flows, without copying the others (a report
+    /// can hold a million).
+    pub fn clone_limited(&self, max: usize) -> StatusReport {
+        // Every field by name, so a new one cannot be forgotten here.
+        StatusReport {
+            schema_version: self.schema_version,
+            daemon: self.daemon.clone(),
+            interfaces: self.interfaces.clone(),
+            maps: self.maps.clone(),
+            counters: self.counters.clone(),
+            flows: self.flows[..self.flows.len().min(max)].to_vec(),
+            flows_total: self.flows_total.max(self.flows.len() as u64),
+            anomalies: self.anomalies.clone(),
+            calls: self.calls.clone(),
+            media: self.media.clone(),
+            export: self.export.clone(),
+            dscp: self.dscp.clone(),
+            learned_peers: self.learned_peers.clone(),
+            learn: self.learn.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

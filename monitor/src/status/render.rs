@@ -601,6 +601,17 @@ FLOWS (3 of 3, busiest first)
     }
 
     #[test]
+    fn a_limited_copy_is_the_copy_cut_to_the_busiest_flows() {
+        let r = sample_report();
+        for max in [0, 2, 3, 10] {
+            let mut cut = r.clone();
+            cut.limit_flows(max);
+            assert_eq!(r.clone_limited(max), cut, "max {max}");
+        }
+        assert_eq!(r.clone_limited(2).flows_total, 3);
+    }
+
+    #[test]
     fn colour_only_adds_escape_codes() {
         let coloured = render(&sample_report(), true);
         assert!(coloured.contains("\x1b[1mINTERFACES\x1b[0m"));

@@ -23,6 +23,15 @@ use crate::{
 
 /// How often the nftables ruleset is read again (it is an exec of `nft`).
 const RULESET_EVERY: Duration = Duration::from_secs(10);
+/// The conntrack table is read again only after this many times as long as the last
+/// read took: at most 1/50 (2 %) of the daemon's time goes to it. A small table (a few
+/// ms) is read every poll; 100,000 entries (about 0.4 s with `conntrack -L`) every 20 s.
+const CONNTRACK_SPACING: u32 = 50;
+
+/// When the conntrack table may be read next, after a read at `started` that took `cost`.
+fn next_conntrack_read(started: Instant, cost: Duration) -> Instant {
+    started + cost * CONNTRACK_SPACING
+}
 
 /// The failure detectors with what they remember between polls.
 pub struct Failures {
@@ -32,6 +41,11 @@ pub struct Failures {
     ruleset_read: Option<Instant>,
     nat_timeout: nat_timeout::State,
     mtu: mtu::State,
+    /// The last conntrack read (`None`: unreadable), when it was taken, and when the next
+    /// one is due.
+    conntrack: Option<Vec<system::Entry>>,
+    conntrack_read: Option<Instant>,
+    conntrack_due: Option<Instant>,
 }
 
 /// One poll's view: the report, the conntrack table and ruleset, and the flows indexed.
@@ -40,6 +54,9 @@ pub struct View<'a> {
     /// `None` when conntrack cannot be read (no procfs file, no tool).
     pub conntrack: Option<&'a [system::Entry]>,
     pub ruleset: Option<&'a system::Ruleset>,
+    /// Seconds since `conntrack` was read (it is not read every poll on big tables):
+    /// flows younger than this cannot be in it yet.
+    pub conntrack_age_s: f64,
     lan: HashSet<&'a str>,
     wan: HashSet<&'a str>,
     index: HashMap<FlowId<'a>, &'a FlowStatus>,
@@ -59,6 +76,7 @@ impl<'a> View<'a> {
     pub fn new(
         report: &'a StatusReport,
         conntrack: Option<&'a [system::Entry]>,
+        conntrack_age_s: f64,
         ruleset: Option<&'a system::Ruleset>,
     ) -> View<'a> {
         let role = |r: &str| -> HashSet<&'a str> {
@@ -77,6 +95,7 @@ impl<'a> View<'a> {
         View {
             report,
             conntrack,
+            conntrack_age_s,
             ruleset,
             lan: role("lan"),
             wan: role("wan"),
@@ -177,6 +196,9 @@ impl Failures {
             ruleset_read: None,
             nat_timeout: nat_timeout::State::default(),
             mtu: mtu::State::default(),
+            conntrack: None,
+            conntrack_read: None,
+            conntrack_due: None,
         }
     }
 
@@ -189,8 +211,21 @@ impl Failures {
             self.ruleset = system::ruleset();
             self.ruleset_read = Some(Instant::now());
         }
-        let conntrack = system::conntrack_entries();
-        let view = View::new(report, conntrack.as_deref(), self.ruleset.as_ref());
+        if self.conntrack_due.is_none_or(|t| Instant::now() >= t) {
+            let started = Instant::now();
+            self.conntrack = system::conntrack_entries();
+            self.conntrack_read = Some(started);
+            self.conntrack_due = Some(next_conntrack_read(started, started.elapsed()));
+        }
+        let conntrack_age_s = self
+            .conntrack_read
+            .map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let view = View::new(
+            report,
+            self.conntrack.as_deref(),
+            conntrack_age_s,
+            self.ruleset.as_ref(),
+        );
         let mut findings = Vec::new();
         findings.extend(sip_alg::detect(&view));
         findings.extend(media::detect(&view, &self.cfg));
@@ -201,5 +236,25 @@ impl Failures {
                 .detect(&view, self.path_mtu, system::too_big_drops(), now_unix_s),
         );
         findings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conntrack_reads_take_at_most_a_fiftieth_of_the_time() {
+        let t = Instant::now();
+        // A small table: due again before the next one-second poll.
+        assert_eq!(
+            next_conntrack_read(t, Duration::from_millis(5)),
+            t + Duration::from_millis(250)
+        );
+        // 100,000 entries: every 20 s.
+        assert_eq!(
+            next_conntrack_read(t, Duration::from_millis(400)),
+            t + Duration::from_secs(20)
+        );
     }
 }

@@ -83,6 +83,8 @@ pub fn detect(view: &View<'_>, cfg: &DetectConfig) -> Vec<Finding> {
                 && view.is_outbound(f)
                 && f.idle_s < ACTIVE_S
                 && (f.protocol == "udp" || f.protocol == "tcp")
+                // A flow newer than the conntrack read cannot be in it yet.
+                && f.age_s >= view.conntrack_age_s
                 && !bound.contains(&(
                     if f.protocol == "udp" { "udp" } else { "tcp" },
                     f.src_addr.clone(),

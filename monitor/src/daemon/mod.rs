@@ -1,5 +1,6 @@
 //! The daemon: attach, poll the maps, serve status, and detach on SIGINT/SIGTERM.
 
+mod analysis;
 pub mod detectors;
 pub mod reload;
 pub mod report;
@@ -30,19 +31,22 @@ pub struct RunOptions {
     pub unpin_on_exit: bool,
 }
 
-/// Runs until SIGINT or SIGTERM. The config is already validated.
 /// A poll's report and when its snapshot was taken.
 struct Published {
     report: Arc<StatusReport>,
     taken_mono_ns: u64,
 }
 
+/// Runs until SIGINT or SIGTERM. The config is already validated.
 pub fn run(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run_async(cfg, opts))
+    let result = runtime.block_on(run_async(cfg, opts));
+    // Everything is detached by now; a report still being built is not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
 }
 
 async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()> {
@@ -112,9 +116,17 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
             .context("starting peer learning")?;
     let learn_view = learning.view();
     let mut running = cfg;
-    // Detectors run on each poll; the status report shows the book they keep.
-    let mut detectors = detectors::Detectors::new(info.dscp.clone());
-    detectors.set_failure_config(&running);
+    // Detectors run on each poll, off the loop; the status report shows the book they
+    // keep.
+    let mut analysis = {
+        let dscp = info.dscp.clone();
+        let cfg = running.clone();
+        analysis::Analysis::new(move || {
+            let mut d = detectors::Detectors::new(dscp.clone());
+            d.set_failure_config(&cfg);
+            d
+        })
+    };
     let poll_info = info.clone();
 
     let export_settings =
@@ -190,27 +202,25 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
                 // Expired learned peers leave the tries before the snapshot, their flows
                 // after it (see crate::learn::run).
                 learning.expire(&mut ebpf);
+                if analysis.busy() {
+                    continue;
+                }
                 match snapshot::take(&ebpf) {
                     Ok(mut s) => {
                         learning.after_snapshot(&mut ebpf, &mut s);
-                        let mut report =
-                            report::build_live(&poll_info, &ifaces, &s, snapshot::monotonic_ns());
-                        if let Ok(v) = learn_view.lock() {
-                            v.annotate(&mut report, &s.counters, snapshot::monotonic_ns());
-                        }
-                        let now_unix_s = SystemTime::now()
-                            .duration_since(UNIX_EPOCH)
-                            .map(|d| d.as_secs())
-                            .unwrap_or(0);
-                        report.anomalies = detectors.poll(&report, now_unix_s);
-                        if let Ok(mut p) = published.lock() {
-                            *p = Published {
-                                report: Arc::new(report),
-                                taken_mono_ns: s.taken_mono_ns,
-                            };
-                        }
+                        analysis.start(s, poll_info.clone(), ifaces.clone(), learn_view.clone());
                     }
                     Err(e) => error!("reading the maps failed: {e}; status shows the previous snapshot"),
+                }
+            }
+            done = analysis.finished() => {
+                if let Some(done) = done
+                    && let Ok(mut p) = published.lock()
+                {
+                    *p = Published {
+                        report: Arc::new(done.report),
+                        taken_mono_ns: done.taken_mono_ns,
+                    };
                 }
             }
             _ = sigterm.recv() => { info!("SIGTERM: detaching"); break; }

@@ -103,13 +103,16 @@ pub fn run(plan: &Plan) -> Result<String> {
         "Where the time goes: reading the map is batched and linear (the poll column); \
          each poll then builds the per-flow report — text addresses, classes and DSCP \
          fields for every flow — sorts it (on the raw keys, before any text is made) and \
-         runs the detectors over it, on the daemon's one thread. Status requests and \
-         exports copy the last poll's report (the socket only its busiest 1000 flows) \
-         instead of building their own. A profile at 100k flows (perf, after those \
+         runs the detectors over it, on a thread beside the daemon's loop, which keeps \
+         answering signals and status meanwhile; a poll due while the last one is still \
+         being analysed is skipped (and logged). Status requests and exports copy the \
+         last finished poll's report (the socket only its busiest 1000 flows) instead of \
+         building their own. A profile at 100k flows (perf, after those \
          changes): building the report about 45 % of the daemon's time (formatting \
          addresses the largest part), the kernel's batched map read about 20 %, the \
-         detectors' index of the flows about 17 %. At 1M flows a poll takes longer than \
-         the interval and the daemon is saturated. What would close the gap: detectors and \
+         detectors' index of the flows about 17 %. At 1M flows the analysis takes longer \
+         than the interval: one core is busy with it and the status shows a report a few \
+         seconds old. What would close the gap: detectors and \
          aggregates on the raw snapshot with numeric keys, and text only for the flows \
          served; until then, size `daemon.flow_table_size` at or below 100k per monitor.\n"
     )?;

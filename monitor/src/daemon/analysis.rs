@@ -1,0 +1,126 @@
+//! The part of a poll that does not touch the kernel — building the report from the
+//! snapshot and running the detectors over it — on a blocking thread, so the daemon's
+//! loop keeps answering signals, status requests and learning samples while it runs
+//! (with a million flows it takes longer than a poll interval).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use log::{error, warn};
+use tokio::task::JoinHandle;
+
+use super::{detectors::Detectors, report};
+use crate::{
+    kernel::snapshot::{self, Snapshot},
+    learn::run::View as LearnView,
+    status::model::{InterfaceStatus, StatusReport},
+};
+
+/// A finished analysis: the report with its anomalies, and when its snapshot was taken.
+pub struct Done {
+    pub report: StatusReport,
+    pub taken_mono_ns: u64,
+}
+
+type Output = (Detectors, Done);
+
+/// At most one analysis runs at a time; a snapshot taken while one runs is not made.
+pub struct Analysis {
+    /// The detectors and the anomaly book they keep; away while an analysis runs.
+    detectors: Option<Detectors>,
+    running: Option<JoinHandle<Output>>,
+    make_detectors: Box<dyn Fn() -> Detectors + Send>,
+    skipped: u64,
+    warned: Option<Instant>,
+}
+
+impl Analysis {
+    /// `make_detectors` builds fresh detectors (at start, and if an analysis panicked).
+    pub fn new(make_detectors: impl Fn() -> Detectors + Send + 'static) -> Analysis {
+        Analysis {
+            detectors: Some(make_detectors()),
+            running: None,
+            make_detectors: Box::new(make_detectors),
+            skipped: 0,
+            warned: None,
+        }
+    }
+
+    /// True while an analysis runs: the caller skips this poll's snapshot (it would
+    /// only queue behind), and it is logged at most once a minute.
+    pub fn busy(&mut self) -> bool {
+        if self.running.is_none() {
+            return false;
+        }
+        self.skipped += 1;
+        if self.warned.is_none_or(|t| t.elapsed().as_secs() >= 60) {
+            warn!(
+                "building the report takes longer than the poll interval: {} polls skipped \
+                 so far; status shows the last finished poll (see daemon.snapshot_age_ms). \
+                 A smaller daemon.flow_table_size or a longer poll_interval_ms helps",
+                self.skipped
+            );
+            self.warned = Some(Instant::now());
+        }
+        true
+    }
+
+    /// Starts analysing `snap` on a blocking thread.
+    pub fn start(
+        &mut self,
+        snap: Snapshot,
+        info: Arc<report::StaticInfo>,
+        interfaces: Vec<InterfaceStatus>,
+        learn: Arc<Mutex<LearnView>>,
+    ) {
+        let mut detectors = self
+            .detectors
+            .take()
+            .unwrap_or_else(|| (self.make_detectors)());
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            let mut report =
+                report::build_live(&info, &interfaces, &snap, snapshot::monotonic_ns());
+            if let Ok(v) = learn.lock() {
+                v.annotate(&mut report, &snap.counters, snapshot::monotonic_ns());
+            }
+            let now_unix_s = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            report.anomalies = detectors.poll(&report, now_unix_s);
+            (
+                detectors,
+                Done {
+                    report,
+                    taken_mono_ns: snap.taken_mono_ns,
+                },
+            )
+        }));
+    }
+
+    /// Completes when the running analysis does (never while none runs). Cancel-safe: if
+    /// dropped before completion, the analysis keeps running and is awaited next time.
+    pub async fn finished(&mut self) -> Option<Done> {
+        let Some(handle) = self.running.as_mut() else {
+            return std::future::pending().await;
+        };
+        let result = handle.await;
+        self.running = None;
+        match result {
+            Ok((detectors, done)) => {
+                self.detectors = Some(detectors);
+                Some(done)
+            }
+            Err(e) => {
+                error!(
+                    "building the report failed ({e}); the anomaly book starts afresh and \
+                     status shows the previous poll"
+                );
+                self.detectors = Some((self.make_detectors)());
+                None
+            }
+        }
+    }
+}

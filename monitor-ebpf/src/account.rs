@@ -27,6 +27,9 @@ const EEXIST: i32 = 17;
 pub struct FlowRef {
     pub stats: *mut FlowStats,
     pub class: Class,
+    /// The packet's time (`bpf_ktime_get_ns`, read once per packet: the quality stage
+    /// gets it handed over instead of calling the helper again).
+    pub now: u64,
 }
 
 /// What one packet adds to its flow. On TC egress a GSO super-packet stands for several
@@ -75,6 +78,7 @@ pub fn account<C: EbpfContext>(
         return Some(FlowRef {
             stats,
             class: Class::from_u32(class).unwrap_or(Class::OtherWebex),
+            now,
         });
     }
 
@@ -148,7 +152,9 @@ pub fn account<C: EbpfContext>(
             return None;
         }
     }
-    FLOWS.get_ptr_mut(key).map(|stats| FlowRef { stats, class })
+    FLOWS
+        .get_ptr_mut(key)
+        .map(|stats| FlowRef { stats, class, now })
 }
 
 #[inline(always)]

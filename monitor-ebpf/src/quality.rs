@@ -3,9 +3,10 @@
 //! binding request/response RTT, and TCP SYN → SYN/ACK RTT on signalling flows.
 //!
 //! Runs after accounting, for packets of tracked flows: [`prepare`] leaves the IP header
-//! offset, protocol and class in a per-CPU slot, [`tail`] (last in the program) tail-calls
-//! the quality program when the class needs it. An established RTP packet then costs the
-//! tail call, one stream-map look-up and integer arithmetic.
+//! offset, protocol, class and the packet's time (read once, in accounting) in a per-CPU
+//! slot, [`tail`] (last in the program) tail-calls the quality program when the packet
+//! needs it (media, STUN, and TCP SYNs of signalling flows). An established RTP packet
+//! then costs the tail call, one stream-map look-up and integer arithmetic.
 //!
 //! The work runs in tail-called programs with their own stack: the parser's frame has no
 //! room for it. A STUN request and its response pair by transaction ID on any interface:
@@ -15,7 +16,6 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_NOEXIST, xdp_action},
-    helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
     maps::{LruHashMap, PerCpuArray, ProgramArray},
     programs::XdpContext,
@@ -70,6 +70,9 @@ const QUALITY_CLASSES: u32 = 1 << Class::Audio as u32
     | 1 << Class::StunIce as u32
     | 1 << Class::SipSignalling as u32
     | 1 << Class::HttpsControl as u32;
+/// Of those, the classes whose only quality work is timing the TCP handshake: only their
+/// SYN and SYN/ACK segments go to the quality program.
+const HANDSHAKE_CLASSES: u32 = 1 << Class::SipSignalling as u32 | 1 << Class::HttpsControl as u32;
 
 /// Per-class quality work for a packet of a tracked flow, step one (call it right after
 /// accounting, while the parsed facts are in registers): hands the offsets, the flow
@@ -87,7 +90,9 @@ pub fn prepare(p: &Parsed, flow: &FlowRef, ifindex: u32, direction: u8) {
     // unknown value, and used without a branch.
     // SAFETY: a live map value.
     let class = unsafe { (*flow.stats).class } & 31;
-    let wanted = (QUALITY_CLASSES >> class) as u64 & 1;
+    let handshake_only = (HANDSHAKE_CLASSES >> class) as u64 & 1;
+    let syn = (p.tcp_flags & TCP_SYN != 0) as u64;
+    let wanted = (QUALITY_CLASSES >> class) as u64 & 1 & ((handshake_only ^ 1) | syn);
     // Only values the caller keeps live anyway: the quality program re-reads the rest
     // of the headers from the IP header on (keeping more of the parser's results alive
     // costs the caller stack it does not have).
@@ -100,6 +105,7 @@ pub fn prepare(p: &Parsed, flow: &FlowRef, ifindex: u32, direction: u8) {
     unsafe {
         (*args)[0] = meta;
         (*args)[1] = wanted;
+        (*args)[2] = flow.now;
     }
 }
 
@@ -118,7 +124,7 @@ pub fn tail<C: EbpfContext>(ctx: &C, table: &ProgramArray) {
 
 /// The parsed offsets and flow facts handed to the tail-called program.
 #[map]
-static QUALITY_ARGS: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+static QUALITY_ARGS: PerCpuArray<[u64; 3]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Quality work for XDP (ingress). Always passes.
 #[xdp]
@@ -139,7 +145,7 @@ fn run(start: usize, end: usize) {
     let Some(args) = QUALITY_ARGS.get(0) else {
         return;
     };
-    work(start, end, args[0]);
+    work(start, end, args[0], args[2]);
 }
 
 /// What `on_packet` packed into two registers.
@@ -156,7 +162,7 @@ struct Meta {
 }
 
 #[inline(always)]
-fn work(start: usize, end: usize, meta: u64) {
+fn work(start: usize, end: usize, meta: u64, now: u64) {
     let pkt = Packet { start, end };
     let l3 = meta & 0xffff;
     // Header offsets beyond 4 KiB do not occur (the parser follows a bounded chain of
@@ -221,9 +227,9 @@ fn work(start: usize, end: usize, meta: u64) {
         return;
     };
     if signalling {
-        handshake(&key, m.tcp_flags);
+        handshake(&key, m.tcp_flags, now);
     } else {
-        media(&pkt, &m, &key);
+        media(&pkt, &m, &key, now);
     }
 }
 
@@ -262,7 +268,7 @@ fn counters() -> Option<&'static mut MediaCounters> {
 }
 
 #[inline(always)]
-fn media(pkt: &Packet, m: &Meta, key: &FlowKey) {
+fn media(pkt: &Packet, m: &Meta, key: &FlowKey, now: u64) {
     let off = m.payload;
     if off + 2 > m.ip_end {
         return;
@@ -284,7 +290,7 @@ fn media(pkt: &Packet, m: &Meta, key: &FlowKey) {
             match h {
                 Some(h) => {
                     c.packets[MediaKind::Rtp as usize] += 1;
-                    rtp(c, &h, key);
+                    rtp(c, &h, key, now);
                 }
                 None => {
                     c.packets[MediaKind::Other as usize] += 1;
@@ -297,7 +303,7 @@ fn media(pkt: &Packet, m: &Meta, key: &FlowKey) {
             if off + STUN_HEADER_LEN <= m.ip_end
                 && let Some(h) = pkt.read::<[u8; STUN_HEADER_LEN]>(off)
             {
-                stun(c, &h, key);
+                stun(c, &h, key, now);
             }
         }
         other => {
@@ -309,13 +315,12 @@ fn media(pkt: &Packet, m: &Meta, key: &FlowKey) {
 }
 
 #[inline(always)]
-fn rtp(c: &mut MediaCounters, h: &[u8; RTP_HEADER_LEN], flow: &FlowKey) {
+fn rtp(c: &mut MediaCounters, h: &[u8; RTP_HEADER_LEN], flow: &FlowKey, now: u64) {
     let f = RtpFields::from_header(h);
     let key = RtpStreamKey {
         flow: *flow,
         ssrc: f.ssrc,
     };
-    let now = unsafe { bpf_ktime_get_ns() };
     if let Some(s) = RTP_STREAMS.get_ptr_mut(&key) {
         // SAFETY: a live map value. Packets of one stream normally arrive on one CPU
         // (RSS); a rare concurrent update only blurs one packet's jitter sample.
@@ -344,7 +349,7 @@ fn new_stream(c: &mut MediaCounters, key: &RtpStreamKey, f: &RtpFields, now: u64
 }
 
 #[inline(always)]
-fn stun(c: &mut MediaCounters, h: &[u8; STUN_HEADER_LEN], flow: &FlowKey) {
+fn stun(c: &mut MediaCounters, h: &[u8; STUN_HEADER_LEN], flow: &FlowKey, now: u64) {
     let msg_type = u16::from_be_bytes([h[0], h[1]]);
     let cookie = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
     if cookie != STUN_MAGIC_COOKIE {
@@ -357,7 +362,6 @@ fn stun(c: &mut MediaCounters, h: &[u8; STUN_HEADER_LEN], flow: &FlowKey) {
         ifindex: 0,
     };
     key.transaction_id.copy_from_slice(&h[8..20]);
-    let now = unsafe { bpf_ktime_get_ns() };
     if msg_type == STUN_BINDING_REQUEST {
         c.stun_requests += 1;
         let pending = StunPending {
@@ -399,8 +403,7 @@ fn stun_response(c: &mut MediaCounters, key: &StunTxKey, flow: &FlowKey, now: u6
 /// SYN: remember its time in the flow (pending bit set). SYN/ACK: find the SYN's flow
 /// (the reverse key on the same interface) and turn the pending time into the RTT.
 #[inline(always)]
-fn handshake(key: &FlowKey, tcp_flags: u8) {
-    let now = unsafe { bpf_ktime_get_ns() };
+fn handshake(key: &FlowKey, tcp_flags: u8, now: u64) {
     if tcp_flags & TCP_ACK == 0 {
         let Some(stats) = FLOWS.get_ptr_mut(key) else {
             return;

@@ -17,7 +17,9 @@ use std::{
 
 use serde_json::Value;
 use xtask::{
-    Daemon, PinDir, TempDir, Testbed, monitor_bin,
+    PinDir, TempDir, Testbed,
+    bed::GatewayBed,
+    monitor_bin,
     testbed::{GW_LAN_IF, GW_WAN_IF, LAN_HOST_V4, WEBEX_NODE_V4},
     traffic::{send_udp, udp_call, udp_echo, udp_sink},
 };
@@ -32,55 +34,33 @@ const FIRE_WITHIN: Duration = Duration::from_secs(15);
 /// judged.
 const BASE_TOML: &str = "\n[ports]\nsip_udp = [\"5060\"]\n\n[detect]\nmedia_silence_s = 2\n";
 
-struct Bed {
-    // Field order is drop order: daemon first, then namespaces, then pins and files.
-    daemon: Option<Daemon>,
-    tb: Testbed,
-    _pin: PinDir,
-    dir: TempDir,
+/// The gateway fixture with the matrix's own waits and `monitor check`.
+struct Bed(GatewayBed);
+
+impl std::ops::Deref for Bed {
+    type Target = GatewayBed;
+    fn deref(&self) -> &GatewayBed {
+        &self.0
+    }
 }
 
 impl Bed {
     /// A testbed whose gateway has recommended conntrack timeouts (30 min for replied UDP
     /// bindings), `prepare` applied to it, then the daemon with `extra_toml`.
     fn new(extra_toml: &str, prepare: impl FnOnce(&Testbed)) -> Bed {
-        let tb = Testbed::new().expect("testbed");
-        tb.gw
-            .sysctl("net.netfilter.nf_conntrack_udp_timeout_stream", "1800")
-            .expect("sysctl");
-        prepare(&tb);
-        let dir = TempDir::new().expect("tempdir");
-        let pin = PinDir::new();
-        let config = format!(
-            "{}{BASE_TOML}{extra_toml}",
-            xtask::config::gateway_config(pin.path(), &dir.join("monitor.sock"))
-        );
-        std::fs::write(dir.join("monitor.toml"), config).expect("config");
-        let daemon = Daemon::start(
-            &monitor_bin(),
-            &tb.gw,
-            &dir.join("monitor.toml"),
-            &dir.join("monitor.sock"),
-        )
-        .expect("daemon start");
-        Bed {
-            daemon: Some(daemon),
-            tb,
-            _pin: pin,
-            dir,
-        }
-    }
-
-    fn status(&self) -> Value {
-        self.daemon
-            .as_ref()
-            .expect("daemon")
-            .status_json()
-            .expect("status --json")
+        Bed(GatewayBed::launch_with(
+            &format!("{BASE_TOML}{extra_toml}"),
+            |tb| {
+                tb.gw
+                    .sysctl("net.netfilter.nf_conntrack_udp_timeout_stream", "1800")
+                    .expect("sysctl");
+                prepare(tb);
+            },
+        ))
     }
 
     fn log(&self) -> String {
-        self.daemon.as_ref().map(|d| d.log()).unwrap_or_default()
+        self.0.daemon.as_ref().map(|d| d.log()).unwrap_or_default()
     }
 
     /// Polls status until an open anomaly `id` whose subject satisfies `subject` is listed
@@ -128,7 +108,7 @@ impl Bed {
 
     /// `monitor check --json` in the gateway's namespace (nsenter: bpffs stays visible).
     fn check(&self) -> (i32, Value) {
-        check_in(&self.tb, &self.dir.join("monitor.toml"))
+        check_in(&self.tb, &self.config())
     }
 }
 

@@ -24,7 +24,15 @@ pub struct GatewayBed {
 impl GatewayBed {
     /// A new testbed with the daemon started on its gateway.
     pub fn launch() -> GatewayBed {
+        Self::launch_with("", |_| {})
+    }
+
+    /// [`launch`](Self::launch) with `prepare` applied to the testbed before the daemon
+    /// starts (sysctls, nftables rules) and `extra_toml` appended to the gateway config
+    /// (sections the base config does not have).
+    pub fn launch_with(extra_toml: &str, prepare: impl FnOnce(&Testbed)) -> GatewayBed {
         let tb = Testbed::new().expect("testbed");
+        prepare(&tb);
         let dir = TempDir::new().expect("tempdir");
         let pin = PinDir::new();
         let mut bed = GatewayBed {
@@ -33,8 +41,11 @@ impl GatewayBed {
             pin,
             dir,
         };
-        crate::config::write_gateway_config(&bed.config(), bed.pin.path(), &bed.socket())
-            .expect("config");
+        let config = format!(
+            "{}{extra_toml}",
+            crate::config::gateway_config(bed.pin.path(), &bed.socket())
+        );
+        std::fs::write(bed.config(), config).expect("config");
         bed.start();
         bed
     }

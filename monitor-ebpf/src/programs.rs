@@ -75,9 +75,9 @@ fn try_monitor_tc(ctx: &TcContext) {
 #[xdp]
 pub fn monitor_flow_xdp(ctx: XdpContext) -> u32 {
     let pkt = ctx.packet();
-    if try_flow(&ctx, &pkt, SLOT_XDP).is_some() {
-        // Last: a tail call does not return.
-        crate::quality::tail(&ctx, &STAGES_XDP);
+    // Last: a tail call does not return.
+    if try_flow(&ctx, &pkt, SLOT_XDP).is_some() && crate::quality::tail(&ctx, &STAGES_XDP) {
+        count_stage_failed();
     }
     xdp_action::XDP_PASS
 }
@@ -86,9 +86,9 @@ pub fn monitor_flow_xdp(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn monitor_flow_tc(ctx: TcContext) -> i32 {
     let pkt = ctx.packet();
-    if try_flow(&ctx, &pkt, SLOT_TC).is_some() {
-        // The quality program reads the packet afresh, after any DSCP rewrite.
-        crate::quality::tail(&ctx, &STAGES_TC);
+    // The quality program reads the packet afresh, after any DSCP rewrite.
+    if try_flow(&ctx, &pkt, SLOT_TC).is_some() && crate::quality::tail(&ctx, &STAGES_TC) {
+        count_stage_failed();
     }
     TC_ACT_OK
 }

@@ -110,16 +110,18 @@ pub fn prepare(p: &Parsed, flow: &FlowRef, ifindex: u32, direction: u8) {
 }
 
 /// Step two: tail-calls the quality stage of `table` (`crate::stage`) if [`prepare`]
-/// said so. Call it last: a tail call does not return (and when the daemon did not
-/// install the program it returns and nothing happens).
+/// said so. Call it last: a tail call does not return. Returns true when the call was
+/// made and failed (no program installed), for the caller to count.
 #[inline(always)]
-pub fn tail<C: EbpfContext>(ctx: &C, table: &ProgramArray) {
+pub fn tail<C: EbpfContext>(ctx: &C, table: &ProgramArray) -> bool {
     let Some(args) = QUALITY_ARGS.get(0) else {
-        return;
+        return false;
     };
-    if args[1] != 0 {
-        crate::stage::tail(ctx, table, monitor_common::stages::QUALITY);
+    if args[1] == 0 {
+        return false;
     }
+    crate::stage::tail(ctx, table, monitor_common::stages::QUALITY);
+    true
 }
 
 /// The parsed offsets and flow facts handed to the tail-called program.

@@ -184,6 +184,8 @@ fn a_million_random_and_mutated_frames_all_pass_and_keep_the_counters_consistent
         c.parsed + c.malformed_total(),
         "seen = parsed + malformed"
     );
+    // Every IP frame reached the flow stage (and the quality stage when it was due).
+    assert_eq!(c.stage_failed, 0, "{c:?}");
     // The mutations reach both outcomes and several reasons.
     assert!(c.parsed > frames / 10, "{c:?}");
     assert!(c.malformed_total() > frames / 10, "{c:?}");

@@ -504,3 +504,39 @@ fn dedicated_port_ranges_split_audio_and_video() {
         assert_eq!(s.class, class as u32, "source port {sport}");
     }
 }
+
+/// A stage missing from the tail-call table is counted, never silent, and the frame
+/// still passes: with the flow stage gone the packet counts globally only; with the
+/// quality stage gone its flow is counted but the media is not measured.
+#[test]
+fn a_missing_stage_is_counted_and_the_frame_passes() {
+    use aya::maps::ProgramArray;
+    use monitor_common::stages;
+
+    let mut k = Kernel::load();
+    let clear = |k: &mut Kernel, index: u32| {
+        let map = k.harness.ebpf.map_mut(stages::TABLE_XDP).expect("table");
+        let mut table: ProgramArray<_> = ProgramArray::try_from(map).expect("program array");
+        table.clear_index(&index).expect("clear");
+    };
+    clear(&mut k, stages::QUALITY);
+    let media = udp4(52100, 5004);
+    assert_eq!(k.xdp(&media), XDP_PASS);
+    let c = k.counters();
+    assert_eq!(
+        (c.stage_failed, c.flows_created, c.webex_packets),
+        (1, 1, 1)
+    );
+    let flow = key_v4(LAN, 52100, WEBEX, 5004, UDP, INGRESS);
+    assert_eq!(k.flow(&flow).expect("the media flow").packets, 1);
+
+    clear(&mut k, stages::FLOW);
+    assert_eq!(k.xdp(&media), XDP_PASS);
+    let c = k.counters();
+    assert_eq!((c.stage_failed, c.parsed, c.ipv4), (2, 2, 2));
+    assert_eq!(
+        k.flow(&flow).expect("the media flow").packets,
+        1,
+        "not counted again"
+    );
+}

@@ -103,8 +103,8 @@ impl Parsed {
         // SAFETY: `self` is 8-aligned with its addresses at offsets 0 and 16; the caller
         // vouches for `src` and `dst`.
         unsafe {
-            copy16(&self.src_addr, src);
-            copy16(&self.dst_addr, dst);
+            copy_words(&self.src_addr, src);
+            copy_words(&self.dst_addr, dst);
         }
     }
 }
@@ -112,7 +112,7 @@ impl Parsed {
 /// # Safety
 /// Both 4-aligned, `to` valid for writes.
 #[inline(always)]
-unsafe fn copy16(from: &[u8; 16], to: *mut [u8; 16]) {
+unsafe fn copy_words(from: &[u8; 16], to: *mut [u8; 16]) {
     let from = from.as_ptr().cast::<u32>();
     let to = to.cast::<u32>();
     for i in 0..4 {

@@ -847,17 +847,18 @@ fn mtu_oversize_fragments_and_frag_needed() {
     // gateway, which reassembles them for conntrack, forwards them to the LAN in the
     // fragment sizes they arrived in (lan0 egress): three places with one later fragment
     // per datagram, each attributed to its media flow, none on a port-less flow.
-    let flows = status["flows"].as_array().unwrap();
-    for (iface, dir) in [(GW_WAN_IF, "ingress"), (GW_LAN_IF, "egress")] {
-        let f = flows
-            .iter()
-            .find(|f| f["interface"] == iface && f["direction"] == dir && f["src_port"] == 5004)
-            .unwrap_or_else(|| panic!("echo flow on {iface} {dir}: {flows:#?}"));
+    let public = first["src_port"].as_u64().unwrap() as u16;
+    for (iface, dir, to) in [
+        (GW_WAN_IF, "ingress", (GW_WAN, public)),
+        (GW_LAN_IF, "egress", (LAN_HOST, 52000)),
+    ] {
+        let f = flow(&status, iface, dir, (NODE, MEDIA_PORT), to);
         assert_eq!(
-            (&f["packets"], &f["fragments"]),
-            (&(2 * N).into(), &(2 * N).into())
+            (f["packets"].as_u64(), f["fragments"].as_u64()),
+            (Some(2 * N as u64), Some(2 * N as u64))
         );
     }
+    let flows = status["flows"].as_array().unwrap();
     assert!(
         !flows
             .iter()

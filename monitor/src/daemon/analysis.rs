@@ -18,6 +18,20 @@ use crate::{
     status::model::{InterfaceStatus, StatusReport},
 };
 
+/// The report of `snap` with the learned peers, before the detectors.
+pub fn build(
+    snap: &Snapshot,
+    info: &report::StaticInfo,
+    interfaces: &[InterfaceStatus],
+    learn: &Mutex<LearnView>,
+) -> StatusReport {
+    let mut report = report::build_live(info, interfaces, snap, snapshot::monotonic_ns());
+    if let Ok(v) = learn.lock() {
+        v.annotate(&mut report, &snap.counters, snapshot::monotonic_ns());
+    }
+    report
+}
+
 /// A finished analysis: the report with its anomalies, and when its snapshot was taken.
 pub struct Done {
     pub report: StatusReport,
@@ -48,9 +62,9 @@ impl Analysis {
         }
     }
 
-    /// True while an analysis runs: the caller skips this poll's snapshot (it would
-    /// only queue behind), and it is logged at most once a minute.
-    pub fn busy(&mut self) -> bool {
+    /// True while an analysis runs: the caller then skips this poll's snapshot (it
+    /// would only queue behind). Counts the skip and logs it at most once a minute.
+    pub fn skip_if_busy(&mut self) -> bool {
         if self.running.is_none() {
             return false;
         }
@@ -80,11 +94,7 @@ impl Analysis {
             .take()
             .unwrap_or_else(|| (self.make_detectors)());
         self.running = Some(tokio::task::spawn_blocking(move || {
-            let mut report =
-                report::build_live(&info, &interfaces, &snap, snapshot::monotonic_ns());
-            if let Ok(v) = learn.lock() {
-                v.annotate(&mut report, &snap.counters, snapshot::monotonic_ns());
-            }
+            let mut report = build(&snap, &info, &interfaces, &learn);
             let now_unix_s = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())

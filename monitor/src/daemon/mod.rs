@@ -139,12 +139,8 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
     // million flows building one takes longer than a poll interval).
     let published = {
         let snap = snapshot::take(&ebpf).context("reading the maps")?;
-        let mut r = report::build_live(&info, &ifaces, &snap, snapshot::monotonic_ns());
-        if let Ok(v) = learn_view.lock() {
-            v.annotate(&mut r, &snap.counters, snapshot::monotonic_ns());
-        }
         Arc::new(Mutex::new(Published {
-            report: Arc::new(r),
+            report: Arc::new(analysis::build(&snap, &info, &ifaces, &learn_view)),
             taken_mono_ns: snap.taken_mono_ns,
         }))
     };
@@ -202,7 +198,7 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
                 // Expired learned peers leave the tries before the snapshot, their flows
                 // after it (see crate::learn::run).
                 learning.expire(&mut ebpf);
-                if analysis.busy() {
+                if analysis.skip_if_busy() {
                     continue;
                 }
                 match snapshot::take(&ebpf) {

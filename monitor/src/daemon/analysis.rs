@@ -99,7 +99,7 @@ impl Analysis {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            report.anomalies = detectors.poll(&report, now_unix_s);
+            detectors.poll(&mut report, now_unix_s);
             (
                 detectors,
                 Done {

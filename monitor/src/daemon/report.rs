@@ -57,7 +57,7 @@ pub fn build_live(
             f
         })
         .collect();
-    let dscp = crate::dscp::model::compliance(&flows);
+    let dscp = crate::dscp::compliance(&flows);
 
     StatusReport {
         schema_version: SCHEMA_VERSION,

@@ -9,7 +9,10 @@
 //!   prohibited.
 //!
 //! Only flows still active (a packet within `media_silence_s`) count, so both clear when
-//! the call ends or the media starts flowing.
+//! the call ends or the media starts flowing (then after the book's hold-down). ICMP
+//! unreachable counts only when it grew since the last poll while the answering host kept
+//! sending (see [`State::icmp`]): a hang-up is not blocked media. That finding clears
+//! `media_silence_s` after the last such poll.
 
 use std::collections::HashMap;
 
@@ -33,115 +36,208 @@ pub const ONE_WAY_REMEDIATION: &str = "Media leaves but none returns: check the 
      and NAT upstream of this gateway for UDP media (5004, 9000, 19560-65535) from the Webex \
      ranges, and disable SIP ALG in the path; run CScan from this site.";
 
-pub fn detect(view: &View<'_>, cfg: &DetectConfig) -> Vec<Finding> {
-    let silence = cfg.media_silence_s as f64;
-    let active = |f: &FlowStatus| f.idle_s < silence;
-    let mut out = Vec::new();
-    let udp_media = |f: &&FlowStatus| f.protocol == "udp" && is_media(f);
+/// What the ICMP rule remembers between polls.
+#[derive(Default)]
+pub struct State {
+    /// Per flow answered by ICMP unreachable whose answering host kept sending: polls in
+    /// a row (the rule fires at [`REFUSED_POLLS`]).
+    streak: HashMap<String, u32>,
+    /// Per flow judged blocked: when, and the evidence then.
+    blocked: HashMap<String, IcmpEvent>,
+}
 
-    // Outbound with nothing back on the same interface.
-    let outbound_side = |f: &FlowStatus| {
-        view.is_outbound(f)
-            && if view.has_wan() {
-                view.is_wan(f)
-            } else {
-                view.is_lan(f)
-            }
-    };
-    for o in view.flows().filter(udp_media) {
-        if !outbound_side(o) || !active(o) || o.packets < MIN_PACKETS || o.age_s < silence {
-            continue;
-        }
-        let back = view.reverse(o);
-        if back.is_some_and(active) {
-            continue;
-        }
-        let (inbound_packets, inbound_idle) = match back {
-            Some(b) => (b.packets, format!("{:.1}", b.idle_s)),
-            None => (0, "never seen".into()),
+struct IcmpEvent {
+    last_unix_s: u64,
+    from_inner_host: bool,
+    peer: String,
+    icmp_unreachable: u64,
+    icmp_since_last_poll: u64,
+    packets: u64,
+}
+
+/// Polls in a row in which a host both refuses media (ICMP unreachable) and sends its
+/// own on the same 5-tuple before that is blocked media. A hang-up cannot do it twice: the
+/// host stops sending when it closes the socket, and only then answers with ICMP.
+pub const REFUSED_POLLS: u32 = 2;
+
+pub const HOST_REMEDIATION: &str = "An inner host refuses media on the port it sends \
+     from (ICMP unreachable while its own media flows): check the host firewall of that \
+     phone or computer for inbound UDP from the Webex media ranges.";
+
+impl State {
+    pub fn detect(&mut self, view: &View<'_>, cfg: &DetectConfig, now: u64) -> Vec<Finding> {
+        let silence = cfg.media_silence_s as f64;
+        let active = |f: &FlowStatus| f.idle_s < silence;
+        let mut out = Vec::new();
+        let udp_media = |f: &&FlowStatus| f.protocol == "udp" && is_media(f);
+
+        // Outbound with nothing back on the same interface.
+        let outbound_side = |f: &FlowStatus| {
+            view.is_outbound(f)
+                && if view.has_wan() {
+                    view.is_wan(f)
+                } else {
+                    view.is_lan(f)
+                }
         };
-        out.push(Finding {
-            id: ONE_WAY,
-            severity: Severity::Critical,
-            subject: subject(o),
-            summary: format!(
-                "one-way media: {} packets to {}:{} and no media back for {:.0} s",
-                o.packets, o.peer_addr, o.peer_port, silence
-            ),
-            evidence: vec![
-                ("outbound_packets".into(), o.packets.to_string()),
-                ("inbound_packets".into(), inbound_packets.to_string()),
-                ("inbound_idle_s".into(), inbound_idle),
-                ("media_silence_s".into(), cfg.media_silence_s.to_string()),
-            ],
-            remediation: ONE_WAY_REMEDIATION,
-        });
-    }
-
-    // Inbound at the WAN, not forwarded to the LAN: dropped on this gateway.
-    if view.has_lan() {
-        let mut forwarded: HashMap<(&str, u16), (u64, bool)> = HashMap::new();
-        for f in view.flows().filter(udp_media) {
-            if view.is_lan(f) && f.direction == "egress" && f.src_addr == f.peer_addr {
-                let e = forwarded
-                    .entry((&f.src_addr, f.src_port))
-                    .or_insert((0, false));
-                e.0 += f.packets;
-                e.1 |= active(f);
-            }
-        }
-        for i in view.flows().filter(udp_media) {
-            if !(view.is_wan(i) && i.direction == "ingress" && i.src_addr == i.peer_addr) {
+        for o in view.flows().filter(udp_media) {
+            if !outbound_side(o) || !active(o) || o.packets < MIN_PACKETS || o.age_s < silence {
                 continue;
             }
-            if !active(i) || i.packets < MIN_PACKETS || i.age_s < silence {
+            let back = view.reverse(o);
+            if back.is_some_and(active) {
                 continue;
             }
-            let (lan_packets, lan_active) = forwarded
-                .get(&(i.src_addr.as_str(), i.src_port))
-                .copied()
-                .unwrap_or((0, false));
-            if lan_active {
-                continue;
-            }
+            let (inbound_packets, inbound_idle) = match back {
+                Some(b) => (b.packets, format!("{:.1}", b.idle_s)),
+                None => (0, "never seen".into()),
+            };
             out.push(Finding {
-                id: BLOCKED,
+                id: ONE_WAY,
                 severity: Severity::Critical,
-                subject: subject(i),
+                subject: subject(o),
                 summary: format!(
-                    "inbound UDP media from {}:{} reaches {} but the gateway forwards none of \
-                     it to the LAN",
-                    i.src_addr, i.src_port, i.interface
+                    "one-way media: {} packets to {}:{} and no media back for {:.0} s",
+                    o.packets, o.peer_addr, o.peer_port, silence
                 ),
                 evidence: vec![
-                    ("wan_inbound_packets".into(), i.packets.to_string()),
-                    ("lan_forwarded_packets".into(), lan_packets.to_string()),
+                    ("outbound_packets".into(), o.packets.to_string()),
+                    ("inbound_packets".into(), inbound_packets.to_string()),
+                    ("inbound_idle_s".into(), inbound_idle),
                     ("media_silence_s".into(), cfg.media_silence_s.to_string()),
                 ],
-                remediation: BLOCKED_REMEDIATION,
+                remediation: ONE_WAY_REMEDIATION,
             });
         }
+
+        // Inbound at the WAN, not forwarded to the LAN: dropped on this gateway.
+        if view.has_lan() {
+            let mut forwarded: HashMap<(&str, u16), (u64, bool)> = HashMap::new();
+            for f in view.flows().filter(udp_media) {
+                if view.is_lan(f) && f.direction == "egress" && f.src_addr == f.peer_addr {
+                    let e = forwarded
+                        .entry((&f.src_addr, f.src_port))
+                        .or_insert((0, false));
+                    e.0 += f.packets;
+                    e.1 |= active(f);
+                }
+            }
+            for i in view.flows().filter(udp_media) {
+                if !(view.is_wan(i) && i.direction == "ingress" && i.src_addr == i.peer_addr) {
+                    continue;
+                }
+                if !active(i) || i.packets < MIN_PACKETS || i.age_s < silence {
+                    continue;
+                }
+                let (lan_packets, lan_active) = forwarded
+                    .get(&(i.src_addr.as_str(), i.src_port))
+                    .copied()
+                    .unwrap_or((0, false));
+                if lan_active {
+                    continue;
+                }
+                out.push(Finding {
+                    id: BLOCKED,
+                    severity: Severity::Critical,
+                    subject: subject(i),
+                    summary: format!(
+                        "inbound UDP media from {}:{} reaches {} but the gateway forwards none of \
+                     it to the LAN",
+                        i.src_addr, i.src_port, i.interface
+                    ),
+                    evidence: vec![
+                        ("wan_inbound_packets".into(), i.packets.to_string()),
+                        ("lan_forwarded_packets".into(), lan_packets.to_string()),
+                        ("media_silence_s".into(), cfg.media_silence_s.to_string()),
+                    ],
+                    remediation: BLOCKED_REMEDIATION,
+                });
+            }
+        }
+
+        // Answered by ICMP unreachable / administratively prohibited.
+        out.extend(self.icmp(view, cfg, now));
+        out
     }
 
-    // Answered by ICMP unreachable / administratively prohibited.
-    for f in view.flows().filter(udp_media) {
-        if f.icmp_unreachable == 0 || !active(f) {
-            continue;
+    /// ICMP unreachable answering media. The error arrives on the interface the refused
+    /// packet left by and is counted on that flow: on a LAN interface the inner host sent
+    /// it, on a WAN interface the far end or a firewall on the way. Either way it is the
+    /// end of a call, not blocked media, when the answering host's own media on that
+    /// 5-tuple has stopped (a phone hangs up, closes its socket and answers the last
+    /// packets from Webex with port unreachable); it is blocked media when that host
+    /// keeps sending while refusing, for [`REFUSED_POLLS`] polls in a row. Judged on this
+    /// poll's deltas: old counts (a new call reusing the 5-tuple, a restart) do not count.
+    fn icmp(&mut self, view: &View<'_>, cfg: &DetectConfig, now: u64) -> Vec<Finding> {
+        let mut streak = HashMap::new();
+        for f in view.flows() {
+            if f.protocol != "udp" || !is_media(f) || f.direction != "egress" {
+                continue;
+            }
+            let d = view.delta(f);
+            if d.icmp_unreachable == 0 {
+                continue;
+            }
+            let answering_host_sends = view.reverse(f).is_some_and(|r| view.delta(r).packets > 0);
+            if !answering_host_sends {
+                continue;
+            }
+            let key = subject(f);
+            let n = self.streak.get(&key).copied().unwrap_or(0) + 1;
+            if n >= REFUSED_POLLS {
+                self.blocked.insert(
+                    key.clone(),
+                    IcmpEvent {
+                        last_unix_s: now,
+                        from_inner_host: view.is_lan(f),
+                        peer: format!("{}:{}", f.peer_addr, f.peer_port),
+                        icmp_unreachable: f.icmp_unreachable,
+                        icmp_since_last_poll: d.icmp_unreachable,
+                        packets: f.packets,
+                    },
+                );
+            }
+            streak.insert(key, n);
         }
-        out.push(Finding {
-            id: BLOCKED,
-            severity: Severity::Critical,
-            subject: subject(f),
-            summary: format!(
-                "UDP media to {}:{} is answered by ICMP destination unreachable",
-                f.peer_addr, f.peer_port
-            ),
-            evidence: vec![
-                ("icmp_unreachable".into(), f.icmp_unreachable.to_string()),
-                ("packets".into(), f.packets.to_string()),
-            ],
-            remediation: BLOCKED_REMEDIATION,
-        });
+        self.streak = streak;
+        self.blocked
+            .retain(|_, e| now.saturating_sub(e.last_unix_s) <= cfg.media_silence_s);
+        let mut out: Vec<Finding> = self
+            .blocked
+            .iter()
+            .map(|(subject, e)| Finding {
+                id: BLOCKED,
+                severity: Severity::Critical,
+                subject: subject.clone(),
+                summary: if e.from_inner_host {
+                    format!(
+                        "an inner host answers UDP media from {} with ICMP destination \
+                         unreachable while sending its own",
+                        e.peer
+                    )
+                } else {
+                    format!(
+                        "UDP media to {} is answered by ICMP destination unreachable while \
+                         media from it flows",
+                        e.peer
+                    )
+                },
+                evidence: vec![
+                    ("icmp_unreachable".into(), e.icmp_unreachable.to_string()),
+                    (
+                        "icmp_unreachable_last_poll".into(),
+                        e.icmp_since_last_poll.to_string(),
+                    ),
+                    ("packets".into(), e.packets.to_string()),
+                ],
+                remediation: if e.from_inner_host {
+                    HOST_REMEDIATION
+                } else {
+                    BLOCKED_REMEDIATION
+                },
+            })
+            .collect();
+        out.sort_by(|a, b| a.subject.cmp(&b.subject));
+        out
     }
-    out
 }

@@ -201,7 +201,7 @@ def!(
     "monitor.anomalies.open",
     "{anomaly}",
     Gauge,
-    "Open anomalies by monitor.anomaly.severity (info, warning, critical)."
+    "Open anomalies by monitor.anomaly.id (the detector) and monitor.anomaly.severity (info, warning, critical); every detector's series is there, 0 when nothing is open."
 );
 def!(
     SNAPSHOT_AGE,
@@ -417,17 +417,24 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
     out.insert(MAP_ENTRIES.name, map_points(|m| m.entries));
     out.insert(MAP_CAPACITY.name, map_points(|m| m.max_entries));
 
+    // Every detector's id at every severity, open or not, so the series never vanish
+    // (an alert on `> 0` sees the drop to 0); ids of other findings are added.
     use crate::anomaly::Severity;
+    let mut ids: std::collections::BTreeSet<&str> = crate::anomaly::DETECTOR_IDS.into();
+    ids.extend(report.anomalies.iter().map(|a| a.id.as_str()));
     out.insert(
         ANOMALIES_OPEN.name,
-        [Severity::Info, Severity::Warning, Severity::Critical]
-            .into_iter()
-            .map(|sev| Point {
-                attrs: vec![("monitor.anomaly.severity", s(sev.as_str()))],
+        ids.iter()
+            .flat_map(|id| Severity::ALL.map(|sev| (*id, sev)))
+            .map(|(id, sev)| Point {
+                attrs: vec![
+                    ("monitor.anomaly.id", s(id)),
+                    ("monitor.anomaly.severity", s(sev.as_str())),
+                ],
                 value: report
                     .anomalies
                     .iter()
-                    .filter(|a| a.cleared_unix_s.is_none() && a.severity == sev)
+                    .filter(|a| a.cleared_unix_s.is_none() && a.severity == sev && a.id == id)
                     .count() as u64,
             })
             .collect(),

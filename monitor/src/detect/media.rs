@@ -201,7 +201,7 @@ impl State {
         }
         self.streak = streak;
         self.blocked
-            .retain(|_, e| now.saturating_sub(e.last_unix_s) <= cfg.media_silence_s);
+            .retain(|_, e| now.saturating_sub(e.last_unix_s) < cfg.media_silence_s);
         let mut out: Vec<Finding> = self
             .blocked
             .iter()
@@ -239,5 +239,137 @@ impl State {
             .collect();
         out.sort_by(|a, b| a.subject.cmp(&b.subject));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{anomaly::window::Deltas, status::model::StatusReport};
+
+    const PHONE: (&str, u16) = ("192.0.2.10", 52000);
+    const NODE: (&str, u16) = ("203.0.113.10", 5004);
+
+    /// The LAN side of one call: the phone's media to the node (LAN ingress) and the
+    /// node's to the phone (LAN egress), on the sample report's LAN interface.
+    fn call() -> StatusReport {
+        let mut r = crate::status::render::tests::sample_report();
+        let lan = r.interfaces[1].name.clone();
+        let template = r.flows[0].clone();
+        let flow = |dir: &str, src: (&str, u16), dst: (&str, u16)| {
+            let mut f = template.clone();
+            f.interface = lan.clone();
+            f.direction = dir.into();
+            f.protocol = "udp".into();
+            f.class = "media".into();
+            (f.src_addr, f.src_port) = (src.0.into(), src.1);
+            (f.dst_addr, f.dst_port) = (dst.0.into(), dst.1);
+            (f.inner_addr, f.inner_port) = (PHONE.0.into(), PHONE.1);
+            (f.peer_addr, f.peer_port) = (NODE.0.into(), NODE.1);
+            (f.packets, f.icmp_unreachable, f.age_s, f.idle_s) = (0, 0, 60.0, 0.0);
+            f
+        };
+        r.flows = vec![flow("ingress", PHONE, NODE), flow("egress", NODE, PHONE)];
+        r
+    }
+
+    struct Run {
+        deltas: Deltas,
+        state: State,
+        cfg: DetectConfig,
+        now: u64,
+    }
+
+    impl Run {
+        fn poll(&mut self, r: &StatusReport) -> Vec<Finding> {
+            let baseline = self.deltas.before_baseline();
+            let d = self.deltas.update(&r.flows);
+            let view = View::new(r, &d, baseline, None, 0.0, None);
+            self.now += 1;
+            self.state.detect(&view, &self.cfg, self.now)
+        }
+    }
+
+    fn run(r: &StatusReport) -> Run {
+        let mut run = Run {
+            deltas: Deltas::default(),
+            state: State::default(),
+            cfg: DetectConfig::default(),
+            now: 1000,
+        };
+        assert!(run.poll(r).is_empty());
+        run
+    }
+
+    #[test]
+    fn a_hang_up_answered_with_port_unreachable_is_not_blocked_media() {
+        let mut r = call();
+        let mut run = run(&r);
+        // Both ways for a while.
+        for _ in 0..3 {
+            r.flows[0].packets += 50;
+            r.flows[1].packets += 50;
+            assert!(run.poll(&r).is_empty());
+        }
+        // The last poll of the call holds the hang-up: the phone's last packets and the
+        // first port unreachables answering the node's.
+        r.flows[0].packets += 20;
+        r.flows[1].packets += 25;
+        r.flows[1].icmp_unreachable += 5;
+        assert!(run.poll(&r).is_empty());
+        // The node sends 15 more, all refused; the phone sends nothing.
+        r.flows[1].packets += 15;
+        r.flows[1].icmp_unreachable += 15;
+        r.flows[0].idle_s = 1.0;
+        assert!(run.poll(&r).is_empty());
+        // A new clean call on the same 5-tuple: the old ICMP count does not count.
+        for _ in 0..5 {
+            r.flows[0].packets += 50;
+            r.flows[1].packets += 50;
+            r.flows[0].idle_s = 0.0;
+            assert!(run.poll(&r).is_empty());
+        }
+    }
+
+    #[test]
+    fn refusing_while_sending_is_blocked_media_and_clears() {
+        let mut r = call();
+        let mut run = run(&r);
+        r.flows[0].packets += 50;
+        r.flows[1].packets += 50;
+        r.flows[1].icmp_unreachable += 50;
+        // One poll could be a hang-up; the second in a row is not.
+        assert!(run.poll(&r).is_empty());
+        r.flows[0].packets += 50;
+        r.flows[1].packets += 50;
+        r.flows[1].icmp_unreachable += 50;
+        let v = run.poll(&r);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!((v[0].id, v[0].severity), (BLOCKED, Severity::Critical));
+        assert_eq!(v[0].remediation, HOST_REMEDIATION);
+        let ev: Vec<(&str, &str)> = v[0]
+            .evidence
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            ev,
+            [
+                ("icmp_unreachable", "100"),
+                ("icmp_unreachable_last_poll", "50"),
+                ("packets", "100")
+            ]
+        );
+        // Refusals stop: open for media_silence_s more polls (one a second here), then
+        // gone.
+        let silence = run.cfg.media_silence_s;
+        for _ in 0..silence - 1 {
+            r.flows[0].packets += 50;
+            r.flows[1].packets += 50;
+            assert_eq!(run.poll(&r).len(), 1);
+        }
+        r.flows[0].packets += 50;
+        r.flows[1].packets += 50;
+        assert!(run.poll(&r).is_empty());
     }
 }

@@ -28,6 +28,9 @@ const MEDIA_PORT: u16 = 5004;
 const SIP_PORT: u16 = 5060;
 /// How long any detector may take to fire once its condition holds.
 const FIRE_WITHIN: Duration = Duration::from_secs(15);
+/// The anomaly book's clear hold-down (README "Anomalies"): an anomaly clears this long
+/// after its condition ended.
+const CLEAR_HOLD: Duration = Duration::from_secs(10);
 
 /// Detector thresholds shared by the scenarios: 5060/udp is SIP signalling (Webex itself
 /// uses TLS; a plaintext SIPp call needs the port classified), media silent for 2 s is
@@ -528,6 +531,125 @@ fn udp_media_blocked_by_a_gateway_drop_rule() {
     );
 }
 
+/// A normal hang-up: the phone closes its socket while the node sends 20 more packets,
+/// which the phone answers with ICMP port unreachable. That is the end of a call, not
+/// blocked media: no anomaly at all, open or cleared. A new call on the same 5-tuple
+/// right after is clean too (the old ICMP count is not judged again).
+#[test]
+fn hang_up_is_not_blocked_media() {
+    let bed = Bed::new("", |tb| {
+        // Every refused packet answered, so the ICMP count is exact.
+        tb.lan
+            .sysctl("net.ipv4.icmp_ratelimit", "0")
+            .expect("sysctl");
+    });
+    let node_socket = bed
+        .tb
+        .wan
+        .run(|| UdpSocket::bind(node(MEDIA_PORT)))
+        .expect("node socket");
+    node_socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    // A call of `count` exchanges at 20 ms from the phone's port 52000; returns the
+    // phone's address as the node sees it (after NAT) and the phone's socket.
+    let call = |count: u32| {
+        let phone = bed
+            .tb
+            .lan
+            .run(|| UdpSocket::bind(lan(52000)))
+            .expect("phone socket");
+        phone
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let mut public = None;
+        for _ in 0..count {
+            phone.send_to(&[0x80; 160], node(MEDIA_PORT)).unwrap();
+            let (_, from) = node_socket.recv_from(&mut buf).expect("node receives");
+            node_socket.send_to(&[0x80; 160], from).unwrap();
+            phone.recv_from(&mut buf).expect("phone receives");
+            public = Some(from);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (public.unwrap(), phone)
+    };
+    let (public, phone) = call(100);
+    // Hang up, then the node's last 20 packets.
+    drop(phone);
+    for _ in 0..20 {
+        node_socket.send_to(&[0x80; 160], public).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let all_anomalies = |s: &Value| -> Vec<Value> {
+        s["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| FAILURE_IDS.iter().any(|id| a["id"] == *id))
+            .cloned()
+            .collect()
+    };
+    // Ground truth first: the 20 were forwarded and each refused by the phone.
+    let status = bed.settled(|s| {
+        flow(
+            s,
+            GW_LAN_IF,
+            "egress",
+            (NODE, MEDIA_PORT),
+            (LAN_HOST, 52000),
+        )["icmp_unreachable"]
+            == 20
+    });
+    let to_phone = flow(
+        &status,
+        GW_LAN_IF,
+        "egress",
+        (NODE, MEDIA_PORT),
+        (LAN_HOST, 52000),
+    );
+    assert_eq!(to_phone["packets"], 120);
+    assert_eq!(to_phone["icmp_unreachable"], 20, "{to_phone:#}");
+    // Watched for longer than media_silence_s (2 s) plus two polls: nothing.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let s = bed.status();
+        assert!(all_anomalies(&s).is_empty(), "{:#}", s["anomalies"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // A new call on the same 5-tuple.
+    let (again, phone) = call(100);
+    assert_eq!(again, public, "the same 5-tuple through the NAT");
+    drop(phone);
+    let status = bed.settled(|s| {
+        flow(
+            s,
+            GW_LAN_IF,
+            "ingress",
+            (LAN_HOST, 52000),
+            (NODE, MEDIA_PORT),
+        )["packets"]
+            == 200
+    });
+    assert_eq!(
+        flow(
+            &status,
+            GW_LAN_IF,
+            "egress",
+            (NODE, MEDIA_PORT),
+            (LAN_HOST, 52000),
+        )["icmp_unreachable"],
+        20
+    );
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let s = bed.status();
+        assert!(all_anomalies(&s).is_empty(), "{:#}", s["anomalies"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 #[test]
 fn one_way_media_when_the_far_end_sends_nothing() {
     let bed = Bed::new("", |_| {});
@@ -573,8 +695,9 @@ fn one_way_media_when_the_far_end_sends_nothing() {
     assert_eq!(ev_u64(&a, "inbound_packets"), 0);
     assert_eq!(evidence(&a, "inbound_idle_s"), "never seen");
     assert_eq!(sink.wait_for(300, Duration::from_secs(5)), 300);
-    // The call is over: the anomaly clears once the flow is idle.
-    let deadline = Instant::now() + FIRE_WITHIN;
+    // The call is over: the anomaly clears once the flow is idle for media_silence_s
+    // and the book's 10 s clear hold-down has passed.
+    let deadline = Instant::now() + FIRE_WITHIN + CLEAR_HOLD;
     loop {
         let status = bed.status();
         let still = open(&status).iter().any(|a| a["id"] == "one_way_media");

@@ -68,8 +68,11 @@ struct Sample {
     at: u64,
     mismatched: u64,
     checked: u64,
-    /// Bleaching: packets of the same flows that left marked; loss: that arrived marked.
+    /// Loss: this poll's packets that arrived marked on the other side.
     marked_other_side: u64,
+    /// Bleaching: per inbound flow, the packets its outbound twin left marked (a total,
+    /// so the latest per flow counts once).
+    outbound_marked: BTreeMap<String, u64>,
     /// Where it was measured ("lan0 ingress").
     points: BTreeSet<String>,
     /// The offending flows, described.
@@ -224,20 +227,25 @@ impl State {
             s.at = now;
             s.mismatched += mismatched;
             s.checked += matched + mismatched;
-            s.marked_other_side += other_side;
             s.points.insert(format!("{} {}", f.interface, f.direction));
+            let name = format!(
+                "{} {} {} {}:{} -> {}:{}",
+                f.interface,
+                f.direction,
+                f.protocol,
+                f.src_addr,
+                f.src_port,
+                f.dst_addr,
+                f.dst_port
+            );
+            if id == BLEACHED {
+                s.outbound_marked.insert(name.clone(), other_side);
+            } else {
+                s.marked_other_side += other_side;
+            }
             if s.flows.len() < MAX_FLOWS_KEPT {
                 s.flows.insert(
-                    format!(
-                        "{} {} {} {}:{} -> {}:{}",
-                        f.interface,
-                        f.direction,
-                        f.protocol,
-                        f.src_addr,
-                        f.src_port,
-                        f.dst_addr,
-                        f.dst_port
-                    ),
+                    name,
                     format!(
                         "matched {} mismatched {} marks seen {:?}",
                         dscp.matched, dscp.mismatched, dscp.seen
@@ -272,7 +280,17 @@ impl State {
 
 fn finding(id: &'static str, class: &str, q: &VecDeque<Sample>, mismatched: u64) -> Finding {
     let checked: u64 = q.iter().map(|s| s.checked).sum();
-    let other: u64 = q.iter().map(|s| s.marked_other_side).sum();
+    let mut outbound: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in q {
+        for (k, v) in &s.outbound_marked {
+            outbound.insert(k, *v);
+        }
+    }
+    let other: u64 = if id == BLEACHED {
+        outbound.values().sum()
+    } else {
+        q.iter().map(|s| s.marked_other_side).sum()
+    };
     let points: BTreeSet<&str> = q
         .iter()
         .flat_map(|s| s.points.iter().map(String::as_str))
@@ -533,6 +551,13 @@ mod tests {
         assert_eq!(ev(&v[0], "inbound_packets_without_mark"), "100");
         assert_eq!(ev(&v[0], "outbound_packets_marked"), "100");
         assert!(v[0].remediation.contains("LAN interface"));
+        // More of the same call in the next poll: the outbound flow counts once.
+        send(&mut flows[1], 50, 46, true);
+        send(&mut flows[2], 50, 0, false);
+        let v = run.poll(&flows, 1002);
+        assert_eq!(ev(&v[0], "inbound_packets_without_mark"), "150");
+        assert_eq!(ev(&v[0], "outbound_packets_marked"), "150");
+        assert_eq!(ev(&v[0], "flows"), "1");
 
         // Marked replies arriving, leaving the gateway unmarked: lost on the way in.
         let mut flows = vec![

@@ -23,6 +23,7 @@ use super::{Setup, profile};
 use crate::{
     anomaly::{Finding, Severity, window::Counts},
     config::{DscpMode, Role},
+    detect::FlowId,
     status::model::FlowStatus,
 };
 
@@ -128,23 +129,12 @@ impl State {
         // ingress flows (before NAT) and WAN ingress flows (arrivals).
         let mut lan_in: HashMap<Peer, Vec<(u16, u64, u64)>> = HashMap::new();
         let mut wan_in: HashMap<Peer, Vec<(u16, u64, u64)>> = HashMap::new();
-        let mut by_key: HashMap<(&str, &str, &str, &str, u16, &str, u16), usize> = HashMap::new();
+        let mut by_key: HashMap<FlowId, usize> = HashMap::new();
         for (i, f) in flows.iter().enumerate() {
             if f.dscp.is_none() {
                 continue;
             }
-            by_key.insert(
-                (
-                    &f.interface,
-                    &f.direction,
-                    &f.protocol,
-                    &f.src_addr,
-                    f.src_port,
-                    &f.dst_addr,
-                    f.dst_port,
-                ),
-                i,
-            );
+            by_key.insert(crate::detect::id(f), i);
             let (m, mm) = judged(f, &deltas[i], baseline);
             let peer = (f.protocol.as_str(), f.peer_addr.as_str(), f.peer_port);
             match (role(f), f.direction.as_str()) {
@@ -200,15 +190,13 @@ impl State {
                 },
                 (Some(Role::Wan), "ingress") => {
                     let out = by_key
-                        .get(&(
-                            f.interface.as_str(),
-                            "egress",
-                            f.protocol.as_str(),
-                            f.dst_addr.as_str(),
-                            f.dst_port,
-                            f.src_addr.as_str(),
-                            f.src_port,
-                        ))
+                        .get(&FlowId {
+                            interface: &f.interface,
+                            direction: "egress",
+                            protocol: &f.protocol,
+                            src: (&f.dst_addr, f.dst_port),
+                            dst: (&f.src_addr, f.src_port),
+                        })
                         .and_then(|&o| flows[o].dscp.as_ref())
                         .map_or(0, |o| o.matched);
                     if out == 0 {

@@ -96,6 +96,35 @@ impl Bed {
         }
     }
 
+    /// Waits until the anomaly `id` whose subject satisfies `subject` is listed as
+    /// cleared (its condition ended `media_silence_s`-style windows ago and the book's
+    /// clear hold-down passed), within `FIRE_WITHIN + CLEAR_HOLD`; returns it.
+    fn wait_cleared(&self, id: &str, subject: impl Fn(&str) -> bool) -> Value {
+        let deadline = Instant::now() + FIRE_WITHIN + CLEAR_HOLD;
+        loop {
+            let status = self.status();
+            let listed: Vec<&Value> = status["anomalies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["id"] == id && subject(a["subject"].as_str().unwrap()))
+                .collect();
+            assert!(!listed.is_empty(), "{id} not listed at all");
+            if listed
+                .iter()
+                .all(|a| a["cleared_unix_s"].as_u64().is_some())
+            {
+                return listed[0].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} never cleared: {listed:#?}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// The first report (polled for up to 5 s) for which `done` holds: the daemon polls
     /// the maps once a second, so a report right after the traffic may lag it.
     fn settled(&self, done: impl Fn(&Value) -> bool) -> Value {
@@ -529,6 +558,10 @@ fn udp_media_blocked_by_a_gateway_drop_rule() {
         !open(&status).iter().any(|a| a["id"] == "one_way_media"),
         "media did come back to the WAN: not one-way"
     );
+    // The call is over: the media stopped, the anomaly clears.
+    bed.wait_cleared("udp_media_blocked", |s| {
+        s.starts_with("wan0 ingress udp 203.0.113.10:5004")
+    });
 }
 
 /// A normal hang-up: the phone closes its socket while the node sends 20 more packets,
@@ -697,24 +730,12 @@ fn one_way_media_when_the_far_end_sends_nothing() {
     assert_eq!(sink.wait_for(300, Duration::from_secs(5)), 300);
     // The call is over: the anomaly clears once the flow is idle for media_silence_s
     // and the book's 10 s clear hold-down has passed.
-    let deadline = Instant::now() + FIRE_WITHIN + CLEAR_HOLD;
-    loop {
-        let status = bed.status();
-        let still = open(&status).iter().any(|a| a["id"] == "one_way_media");
-        if !still {
-            let cleared = status["anomalies"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|a| a["id"] == "one_way_media")
-                .expect("listed as cleared")
-                .clone();
-            assert!(cleared["cleared_unix_s"].as_u64().is_some());
-            break;
-        }
-        assert!(Instant::now() < deadline, "one_way_media never cleared");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let cleared = bed.wait_cleared("one_way_media", |s| s.starts_with("wan0 egress"));
+    assert!(
+        cleared["cleared_unix_s"].as_u64().unwrap()
+            >= cleared["last_seen_unix_s"].as_u64().unwrap() + 10,
+        "held down: {cleared:#}"
+    );
 }
 
 #[test]

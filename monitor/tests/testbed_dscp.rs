@@ -577,6 +577,24 @@ fn an_unmarked_phone_is_one_finding_that_clears_and_stays_cleared_after_a_restar
         cleared["cleared_unix_s"].as_u64().unwrap() - cleared["last_seen_unix_s"].as_u64().unwrap();
     assert!((10..=30).contains(&open_for), "{cleared:#}");
 
+    // One journal line per transition, at the matching level.
+    let log = bed.daemon().log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("anomaly dscp_"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines[0].contains("WARN")
+            && lines[0].contains("anomaly dscp_missing opened warning on audio"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].contains("INFO")
+            && lines[1].contains("anomaly dscp_missing cleared warning on audio"),
+        "{lines:#?}"
+    );
+
     // A restart on the same pins: the flows and their lifetime counters are still
     // there, the finding does not come back.
     bed.stop();

@@ -1,8 +1,9 @@
 //! Per-poll deltas of every flow's counters: what detectors judge instead of lifetime
 //! counters (README "Anomalies": windows).
 //!
-//! The previous poll's counters are kept per flow (keyed by a hash of the flow's
-//! identity, 64 bits, so a million flows cost tens of MB, not their strings). The first
+//! The previous poll's counters are kept per Webex flow (keyed by a hash of the flow's
+//! identity, 64 bits: about 100 bytes a flow, not its strings; flows that are not Webex
+//! are not judged and not kept). The first
 //! poll after start is a baseline: every delta is zero, so counters pinned by an earlier
 //! run never reopen a finding. A flow that is new since the last poll, or was evicted and
 //! created again (its counters went down), counts all it has.
@@ -83,6 +84,11 @@ impl Deltas {
         let out = flows
             .iter()
             .map(|f| {
+                // No detector judges traffic that is not Webex: not kept (most of the
+                // memory with a big flow table).
+                if f.class == "not_webex" {
+                    return Counts::default();
+                }
                 let now = Counts::of(f);
                 let id = self.hasher.hash_one((
                     &f.interface,
@@ -142,5 +148,11 @@ mod tests {
         d.update(&[flow(2, 8, 1)]);
         let v = d.update(&[flow(1, 9, 0), flow(2, 8, 1)]);
         assert_eq!(v[0].packets, 9);
+        // Traffic that is not Webex is not judged.
+        let mut other = flow(3, 50, 0);
+        other.class = "not_webex".into();
+        d.update(&[other.clone()]);
+        other.packets = 80;
+        assert_eq!(d.update(&[other]), [Counts::default()]);
     }
 }

@@ -44,7 +44,7 @@ pub struct Failures {
     nat_timeout: nat_timeout::State,
     mtu: mtu::State,
     media: media::State,
-    sip_alg: sip_alg::State,
+    sip_alg: sip_alg::Rewrites,
     /// The last conntrack read (`None`: unreadable), when it was taken, and when the next
     /// one is due.
     conntrack: Option<Vec<system::Entry>>,
@@ -220,7 +220,7 @@ impl Failures {
             nat_timeout: nat_timeout::State::default(),
             mtu: mtu::State::default(),
             media: media::State::default(),
-            sip_alg: sip_alg::State::default(),
+            sip_alg: sip_alg::Rewrites::default(),
             conntrack: None,
             conntrack_read: None,
             conntrack_due: None,
@@ -262,7 +262,7 @@ impl Failures {
             self.ruleset.as_ref(),
         );
         let mut findings = Vec::new();
-        findings.extend(self.sip_alg.detect(&view, &self.cfg, now_unix_s));
+        findings.extend(sip_alg::detect(&view, &mut self.sip_alg, now_unix_s));
         findings.extend(self.media.detect(&view, &self.cfg, now_unix_s));
         findings.extend(self.nat_timeout.detect(&view, &self.cfg, now_unix_s));
         findings.extend(nat_exhaustion::detect(&view, &self.cfg));

@@ -2,7 +2,8 @@
 //! oracle: rewrite on the gateway's WAN egress puts EF on audio, AF41 on video, CS3 on
 //! SIP signalling and leaves other traffic alone (exact packet counts per mark); verify
 //! counts unmarked LAN traffic exactly; marks cleared on the way back by an nftables
-//! rule are reported as bleached.
+//! rule are reported as bleached (information); an unmarked phone is one finding for its
+//! class that clears after the call and stays cleared after a restart.
 
 use std::{
     collections::BTreeMap,

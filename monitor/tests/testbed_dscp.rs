@@ -627,6 +627,57 @@ fn an_unmarked_phone_is_one_finding_that_clears_and_stays_cleared_after_a_restar
     }
 }
 
+/// The phone marks EF; a rule on the gateway clears the mark on forwarded packets. The
+/// marks are lost inside the gateway: one `dscp_lost` for audio (LAN ingress marked, WAN
+/// egress unmarked), exact counts, and nothing blamed on the phones.
+#[test]
+fn marks_cleared_inside_the_gateway_are_reported_lost() {
+    const N: u32 = 120;
+    let bed = xtask::bed::GatewayBed::launch_with("", |tb| {
+        nft(
+            &tb.lan,
+            "table ip phone {\n chain out {\n type filter hook output priority 0; policy \
+             accept;\n udp dport 5004 ip dscp set ef\n }\n}\n",
+        );
+        nft(
+            &tb.gw,
+            "table ip clear {\n chain clear_marks {\n type filter hook forward priority -150; policy \
+             accept;\n udp dport 5004 ip dscp set cs0\n }\n}\n",
+        );
+    });
+    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 5004);
+    let sink = bed.tb.wan.run(|| udp_sink(node)).expect("sink");
+    let from = SocketAddr::new(IpAddr::V4(LAN_HOST_V4), 40000);
+    bed.tb
+        .lan
+        .run(|| send_udp(from, node, N, PAYLOAD, Duration::from_millis(2)))
+        .expect("send");
+    assert_eq!(sink.wait_for(N as u64, Duration::from_secs(10)), N as u64);
+    let s = bed.wait_status("the lost marks", |s| {
+        find(s, "lan0", "ingress", 5004).is_some_and(|f| dscp_u64(&f, "matched") == N as u64)
+            && find(s, "wan0", "egress", 5004)
+                .is_some_and(|f| dscp_u64(&f, "mismatched") == N as u64)
+            && anomaly(s, "dscp_lost", "audio").is_some()
+    });
+    assert_eq!(
+        dscp_findings(&s),
+        [("dscp_lost".to_string(), "audio".to_string())],
+        "{:#}",
+        s["anomalies"]
+    );
+    let a = anomaly(&s, "dscp_lost", "audio").unwrap();
+    assert_eq!(a["severity"], "warning");
+    assert_eq!(evidence(&a, "packets_mismatched"), N.to_string());
+    assert_eq!(evidence(&a, "packets_marked_on_arrival"), N.to_string());
+    assert_eq!(evidence(&a, "measured_at"), "wan0 egress");
+    assert!(
+        a["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("This gateway clears or changes the marks")
+    );
+}
+
 #[test]
 fn marks_cleared_on_the_way_back_are_reported_bleached() {
     const N: u32 = 100;

@@ -435,6 +435,16 @@ mod tests {
         }
     }
 
+    /// One call's four copies: LAN ingress, WAN egress, WAN ingress, LAN egress.
+    fn four_copies() -> Vec<FlowStatus> {
+        vec![
+            flow("lan0", "ingress", PHONE, NODE),
+            flow("wan0", "egress", GW, NODE),
+            flow("wan0", "ingress", NODE, GW),
+            flow("lan0", "egress", NODE, PHONE),
+        ]
+    }
+
     struct Run {
         deltas: Deltas,
         state: State,
@@ -475,12 +485,7 @@ mod tests {
     /// WINDOW_S after the traffic stops.
     #[test]
     fn an_unmarked_phone_is_one_finding_that_clears() {
-        let mut flows = vec![
-            flow("lan0", "ingress", PHONE, NODE),
-            flow("wan0", "egress", GW, NODE),
-            flow("wan0", "ingress", NODE, GW),
-            flow("lan0", "egress", NODE, PHONE),
-        ];
+        let mut flows = four_copies();
         let mut run = Run::new(setup(DscpMode::Verify), &flows);
         let mut t = 1001;
         let mut last = Vec::new();
@@ -503,12 +508,7 @@ mod tests {
 
     #[test]
     fn marks_lost_inside_the_gateway_and_bleached_on_the_way_in() {
-        let mut flows = vec![
-            flow("lan0", "ingress", PHONE, NODE),
-            flow("wan0", "egress", GW, NODE),
-            flow("wan0", "ingress", NODE, GW),
-            flow("lan0", "egress", NODE, PHONE),
-        ];
+        let mut flows = four_copies();
         let mut run = Run::new(setup(DscpMode::Verify), &flows);
         // The phone marks EF; the gateway clears it; the ISP clears the replies' too.
         send(&mut flows[0], 100, 46, false);
@@ -523,12 +523,7 @@ mod tests {
 
         // Now with rewrite on WAN egress: the outbound leaves marked, the replies arrive
         // bleached (information) and the LAN egress copy inherits it (no finding).
-        let mut flows = vec![
-            flow("lan0", "ingress", PHONE, NODE),
-            flow("wan0", "egress", GW, NODE),
-            flow("wan0", "ingress", NODE, GW),
-            flow("lan0", "egress", NODE, PHONE),
-        ];
+        let mut flows = four_copies();
         let mut run = Run::new(setup(DscpMode::Rewrite), &flows);
         send(&mut flows[0], 100, 46, false);
         send(&mut flows[1], 100, 46, true);

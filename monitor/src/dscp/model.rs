@@ -22,26 +22,32 @@ pub struct FlowMarks<'a> {
 
 /// Sums one poll's flows per (interface, direction, class), in that order.
 pub fn compliance<'a>(flows: impl IntoIterator<Item = FlowMarks<'a>>) -> Vec<DscpCompliance> {
-    let mut rows: BTreeMap<(String, String, String), DscpCompliance> = BTreeMap::new();
+    let mut rows = Rows::new();
     for f in flows {
         if f.expected.is_none() || f.matched + f.mismatched == 0 {
             continue;
         }
-        let row = rows
-            .entry((f.interface.into(), f.direction.into(), f.class.into()))
-            .or_insert_with(|| DscpCompliance {
-                interface: f.interface.into(),
-                direction: f.direction.into(),
-                class: f.class.into(),
-                expected: f.expected,
-                ..Default::default()
-            });
+        let row = row(&mut rows, &f);
         row.flows += 1;
         row.matched += f.matched;
         row.mismatched += f.mismatched;
         row.rewritten += f.rewritten;
     }
     rows.into_values().map(with_pct).collect()
+}
+
+type Rows = BTreeMap<(String, String, String), DscpCompliance>;
+
+/// The row of `f`'s interface, direction and class, made empty if new.
+fn row<'r>(rows: &'r mut Rows, f: &FlowMarks) -> &'r mut DscpCompliance {
+    rows.entry((f.interface.into(), f.direction.into(), f.class.into()))
+        .or_insert_with(|| DscpCompliance {
+            interface: f.interface.into(),
+            direction: f.direction.into(),
+            class: f.class.into(),
+            expected: f.expected,
+            ..Default::default()
+        })
 }
 
 fn with_pct(mut r: DscpCompliance) -> DscpCompliance {
@@ -56,7 +62,7 @@ fn with_pct(mut r: DscpCompliance) -> DscpCompliance {
 /// the row in the map now.
 #[derive(Debug, Default)]
 pub struct Totals {
-    rows: BTreeMap<(String, String, String), DscpCompliance>,
+    rows: Rows,
 }
 
 impl Totals {
@@ -71,16 +77,7 @@ impl Totals {
             if f.expected.is_none() || f.matched + f.mismatched == 0 {
                 continue;
             }
-            let row = self
-                .rows
-                .entry((f.interface.into(), f.direction.into(), f.class.into()))
-                .or_insert_with(|| DscpCompliance {
-                    interface: f.interface.into(),
-                    direction: f.direction.into(),
-                    class: f.class.into(),
-                    expected: f.expected,
-                    ..Default::default()
-                });
+            let row = row(&mut self.rows, &f);
             row.flows += 1;
             row.expected = f.expected;
             row.matched += c.dscp_matched;

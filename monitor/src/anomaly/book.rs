@@ -36,6 +36,19 @@ struct Entry {
     lower_since: Option<u64>,
 }
 
+impl Entry {
+    fn change_severity(&mut self, severity: Severity, event: Event) -> Transition {
+        let from = self.anomaly.severity;
+        self.anomaly.severity = severity;
+        self.lower_since = None;
+        Transition {
+            event,
+            anomaly: self.anomaly.clone(),
+            from: Some(from),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Book {
     entries: BTreeMap<(String, String), Entry>,
@@ -62,30 +75,16 @@ impl Book {
             match self.entries.get_mut(&key) {
                 Some(e) if e.anomaly.cleared_unix_s.is_none() => {
                     e.absent_since = None;
-                    let a = &mut e.anomaly;
-                    a.summary = f.summary;
-                    a.evidence = evidence;
-                    a.last_seen_unix_s = now;
-                    if f.severity > a.severity {
-                        let from = a.severity;
-                        a.severity = f.severity;
-                        e.lower_since = None;
-                        out.push(Transition {
-                            event: Event::Escalated,
-                            anomaly: a.clone(),
-                            from: Some(from),
-                        });
-                    } else if f.severity < a.severity {
+                    e.anomaly.summary = f.summary;
+                    e.anomaly.evidence = evidence;
+                    e.anomaly.last_seen_unix_s = now;
+                    let current = e.anomaly.severity;
+                    if f.severity > current {
+                        out.push(e.change_severity(f.severity, Event::Escalated));
+                    } else if f.severity < current {
                         let since = *e.lower_since.get_or_insert(now);
                         if now.saturating_sub(since) >= CLEAR_HOLD_S {
-                            let from = a.severity;
-                            a.severity = f.severity;
-                            e.lower_since = None;
-                            out.push(Transition {
-                                event: Event::DeEscalated,
-                                anomaly: a.clone(),
-                                from: Some(from),
-                            });
+                            out.push(e.change_severity(f.severity, Event::DeEscalated));
                         }
                     } else {
                         e.lower_since = None;

@@ -58,7 +58,7 @@ pub struct StatusReport {
     pub flows_total: u64,
     /// Open anomalies (most severe first), then those cleared in the last 15 minutes.
     #[serde(default)]
-    pub anomalies: Vec<crate::report::anomaly::Anomaly>,
+    pub anomalies: Vec<crate::anomaly::Anomaly>,
     /// Active calls with their quality, busiest first (README "Call quality").
     #[serde(default)]
     pub calls: Vec<crate::quality::model::CallStatus>,
@@ -70,7 +70,7 @@ pub struct StatusReport {
     pub export: Option<ExportStatus>,
     /// DSCP compliance per interface, direction and class (README "DSCP").
     #[serde(default)]
-    pub dscp: Vec<crate::report::dscp::DscpCompliance>,
+    pub dscp: Vec<crate::dscp::model::DscpCompliance>,
     /// Webex peers learned from DNS answers and TLS server names (README "Learning
     /// peers"), by name.
     #[serde(default)]
@@ -231,7 +231,7 @@ pub struct FlowStatus {
     pub dscp_class: Option<String>,
     /// DSCP expected, matched, mismatched, rewritten and seen; `null` for non-Webex.
     #[serde(default)]
-    pub dscp: Option<crate::report::dscp::FlowDscp>,
+    pub dscp: Option<crate::dscp::model::FlowDscp>,
     /// ICMP destination-unreachable / ICMPv6 unreachable messages answering this flow
     /// (matched by the header they quote), fragmentation-needed excluded.
     #[serde(default)]

@@ -8,7 +8,7 @@
 
 use crate::{
     anomaly::{
-        Anomaly, Event, Severity,
+        Event, Severity,
         book::{Book, Transition},
         window::{Counts, Deltas},
     },
@@ -77,11 +77,6 @@ impl Detectors {
                 let m = dscp::marks(f)?;
                 Some((m, if baseline { Counts::of(f) } else { *d }))
             }));
-    }
-
-    /// The anomalies as the book holds them.
-    pub fn anomalies(&self) -> Vec<Anomaly> {
-        self.book.list()
     }
 }
 

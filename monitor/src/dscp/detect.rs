@@ -112,6 +112,17 @@ fn settled_class(f: &FlowStatus) -> Option<&str> {
 /// Peer (protocol, address, port) of a flow.
 type Peer<'a> = (&'a str, &'a str, u16);
 
+/// A flow on the side of the NAT where packets enter, as its copy on the other side
+/// sees it.
+struct Twin {
+    inner_port: u16,
+    /// Any of its packets arrived with the expected mark.
+    ever_marked: bool,
+    /// This poll's (judged) counts.
+    matched: u64,
+    mismatched: u64,
+}
+
 impl State {
     /// Judges one poll: `deltas[i]` is what `flows[i]` counted since the last poll,
     /// `baseline` is true on the first poll after start.
@@ -125,10 +136,9 @@ impl State {
     ) -> Vec<Finding> {
         let has_lan = setup.interfaces.iter().any(|i| i.role == Role::Lan);
         let role = |f: &FlowStatus| setup.role(&f.interface);
-        // Per peer: the inner-side port and this poll's (matched, mismatched) of LAN
-        // ingress flows (before NAT) and WAN ingress flows (arrivals).
-        let mut lan_in: HashMap<Peer, Vec<(u16, u64, u64)>> = HashMap::new();
-        let mut wan_in: HashMap<Peer, Vec<(u16, u64, u64)>> = HashMap::new();
+        // Per peer: the LAN ingress flows (before NAT) and WAN ingress flows (arrivals).
+        let mut lan_in: HashMap<Peer, Vec<Twin>> = HashMap::new();
+        let mut wan_in: HashMap<Peer, Vec<Twin>> = HashMap::new();
         let mut by_key: HashMap<FlowId, usize> = HashMap::new();
         for (i, f) in flows.iter().enumerate() {
             if f.dscp.is_none() {
@@ -136,29 +146,39 @@ impl State {
             }
             by_key.insert(crate::detect::id(f), i);
             let (m, mm) = judged(f, &deltas[i], baseline);
+            let twin = Twin {
+                inner_port: f.inner_port,
+                ever_marked: f.dscp.as_ref().is_some_and(|d| d.matched > 0),
+                matched: m,
+                mismatched: mm,
+            };
             let peer = (f.protocol.as_str(), f.peer_addr.as_str(), f.peer_port);
             match (role(f), f.direction.as_str()) {
-                (Some(Role::Lan), "ingress") => {
-                    lan_in.entry(peer).or_default().push((f.inner_port, m, mm))
-                }
-                (Some(Role::Wan), "ingress") => {
-                    wan_in.entry(peer).or_default().push((f.inner_port, m, mm))
-                }
+                (Some(Role::Lan), "ingress") => lan_in.entry(peer).or_default().push(twin),
+                (Some(Role::Wan), "ingress") => wan_in.entry(peer).or_default().push(twin),
                 _ => {}
             }
         }
-        // This poll's packets that arrived marked on the other side of the NAT for `f`:
-        // its twin by peer and port (masquerade keeps the source port when it can),
-        // else every flow to that peer. `None`: no twin at all.
-        let marked_twin = |side: &HashMap<Peer, Vec<(u16, u64, u64)>>, f: &FlowStatus| {
+        // `f`'s copies on the other side of the NAT: its twin by peer and port
+        // (masquerade keeps the source port when it can), else every flow to that peer.
+        // `None`: no twin at all; `Some(Some(n))`: they arrive marked (n of them in this
+        // poll: they were marked before and none arrived unmarked in this poll, so a
+        // packet whose two copies a poll fell between still counts); `Some(None)`: they
+        // arrive unmarked too.
+        let marked_twin = |side: &HashMap<Peer, Vec<Twin>>, f: &FlowStatus| {
             let all = side.get(&(f.protocol.as_str(), f.peer_addr.as_str(), f.peer_port))?;
-            let same_port: Vec<_> = all.iter().filter(|t| t.0 == f.inner_port).collect();
-            let twins: Vec<_> = if same_port.is_empty() {
+            let same_port: Vec<&Twin> = all
+                .iter()
+                .filter(|t| t.inner_port == f.inner_port)
+                .collect();
+            let twins: Vec<&Twin> = if same_port.is_empty() {
                 all.iter().collect()
             } else {
                 same_port
             };
-            Some(twins.iter().map(|t| t.1).sum::<u64>())
+            let marked =
+                twins.iter().any(|t| t.ever_marked) && twins.iter().all(|t| t.mismatched == 0);
+            Some(marked.then(|| twins.iter().map(|t| t.matched).sum::<u64>()))
         };
 
         let mut this_poll: BTreeMap<(&'static str, String), Sample> = BTreeMap::new();
@@ -181,7 +201,7 @@ impl State {
             let (id, other_side) = match (role(f), f.direction.as_str()) {
                 (Some(Role::Lan), "ingress") => (if unmarked { MISSING } else { WRONG }, 0),
                 (Some(Role::Wan), "egress") => match marked_twin(&lan_in, f) {
-                    Some(marked) if marked > 0 => (LOST, marked),
+                    Some(Some(marked)) => (LOST, marked),
                     // Unmarked on the LAN side too: the phones' finding.
                     Some(_) => continue,
                     None if has_lan && unmarked => (MISSING, 0),
@@ -206,7 +226,7 @@ impl State {
                     (BLEACHED, out)
                 }
                 (Some(Role::Lan), "egress") => match marked_twin(&wan_in, f) {
-                    Some(marked) if marked > 0 => (LOST, marked),
+                    Some(Some(marked)) => (LOST, marked),
                     _ => continue,
                 },
                 _ => continue,
@@ -520,6 +540,11 @@ mod tests {
         assert_eq!(ids(&v), [(LOST, "audio", Severity::Warning)]);
         assert_eq!(ev(&v[0], "packets_marked_on_arrival"), "100");
         assert_eq!(ev(&v[0], "measured_at"), "wan0 egress");
+        // The last packet's WAN copy counted a poll after its LAN copy: still lost.
+        send(&mut flows[1], 1, 0, false);
+        let v = run.poll(&flows, 1002);
+        assert_eq!(ev(&v[0], "packets_mismatched"), "101");
+        assert_eq!(ev(&v[0], "packets_marked_on_arrival"), "100");
 
         // Now with rewrite on WAN egress: the outbound leaves marked, the replies arrive
         // bleached (information) and the LAN egress copy inherits it (no finding).

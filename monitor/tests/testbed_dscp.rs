@@ -627,6 +627,48 @@ fn an_unmarked_phone_is_one_finding_that_clears_and_stays_cleared_after_a_restar
     }
 }
 
+/// Short unmarked calls whose kind (audio or video) never settles (fewer than 20
+/// packets each): no DSCP finding opens and clears per call, nothing in the journal.
+#[test]
+fn unsettled_media_opens_nothing_per_call() {
+    const CALLS: u16 = 8;
+    const PACKETS: u32 = 15;
+    let bed = xtask::bed::GatewayBed::launch();
+    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 5004);
+    let sink = bed.tb.wan.run(|| udp_sink(node)).expect("sink");
+    for call in 0..CALLS {
+        let from = SocketAddr::new(IpAddr::V4(LAN_HOST_V4), 41000 + call);
+        bed.tb
+            .lan
+            .run(|| send_udp(from, node, PACKETS, PAYLOAD, Duration::from_millis(20)))
+            .expect("send");
+    }
+    let total = u64::from(CALLS) * u64::from(PACKETS);
+    assert_eq!(sink.wait_for(total, Duration::from_secs(10)), total);
+    // Every call counted unmarked at LAN ingress, as media of unknown kind.
+    let s = bed.wait_status("every call counted", |s| {
+        let unmarked: Vec<Value> = flows(s)
+            .into_iter()
+            .filter(|f| f["interface"] == "lan0" && f["direction"] == "ingress")
+            .collect();
+        unmarked.len() == CALLS as usize
+            && unmarked.iter().all(|f| {
+                dscp_u64(f, "mismatched") == u64::from(PACKETS) && f["dscp_class"] == "media"
+            })
+    });
+    // Three more polls: nothing opened, nothing listed, nothing logged.
+    std::thread::sleep(Duration::from_secs(3));
+    let s2 = bed.status();
+    for st in [&s, &s2] {
+        assert!(dscp_findings(st).is_empty(), "{:#}", st["anomalies"]);
+    }
+    assert!(
+        !bed.daemon().log().contains("anomaly dscp_"),
+        "{}",
+        bed.daemon().log()
+    );
+}
+
 /// The phone marks EF; a rule on the gateway clears the mark on forwarded packets. The
 /// marks are lost inside the gateway: one `dscp_lost` for audio (LAN ingress marked, WAN
 /// egress unmarked), exact counts, and nothing blamed on the phones.

@@ -229,6 +229,7 @@ impl State {
                         e.icmp_since_last_poll.to_string(),
                     ),
                     ("packets".into(), e.packets.to_string()),
+                    ("media_silence_s".into(), cfg.media_silence_s.to_string()),
                 ],
                 remediation: if e.from_inner_host {
                     HOST_REMEDIATION
@@ -357,7 +358,8 @@ mod tests {
             [
                 ("icmp_unreachable", "100"),
                 ("icmp_unreachable_last_poll", "50"),
-                ("packets", "100")
+                ("packets", "100"),
+                ("media_silence_s", "5")
             ]
         );
         // Refusals stop: open for media_silence_s more polls (one a second here), then

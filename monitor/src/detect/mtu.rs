@@ -146,12 +146,14 @@ impl State {
             self.seen.insert(s.subject.clone(), (s.count, grew));
             present.push(s.subject.clone());
             if now.saturating_sub(grew) <= HOLD_S {
+                let mut evidence = s.evidence;
+                evidence.push(("hold_s".into(), HOLD_S.to_string()));
                 out.push(Finding {
                     id: ID,
                     severity: Severity::Warning,
                     subject: s.subject,
                     summary: s.summary,
-                    evidence: s.evidence,
+                    evidence,
                     remediation: REMEDIATION,
                 });
             }

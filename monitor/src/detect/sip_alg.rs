@@ -159,6 +159,7 @@ pub fn detect(view: &View<'_>, rewrites: &mut Rewrites, now: u64) -> Vec<Finding
                     ("wan_bytes".into(), wan.bytes.to_string()),
                     ("wan_flow".into(), subject(wan)),
                     ("nft_sip_helpers".into(), helpers.clone()),
+                    ("hold_s".into(), REWRITE_HOLD_S.to_string()),
                 ],
                 remediation: REMEDIATION,
             });

@@ -34,6 +34,8 @@ impl StatusReport {
             flows_total: self.flows_total.max(self.flows.len() as u64),
             anomalies: self.anomalies.clone(),
             calls: self.calls.clone(),
+            call_records: self.call_records.clone(),
+            call_tracking: self.call_tracking.clone(),
             media: self.media.clone(),
             export: self.export.clone(),
             dscp: self.dscp.clone(),
@@ -61,10 +63,16 @@ pub struct StatusReport {
     pub anomalies: Vec<crate::anomaly::Anomaly>,
     /// Active calls with their quality, busiest first (README "Call quality").
     #[serde(default)]
-    pub calls: Vec<crate::quality::model::CallStatus>,
+    pub calls: Vec<crate::report::calls::CallStatus>,
+    /// Ended calls, newest first (README "Call quality: records").
+    #[serde(default)]
+    pub call_records: Vec<crate::report::calls::CallRecord>,
+    /// The call windows and caps in effect; `null` when not built by a daemon poll.
+    #[serde(default)]
+    pub call_tracking: Option<crate::report::calls::CallTracking>,
     /// Media demultiplexing, STUN and TCP handshake RTT counters (README "Call quality").
     #[serde(default)]
-    pub media: crate::quality::model::MediaStatus,
+    pub media: crate::report::calls::MediaStatus,
     /// OTLP export and Prometheus endpoint health; `null` when export is off.
     #[serde(default)]
     pub export: Option<ExportStatus>,

@@ -540,6 +540,8 @@ pub(crate) mod tests {
             ],
             anomalies: Vec::new(),
             calls: Vec::new(),
+            call_records: Vec::new(),
+            call_tracking: None,
             media: Default::default(),
             export: None,
             dscp: Vec::new(),

@@ -162,7 +162,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(k.src_ip().to_string(), "192.0.2.1");
-        assert_eq!(FlowKey::ip(FAMILY_V6, &k.dst_addr).to_string(), "2001:db8::1");
+        assert_eq!(
+            FlowKey::ip(FAMILY_V6, &k.dst_addr).to_string(),
+            "2001:db8::1"
+        );
     }
 
     #[test]

@@ -154,7 +154,10 @@ mod tests {
             (150.0, 30.0, 1.0, 4.0)
         );
         assert_eq!((q.latency_critical_ms, q.mos_critical), (300.0, 3.5));
-        assert_eq!((q.call_idle_s, q.window_s, q.min_window_packets), (60, 10, 100));
+        assert_eq!(
+            (q.call_idle_s, q.window_s, q.min_window_packets),
+            (60, 10, 100)
+        );
         assert_eq!((q.max_call_records, q.call_record_max_age_s), (100, 3600));
         assert_eq!(validate(&q), Ok(()));
     }
@@ -176,7 +179,10 @@ mod tests {
         );
         assert_eq!(bad(|q| q.call_idle_s = 0), "quality.call_idle_s");
         assert_eq!(bad(|q| q.window_s = 0), "quality.window_s");
-        assert_eq!(bad(|q| q.min_window_packets = 0), "quality.min_window_packets");
+        assert_eq!(
+            bad(|q| q.min_window_packets = 0),
+            "quality.min_window_packets"
+        );
         assert_eq!(
             bad(|q| q.max_call_records = 1_000_000),
             "quality.max_call_records"

@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use super::{detectors::Detectors, report};
 use crate::{
     kernel::snapshot::{self, Snapshot},
-    quality::tracker::Tracker,
     learn::run::View as LearnView,
+    quality::tracker::Tracker,
     status::model::{InterfaceStatus, StatusReport},
 };
 

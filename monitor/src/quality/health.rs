@@ -53,7 +53,10 @@ fn judge(q: &QualityConfig, f: &Figures, scale: f64, mos_margin: f64) -> (u8, Ve
         }
     }
     if f.jitter_ms > q.jitter_ms * scale {
-        breach(1, format!("jitter {:.1} ms > {} ms", f.jitter_ms, q.jitter_ms));
+        breach(
+            1,
+            format!("jitter {:.1} ms > {} ms", f.jitter_ms, q.jitter_ms),
+        );
     }
     if f.loss_pct > q.loss_pct * scale {
         breach(1, format!("loss {:.2} % > {} %", f.loss_pct, q.loss_pct));

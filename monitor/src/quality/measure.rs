@@ -155,7 +155,11 @@ pub fn call(
             d.w_jitter_ms = d.w_jitter_ms.max(w_jitter);
             let video = is_video(m.o);
             let gw = if gateway_counts {
-                through.by_ssrc.get(&m.o.key.ssrc).copied().unwrap_or((0, 0))
+                through
+                    .by_ssrc
+                    .get(&m.o.key.ssrc)
+                    .copied()
+                    .unwrap_or((0, 0))
             } else {
                 (0, 0)
             };
@@ -206,9 +210,7 @@ pub fn call(
         .map(|(v, c)| (Some(*v), c.to_string()))
         .unwrap_or((None, String::new()));
     let w_jitter = dirs.iter().map(|d| d.w_jitter_ms).fold(0.0, f64::max);
-    let sufficient = dirs
-        .iter()
-        .any(|d| d.w_expected >= q.min_window_packets);
+    let sufficient = dirs.iter().any(|d| d.w_expected >= q.min_window_packets);
     let window = WindowStatus {
         seconds: q.window_s,
         expected: worse.map(|d| d.w_expected).unwrap_or(0),

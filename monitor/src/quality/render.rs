@@ -65,7 +65,9 @@ pub fn section(report: &StatusReport, color: bool) -> String {
                     c.rtt_ms
                         .map(|r| format!("{r:.1} ms"))
                         .unwrap_or_else(|| "-".into()),
-                    c.mos.map(|m| format!("{m:.2}")).unwrap_or_else(|| "-".into()),
+                    c.mos
+                        .map(|m| format!("{m:.2}"))
+                        .unwrap_or_else(|| "-".into()),
                     if c.clock_rate == 0 {
                         "unknown".to_string()
                     } else {
@@ -84,7 +86,9 @@ pub fn section(report: &StatusReport, color: bool) -> String {
                 out.push_str(&format!("  {}: loss is {}\n", c.id, segment_words(seg)));
             }
         }
-        out.push_str("  (- : too few packets in the window for a verdict; RTT from STUN consent checks;\n");
+        out.push_str(
+            "  (- : too few packets in the window for a verdict; RTT from STUN consent checks;\n",
+        );
         out.push_str("   one-way latency is estimated as RTT/2)\n");
     }
     if !report.call_records.is_empty() {

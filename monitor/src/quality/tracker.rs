@@ -147,15 +147,7 @@ impl Tracker {
                     t.join(call.serial);
                 }
             }
-            let status = measure::call(
-                key,
-                members,
-                &self.streams,
-                snap,
-                q,
-                call,
-                now_mono_ns,
-            );
+            let status = measure::call(key, members, &self.streams, snap, q, call, now_mono_ns);
             call.last = Some(status.clone());
             calls.push(status);
         }
@@ -167,9 +159,8 @@ impl Tracker {
         for r in &ended {
             self.records.push_front(r.clone());
         }
-        self.records.retain(|r| {
-            now_unix_s.saturating_sub(r.ended_unix_s) <= q.call_record_max_age_s
-        });
+        self.records
+            .retain(|r| now_unix_s.saturating_sub(r.ended_unix_s) <= q.call_record_max_age_s);
         while self.records.len() > q.max_call_records {
             self.records.pop_back();
             self.tracking.records_dropped += 1;

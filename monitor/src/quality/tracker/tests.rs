@@ -126,7 +126,11 @@ impl Bed {
     }
 }
 
-fn segment<'a>(c: &'a CallStatus, name: &str, dir: &str) -> &'a crate::report::calls::SegmentStatus {
+fn segment<'a>(
+    c: &'a CallStatus,
+    name: &str,
+    dir: &str,
+) -> &'a crate::report::calls::SegmentStatus {
     c.segments
         .iter()
         .find(|s| s.segment == name && s.direction == dir)
@@ -251,7 +255,13 @@ fn records_are_capped_by_count_and_age() {
 }
 
 /// Polls a 50 packet/s G.711 stream once a second; `loss(sec)` packets of each second lost.
-fn run(bed: &mut Bed, from: u64, to: u64, total: &mut (u64, u64), loss: impl Fn(u64) -> u64) -> Vec<Polled> {
+fn run(
+    bed: &mut Bed,
+    from: u64,
+    to: u64,
+    total: &mut (u64, u64),
+    loss: impl Fn(u64) -> u64,
+) -> Vec<Polled> {
     let [up, ..] = copies(40000, 61000);
     let mut out = Vec::new();
     for sec in from..=to {
@@ -283,8 +293,14 @@ fn late_degradation_is_judged_on_the_window_and_clears() {
     assert_eq!(c.bad_segment.as_deref(), Some("phone_to_gateway"));
     // Clean again: cleared once the lossy seconds left the window (10 s).
     let again = run(&mut bed, 101, 115, &mut total, |_| 0);
-    let cleared = again.iter().position(|p| p.calls[0].health == "ok").unwrap();
-    assert_eq!(cleared, 9, "the 10th clean second is the first clean window");
+    let cleared = again
+        .iter()
+        .position(|p| p.calls[0].health == "ok")
+        .unwrap();
+    assert_eq!(
+        cleared, 9,
+        "the 10th clean second is the first clean window"
+    );
     assert_eq!(again[14].calls[0].window.lost, 0);
 }
 

@@ -101,6 +101,8 @@ pub fn build_tracked(
         calls: calls.calls,
         call_records: calls.records,
         call_tracking: Some(calls.tracking),
+        call_histograms: calls.histograms,
+        call_window_observations: calls.observations,
         media: media(info, snap),
         export: None,
         dscp,

@@ -7,6 +7,7 @@
 pub mod calls;
 pub mod detect;
 pub mod health;
+pub mod histograms;
 pub mod measure;
 pub mod model;
 pub mod mos;

@@ -15,12 +15,16 @@ use monitor_common::{FlowKey, FlowStats, rtp::RtpStreamKey};
 use super::{
     QualitySnapshot,
     calls::{CallKey, Iface, observe},
+    histograms::Histograms,
     measure,
     window::{Counts, Track},
 };
 use crate::{
     config::quality::QualityConfig,
-    report::calls::{CallRecord, CallStatus, CallTracking, RecordLeg, WindowStatus},
+    report::calls::{
+        CallRecord, CallStatus, CallTracking, RecordLeg, WindowHistogram, WindowObservation,
+        WindowStatus,
+    },
 };
 
 const S: u64 = 1_000_000_000;
@@ -44,6 +48,8 @@ pub struct Call {
     pub worst_window: Option<WindowStatus>,
     /// The call as last reported, for its record.
     pub last: Option<CallStatus>,
+    /// When its window last went into the histograms (the call's start at first).
+    pub observed_ns: u64,
 }
 
 /// What one poll of the tracker reports.
@@ -53,9 +59,12 @@ pub struct Polled {
     pub calls: Vec<CallStatus>,
     /// Records of ended calls, newest first.
     pub records: Vec<CallRecord>,
-    /// Calls that ended in this poll (for export, exactly once).
+    /// Calls that ended in this poll.
     pub ended: Vec<CallRecord>,
     pub tracking: CallTracking,
+    /// Window histograms per class and interface, and their latest observations.
+    pub histograms: Vec<WindowHistogram>,
+    pub observations: Vec<WindowObservation>,
 }
 
 /// The calls' state between polls.
@@ -67,6 +76,7 @@ pub struct Tracker {
     next_serial: u64,
     polls: u64,
     tracking: CallTracking,
+    histograms: Histograms,
 }
 
 impl Tracker {
@@ -148,6 +158,12 @@ impl Tracker {
                 }
             }
             let status = measure::call(key, members, &self.streams, snap, q, call, now_mono_ns);
+            // Each completed window of the call once into the histograms.
+            if status.window.sufficient && now_mono_ns.saturating_sub(call.observed_ns) >= window_ns
+            {
+                self.histograms.observe(&status);
+                call.observed_ns = now_mono_ns;
+            }
             call.last = Some(status.clone());
             calls.push(status);
         }
@@ -185,6 +201,8 @@ impl Tracker {
             records: self.records.iter().cloned().collect(),
             ended,
             tracking,
+            histograms: self.histograms.histograms(),
+            observations: self.histograms.observations(),
         }
     }
 
@@ -237,6 +255,7 @@ impl Tracker {
             mos_polls: 0,
             worst_window: None,
             last: None,
+            observed_ns: started_mono_ns,
         }
     }
 }

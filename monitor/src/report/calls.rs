@@ -259,6 +259,34 @@ pub struct StreamStatus {
     pub packets_per_s: f64,
 }
 
+/// A cumulative histogram of one window measure of the calls of one class, measured on
+/// one interface (`call_histograms[]`): each call direction adds one observation per
+/// completed window (`[quality] window_s` of the call with enough packets).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct WindowHistogram {
+    /// "mos", "jitter" (seconds) or "loss" (ratio 0..1).
+    pub measure: String,
+    /// "audio", "video" or "media".
+    pub class: String,
+    pub interface: String,
+    /// Upper bounds of the buckets; `counts` has one more (above the last bound).
+    pub bounds: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// One observation that went into a [`WindowHistogram`], numbered so an exporter can
+/// take each exactly once.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct WindowObservation {
+    pub serial: u64,
+    pub measure: String,
+    pub class: String,
+    pub interface: String,
+    pub value: f64,
+}
+
 /// One poll's change of a stream's counters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct PollDelta {

@@ -36,6 +36,8 @@ impl StatusReport {
             calls: self.calls.clone(),
             call_records: self.call_records.clone(),
             call_tracking: self.call_tracking.clone(),
+            call_histograms: self.call_histograms.clone(),
+            call_window_observations: self.call_window_observations.clone(),
             media: self.media.clone(),
             export: self.export.clone(),
             dscp: self.dscp.clone(),
@@ -70,6 +72,14 @@ pub struct StatusReport {
     /// The call windows and caps in effect; `null` when not built by a daemon poll.
     #[serde(default)]
     pub call_tracking: Option<crate::report::calls::CallTracking>,
+    /// Histograms of the calls' window MOS, jitter and loss per class and interface
+    /// (README "Call quality: histograms").
+    #[serde(default)]
+    pub call_histograms: Vec<crate::report::calls::WindowHistogram>,
+    /// The latest observations behind `call_histograms`, for the OTLP exporter (not in
+    /// the JSON).
+    #[serde(skip)]
+    pub call_window_observations: Vec<crate::report::calls::WindowObservation>,
     /// Media demultiplexing, STUN and TCP handshake RTT counters (README "Call quality").
     #[serde(default)]
     pub media: crate::report::calls::MediaStatus,

@@ -542,6 +542,8 @@ pub(crate) mod tests {
             calls: Vec::new(),
             call_records: Vec::new(),
             call_tracking: None,
+            call_histograms: Vec::new(),
+            call_window_observations: Vec::new(),
             media: Default::default(),
             export: None,
             dscp: Vec::new(),

@@ -294,3 +294,75 @@ fn a_bundle_gets_its_voice_mos_from_the_opus_stream_only() {
     // 5 % loss on Opus: far below a clean stream's 4.41, whatever the video does.
     assert!(got < 4.0, "{call:#}");
 }
+
+#[test]
+fn a_hang_up_makes_a_record_and_the_same_tuple_30_s_later_is_a_new_healthy_call() {
+    let bed = GatewayBed::launch_with(QUALITY, |_| {});
+    // Webex answers each packet of the phone with its own stream.
+    let down = Arc::new(Mutex::new(RtpStream::pcmu(0xf000_0002)));
+    let responder = {
+        let down = down.clone();
+        bed.tb
+            .wan
+            .run(|| {
+                udp_responder(node(), 200, Duration::from_secs(60), move |_| {
+                    down.lock().unwrap().next_packet(172)
+                })
+            })
+            .expect("responder")
+    };
+    bed.tb.lan.run(|| phone(46000, 0xf000_0001, 200, |_| false));
+    assert_eq!(
+        responder.wait_for_replies(200, Duration::from_secs(10)),
+        200
+    );
+    let nat = responder.sources()[0];
+    drop(responder);
+    // The phone hung up (its socket is closed); Webex still sends 20 packets.
+    bed.tb.wan.run(|| {
+        let socket = UdpSocket::bind(node()).expect("bind the node's port again");
+        for _ in 0..20 {
+            socket
+                .send_to(&down.lock().unwrap().next_packet(172), nat)
+                .expect("send");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let hung_up = Instant::now();
+    let status = wait(&bed, "the call's record", 15, |s| {
+        records_on(s, 46000).len() == 1 && call_on(s, 46000).is_none()
+    });
+    let rec = records_on(&status, 46000)[0].clone();
+    let leg = |dir: &str| {
+        rec["legs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["direction"] == dir)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {dir} leg in {rec:#}"))
+    };
+    assert_eq!(leg("to_webex")["packets"], 200, "{rec:#}");
+    assert_eq!(leg("from_webex")["packets"], 220, "{rec:#}");
+    assert_eq!(rec["loss_pct"], 0.0);
+    assert_eq!(rec["worst_health"], "ok");
+
+    // 30 s later the same 5-tuple again: a new, healthy call of its own packets only.
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(hung_up.elapsed()));
+    let _sink = bed.tb.wan.run(|| udp_sink(node())).expect("sink");
+    bed.tb.lan.run(|| phone(46000, 0xf000_0003, 150, |_| false));
+    let status = wait(&bed, "the new call", 10, |s| {
+        call_on(s, 46000).is_some_and(|c| c["legs"][0]["expected"] == 150)
+    });
+    let call = call_on(&status, 46000).unwrap();
+    assert_ne!(call["id"], rec["id"]);
+    assert_eq!(call["packets"], 150, "{call:#}");
+    assert_eq!(call["health"], "ok", "{call:#}");
+    assert_eq!(call["window"]["sufficient"], true, "{call:#}");
+    assert_eq!(call["loss_pct"], 0.0);
+    assert_eq!(
+        records_on(&status, 46000).len(),
+        1,
+        "the old call is still a record"
+    );
+}

@@ -75,20 +75,16 @@ impl Obs<'_> {
     }
 }
 
-/// The streams active within `call_idle_s` with the call each belongs to.
+/// Every stream of a known flow with the call it belongs to (the tracker decides which
+/// are active).
 pub fn observe<'a>(
     flows: &[(FlowKey, FlowStats)],
     snap: &'a QualitySnapshot,
     ifaces: &'a HashMap<u32, Iface<'a>>,
-    call_idle_s: u64,
-    now_mono_ns: u64,
 ) -> Vec<Obs<'a>> {
     let flow_of: HashMap<&FlowKey, &FlowStats> = flows.iter().map(|(k, v)| (k, v)).collect();
     let mut obs = Vec::new();
     for (key, s) in &snap.streams {
-        if now_mono_ns.saturating_sub(s.last_seen_ns) > call_idle_s * 1_000_000_000 {
-            continue;
-        }
         let Some(flow) = flow_of.get(&key.flow) else {
             continue;
         };

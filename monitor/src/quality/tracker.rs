@@ -112,11 +112,30 @@ impl Tracker {
             track.update(cur, s.jitter_ms(), now_mono_ns, window_ns);
         }
 
-        // Streams by call.
-        let obs = observe(flows, snap, ifaces, q.call_idle_s, now_mono_ns);
-        let mut groups: HashMap<CallKey, Vec<&super::calls::Obs>> = HashMap::new();
+        // Streams by call. A call is active while one of its streams carried a packet
+        // within `call_idle_s`; a stream of an active call stays in it when it falls
+        // silent (so the record has every direction), others join only when live.
+        let obs = observe(flows, snap, ifaces);
+        let live = |o: &super::calls::Obs| now_mono_ns.saturating_sub(o.s.last_seen_ns) <= idle_ns;
+        let mut all: HashMap<CallKey, Vec<&super::calls::Obs>> = HashMap::new();
         for o in &obs {
-            groups.entry(o.call).or_default().push(o);
+            all.entry(o.call).or_default().push(o);
+        }
+        let mut groups: HashMap<CallKey, Vec<&super::calls::Obs>> = HashMap::new();
+        for (key, members) in all {
+            if !members.iter().any(|o| live(o)) {
+                continue;
+            }
+            let serial = self.calls.get(&key).map(|c| c.serial);
+            let members: Vec<&super::calls::Obs> = members
+                .into_iter()
+                .filter(|o| {
+                    live(o)
+                        || serial.is_some()
+                            && self.streams.get(o.key).and_then(|t| t.call) == serial
+                })
+                .collect();
+            groups.insert(key, members);
         }
 
         // Calls with no active stream have ended.

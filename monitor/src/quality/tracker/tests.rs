@@ -356,3 +356,32 @@ fn bursty_loss_lowers_the_mos_below_random_loss() {
     assert_eq!(c.mos, Some(round2(mos::mos(mos::G711, 0.0, 10.0, burst_r))));
     assert!(c.mos < Some(round2(mos::mos(mos::G711, 0.0, 10.0, 1.0))));
 }
+
+#[test]
+fn a_direction_that_falls_silent_first_stays_in_the_call_and_its_record() {
+    let q = QualityConfig {
+        call_idle_s: 5,
+        ..Default::default()
+    };
+    let mut bed = Bed::new(q);
+    let [up, _, down, down_lan] = copies(40000, 61000);
+    bed.set(up, 1, state(200, 0, 0, 8000, 0, 4.0));
+    bed.set(down, 2, state(200, 0, 0, 8000, 0, 4.0));
+    bed.set(down_lan, 2, state(200, 0, 0, 8000, 0, 4.0));
+    bed.poll(4.0);
+    // The phone hung up at 4 s; Webex sent 20 more until 10 s.
+    bed.set(down, 2, state(220, 0, 0, 8000, 0, 10.0));
+    bed.set(down_lan, 2, state(220, 0, 0, 8000, 0, 10.0));
+    let p = bed.poll(10.0);
+    assert_eq!(p.calls[0].legs.len(), 2, "the silent direction stays");
+    let p = bed.poll(16.0);
+    let r = &p.ended[0];
+    assert_eq!(
+        r.legs
+            .iter()
+            .map(|l| (l.direction.as_str(), l.packets))
+            .collect::<Vec<_>>(),
+        [("to_webex", 200), ("from_webex", 220)]
+    );
+    assert_eq!(r.duration_s, 10.0);
+}

@@ -123,6 +123,10 @@ fn full_report() -> StatusReport {
             "max_call_records": 100, "call_record_max_age_s": 3600, "calls_started": 2,
             "calls_ended": 1, "records_dropped": 0
         },
+        "call_histograms": [{
+            "measure": "loss", "class": "audio", "interface": "lan0",
+            "bounds": [0.01, 0.1], "counts": [1, 0, 0], "sum": 0.0, "count": 1
+        }],
         "anomalies": [{
             "id": "sip_alg", "severity": "critical", "subject": "wan0",
             "summary": "a SIP ALG rewrites SIP on wan0",
@@ -183,6 +187,14 @@ const GOLDEN: &[&str] = &[
     "anomalies[].severity",
     "anomalies[].subject",
     "anomalies[].summary",
+    "call_histograms",
+    "call_histograms[].bounds",
+    "call_histograms[].class",
+    "call_histograms[].count",
+    "call_histograms[].counts",
+    "call_histograms[].interface",
+    "call_histograms[].measure",
+    "call_histograms[].sum",
     "call_records",
     "call_records[].duration_s",
     "call_records[].ended_unix_s",

@@ -208,8 +208,12 @@ pub struct RtpStreamState {
     /// `STREAM_*` bits.
     pub flags: u32,
     /// Gaps in the sequence (runs of consecutive lost packets) of in-order arrivals: with
-    /// the loss, the mean burst length for the E-model's BurstR.
-    pub loss_bursts: u32,
+    /// the loss, the mean burst length for the E-model's BurstR. Wraps at 65536: readers
+    /// take the difference between two reads.
+    pub loss_bursts: u16,
+    /// Packets whose RTP timestamp is ahead of the previous packet's: one per video frame
+    /// (a frame's packets share a timestamp), for the frame rate. Wraps at 65536.
+    pub frames: u16,
 }
 
 /// The RTP fixed-header fields the accounting uses.
@@ -451,6 +455,9 @@ impl RtpStreamState {
         }
         let dts = f.timestamp.wrapping_sub(self.ref_ts) as i32;
         let in_order = dts >= 0;
+        if dts > 0 {
+            self.frames = self.frames.wrapping_add(1);
+        }
         // Arrival difference in timestamp units. Capped at one hour so the product fits.
         let darr_ns = now_ns.saturating_sub(self.ref_arrival_ns);
         let darr_ns = if darr_ns > 3_600_000_000_000 {

@@ -80,6 +80,11 @@ fn xdp_counts_loss_reordering_and_duplicates_exactly() {
     assert_eq!(s.reordered, 1);
     assert_eq!(s.lost(), 2);
     assert_eq!(s.lost_rfc(), 0);
+    // Gaps 4 -> 7 and 8 -> 10 in the in-order arrivals.
+    assert_eq!(s.loss_bursts, 2);
+    // Timestamps ahead of the previous packet's: all but the first packet, the late 9,
+    // the duplicate 12 and the late 15.
+    assert_eq!(s.frames, 16);
     assert_eq!(s.clock_rate, 8000);
     assert_eq!(s.clock_source, ClockSource::Static as u32);
     assert_eq!(s.payload_type, 0);

@@ -92,7 +92,8 @@ fn full_report() -> StatusReport {
                     "loss_bursts": 0,
                     "last_poll": {"expected": 50, "received": 50, "lost": 0, "jitter_ms": 1.5},
                     "window_expected": 50, "window_lost": 0, "window_jitter_ms": 1.4,
-                    "burst_r": 1.0, "mos": 4.3, "packets_per_s": 50.0
+                    "burst_r": 1.0, "mos": 4.3, "packets_per_s": 50.0,
+                    "frames_per_s": 30.0
                 }]
             }]
         }],
@@ -282,6 +283,7 @@ const GOLDEN: &[&str] = &[
     "calls[].legs[].streams[].dst_port",
     "calls[].legs[].streams[].duplicates",
     "calls[].legs[].streams[].expected",
+    "calls[].legs[].streams[].frames_per_s",
     "calls[].legs[].streams[].idle_s",
     "calls[].legs[].streams[].interface",
     "calls[].legs[].streams[].jitter_ms",

@@ -169,6 +169,30 @@ fn three_lost_of_300_is_one_percent_as_tshark_counts() {
 }
 
 #[test]
+fn frames_count_new_timestamps_in_order() {
+    // Video: three frames of three packets each (one timestamp per frame), 90 kHz.
+    let mut s: Option<RtpStreamState> = None;
+    for i in 0..9u16 {
+        let f = RtpFields {
+            marker: i % 3 == 2,
+            payload_type: 26,
+            seq: 500 + i,
+            timestamp: 3000 * (i as u32 / 3),
+            ssrc: 9,
+        };
+        let now = 1_000 * MS + i as u64 * 11 * MS;
+        match s.as_mut() {
+            None => s = Some(RtpStreamState::first(&f, now)),
+            Some(s) => s.update(&f, now),
+        }
+    }
+    let s = s.unwrap();
+    assert_eq!(s.clock_rate, 90000);
+    // The first packet is the reference; the 2nd and 3rd frames start a new timestamp.
+    assert_eq!(s.frames, 2);
+}
+
+#[test]
 fn a_run_starting_at_the_wrap_is_based_one_cycle_up() {
     // 65535 and 0 end probation: the base is 65535, before the wrap.
     let s = run(&[65535, 0, 1, 2]);

@@ -172,7 +172,7 @@ pub fn call(
                 voice.push((v, codec.name));
                 v
             });
-            streams.push(stream(m, video, burst_r, stream_mos, q, &idle));
+            streams.push(stream(m, video, burst_r, stream_mos, &idle));
         }
         legs.push(CallLeg {
             direction: direction.to_string(),
@@ -364,11 +364,11 @@ fn stream(
     video: bool,
     burst_r: f64,
     mos: Option<f64>,
-    q: &QualityConfig,
     idle: &dyn Fn(u64) -> f64,
 ) -> StreamStatus {
     let f = &m.o.key.flow;
     let s = m.o.s;
+    let span = m.track.map(Track::window_span_s).unwrap_or(0.0);
     StreamStatus {
         interface: m.o.iface.clone(),
         direction: if m.o.ingress { "ingress" } else { "egress" }.to_string(),
@@ -402,6 +402,16 @@ fn stream(
         window_jitter_ms: m.window.mean_jitter_ms(s.clock_rate),
         burst_r,
         mos,
-        packets_per_s: m.window.packets as f64 / q.window_s.max(1) as f64,
+        packets_per_s: per_s(m.window.packets, span),
+        frames_per_s: video.then(|| per_s(m.window.frames, span)),
+    }
+}
+
+/// A count over the window per second (0 for an empty window).
+fn per_s(n: u64, span_s: f64) -> f64 {
+    if span_s > 0.0 {
+        (n as f64 / span_s * 100.0).round() / 100.0
+    } else {
+        0.0
     }
 }

@@ -109,7 +109,7 @@ impl Tracker {
                 .streams
                 .entry(*key)
                 .or_insert_with(|| Track::new(cur, stale));
-            track.update(cur, s.jitter_ms(), now_mono_ns, window_ns);
+            track.update(cur, s.jitter_ms(), now_mono_ns, window_ns, s.first_seen_ns);
         }
 
         // Streams by call. A call is active while one of its streams carried a packet

@@ -16,6 +16,8 @@ pub struct Counts {
     pub expected: u64,
     pub lost: u64,
     pub bursts: u64,
+    /// Video frames (new timestamps in order).
+    pub frames: u64,
     /// RFC 3550 jitter summed after each regular packet (16 × timestamp units), and
     /// how many: their quotient is the mean jitter over those packets.
     pub jitter_sum: u64,
@@ -29,7 +31,9 @@ impl Counts {
             duplicates: s.duplicates,
             expected: s.expected(),
             lost: s.lost(),
+            // 16-bit in the kernel: widened across polls by `Track::update`.
             bursts: s.loss_bursts as u64,
+            frames: s.frames as u64,
             jitter_sum: s.jitter_sum,
             jitter_samples: s.jitter_samples,
         }
@@ -43,6 +47,7 @@ impl Counts {
             expected: self.expected.saturating_sub(base.expected),
             lost: self.lost.saturating_sub(base.lost),
             bursts: self.bursts.saturating_sub(base.bursts),
+            frames: self.frames.saturating_sub(base.frames),
             jitter_sum: self.jitter_sum.saturating_sub(base.jitter_sum),
             jitter_samples: self.jitter_samples.saturating_sub(base.jitter_samples),
         }
@@ -54,6 +59,7 @@ impl Counts {
         self.expected += o.expected;
         self.lost += o.lost;
         self.bursts += o.bursts;
+        self.frames += o.frames;
         self.jitter_sum += o.jitter_sum;
         self.jitter_samples += o.jitter_samples;
     }
@@ -94,8 +100,17 @@ pub struct Track {
     pub now: Counts,
     /// The last poll's change.
     pub last: PollDelta,
-    /// Per-poll deltas with the poll's time, oldest first, for the window.
-    samples: VecDeque<(u64, Counts)>,
+    /// Per-poll deltas with the interval they cover (previous poll, this poll), oldest
+    /// first, for the window.
+    samples: VecDeque<(u64, u64, Counts)>,
+    /// When the last poll was taken.
+    last_poll_ns: Option<u64>,
+}
+
+/// The 16-bit kernel counter `raw` widened past `prev` (whose low 16 bits are the last
+/// raw value).
+fn widen16(prev: u64, raw: u64) -> u64 {
+    prev + (raw as u16).wrapping_sub(prev as u16) as u64
 }
 
 impl Track {
@@ -111,13 +126,25 @@ impl Track {
         }
     }
 
-    /// Takes this poll's counters at `now_ns` and keeps `window_ns` of deltas.
-    pub fn update(&mut self, cur: Counts, jitter_ms: f64, now_ns: u64, window_ns: u64) {
+    /// Takes this poll's counters at `now_ns` and keeps `window_ns` of deltas; a stream
+    /// new to the tracker began at `first_seen_ns`.
+    pub fn update(
+        &mut self,
+        mut cur: Counts,
+        jitter_ms: f64,
+        now_ns: u64,
+        window_ns: u64,
+        first_seen_ns: u64,
+    ) {
         if cur.packets < self.prev.packets {
             // The kernel's entry was replaced (evicted, then the stream came back).
             self.prev = Counts::default();
             self.base = Counts::default();
         }
+        cur.bursts = widen16(self.prev.bursts, cur.bursts);
+        cur.frames = widen16(self.prev.frames, cur.frames);
+        let from = self.last_poll_ns.unwrap_or(first_seen_ns.min(now_ns));
+        self.last_poll_ns = Some(now_ns);
         let d = cur.minus(&self.prev);
         self.last = PollDelta {
             expected: d.expected,
@@ -126,16 +153,24 @@ impl Track {
             jitter_ms,
         };
         if d.packets > 0 || d.expected > 0 {
-            self.samples.push_back((now_ns, d));
+            self.samples.push_back((from, now_ns, d));
         }
         while self
             .samples
             .front()
-            .is_some_and(|(at, _)| now_ns.saturating_sub(*at) >= window_ns)
+            .is_some_and(|(_, at, _)| now_ns.saturating_sub(*at) >= window_ns)
         {
             self.samples.pop_front();
         }
         self.now = cur;
+    }
+
+    /// Seconds the window covers (at most the window, less for a young stream).
+    pub fn window_span_s(&self) -> f64 {
+        match (self.samples.front(), self.samples.back()) {
+            (Some((from, _, _)), Some((_, last, _))) => last.saturating_sub(*from) as f64 / 1e9,
+            _ => 0.0,
+        }
     }
 
     /// Joins the call `serial`: its counters before this poll are the baseline, and the
@@ -164,7 +199,7 @@ impl Track {
     /// The sum of the window's deltas.
     pub fn window(&self) -> Counts {
         let mut w = Counts::default();
-        for (_, d) in &self.samples {
+        for (_, _, d) in &self.samples {
             w.add(d);
         }
         w
@@ -194,11 +229,12 @@ mod tests {
         for sec in 1..=6u64 {
             let lost = if sec > 3 { 5 } else { 0 };
             cur = c(cur.packets + 50 - lost, cur.expected + 50, cur.lost + lost);
-            t.update(cur, 0.0, sec * S, 2 * S);
+            t.update(cur, 0.0, sec * S, 2 * S, 0);
             t.finish_poll();
         }
-        // The window holds seconds 5 and 6 only.
+        // The window holds seconds 5 and 6 only: the polls of 5 and 6 s, from 4 s.
         assert_eq!(t.window(), c(90, 100, 10));
+        assert_eq!(t.window_span_s(), 2.0);
         assert_eq!(t.in_call(), c(285, 300, 15));
         assert_eq!((t.last.expected, t.last.received, t.last.lost), (50, 45, 5));
     }
@@ -206,11 +242,11 @@ mod tests {
     #[test]
     fn a_new_call_on_the_stream_starts_from_its_counters_then() {
         let mut t = Track::new(Counts::default(), false);
-        t.update(c(100, 100, 2), 0.0, S, 10 * S);
+        t.update(c(100, 100, 2), 0.0, S, 10 * S, 0);
         t.join(1);
         t.finish_poll();
         // Silent, then a new call: only the new packets are its.
-        t.update(c(150, 150, 3), 0.0, 40 * S, 10 * S);
+        t.update(c(150, 150, 3), 0.0, 40 * S, 10 * S, 0);
         t.join(2);
         t.finish_poll();
         assert_eq!(t.in_call(), c(50, 50, 1));
@@ -218,13 +254,29 @@ mod tests {
     }
 
     #[test]
+    fn sixteen_bit_kernel_counters_are_widened_across_polls() {
+        let mut t = Track::new(Counts::default(), false);
+        let raw = |frames| Counts {
+            packets: frames,
+            frames: frames % 65536,
+            ..Default::default()
+        };
+        t.update(raw(65530), 0.0, S, 10 * S, 0);
+        t.finish_poll();
+        t.update(raw(65540), 0.0, 2 * S, 10 * S, 0);
+        assert_eq!(t.now.frames, 65540);
+        assert_eq!(t.last.expected, 0);
+        assert_eq!(t.window().frames, 65540);
+    }
+
+    #[test]
     fn a_stale_stream_at_start_and_a_replaced_entry() {
         let t = Track::new(c(500, 500, 9), true);
         assert_eq!(t.base, c(500, 500, 9));
         let mut t = Track::new(c(500, 500, 9), false);
-        t.update(c(500, 500, 9), 0.0, S, 10 * S);
+        t.update(c(500, 500, 9), 0.0, S, 10 * S, 0);
         t.finish_poll();
-        t.update(c(20, 20, 0), 0.0, 2 * S, 10 * S);
+        t.update(c(20, 20, 0), 0.0, 2 * S, 10 * S, 0);
         assert_eq!(t.in_call(), c(20, 20, 0));
     }
 }

@@ -253,10 +253,13 @@ pub struct StreamStatus {
     /// Voice: MOS over the window with this stream's own loss, jitter and codec.
     #[serde(default)]
     pub mos: Option<f64>,
-    /// Packets per second over the window (for video the measure beside loss and
-    /// jitter; a frame rate needs a per-frame count the kernel does not keep yet).
+    /// Packets per second over the window.
     #[serde(default)]
     pub packets_per_s: f64,
+    /// Video: frames per second over the window (new 90 kHz timestamps); `null` for
+    /// voice.
+    #[serde(default)]
+    pub frames_per_s: Option<f64>,
 }
 
 /// A cumulative histogram of one window measure of the calls of one class, measured on

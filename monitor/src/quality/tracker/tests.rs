@@ -54,7 +54,7 @@ fn state(received: u64, lost: u64, pt: u8, clock: u32, j16: u64, last_s: f64) ->
         jitter: j16 as u32,
         jitter_sum: received * j16,
         jitter_samples: received,
-        loss_bursts: lost as u32,
+        loss_bursts: lost as u16,
         clock_rate: clock,
         clock_source: ClockSource::Static as u32,
         payload_type: pt as u32,
@@ -323,7 +323,9 @@ fn bundle_voice_mos_from_the_opus_stream_only_and_video_gets_none() {
     let [up, ..] = copies(40000, 61000);
     // Opus (PT 111, 48 kHz) with 3 % loss and clean video (PT 96, 90 kHz) on one 5-tuple.
     bed.set(up, 0x0b05, state(485, 15, 111, 48000, 0, 10.0));
-    bed.set(up, 0x0b06, state(2000, 0, 96, 90000, 0, 10.0));
+    let mut video = state(2000, 0, 96, 90000, 0, 10.0);
+    video.frames = 1200;
+    bed.set(up, 0x0b06, video);
     let c = &bed.poll(10.0).calls[0];
     let want = round2(mos::mos(mos::OPUS, 0.0, 3.0, 1.0));
     assert_eq!(c.mos, Some(want));
@@ -331,6 +333,8 @@ fn bundle_voice_mos_from_the_opus_stream_only_and_video_gets_none() {
     let streams = &c.legs[0].streams;
     let video = streams.iter().find(|s| s.ssrc == 0x0b06).unwrap();
     assert_eq!((video.media.as_str(), video.mos), ("video", None));
+    // 1200 frames since the stream began at 0 s, polled at 10 s: 120 per second.
+    assert_eq!(video.frames_per_s, Some(120.0));
     let opus = streams.iter().find(|s| s.ssrc == 0x0b05).unwrap();
     assert_eq!((opus.media.as_str(), opus.mos), ("voice", Some(want)));
 

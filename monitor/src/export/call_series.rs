@@ -6,22 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use super::series::{AttrValue, Kind, MetricDef};
+use super::series::{AttrValue, Kind, MetricDef, def};
 use crate::{
     report::calls::{CallStatus, WindowHistogram},
     status::model::StatusReport,
 };
-
-macro_rules! def {
-    ($ident:ident, $name:literal, $unit:literal, $kind:ident, $desc:literal) => {
-        pub const $ident: MetricDef = MetricDef {
-            name: $name,
-            unit: $unit,
-            kind: Kind::$kind,
-            description: $desc,
-        };
-    };
-}
 
 def!(
     CALL_LOSS,

@@ -65,6 +65,7 @@ macro_rules! def {
         };
     };
 }
+pub(crate) use def;
 
 def!(
     PACKETS_SEEN,

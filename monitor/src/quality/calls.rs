@@ -165,7 +165,7 @@ pub fn is_video(o: &Obs) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// The media counters and the timed TCP handshakes, for the status report.
 pub fn media_status(

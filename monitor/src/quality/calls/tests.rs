@@ -8,7 +8,15 @@ const PHONE: [u8; 4] = [192, 0, 2, 10];
 const NAT: [u8; 4] = [198, 51, 100, 1];
 const WEBEX: [u8; 4] = [203, 0, 113, 10];
 
-fn key(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, ifindex: u32, dir: Direction) -> FlowKey {
+/// A UDP flow key on `ifindex` in direction `dir`.
+pub(crate) fn key(
+    src: [u8; 4],
+    sp: u16,
+    dst: [u8; 4],
+    dp: u16,
+    ifindex: u32,
+    dir: Direction,
+) -> FlowKey {
     FlowKey {
         src_addr: FlowKey::v4_mapped(src),
         dst_addr: FlowKey::v4_mapped(dst),

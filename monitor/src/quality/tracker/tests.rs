@@ -2,7 +2,7 @@
 //! attribution and MOS, with exact numbers.
 
 use super::*;
-use crate::quality::mos;
+use crate::quality::{calls::tests::key, mos};
 use monitor_common::{
     Class, Direction, WebexSide,
     rtp::{ClockSource, RtpStreamState},
@@ -15,20 +15,6 @@ const LAN: u32 = 2;
 const WAN: u32 = 3;
 /// The Unix time of monotonic 0 in these tests.
 const EPOCH: u64 = 1_700_000_000;
-
-fn key(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, ifindex: u32, dir: Direction) -> FlowKey {
-    FlowKey {
-        src_addr: FlowKey::v4_mapped(src),
-        dst_addr: FlowKey::v4_mapped(dst),
-        ifindex,
-        src_port: sp,
-        dst_port: dp,
-        protocol: 17,
-        family: 4,
-        direction: dir as u8,
-        _pad: 0,
-    }
-}
 
 /// The four copies of a call's streams on a NAT gateway: up on LAN ingress and WAN
 /// egress, down on WAN ingress and LAN egress.

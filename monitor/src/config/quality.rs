@@ -198,6 +198,18 @@ mod tests {
 
     #[test]
     fn the_config_file_names_file_and_field() {
+        let calls = parse(
+            "call_idle_s = 5\nwindow_s = 4\nmin_window_packets = 40\nmax_call_records = 7\n\
+             call_record_max_age_s = 60",
+        )
+        .expect("valid");
+        let q = &calls.config.quality;
+        assert_eq!((q.call_idle_s, q.window_s, q.min_window_packets), (5, 4, 40));
+        assert_eq!((q.max_call_records, q.call_record_max_age_s), (7, 60));
+        assert_eq!(
+            parse("window_s = 0").unwrap_err(),
+            "config m.toml: quality.window_s: 0 is outside 1 to 3600 seconds"
+        );
         let ok = parse("jitter_ms = 20\nmos = 3.8").expect("valid");
         assert_eq!(ok.config.quality.jitter_ms, 20.0);
         assert_eq!(ok.config.quality.mos, 3.8);

@@ -408,6 +408,7 @@ const GOLDEN: &[&str] = &[
     "flows[].dst_addr",
     "flows[].dst_port",
     "flows[].fragments",
+    "flows[].handshake_pending",
     "flows[].icmp_frag_needed",
     "flows[].icmp_unreachable",
     "flows[].idle_s",

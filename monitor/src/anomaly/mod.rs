@@ -13,13 +13,15 @@ pub mod window;
 pub use crate::report::anomaly::{Anomaly, Event, Evidence, Severity};
 
 /// Every detector's id (README "Anomalies"), for series that exist before one opens.
-pub const DETECTOR_IDS: [&str; 11] = [
+pub const DETECTOR_IDS: [&str; 13] = [
     crate::detect::sip_alg::ID,
     crate::detect::media::BLOCKED,
     crate::detect::media::ONE_WAY,
     crate::detect::nat_timeout::ID,
     crate::detect::nat_exhaustion::ID,
     crate::detect::mtu::ID,
+    crate::detect::blocked::HERE,
+    crate::detect::blocked::SIGNALLING,
     crate::dscp::detect::MISSING,
     crate::dscp::detect::WRONG,
     crate::dscp::detect::LOST,

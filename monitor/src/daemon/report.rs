@@ -7,6 +7,7 @@ use std::{
 
 use monitor_common::{
     Class, Direction, FlowKey, FlowStats, MalformedReason, WebexSide, flow::FAMILY_V4,
+    rtp::HANDSHAKE_PENDING,
 };
 
 use crate::{
@@ -265,6 +266,7 @@ fn flow_status(
         icmp_unreachable: v.icmp_unreachable,
         icmp_frag_needed: v.icmp_frag_needed,
         oversize: v.oversize,
+        handshake_pending: v.handshake_rtt_ns & HANDSHAKE_PENDING != 0,
     }
 }
 

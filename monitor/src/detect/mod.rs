@@ -1,14 +1,17 @@
 //! Failure detectors (README "Failure detectors"): SIP ALG, blocked and one-way media,
+//! Webex traffic blocked on this gateway or upstream (signalling handshakes),
 //! short NAT timeouts, NAT port exhaustion, MTU and fragmentation. Each reads one poll's
 //! [`View`] (the flows with what each counted since the last poll, plus the gateway's own
 //! NAT state from [`system`]) and returns [`Finding`](crate::anomaly::Finding)s for the
 //! anomaly book. Verdicts come from the deltas and recent activity, never from lifetime
 //! counters alone (README "Anomalies": when each clears).
 
+pub mod blocked;
 pub mod media;
 pub mod mtu;
 pub mod nat_exhaustion;
 pub mod nat_timeout;
+pub mod nft_counters;
 pub mod sip_alg;
 pub mod system;
 
@@ -45,6 +48,7 @@ pub struct Failures {
     mtu: mtu::State,
     media: media::State,
     sip_alg: sip_alg::Rewrites,
+    blocked: blocked::State,
     /// The last conntrack read (`None`: unreadable), when it was taken, and when the next
     /// one is due.
     conntrack: Option<Vec<system::Entry>>,
@@ -221,6 +225,7 @@ impl Failures {
             mtu: mtu::State::default(),
             media: media::State::default(),
             sip_alg: sip_alg::Rewrites::default(),
+            blocked: blocked::State::default(),
             conntrack: None,
             conntrack_read: None,
             conntrack_due: None,
@@ -266,6 +271,7 @@ impl Failures {
         findings.extend(self.media.detect(&view, &self.cfg, now_unix_s));
         findings.extend(self.nat_timeout.detect(&view, &self.cfg, now_unix_s));
         findings.extend(nat_exhaustion::detect(&view, &self.cfg));
+        findings.extend(self.blocked.detect(&view, now_unix_s));
         findings.extend(
             self.mtu
                 .detect(&view, self.path_mtu, system::too_big_drops(), now_unix_s),

@@ -260,4 +260,8 @@ pub struct FlowStatus {
     /// Packets longer than `[mtu] path_mtu`.
     #[serde(default)]
     pub oversize: u64,
+    /// TCP: a SYN of this flow is still waiting for its SYN/ACK (signalling and HTTPS
+    /// control flows, whose handshakes the kernel times).
+    #[serde(default)]
+    pub handshake_pending: bool,
 }

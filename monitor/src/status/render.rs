@@ -422,6 +422,7 @@ pub(crate) mod tests {
             icmp_unreachable: 0,
             icmp_frag_needed: 0,
             oversize: 0,
+            handshake_pending: false,
         };
         let mut malformed = BTreeMap::new();
         malformed.insert("ipv4_bad_ihl".to_string(), 0);

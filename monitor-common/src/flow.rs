@@ -86,8 +86,10 @@ pub struct FlowStats {
     pub last_dscp: u32,
     /// [`crate::WebexSide`] as u32: which address of the key is the Webex peer.
     pub webex_side: u32,
-    /// Reserved for later flags; zero today.
-    pub flags: u32,
+    /// The next-hop MTU the last ICMP fragmentation-needed (RFC 1191) or ICMPv6 Packet
+    /// Too Big answering this flow announced; 0 when none did (or the sender left it 0).
+    /// Was an unused `flags` slot: same offset and size.
+    pub next_hop_mtu: u32,
     /// DSCP verification (issue: DSCP): packets whose mark matched / did not match the
     /// class's expected mark, packets rewritten on egress, and a bitmask of every DSCP
     /// value seen (bit n = DSCP n).

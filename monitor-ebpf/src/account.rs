@@ -125,7 +125,7 @@ pub fn account<C: EbpfContext>(
         write_volatile(&mut stats.class, class as u32);
         write_volatile(&mut stats.last_dscp, p.dscp as u32);
         write_volatile(&mut stats.webex_side, side as u32);
-        write_volatile(&mut stats.flags, 0);
+        write_volatile(&mut stats.next_hop_mtu, 0);
         write_volatile(&mut stats.dscp_match, 0);
         write_volatile(&mut stats.dscp_mismatch, 0);
         write_volatile(&mut stats.dscp_rewritten, 0);

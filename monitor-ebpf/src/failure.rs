@@ -1,6 +1,7 @@
 //! Per-flow evidence for the failure detectors: ICMP errors arriving on an interface
 //! (XDP) and answering a flow, found through the IP and transport header the error
-//! quotes, and packets longer than the configured path MTU.
+//! quotes (with the next-hop MTU a fragmentation-needed / Packet Too Big announces), and
+//! packets longer than the configured path MTU.
 //!
 //! Only ICMP error packets reach [`icmp_error`], and [`oversize`] is one compare against a
 //! setting read once per packet of a tracked flow, so media pays almost nothing.
@@ -148,6 +149,15 @@ pub fn icmp_error(pkt: &Packet, p: &Parsed, ifindex: u32, direction: u8) -> Opti
                 &raw mut (*stats).icmp_frag_needed,
                 1,
             );
+            // The MTU the error announces: ICMP's last two header bytes (RFC 1191),
+            // ICMPv6's four (RFC 8201). The last error wins: a path's MTU can change.
+            let word: [u8; 4] = pkt.read(icmp + 4)?;
+            let mtu = if p.protocol == IPPROTO_ICMP {
+                u16::from_be_bytes([word[2], word[3]]) as u32
+            } else {
+                u32::from_be_bytes(word)
+            };
+            core::ptr::write_volatile(&raw mut (*stats).next_hop_mtu, mtu);
         } else {
             atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
                 &raw mut (*stats).icmp_unreachable,

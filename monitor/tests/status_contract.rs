@@ -417,6 +417,7 @@ const GOLDEN: &[&str] = &[
     "flows[].interface",
     "flows[].ip_version",
     "flows[].last_dscp",
+    "flows[].next_hop_mtu",
     "flows[].oversize",
     "flows[].packets",
     "flows[].peer_addr",

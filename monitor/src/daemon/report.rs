@@ -267,6 +267,7 @@ fn flow_status(
         icmp_frag_needed: v.icmp_frag_needed,
         oversize: v.oversize,
         handshake_pending: v.handshake_rtt_ns & HANDSHAKE_PENDING != 0,
+        next_hop_mtu: v.next_hop_mtu,
     }
 }
 

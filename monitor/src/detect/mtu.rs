@@ -4,7 +4,8 @@
 //!   direction and address pair: the kernel gives later fragments their first
 //!   fragment's ports, but one whose first it did not see counts on a port-less flow;
 //! - ICMP fragmentation-needed / ICMPv6 Packet Too Big answering a Webex flow (the kernel
-//!   matches the header the error quotes);
+//!   matches the header the error quotes and keeps the next-hop MTU it announces, the
+//!   size the path takes);
 //! - packets longer than `[mtu] path_mtu`;
 //! - packets this gateway itself dropped as too big for the next hop, answering with
 //!   fragmentation-needed / Packet Too Big (its own ICMP leaves through TC egress, where
@@ -91,17 +92,23 @@ impl State {
                 e.1 += f.packets;
             }
             if f.icmp_frag_needed > 0 {
+                let hop = if f.next_hop_mtu == 0 {
+                    "the sender stated no next-hop MTU".to_string()
+                } else {
+                    format!("next-hop MTU {}", f.next_hop_mtu)
+                };
                 signs.push(Sign {
                     subject: format!("frag-needed {}", subject(f)),
                     count: f.icmp_frag_needed,
                     summary: format!(
                         "{} ICMP fragmentation-needed / Packet Too Big answered packets to \
-                         {}:{}",
+                         {}:{} ({hop})",
                         f.icmp_frag_needed, f.peer_addr, f.peer_port
                     ),
                     evidence: vec![
                         ("icmp_frag_needed".into(), f.icmp_frag_needed.to_string()),
                         ("packets".into(), f.packets.to_string()),
+                        ("next_hop_mtu".into(), f.next_hop_mtu.to_string()),
                     ],
                 });
             }

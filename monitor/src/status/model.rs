@@ -264,4 +264,8 @@ pub struct FlowStatus {
     /// control flows, whose handshakes the kernel times).
     #[serde(default)]
     pub handshake_pending: bool,
+    /// The next-hop MTU the last fragmentation-needed / Packet Too Big answering this flow
+    /// announced; 0 when none did.
+    #[serde(default)]
+    pub next_hop_mtu: u32,
 }

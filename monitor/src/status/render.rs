@@ -423,6 +423,7 @@ pub(crate) mod tests {
             icmp_frag_needed: 0,
             oversize: 0,
             handshake_pending: false,
+            next_hop_mtu: 0,
         };
         let mut malformed = BTreeMap::new();
         malformed.insert("ipv4_bad_ihl".to_string(), 0);

@@ -11,5 +11,6 @@ pub mod exit;
 pub mod export;
 pub mod kernel;
 pub mod learn;
+pub mod logging;
 pub mod quality;
 pub mod status;

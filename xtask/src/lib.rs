@@ -20,6 +20,7 @@ pub mod install;
 pub mod interrupt;
 pub mod netns;
 pub mod paths;
+pub mod prometheus;
 pub mod rtp;
 pub mod rtpgen;
 pub mod scratch;

@@ -14,17 +14,29 @@
 //! The SDK's cardinality limit (2,000 attribute sets per stream by default, silently
 //! folding the rest into an overflow series) is set from `export.max_call_series`;
 //! `series::collect` already bounds every metric far below it.
+//!
+//! Connections: an export that timed out may have left a half-open connection behind
+//! (a NAT or firewall that dropped its state, a collector that hung): gRPC would keep
+//! multiplexing every later export onto it. So after a timeout both exporters are
+//! rebuilt on fresh channels, and the next interval connects anew. (HTTP/2 keepalive
+//! pings are not used: the OTel Collector's gRPC server, like any grpc-go server with its
+//! default policy, answers pings more frequent than every 5 minutes with GOAWAY.)
+//!
+//! TLS (https:// endpoints) is rustls with the `ring` provider: the system's root
+//! certificates plus `export.otlp_ca_file`, and an optional client certificate.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context as _;
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::metrics::{MeterProvider as _, ObservableCounter, ObservableGauge};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{
-    LogExporter, MetricExporter, Protocol, WithExportConfig as _, WithHttpConfig as _,
+    Compression, LogExporter, MetricExporter, Protocol, WithExportConfig as _, WithHttpConfig as _,
     WithTonicConfig as _,
 };
 use opentelemetry_sdk::Resource;
@@ -41,7 +53,7 @@ use opentelemetry_sdk::metrics::{
 
 use super::anomaly_log::Transition;
 use super::series::{self, AttrValue, Kind, Series};
-use crate::config::export::{OtlpProtocol, OtlpSettings};
+use crate::config::export::{OtlpCompression, OtlpProtocol, OtlpSettings, TlsFiles};
 
 /// Anomaly log records kept for the next export while the collector is unreachable.
 pub const LOG_QUEUE: usize = 256;
@@ -115,12 +127,20 @@ pub struct Otlp {
     _counters: Vec<ObservableCounter<u64>>,
     _gauges: Vec<ObservableGauge<u64>>,
     slot: Arc<Mutex<Arc<Series>>>,
-    metrics: MetricExporter,
-    logs: LogExporter,
+    exporters: Exporters,
+    resource: Resource,
+    settings: OtlpSettings,
     _log_provider: SdkLoggerProvider,
     logger: SdkLogger,
     log_queue: LogQueue,
     timeout: Duration,
+}
+
+/// The two exporters; rebuilt together (fresh connections) after a timed-out export.
+struct Exporters {
+    metrics: MetricExporter,
+    /// `None`: no logs endpoint, log records are not exported.
+    logs: Option<LogExporter>,
 }
 
 fn key_value(key: &'static str, value: &AttrValue) -> KeyValue {
@@ -197,11 +217,10 @@ impl Otlp {
             }
         }
 
-        let (metrics, mut logs) = exporters(settings)?;
-        logs.set_resource(&resource);
+        let exporters = exporters(settings, &resource)?;
         let log_queue = LogQueue::default();
         let log_provider = SdkLoggerProvider::builder()
-            .with_resource(resource)
+            .with_resource(resource.clone())
             .with_log_processor(log_queue.clone())
             .build();
         let logger = log_provider.logger(SCOPE);
@@ -211,8 +230,9 @@ impl Otlp {
             _counters: counters,
             _gauges: gauges,
             slot,
-            metrics,
-            logs,
+            exporters,
+            resource,
+            settings: settings.clone(),
             _log_provider: log_provider,
             logger,
             log_queue,
@@ -242,11 +262,22 @@ impl Otlp {
     }
 
     /// Collects the current series and exports them, then the queued log records, all
-    /// within the timeout.
-    pub async fn export(&self, series: Series) -> Outcome {
+    /// within the timeout. After a timeout the exporters start over on fresh
+    /// connections (see the module comment).
+    pub async fn export(&mut self, series: Series) -> Outcome {
         match tokio::time::timeout(self.timeout, self.export_inner(series)).await {
             Ok(outcome) => outcome,
-            Err(_) => Outcome::Failed(format!("timed out after {} ms", self.timeout.as_millis())),
+            Err(_) => {
+                let mut text = format!(
+                    "timed out after {} ms (the next export uses a new connection)",
+                    self.timeout.as_millis()
+                );
+                match exporters(&self.settings, &self.resource) {
+                    Ok(fresh) => self.exporters = fresh,
+                    Err(e) => text.push_str(&format!("; reconnecting failed: {e:#}")),
+                }
+                Outcome::Failed(text)
+            }
         }
     }
 
@@ -258,9 +289,12 @@ impl Otlp {
         if let Err(e) = self.reader.collect(&mut rm) {
             return Outcome::Failed(format!("collecting metrics: {e}"));
         }
-        if let Err(e) = self.metrics.export(&rm).await {
-            return Outcome::Failed(format!("exporting metrics: {e}"));
+        if let Err(e) = self.exporters.metrics.export(&rm).await {
+            return Outcome::Failed(format!("exporting metrics: {}", self.explain(&e)));
         }
+        let Some(logs) = &self.exporters.logs else {
+            return Outcome::Ok { log_records: 0 };
+        };
         let batch: Vec<_> = {
             let q = self.log_queue.0.lock().unwrap_or_else(|e| e.into_inner());
             q.records.iter().cloned().collect()
@@ -270,8 +304,11 @@ impl Otlp {
         }
         let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
             batch.iter().map(|(r, s)| (r, s)).collect();
-        if let Err(e) = self.logs.export(LogBatch::new(&refs)).await {
-            return Outcome::Failed(format!("exporting anomaly log records: {e}"));
+        if let Err(e) = logs.export(LogBatch::new(&refs)).await {
+            return Outcome::Failed(format!(
+                "exporting anomaly log records: {}",
+                self.explain(&e)
+            ));
         }
         // Delivered: remove them (new ones may have been queued meanwhile, behind them).
         let mut q = self.log_queue.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -283,8 +320,29 @@ impl Otlp {
     }
 }
 
-fn exporters(s: &OtlpSettings) -> anyhow::Result<(MetricExporter, LogExporter)> {
-    Ok(match s.protocol {
+impl Otlp {
+    /// The SDK's error text, with a hint when TLS is the likely cause (a handshake that
+    /// failed shows as a bare connect error from the HTTP client).
+    fn explain(&self, e: &opentelemetry_sdk::error::OTelSdkError) -> String {
+        let text = e.to_string();
+        if self.settings.uses_tls() && !text.to_ascii_lowercase().contains("certificate") {
+            let hint = if self.settings.tls.ca_file.is_some() {
+                "check that export.otlp_ca_file (OTEL_EXPORTER_OTLP_CERTIFICATE) signed the \
+                 collector's certificate and that its name matches the endpoint"
+            } else {
+                "check that the system's CAs trust the collector's certificate (or set \
+                 export.otlp_ca_file) and that its name matches the endpoint"
+            };
+            return format!("{text} (TLS: {hint})");
+        }
+        text
+    }
+}
+
+/// Builds both exporters on fresh connections.
+fn exporters(s: &OtlpSettings, resource: &Resource) -> anyhow::Result<Exporters> {
+    let gzip = s.compression == OtlpCompression::Gzip;
+    let (metrics, logs) = match s.protocol {
         OtlpProtocol::Grpc => {
             let metadata = || {
                 let mut map = tonic::metadata::MetadataMap::new();
@@ -299,39 +357,185 @@ fn exporters(s: &OtlpSettings) -> anyhow::Result<(MetricExporter, LogExporter)> 
                 }
                 map
             };
-            let m = MetricExporter::builder()
+            let mut m = MetricExporter::builder()
                 .with_tonic()
-                .with_endpoint(s.endpoint.clone())
+                .with_channel(grpc_channel(s, &s.metrics_url)?)
                 .with_protocol(Protocol::Grpc)
                 .with_timeout(s.timeout)
-                .with_metadata(metadata())
-                .build()?;
-            let l = LogExporter::builder()
-                .with_tonic()
-                .with_endpoint(s.endpoint.clone())
-                .with_protocol(Protocol::Grpc)
-                .with_timeout(s.timeout)
-                .with_metadata(metadata())
-                .build()?;
-            (m, l)
+                .with_metadata(metadata());
+            if gzip {
+                m = m.with_compression(Compression::Gzip);
+            }
+            let l = match &s.logs_url {
+                None => None,
+                Some(url) => {
+                    let mut l = LogExporter::builder()
+                        .with_tonic()
+                        .with_channel(grpc_channel(s, url)?)
+                        .with_protocol(Protocol::Grpc)
+                        .with_timeout(s.timeout)
+                        .with_metadata(metadata());
+                    if gzip {
+                        l = l.with_compression(Compression::Gzip);
+                    }
+                    Some(l.build()?)
+                }
+            };
+            (m.build()?, l)
         }
         OtlpProtocol::HttpProtobuf => {
             let headers: HashMap<String, String> = s.headers.clone().into_iter().collect();
-            let m = MetricExporter::builder()
+            let client = http_client(s)?;
+            let mut m = MetricExporter::builder()
                 .with_http()
-                .with_endpoint(format!("{}/v1/metrics", s.endpoint))
+                .with_http_client(client.clone())
+                .with_endpoint(s.metrics_url.clone())
                 .with_protocol(Protocol::HttpBinary)
                 .with_timeout(s.timeout)
-                .with_headers(headers.clone())
-                .build()?;
-            let l = LogExporter::builder()
-                .with_http()
-                .with_endpoint(format!("{}/v1/logs", s.endpoint))
-                .with_protocol(Protocol::HttpBinary)
-                .with_timeout(s.timeout)
-                .with_headers(headers)
-                .build()?;
-            (m, l)
+                .with_headers(headers.clone());
+            if gzip {
+                m = m.with_compression(Compression::Gzip);
+            }
+            let l = match &s.logs_url {
+                None => None,
+                Some(url) => {
+                    let mut l = LogExporter::builder()
+                        .with_http()
+                        .with_http_client(client)
+                        .with_endpoint(url.clone())
+                        .with_protocol(Protocol::HttpBinary)
+                        .with_timeout(s.timeout)
+                        .with_headers(headers);
+                    if gzip {
+                        l = l.with_compression(Compression::Gzip);
+                    }
+                    Some(l.build()?)
+                }
+            };
+            (m.build()?, l)
+        }
+    };
+    let logs = logs.map(|mut l| {
+        l.set_resource(resource);
+        l
+    });
+    Ok(Exporters { metrics, logs })
+}
+
+/// A lazily connecting gRPC channel to `url` (TLS for https://); a new one means a new
+/// connection.
+fn grpc_channel(s: &OtlpSettings, url: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("\"{url}\" is not a valid gRPC endpoint"))?
+        .connect_timeout(s.timeout)
+        .timeout(s.timeout);
+    if url.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(grpc_tls(&s.tls)?)
+            .context("setting up TLS for the gRPC endpoint")?;
+    }
+    Ok(endpoint.connect_lazy())
+}
+
+fn read(path: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {path}"))
+}
+
+/// The system's root certificates (empty when the system has none, e.g. no
+/// ca-certificates package).
+fn system_roots() -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    rustls_native_certs::load_native_certs().certs
+}
+
+fn no_roots_error() -> anyhow::Error {
+    anyhow::anyhow!(
+        "TLS endpoint but nothing to trust: the system has no root certificates (install \
+         ca-certificates) and export.otlp_ca_file (OTEL_EXPORTER_OTLP_CERTIFICATE) is unset"
+    )
+}
+
+fn grpc_tls(t: &TlsFiles) -> anyhow::Result<tonic::transport::ClientTlsConfig> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut c = ClientTlsConfig::new();
+    let system = !system_roots().is_empty();
+    if system {
+        c = c.with_native_roots();
+    }
+    match &t.ca_file {
+        Some(ca) => c = c.ca_certificate(Certificate::from_pem(read(ca)?)),
+        None if !system => return Err(no_roots_error()),
+        None => {}
+    }
+    if let Some((cert, key)) = &t.client {
+        c = c.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(c)
+}
+
+type HttpsClient = opentelemetry_http::hyper::HyperClient<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+>;
+
+/// The SDK's hyper client on a connector that speaks TLS to https:// and plain TCP to
+/// http:// endpoints.
+fn http_client(s: &OtlpSettings) -> anyhow::Result<HttpsClient> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(s.timeout));
+    let tls = if s.uses_tls() {
+        rustls_config(&s.tls)?
+    } else {
+        // Never used for http:// URLs; an empty trust store keeps it that way.
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
+    };
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(opentelemetry_http::hyper::HyperClient::new(
+        connector, s.timeout, None,
+    ))
+}
+
+fn rustls_config(t: &TlsFiles) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(system_roots());
+    if let Some(ca) = &t.ca_file {
+        let certs = CertificateDer::pem_file_iter(Path::new(ca))
+            .with_context(|| format!("cannot read {ca}"))?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("{ca} is not a PEM certificate file"))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        anyhow::ensure!(added > 0, "{ca} holds no usable CA certificate");
+    }
+    if roots.is_empty() {
+        return Err(no_roots_error());
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots);
+    Ok(match &t.client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(Path::new(cert))
+                .with_context(|| format!("cannot read {cert}"))?
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("{cert} is not a PEM certificate file"))?;
+            let key = PrivateKeyDer::from_pem_file(Path::new(key))
+                .with_context(|| format!("{key} holds no PEM private key"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("the client certificate and key do not fit together")?
         }
     })
 }

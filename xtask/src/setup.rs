@@ -23,6 +23,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "systemd",
     // A real resolver answering Webex names in the peer-learning tests.
     "dnsmasq",
+    // The test CA and certificates of the OTLP-over-TLS tests.
+    "openssl",
 ];
 /// aya-build links the eBPF object with this exact bpf-linker.
 const BPF_LINKER_VERSION: &str = "0.10.0";

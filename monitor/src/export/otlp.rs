@@ -141,6 +141,8 @@ struct Exporters {
     metrics: MetricExporter,
     /// `None`: no logs endpoint, log records are not exported.
     logs: Option<LogExporter>,
+    /// The HTTP client's last transport error (HTTP/protobuf only).
+    http_error: Arc<Mutex<Option<String>>>,
 }
 
 fn key_value(key: &'static str, value: &AttrValue) -> KeyValue {
@@ -321,26 +323,39 @@ impl Otlp {
 }
 
 impl Otlp {
-    /// The SDK's error text, with a hint when TLS is the likely cause (a handshake that
-    /// failed shows as a bare connect error from the HTTP client).
+    /// The SDK's error text, with what to check when TLS is the likely cause.
     fn explain(&self, e: &opentelemetry_sdk::error::OTelSdkError) -> String {
-        let text = e.to_string();
-        if self.settings.uses_tls() && !text.to_ascii_lowercase().contains("certificate") {
-            let hint = if self.settings.tls.ca_file.is_some() {
-                "check that export.otlp_ca_file (OTEL_EXPORTER_OTLP_CERTIFICATE) signed the \
-                 collector's certificate and that its name matches the endpoint"
-            } else {
-                "check that the system's CAs trust the collector's certificate (or set \
-                 export.otlp_ca_file) and that its name matches the endpoint"
-            };
-            return format!("{text} (TLS: {hint})");
+        let mut text = e.to_string();
+        if let Some(cause) = self
+            .exporters
+            .http_error
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take())
+        {
+            text = format!("{text} ({cause})");
         }
-        text
+        let lower = text.to_ascii_lowercase();
+        let tls_trouble = ["certificate", "tls", "handshake", "connect"]
+            .iter()
+            .any(|w| lower.contains(w));
+        if !(self.settings.uses_tls() && tls_trouble) {
+            return text;
+        }
+        let hint = if self.settings.tls.ca_file.is_some() {
+            "check that export.otlp_ca_file (OTEL_EXPORTER_OTLP_CERTIFICATE) signed the \
+             collector's certificate and that its name matches the endpoint"
+        } else {
+            "check that the system's CAs trust the collector's certificate (or set \
+             export.otlp_ca_file) and that its name matches the endpoint"
+        };
+        format!("{text} (TLS: {hint})")
     }
 }
 
 /// Builds both exporters on fresh connections.
 fn exporters(s: &OtlpSettings, resource: &Resource) -> anyhow::Result<Exporters> {
+    let http_error: Arc<Mutex<Option<String>>> = Arc::default();
     let gzip = s.compression == OtlpCompression::Gzip;
     let (metrics, logs) = match s.protocol {
         OtlpProtocol::Grpc => {
@@ -385,7 +400,7 @@ fn exporters(s: &OtlpSettings, resource: &Resource) -> anyhow::Result<Exporters>
         }
         OtlpProtocol::HttpProtobuf => {
             let headers: HashMap<String, String> = s.headers.clone().into_iter().collect();
-            let client = http_client(s)?;
+            let client = http_client(s, http_error.clone())?;
             let mut m = MetricExporter::builder()
                 .with_http()
                 .with_http_client(client.clone())
@@ -419,7 +434,11 @@ fn exporters(s: &OtlpSettings, resource: &Resource) -> anyhow::Result<Exporters>
         l.set_resource(resource);
         l
     });
-    Ok(Exporters { metrics, logs })
+    Ok(Exporters {
+        metrics,
+        logs,
+        http_error,
+    })
 }
 
 /// A lazily connecting gRPC channel to `url` (TLS for https://); a new one means a new
@@ -476,9 +495,62 @@ type HttpsClient = opentelemetry_http::hyper::HyperClient<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
 >;
 
+/// The hyper client, keeping the last transport error's whole chain: the SDK reports
+/// any of them as "network error" only, which hides an untrusted certificate or a
+/// refused connection from status.
+#[derive(Debug, Clone)]
+struct ExplainingClient {
+    inner: HttpsClient,
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl opentelemetry_http::HttpClient for ExplainingClient {
+    fn send_bytes<'a, 'b>(
+        &'a self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<
+                        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+                        opentelemetry_http::HttpError,
+                    >,
+                > + Send
+                + 'b,
+        >,
+    >
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(async move {
+            let result = self.inner.send_bytes(request).await;
+            if let Err(e) = &result {
+                let mut chain = e.to_string();
+                let mut source = e.source();
+                while let Some(s) = source {
+                    let text = s.to_string();
+                    if !chain.contains(&text) {
+                        chain.push_str(": ");
+                        chain.push_str(&text);
+                    }
+                    source = s.source();
+                }
+                if let Ok(mut last) = self.last_error.lock() {
+                    *last = Some(chain);
+                }
+            }
+            result
+        })
+    }
+}
+
 /// The SDK's hyper client on a connector that speaks TLS to https:// and plain TCP to
 /// http:// endpoints.
-fn http_client(s: &OtlpSettings) -> anyhow::Result<HttpsClient> {
+fn http_client(
+    s: &OtlpSettings,
+    last_error: Arc<Mutex<Option<String>>>,
+) -> anyhow::Result<ExplainingClient> {
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(s.timeout));
@@ -498,9 +570,10 @@ fn http_client(s: &OtlpSettings) -> anyhow::Result<HttpsClient> {
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Ok(opentelemetry_http::hyper::HyperClient::new(
-        connector, s.timeout, None,
-    ))
+    Ok(ExplainingClient {
+        inner: opentelemetry_http::hyper::HyperClient::new(connector, s.timeout, None),
+        last_error,
+    })
 }
 
 fn rustls_config(t: &TlsFiles) -> anyhow::Result<rustls::ClientConfig> {

@@ -105,15 +105,18 @@ pub fn http_get(ns: &Netns, addr: &str, path: &str) -> Option<String> {
     })
 }
 
-/// An instant query: the result vector (`None` when the server cannot be reached or the
-/// query is an error; the error text is in `Err`).
+/// [`query`]'s error when the server cannot be reached (e.g. still starting).
+pub const NOT_ANSWERING: &str = "Prometheus did not answer";
+
+/// An instant query: the result vector, or the error ([`NOT_ANSWERING`], or what
+/// Prometheus said about the query).
 pub fn query(ns: &Netns, promql: &str) -> Result<Vec<Value>, String> {
     let body = http_get(
         ns,
         SERVER,
         &format!("/api/v1/query?query={}", url_encode(promql)),
     )
-    .ok_or_else(|| "Prometheus did not answer".to_string())?;
+    .ok_or_else(|| NOT_ANSWERING.to_string())?;
     let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
     if v["status"] != "success" {
         return Err(format!("{}: {}", v["errorType"], v["error"]));

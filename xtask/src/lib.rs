@@ -19,6 +19,7 @@ pub mod frames;
 pub mod install;
 pub mod interrupt;
 pub mod netns;
+pub mod package;
 pub mod paths;
 pub mod prometheus;
 pub mod rtp;

@@ -118,9 +118,9 @@ enum Task {
         /// Package version (default: the crate's).
         #[arg(long, value_name = "VERSION")]
         version: Option<String>,
-        /// Where the .deb goes.
-        #[arg(long, value_name = "DIR", default_value = "target/debian")]
-        out: std::path::PathBuf,
+        /// Where the .deb goes (default: debian/ in the target directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -139,7 +139,11 @@ fn main() -> ExitCode {
             binary,
             version,
             out,
-        } => xtask::package::run(binary.as_deref(), version.as_deref(), &out),
+        } => xtask::package::run(
+            binary.as_deref(),
+            version.as_deref(),
+            &out.unwrap_or_else(|| xtask::paths::target_dir().join("debian")),
+        ),
         Task::Fuzz { frames, seed } => fuzz::run(frames, seed),
         Task::KernelMatrix {
             kernels,

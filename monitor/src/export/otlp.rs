@@ -336,7 +336,8 @@ impl Otlp {
             text = format!("{text} ({cause})");
         }
         let lower = text.to_ascii_lowercase();
-        let tls_trouble = ["certificate", "tls", "handshake", "connect"]
+        // Words of rustls' and tonic's TLS errors (not of a refused connection).
+        let tls_trouble = ["certificate", "tls", "handshake", "alert"]
             .iter()
             .any(|w| lower.contains(w));
         if !(self.settings.uses_tls() && tls_trouble) {

@@ -15,10 +15,10 @@
 //! folding the rest into an overflow series) is set from `export.max_call_series`;
 //! `series::collect` already bounds every metric far below it.
 //!
-//! Connections: an export that timed out may have left a half-open connection behind
-//! (a NAT or firewall that dropped its state, a collector that hung): gRPC would keep
-//! multiplexing every later export onto it. So after a timeout both exporters are
-//! rebuilt on fresh channels, and the next interval connects anew. (HTTP/2 keepalive
+//! Connections: an export that failed or timed out may have left a half-open connection
+//! behind (a NAT or firewall that dropped its state, a collector that hung): gRPC would
+//! keep multiplexing every later export onto it. So after a failed export both
+//! exporters are rebuilt on fresh channels, and the next interval connects anew. (HTTP/2 keepalive
 //! pings are not used: the OTel Collector's gRPC server, like any grpc-go server with its
 //! default policy, answers pings more frequent than every 5 minutes with GOAWAY.)
 //!
@@ -264,23 +264,28 @@ impl Otlp {
     }
 
     /// Collects the current series and exports them, then the queued log records, all
-    /// within the timeout. After a timeout the exporters start over on fresh
-    /// connections (see the module comment).
+    /// within the timeout. After a failure or a timeout the exporters start over on
+    /// fresh connections (see the module comment).
     pub async fn export(&mut self, series: Series) -> Outcome {
-        match tokio::time::timeout(self.timeout, self.export_inner(series)).await {
+        let outcome = match tokio::time::timeout(self.timeout, self.export_inner(series)).await {
             Ok(outcome) => outcome,
-            Err(_) => {
-                let mut text = format!(
-                    "timed out after {} ms (the next export uses a new connection)",
-                    self.timeout.as_millis()
-                );
-                match exporters(&self.settings, &self.resource) {
-                    Ok(fresh) => self.exporters = fresh,
-                    Err(e) => text.push_str(&format!("; reconnecting failed: {e:#}")),
+            Err(_) => Outcome::Failed(format!(
+                "timed out after {} ms (the next export uses a new connection)",
+                self.timeout.as_millis()
+            )),
+        };
+        // Whichever deadline fired first (ours, or the channel's own, which reports a
+        // cancelled call), the connection may be half-open: never reuse it.
+        if let Outcome::Failed(text) = outcome {
+            return Outcome::Failed(match exporters(&self.settings, &self.resource) {
+                Ok(fresh) => {
+                    self.exporters = fresh;
+                    text
                 }
-                Outcome::Failed(text)
-            }
+                Err(e) => format!("{text}; reconnecting failed: {e:#}"),
+            });
         }
+        outcome
     }
 
     async fn export_inner(&self, series: Series) -> Outcome {

@@ -702,6 +702,7 @@ fn the_metrics_endpoint_variable_alone_enables_export() {
     let s = run.status.get().unwrap();
     assert_eq!(s.dropped, 0);
     assert_eq!(s.log_records_exported, 0);
+    assert_eq!(s.log_records_dropped, 0, "not wanted is not dropped");
     assert!(receiver.received.lock().unwrap().logs.is_empty());
     drop(run.exporter.take());
 }

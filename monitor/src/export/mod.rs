@@ -9,6 +9,7 @@ pub mod anomaly_log;
 pub mod otlp;
 pub mod prometheus;
 pub mod series;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -55,15 +55,25 @@ pub fn doc_files() -> Vec<(PathBuf, &'static str)> {
 /// The maintainer scripts (in `systemd/debian/`).
 pub const SCRIPTS: &[&str] = &["postinst", "prerm", "postrm"];
 
-/// The unit as the package installs it: the binary in /usr/bin, the README in
-/// /usr/share/doc (the source tree's unit is `cargo xtask install`'s, in /usr/local).
+/// The unit as the package installs it: the binary in /usr/bin, the man page and the
+/// README as its documentation (the source tree's unit is `cargo xtask install`'s, in
+/// /usr/local, without a man page).
 pub fn packaged_unit() -> Result<String> {
     let unit = fs::read_to_string(workspace_dir().join("systemd/monitor.service"))?;
     let unit = unit
+        .replace(
+            "# Webex Calling edge monitor. Install with `cargo xtask install` (binary to\n\
+             # /usr/local/bin, this unit, and /etc/monitor/monitor.toml if none exists).",
+            "# Webex Calling edge monitor, as the Debian package `monitor` installs it.",
+        )
+        .replace(
+            "# (No man page yet: `systemd-analyze verify` checks man: links.)\n",
+            "",
+        )
         .replace("/usr/local/bin/monitor", &format!("/{BIN}"))
         .replace(
-            "file:///usr/local/share/doc/monitor/README.md",
-            &format!("file:///{DOC_DIR}/README.md"),
+            "Documentation=file:///usr/local/share/doc/monitor/README.md",
+            &format!("Documentation=man:monitor(1) file:///{DOC_DIR}/README.md"),
         );
     ensure!(
         unit.contains(&format!("ExecStart=/{BIN} run")),

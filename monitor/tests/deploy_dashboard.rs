@@ -21,8 +21,8 @@ use xtask::traffic::udp_sink;
 
 const SITE: &str = "testbed-site";
 const ENDPOINT: &str = "127.0.0.1:9464";
-/// The call: 20 ms packets for 40 s, longer than every wait below.
-const CALL_PACKETS: u32 = 2000;
+/// The call: 20 ms packets for 25 s, longer than every wait below.
+const CALL_PACKETS: u32 = 1250;
 const MEDIA_PORT: u16 = 5004;
 
 /// Metrics another branch adds, and that branch: their queries cannot return data here
@@ -186,7 +186,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
             })
         });
         // Every query that can have data now must get it while the call runs.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(20);
         let mut pending: Vec<&(String, String)> =
             qs.iter().filter(|(_, e)| waits_on(e).is_none()).collect();
         let mut errors = Vec::new();

@@ -134,9 +134,15 @@ fn read(path: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The system's root certificates (empty when the system has none, e.g. no
-/// ca-certificates package).
+/// ca-certificates package), read once: exporters are rebuilt after every failed export,
+/// and a collector that is down for hours should not cost a read of /etc/ssl/certs per
+/// interval.
 fn system_roots() -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    rustls_native_certs::load_native_certs().certs
+    static ROOTS: std::sync::OnceLock<Vec<rustls::pki_types::CertificateDer<'static>>> =
+        std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| rustls_native_certs::load_native_certs().certs)
+        .clone()
 }
 
 fn no_roots_error() -> anyhow::Error {

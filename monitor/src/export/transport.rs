@@ -134,9 +134,9 @@ fn read(path: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The system's root certificates (empty when the system has none, e.g. no
-/// ca-certificates package), read once: exporters are rebuilt after every failed export,
-/// and a collector that is down for hours should not cost a read of /etc/ssl/certs per
-/// interval.
+/// ca-certificates package), read once for the HTTP client: exporters are rebuilt after
+/// every failed export. (tonic reads them again for each gRPC channel it builds: that
+/// is once per failed export, a few milliseconds.)
 fn system_roots() -> Vec<rustls::pki_types::CertificateDer<'static>> {
     static ROOTS: std::sync::OnceLock<Vec<rustls::pki_types::CertificateDer<'static>>> =
         std::sync::OnceLock::new();

@@ -58,8 +58,5 @@ pub fn execute(args: RunArgs) -> i32 {
 }
 
 fn init_logging() {
-    // The journal adds its own timestamps; RUST_LOG overrides the level.
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp(None)
-        .try_init();
+    crate::logging::init();
 }

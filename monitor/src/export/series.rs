@@ -152,6 +152,13 @@ def!(
     "Flows the kernel could not add (table full)."
 );
 def!(
+    FLOWS_EVICTED,
+    "monitor.flows.evicted",
+    "{flow}",
+    Counter,
+    "Flows the kernel's LRU flow table evicted to make room (a full table: raise daemon.flow_table_size)."
+);
+def!(
     FLOW_PACKETS,
     "monitor.flow.packets",
     "{packet}",
@@ -201,6 +208,20 @@ def!(
     "Capacity of each kernel map (monitor.map.name)."
 );
 def!(
+    CONNTRACK_ENTRIES,
+    "monitor.conntrack.entries",
+    "{entry}",
+    Gauge,
+    "Entries in the gateway's conntrack table (nf_conntrack_count): every NAT binding is one."
+);
+def!(
+    CONNTRACK_CAPACITY,
+    "monitor.conntrack.capacity",
+    "{entry}",
+    Gauge,
+    "Capacity of the gateway's conntrack table (nf_conntrack_max)."
+);
+def!(
     ANOMALIES_OPEN,
     "monitor.anomalies.open",
     "{anomaly}",
@@ -210,9 +231,9 @@ def!(
 def!(
     SNAPSHOT_AGE,
     "monitor.snapshot.age",
-    "ms",
+    "s",
     Gauge,
-    "Age of the map snapshot behind this export; grows when polling stalls."
+    "Age of the map snapshot behind this export, in whole seconds; grows when polling stalls."
 );
 def!(
     EXPORT_EXPORTED,
@@ -251,6 +272,7 @@ pub const ALL: &[&MetricDef] = &[
     &PACKETS_MALFORMED,
     &FLOWS_CREATED,
     &FLOWS_INSERT_FAILED,
+    &FLOWS_EVICTED,
     &FLOW_PACKETS,
     &FLOW_BYTES,
     &FLOW_ACTIVE,
@@ -258,6 +280,8 @@ pub const ALL: &[&MetricDef] = &[
     &CALL_BYTES,
     &MAP_ENTRIES,
     &MAP_CAPACITY,
+    &CONNTRACK_ENTRIES,
+    &CONNTRACK_CAPACITY,
     &ANOMALIES_OPEN,
     &SNAPSHOT_AGE,
     &EXPORT_EXPORTED,
@@ -328,6 +352,7 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
     );
     out.insert(FLOWS_CREATED.name, single(c.flows_created));
     out.insert(FLOWS_INSERT_FAILED.name, single(c.flow_insert_failed));
+    out.insert(FLOWS_EVICTED.name, single(c.flows_evicted));
 
     // Aggregates per class, interface, direction, transport and IP version.
     let mut agg: BTreeMap<[String; 5], (u64, u64, u64)> = BTreeMap::new();
@@ -420,6 +445,18 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
     out.insert(MAP_ENTRIES.name, map_points(|m| m.entries));
     out.insert(MAP_CAPACITY.name, map_points(|m| m.max_entries));
 
+    // Read when exported (two small procfs files of the daemon's network namespace);
+    // no series when conntrack is not loaded.
+    let (entries, capacity) = conntrack_usage();
+    out.insert(
+        CONNTRACK_ENTRIES.name,
+        entries.map(single).unwrap_or_default(),
+    );
+    out.insert(
+        CONNTRACK_CAPACITY.name,
+        capacity.map(single).unwrap_or_default(),
+    );
+
     // Every detector's id at every severity, open or not, so the series never vanish
     // (an alert on `> 0` sees the drop to 0); ids of other findings are added.
     use crate::anomaly::Severity;
@@ -442,7 +479,12 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
             })
             .collect(),
     );
-    out.insert(SNAPSHOT_AGE.name, single(report.daemon.snapshot_age_ms));
+    // Whole seconds (the base unit; the series carry integers): a stall of a poll
+    // interval or more shows, sub-second jitter does not.
+    out.insert(
+        SNAPSHOT_AGE.name,
+        single(report.daemon.snapshot_age_ms / 1000),
+    );
     let (exported, dropped) = report
         .export
         .as_ref()
@@ -475,6 +517,16 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
             .collect(),
     );
     out
+}
+
+/// nf_conntrack_count and nf_conntrack_max, each `None` when unreadable.
+fn conntrack_usage() -> (Option<u64>, Option<u64>) {
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    };
+    (read("nf_conntrack_count"), read("nf_conntrack_max"))
 }
 
 /// The most series one metric can have for a cap, for the SDK's cardinality limit:

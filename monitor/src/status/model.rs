@@ -124,6 +124,15 @@ pub struct ExportStatus {
     pub log_records_dropped: u64,
     /// The last export error, `null` after a success.
     pub last_error: Option<String>,
+    /// The site every series is labelled with (resource `site.name`).
+    #[serde(default)]
+    pub site_name: String,
+    /// Whether OTLP goes over TLS (an https:// endpoint).
+    #[serde(default)]
+    pub otlp_tls: bool,
+    /// OTLP request compression: "none" or "gzip".
+    #[serde(default)]
+    pub otlp_compression: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -16,6 +16,7 @@ struct Cli {
 enum Command {
     Run(cli::run::RunArgs),
     Check(cli::check::CheckArgs),
+    Detach(cli::detach::DetachArgs),
     Status(cli::status::StatusArgs),
 }
 
@@ -37,6 +38,7 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => cli::run::execute(args),
         Command::Check(args) => cli::check::execute(args),
+        Command::Detach(args) => cli::detach::execute(args),
         Command::Status(args) => cli::status::execute(args),
     };
     std::process::exit(code);

@@ -1,5 +1,6 @@
 //! One module per subcommand; their doc comments are the `--help` text.
 
 pub mod check;
+pub mod detach;
 pub mod run;
 pub mod status;

@@ -36,6 +36,7 @@ impl Detectors {
         findings.extend(dscp::detect::detect(&report.flows, &self.dscp));
         findings.extend(crate::quality::detect::detect(&report.calls));
         findings.extend(self.failures.poll(report, now_unix_s));
+        findings.extend(crate::detect::interfaces::detect(&report.interfaces));
         for a in self.book.update(findings, now_unix_s) {
             log::warn!("anomaly {} on {}: {}", a.id, a.subject, a.summary);
         }

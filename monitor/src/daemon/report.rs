@@ -45,9 +45,16 @@ pub fn build_live(
     snap: &Snapshot,
     now_mono_ns: u64,
 ) -> StatusReport {
+    // Flows of an interface's earlier indexes (deleted and created again) keep its name.
     let names: HashMap<u32, &str> = interfaces
         .iter()
-        .map(|i| (i.ifindex, i.name.as_str()))
+        .flat_map(|i| {
+            i.previous_ifindexes
+                .iter()
+                .chain(std::iter::once(&i.ifindex))
+                .filter(|index| **index != 0)
+                .map(|index| (*index, i.name.as_str()))
+        })
         .collect();
     let flows: Vec<FlowStatus> = busiest_first(&snap.flows, &names)
         .into_iter()
@@ -278,6 +285,7 @@ mod tests {
                 tc_attach: "tcx".into(),
                 state: "attached".into(),
                 reattached: 0,
+                ..Default::default()
             }],
             dscp: Default::default(),
             quality: Default::default(),

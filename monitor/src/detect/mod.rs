@@ -3,6 +3,7 @@
 //! status report plus the gateway's own NAT state ([`system`]) and returns
 //! [`Finding`](crate::anomaly::Finding)s for the anomaly book.
 
+pub mod interfaces;
 pub mod media;
 pub mod mtu;
 pub mod nat_exhaustion;

@@ -204,6 +204,13 @@ def!(
     "Open anomalies by monitor.anomaly.severity (info, warning, critical)."
 );
 def!(
+    INTERFACE_UP,
+    "monitor.interface.up",
+    "{interface}",
+    Gauge,
+    "1 while the programs are attached to a configured interface that is up, else 0; monitor.interface.state says why (attached, down, missing, waiting, refused, attach_failed)."
+);
+def!(
     SNAPSHOT_AGE,
     "monitor.snapshot.age",
     "ms",
@@ -255,6 +262,7 @@ pub const ALL: &[&MetricDef] = &[
     &MAP_ENTRIES,
     &MAP_CAPACITY,
     &ANOMALIES_OPEN,
+    &INTERFACE_UP,
     &SNAPSHOT_AGE,
     &EXPORT_EXPORTED,
     &EXPORT_DROPPED,
@@ -429,6 +437,20 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
                     .iter()
                     .filter(|a| a.cleared_unix_s.is_none() && a.severity == sev)
                     .count() as u64,
+            })
+            .collect(),
+    );
+    out.insert(
+        INTERFACE_UP.name,
+        report
+            .interfaces
+            .iter()
+            .map(|i| Point {
+                attrs: vec![
+                    ("network.interface.name", s(&i.name)),
+                    ("monitor.interface.state", s(&i.state)),
+                ],
+                value: u64::from(i.state == crate::kernel::attach::ATTACHED),
             })
             .collect(),
     );

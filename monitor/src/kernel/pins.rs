@@ -1,5 +1,10 @@
 //! The pin directory: checks before loading, so a restart re-adopts compatible maps and
 //! refuses incompatible ones with a clear message instead of corrupting them.
+//!
+//! Beside the maps it holds the data path's attachments, so they outlive the daemon:
+//! `links/<interface>.<kind>` (the pinned XDP and TCX links, see `kernel::attach`) and
+//! `stages/<generation>/` (the tail-call tables of one load: the kernel empties a table
+//! when its last user reference goes, and the attached programs need theirs).
 
 use std::{
     mem::size_of,
@@ -114,8 +119,88 @@ pub fn prepare(dir: &Path, flow_table_size: u32) -> Result<PinState, KernelError
     Ok(state)
 }
 
-/// Removes the maps this program pins under `dir`, and `dir` when it is then empty.
+/// Sub-directory of the pinned links.
+pub const LINKS_DIR: &str = "links";
+/// Sub-directory of the pinned tail-call tables, one directory per load.
+pub const STAGES_DIR: &str = "stages";
+
+/// `dir/links`.
+pub fn links_dir(dir: &Path) -> PathBuf {
+    dir.join(LINKS_DIR)
+}
+
+/// `dir/links/<interface>.<kind>`: the pinned link of one program on one interface.
+pub fn link_path(dir: &Path, interface: &str, kind: &str) -> PathBuf {
+    links_dir(dir).join(format!("{interface}.{kind}"))
+}
+
+/// The pinned links: (interface, kind, path) of every `links/<interface>.<kind>`.
+pub fn pinned_links(dir: &Path) -> Vec<(String, String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(links_dir(dir)) else {
+        return Vec::new();
+    };
+    let mut links: Vec<_> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let (interface, kind) = name.rsplit_once('.')?;
+            Some((interface.to_string(), kind.to_string(), e.path()))
+        })
+        .collect();
+    links.sort();
+    links
+}
+
+/// `dir/stages/<generation>`, created: where one load pins its tail-call tables.
+pub fn stage_dir(dir: &Path, generation: &str) -> Result<PathBuf, KernelError> {
+    let path = dir.join(STAGES_DIR).join(generation);
+    std::fs::create_dir_all(&path).map_err(|source| KernelError::PinDir {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// The stage directories of other loads than `current` (programs no longer attached
+/// anywhere once every link runs the current load's).
+pub fn stale_stage_dirs(dir: &Path, current: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir.join(STAGES_DIR)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name() != current)
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Removes a directory and what is pinned in it (a missing one is fine).
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the pinned links and tail-call tables under `dir`: the programs detach once
+/// no process holds them any more. Returns the links removed (interface, kind).
+pub fn remove_attachments(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let mut removed = Vec::new();
+    for (interface, kind, path) in pinned_links(dir) {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => removed.push((interface, kind)),
+        }
+    }
+    remove_tree(&links_dir(dir))?;
+    remove_tree(&dir.join(STAGES_DIR))?;
+    Ok(removed)
+}
+
+/// Removes the maps this program pins under `dir`, its pinned links and tail-call
+/// tables, and `dir` when it is then empty.
 pub fn remove(dir: &Path) -> std::io::Result<()> {
+    remove_attachments(dir)?;
     for name in map_names::ALL {
         match std::fs::remove_file(dir.join(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

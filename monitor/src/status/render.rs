@@ -87,11 +87,16 @@ fn interfaces(out: &mut String, report: &StatusReport, paint: Paint) {
         ("STATE", Align::Left),
     ]);
     for i in &report.interfaces {
-        let state = if i.reattached > 0 {
-            format!("{} (re-attached {}x)", i.state, i.reattached)
-        } else {
-            i.state.clone()
-        };
+        let mut state = i.state.clone();
+        if i.reattached > 0 {
+            state.push_str(&format!(" (re-attached {}x)", i.reattached));
+        }
+        // What keeps working while the daemon is down.
+        for (on, what) in [(i.pinned, ", pinned"), (i.dscp_rewrite, ", rewriting DSCP")] {
+            if on {
+                state.push_str(what);
+            }
+        }
         table.row(vec![
             Cell::plain(&i.name),
             Cell::plain(i.ifindex.to_string()),
@@ -451,6 +456,7 @@ pub(crate) mod tests {
                     tc_attach: "tcx".into(),
                     state: "attached".into(),
                     reattached: 0,
+                    ..Default::default()
                 },
                 InterfaceStatus {
                     name: "lan-bridge0".into(),
@@ -460,6 +466,7 @@ pub(crate) mod tests {
                     tc_attach: "netlink".into(),
                     state: "attached".into(),
                     reattached: 0,
+                    ..Default::default()
                 },
             ],
             maps: vec![

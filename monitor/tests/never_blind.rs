@@ -1,0 +1,515 @@
+//! The data path never goes blind, on the namespace testbed: XDP and TC stay attached
+//! (pinned links) across SIGTERM, SIGKILL and the next start, so a stream counts exactly
+//! and every packet leaves with its DSCP mark while no daemon runs (tshark on the WAN host
+//! is the oracle); `monitor detach` removes them; interfaces that go down, vanish, return
+//! under a new index or appear only after the start are followed, reported as anomalies
+//! while they last, and counted under their name.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use xtask::{
+    Daemon, Netns, PinDir, TempDir, Testbed,
+    bed::GatewayBed,
+    monitor_bin,
+    testbed::{GW_LAN_IF, GW_WAN_IF, GW_WAN_V4, LAN_HOST_V4, WEBEX_NODE_V4},
+    traffic::{UdpSink, send_udp, udp_sink},
+};
+
+const PAYLOAD: usize = 100;
+/// In the dedicated audio range: the class is audio, whose mark is EF (46).
+const AUDIO_PORT: u16 = 52000;
+const EF: u8 = 46;
+const POLL_MS: u64 = 200;
+
+/// The gateway bed with `wan_lines` added to wan0's section, `extra_interfaces` before
+/// `[webex]`, a 200 ms poll and the dedicated port ranges on; `prepare` runs on the
+/// testbed before the daemon starts.
+fn launch(wan_lines: &str, extra_interfaces: &str, prepare: impl FnOnce(&Testbed)) -> GatewayBed {
+    let tb = Testbed::new().expect("testbed");
+    prepare(&tb);
+    let mut bed = GatewayBed {
+        daemon: None,
+        tb,
+        pin: PinDir::new(),
+        dir: TempDir::new().expect("tempdir"),
+    };
+    let text = xtask::config::gateway_config(bed.pin.path(), &bed.socket())
+        .replace(
+            "name = \"wan0\"\nrole = \"wan\"\n",
+            &format!("name = \"wan0\"\nrole = \"wan\"\n{wan_lines}\n"),
+        )
+        .replace(
+            "[daemon]\n",
+            &format!("[daemon]\npoll_interval_ms = {POLL_MS}\n"),
+        )
+        .replace(
+            "[webex]\n",
+            &format!("{extra_interfaces}\n[webex]\ndedicated_port_ranges = true\n"),
+        );
+    std::fs::write(bed.config(), text).expect("config");
+    bed.start();
+    bed
+}
+
+fn node() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 5004)
+}
+
+fn sink(tb: &Testbed) -> UdpSink {
+    tb.wan.run(|| udp_sink(node())).expect("sink")
+}
+
+/// Sends `count` datagrams from the LAN host's audio port to the node, `gap` apart.
+fn send(lan: &Netns, count: u32, gap: Duration) {
+    let from = SocketAddr::new(IpAddr::V4(LAN_HOST_V4), AUDIO_PORT);
+    lan.run(|| send_udp(from, node(), count, PAYLOAD, gap))
+        .expect("send");
+}
+
+/// The one flow on `interface`/`direction` to the node's port 5004 (several when the
+/// interface was created again: then their packet counts, smallest first).
+fn packets(status: &Value, interface: &str, direction: &str) -> Vec<u64> {
+    let mut p: Vec<u64> = status["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["interface"] == interface
+                && f["direction"] == direction
+                && f["dst_addr"] == WEBEX_NODE_V4.to_string()
+                && f["dst_port"] == 5004
+        })
+        .map(|f| f["packets"].as_u64().unwrap())
+        .collect();
+    p.sort();
+    p
+}
+
+fn flow<'a>(status: &'a Value, interface: &str, direction: &str) -> &'a Value {
+    status["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["interface"] == interface && f["direction"] == direction && f["dst_port"] == 5004
+        })
+        .unwrap_or_else(|| panic!("no {interface} {direction} flow: {status}"))
+}
+
+fn iface<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .unwrap_or_else(|| panic!("no interface {name}: {status}"))
+}
+
+/// The open anomaly `id` on `subject`.
+fn open_anomaly(status: &Value, id: &str, subject: &str) -> bool {
+    status["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["id"] == id && a["subject"] == subject && a["cleared_unix_s"].is_null())
+}
+
+fn cleared_anomaly(status: &Value, id: &str, subject: &str) -> bool {
+    let all: Vec<&Value> = status["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["id"] == id && a["subject"] == subject)
+        .collect();
+    !all.is_empty() && all.iter().all(|a| !a["cleared_unix_s"].is_null())
+}
+
+/// `monitor status`'s exit status (0 ok, 1 warning, 2 critical).
+fn status_exit(bed: &GatewayBed) -> i32 {
+    Command::new(monitor_bin())
+        .arg("status")
+        .arg("--socket")
+        .arg(bed.socket())
+        .output()
+        .expect("monitor status")
+        .status
+        .code()
+        .expect("exit code")
+}
+
+/// Runs `monitor <args>` in the gateway's namespace (nsenter keeps bpffs visible).
+fn monitor_in_gw(bed: &GatewayBed, args: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net={}", bed.tb.gw.path().display()))
+        .arg("--")
+        .arg(monitor_bin())
+        .args(args)
+        .output()
+        .expect("monitor in the gateway namespace")
+}
+
+fn has_xdp(bed: &GatewayBed, interface: &str) -> bool {
+    let out = bed.tb.gw.ip(&["-d", "link", "show", interface]).unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+/// Starts the daemon again on the same config (as `systemctl start` would).
+fn start(bed: &GatewayBed) -> Daemon {
+    Daemon::start(&monitor_bin(), &bed.tb.gw, &bed.config(), &bed.socket()).expect("start")
+}
+
+fn wait_received(sink: &UdpSink, at_least: u64) -> u64 {
+    let got = sink.wait_for(at_least, Duration::from_secs(30));
+    assert!(
+        got >= at_least,
+        "only {got} of {at_least} datagrams arrived"
+    );
+    got
+}
+
+/// A tshark capture on the WAN host's eth0; stopped (SIGINT, waited for) on drop.
+struct Capture {
+    child: Option<Child>,
+    file: PathBuf,
+}
+
+impl Capture {
+    fn start(ns: &Netns, dir: &Path) -> Capture {
+        let file = dir.join("wan.pcap");
+        let err = dir.join("tshark.err");
+        let child = ns
+            .command(&["tshark", "-q", "-i", "eth0", "-F", "pcap", "-w"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).expect("tshark log"))
+            .spawn()
+            .expect("tshark");
+        let capture = Capture {
+            child: Some(child),
+            file,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !std::fs::read_to_string(&err)
+            .unwrap_or_default()
+            .contains("Capturing on")
+        {
+            assert!(Instant::now() < deadline, "tshark did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // "Capturing on" comes a moment before packets are seen.
+        std::thread::sleep(Duration::from_secs(1));
+        capture
+    }
+
+    /// Stops the capture; the DSCP of each UDP packet from `src` to port 5004.
+    fn dscp_of_packets_from(mut self, src: IpAddr) -> Vec<u8> {
+        self.stop();
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&self.file)
+            .args(["-T", "fields", "-E", "separator=,"])
+            .args([
+                "-e",
+                "ip.src",
+                "-e",
+                "udp.dstport",
+                "-e",
+                "ip.dsfield.dscp",
+                "udp",
+            ])
+            .output()
+            .expect("tshark -r");
+        assert!(out.status.success(), "tshark -r: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split(',').collect();
+                (f.len() == 3 && f[0] == src.to_string() && f[1] == "5004")
+                    .then(|| f[2].parse().unwrap_or(255))
+            })
+            .collect()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the tshark this guard started and has not reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn sigterm_and_sigkill_mid_stream_lose_no_packet_and_no_mark() {
+    const N: u32 = 3000;
+    let mut bed = launch("dscp_egress = \"rewrite\"", "", |_| {});
+    let s = bed.status();
+    for name in [GW_LAN_IF, GW_WAN_IF] {
+        let i = iface(&s, name);
+        assert_eq!(i["state"], "attached", "{i}");
+        assert_eq!(i["pinned"], true, "{i}");
+        assert_eq!(i["adopted"], false, "{i}");
+    }
+    assert_eq!(iface(&s, GW_WAN_IF)["dscp_rewrite"], true);
+    assert_eq!(iface(&s, GW_LAN_IF)["dscp_rewrite"], false);
+    let sink = sink(&bed.tb);
+    let capture = Capture::start(&bed.tb.wan, bed.dir.path());
+
+    let log = std::thread::scope(|scope| {
+        let lan = &bed.tb.lan;
+        let sender = scope.spawn(move || send(lan, N, Duration::from_millis(3)));
+
+        // SIGTERM, as `systemctl stop`: a clean exit that leaves the data path running.
+        wait_received(&sink, u64::from(N) / 6);
+        let daemon = bed.daemon.take().unwrap();
+        let mut log = daemon.log();
+        assert!(daemon.stop().success());
+        assert!(has_xdp(&bed, GW_LAN_IF) && has_xdp(&bed, GW_WAN_IF));
+        let stopped_at = sink.received();
+        // Some of the stream passes with no daemon at all.
+        wait_received(&sink, stopped_at + 100);
+        let daemon = start(&bed);
+        let s = daemon.status_json().unwrap();
+        for name in [GW_LAN_IF, GW_WAN_IF] {
+            assert_eq!(iface(&s, name)["adopted"], true, "{s}");
+        }
+
+        // SIGKILL, as a crash.
+        wait_received(&sink, u64::from(N) / 2);
+        log.push_str(&daemon.log());
+        assert!(!daemon.kill().success());
+        let killed_at = sink.received();
+        wait_received(&sink, killed_at + 100);
+        bed.daemon = Some(start(&bed));
+        let restarted_at = sink.received();
+        assert!(
+            restarted_at < u64::from(N),
+            "the stream ended before the second restart ({restarted_at} of {N})"
+        );
+        sender.join().expect("sender");
+        log
+    });
+    assert_eq!(
+        sink.wait_for(N.into(), Duration::from_secs(20)),
+        u64::from(N)
+    );
+
+    let s = bed.wait_status("every packet counted", |s| {
+        packets(s, GW_LAN_IF, "ingress") == [u64::from(N)]
+            && packets(s, GW_WAN_IF, "egress") == [u64::from(N)]
+    });
+    let wan = flow(&s, GW_WAN_IF, "egress");
+    assert_eq!(wan["class"], "audio", "{wan}");
+    assert_eq!(wan["dscp"]["rewritten"], N, "{wan}");
+    assert_eq!(wan["dscp"]["matched"], N, "{wan}");
+    assert_eq!(wan["dscp"]["mismatched"], 0, "{wan}");
+    // The oracle: every packet on the WAN wire carries EF, the gaps included.
+    let marks = capture.dscp_of_packets_from(IpAddr::V4(GW_WAN_V4));
+    assert_eq!(
+        marks.len(),
+        N as usize,
+        "captured packets; daemon log:\n{log}"
+    );
+    let unmarked = marks.iter().filter(|m| **m != EF).count();
+    assert_eq!(unmarked, 0, "packets without EF on the WAN");
+}
+
+#[test]
+fn detach_refuses_while_running_then_removes_links_and_optionally_maps() {
+    let mut bed = launch("", "", |_| {});
+    let config = bed.config();
+    let config = config.to_str().unwrap();
+    let out = monitor_in_gw(&bed, &["detach", "--config", config]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the daemon is running"));
+
+    bed.stop();
+    assert!(has_xdp(&bed, GW_LAN_IF) && has_xdp(&bed, GW_WAN_IF));
+    let out = monitor_in_gw(&bed, &["detach", "--config", config]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "detached tcx from lan0",
+        "detached tcx from wan0",
+        "detached xdp-native from lan0",
+        "detached xdp-native from wan0",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    assert!(!has_xdp(&bed, GW_LAN_IF) && !has_xdp(&bed, GW_WAN_IF));
+    assert!(bed.pin.path().join("FLOWS").exists(), "maps kept");
+    assert!(!bed.pin.path().join("stages").exists());
+
+    let out = monitor_in_gw(&bed, &["detach", "--config", config, "--unpin"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!bed.pin.path().exists(), "pin directory removed");
+
+    // The next start attaches afresh, from zero.
+    bed.start();
+    let s = bed.status();
+    assert_eq!(s["daemon"]["adopted_pinned_maps"], false);
+    assert_eq!(iface(&s, GW_WAN_IF)["adopted"], false);
+    assert!(has_xdp(&bed, GW_WAN_IF));
+}
+
+#[test]
+fn interface_down_and_deleted_are_anomalies_until_it_returns_and_flows_keep_its_name() {
+    let bed = launch("", "", |_| {});
+    let sink = sink(&bed.tb);
+    send(&bed.tb.lan, 20, Duration::from_millis(1));
+    assert_eq!(sink.wait_for(20, Duration::from_secs(10)), 20);
+    bed.wait_status("20 packets", |s| packets(s, GW_LAN_IF, "ingress") == [20]);
+    assert_eq!(status_exit(&bed), 0);
+
+    // Down: attached, but no traffic can pass.
+    bed.tb.gw.ip(&["link", "set", GW_LAN_IF, "down"]).unwrap();
+    let s = bed.wait_status("lan0 down", |s| {
+        open_anomaly(s, "interface_down", GW_LAN_IF)
+    });
+    assert_eq!(iface(&s, GW_LAN_IF)["state"], "down");
+    assert_eq!(status_exit(&bed), 2);
+    bed.tb.gw.ip(&["link", "set", GW_LAN_IF, "up"]).unwrap();
+    let s = bed.wait_status("lan0 up again", |s| {
+        cleared_anomaly(s, "interface_down", GW_LAN_IF)
+    });
+    assert_eq!(iface(&s, GW_LAN_IF)["state"], "attached");
+    assert_eq!(status_exit(&bed), 0);
+
+    // Deleted, then created again under a new index.
+    let old_index = iface(&s, GW_LAN_IF)["ifindex"].as_u64().unwrap();
+    bed.tb.unplug_lan().unwrap();
+    let s = bed.wait_status("lan0 missing", |s| {
+        open_anomaly(s, "interface_missing", GW_LAN_IF)
+    });
+    assert_eq!(iface(&s, GW_LAN_IF)["state"], "missing");
+    assert_eq!(status_exit(&bed), 2);
+    bed.tb.plug_lan().unwrap();
+    let s = bed.wait_status("lan0 back", |s| {
+        cleared_anomaly(s, "interface_missing", GW_LAN_IF)
+            && iface(s, GW_LAN_IF)["state"] == "attached"
+    });
+    let i = iface(&s, GW_LAN_IF);
+    assert_ne!(i["ifindex"].as_u64().unwrap(), old_index);
+    assert_eq!(i["previous_ifindexes"], serde_json::json!([old_index]));
+    assert_eq!(i["reattached"], 1);
+    assert_eq!(status_exit(&bed), 0);
+
+    send(&bed.tb.lan, 30, Duration::from_millis(1));
+    assert_eq!(sink.wait_for(50, Duration::from_secs(10)), 50);
+    // The old index's flow and the new one's, both under the name.
+    let s = bed.wait_status("30 packets on the new lan0", |s| {
+        packets(s, GW_LAN_IF, "ingress") == [20, 30]
+    });
+    let unnamed: Vec<&Value> = s["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["interface"].as_str().unwrap().starts_with("if"))
+        .collect();
+    assert!(unnamed.is_empty(), "flows without a name: {unnamed:?}");
+}
+
+#[test]
+fn a_wan_interface_that_appears_after_start_is_waited_for_then_attached() {
+    let bed = launch("", "", |tb| tb.unplug_wan().expect("unplug wan0"));
+    let s = bed.status();
+    let wan = iface(&s, GW_WAN_IF);
+    assert_eq!(wan["state"], "waiting", "{wan}");
+    assert_eq!(wan["ifindex"], 0);
+    let s = bed.wait_status("the waiting anomaly", |s| {
+        open_anomaly(s, "interface_waiting", GW_WAN_IF)
+    });
+    assert!(
+        s["anomalies"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for interface wan0"),
+        "{}",
+        s["anomalies"]
+    );
+    assert_eq!(status_exit(&bed), 1);
+    // `monitor check` warns about it.
+    let config = bed.config();
+    let out = monitor_in_gw(
+        &bed,
+        &["check", "--json", "--config", config.to_str().unwrap()],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("check --json");
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "attached_wan0")
+        .unwrap_or_else(|| panic!("no attached_wan0 check: {report}"));
+    assert_eq!(check["status"], "warn", "{check}");
+    assert_eq!(check["value"], "waiting", "{check}");
+
+    bed.tb.plug_wan().unwrap();
+    let appeared = Instant::now();
+    let s = bed.wait_status("wan0 attached", |s| {
+        iface(s, GW_WAN_IF)["state"] == "attached"
+    });
+    let took = appeared.elapsed();
+    // One poll, plus the analysis and the status query on a loaded machine.
+    assert!(
+        took < Duration::from_millis(POLL_MS) + Duration::from_secs(2),
+        "attached {took:?} after it appeared"
+    );
+    assert!(iface(&s, GW_WAN_IF)["ifindex"].as_u64().unwrap() > 0);
+
+    let sink = sink(&bed.tb);
+    send(&bed.tb.lan, 40, Duration::from_millis(1));
+    assert_eq!(sink.wait_for(40, Duration::from_secs(10)), 40);
+    bed.wait_status("40 packets on both sides", |s| {
+        packets(s, GW_LAN_IF, "ingress") == [40]
+            && packets(s, GW_WAN_IF, "egress") == [40]
+            && cleared_anomaly(s, "interface_waiting", GW_WAN_IF)
+    });
+    assert_eq!(status_exit(&bed), 0);
+}
+
+#[test]
+fn an_interface_the_parser_cannot_read_is_refused_and_stays_an_anomaly() {
+    let bed = launch(
+        "",
+        "[[interfaces]]\nname = \"tun7\"\nrole = \"wan\"\n",
+        |tb| {
+            tb.gw
+                .ip(&["tuntap", "add", "dev", "tun7", "mode", "tun"])
+                .expect("tun7");
+        },
+    );
+    let s = bed.wait_status("tun7 refused", |s| {
+        open_anomaly(s, "interface_refused", "tun7")
+    });
+    let tun = iface(&s, "tun7");
+    assert_eq!(tun["state"], "refused", "{tun}");
+    assert_eq!(tun["link_type"], "none (tun, wireguard)", "{tun}");
+    assert_eq!(tun["pinned"], false);
+    assert!(!has_xdp(&bed, "tun7"));
+    assert_eq!(status_exit(&bed), 2);
+    // Still refused polls later.
+    std::thread::sleep(Duration::from_millis(3 * POLL_MS));
+    assert!(open_anomaly(&bed.status(), "interface_refused", "tun7"));
+}

@@ -1,7 +1,7 @@
 //! Attaching: XDP on ingress and TC on egress of every configured interface, through
 //! pinned BPF links, so the data path outlives the daemon.
 //!
-//! Each link is pinned at `<pin_path>/links/<interface>.<kind>` (`xdp-native`,
+//! Each link is pinned at `<pin_path>/links/<kind>:<interface>` (`xdp-native`,
 //! `xdp-generic`, `xdp-fallback` — `auto` that fell back to generic — and `tcx`). A
 //! daemon that stops (SIGTERM) or dies (SIGKILL, a crash) leaves them attached and
 //! counting into the pinned maps; the next start finds them and swaps its freshly loaded
@@ -143,7 +143,10 @@ fn attach_into(
             status.state = up_state(&iface.name).to_string();
         }
         Err(e) => {
-            warn!("{e}");
+            // Once per failure, not every poll it is tried again.
+            if status.state != ATTACH_FAILED {
+                warn!("{e}; trying again every poll");
+            }
             status.state = ATTACH_FAILED.to_string();
         }
     }
@@ -344,7 +347,7 @@ fn attach_xdp(
     match FdLink::try_from(link) {
         Ok(fd) => {
             fd.pin(pins::link_path(pin_dir, name, kind.pin_kind()))
-                .map_err(|e| fail(format!("pinning the link: {e}")))?;
+                .map_err(|e| fail(format!("pinning the link: {}", chain(&e))))?;
             Ok((kind, false, true))
         }
         Err(_) => {
@@ -438,7 +441,7 @@ fn attach_tcx(
     let link = tc.take_link(id).map_err(|e| fail(e.to_string()))?;
     let fd = FdLink::try_from(link).map_err(|e| fail(e.to_string()))?;
     fd.pin(&path)
-        .map_err(|e| fail(format!("pinning the link: {e}")))?;
+        .map_err(|e| fail(format!("pinning the link: {}", chain(&e))))?;
     Ok((false, true))
 }
 
@@ -507,6 +510,17 @@ fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, KernelError> {
             program: program_names::TC,
             source,
         })
+}
+
+/// An error with its sources ("`BPF_OBJ_PIN` failed: File exists").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
 }
 
 fn is_busy(e: &aya::programs::ProgramError) -> bool {

@@ -2,7 +2,7 @@
 //! refuses incompatible ones with a clear message instead of corrupting them.
 //!
 //! Beside the maps it holds the data path's attachments, so they outlive the daemon:
-//! `links/<interface>.<kind>` (the pinned XDP and TCX links, see `kernel::attach`) and
+//! `links/<kind>:<interface>` (the pinned XDP and TCX links, see `kernel::attach`) and
 //! `stages/<generation>/` (the tail-call tables of one load: the kernel empties a table
 //! when its last user reference goes, and the attached programs need theirs).
 
@@ -52,6 +52,18 @@ fn expected_sizes(name: &str) -> (u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn link_pins_have_no_dot_and_give_the_interface_back() {
+        let dir = std::env::temp_dir().join(format!("monitor-pins-{}", std::process::id()));
+        let path = super::link_path(&dir, "eth0.7", "tcx");
+        assert_eq!(path.file_name().unwrap(), "tcx:eth0:7");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        let links = super::pinned_links(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(links, vec![("eth0.7".to_string(), "tcx".to_string(), path)]);
+    }
+
     #[test]
     fn every_map_has_its_expected_layout() {
         for name in monitor_common::map_names::ALL {
@@ -129,12 +141,14 @@ pub fn links_dir(dir: &Path) -> PathBuf {
     dir.join(LINKS_DIR)
 }
 
-/// `dir/links/<interface>.<kind>`: the pinned link of one program on one interface.
+/// `dir/links/<kind>:<interface>`: the pinned link of one program on one interface.
+/// bpffs refuses names with a dot, which interface names may have (`eth0.7`): dots
+/// become `:`, which no interface name has.
 pub fn link_path(dir: &Path, interface: &str, kind: &str) -> PathBuf {
-    links_dir(dir).join(format!("{interface}.{kind}"))
+    links_dir(dir).join(format!("{kind}:{}", interface.replace('.', ":")))
 }
 
-/// The pinned links: (interface, kind, path) of every `links/<interface>.<kind>`.
+/// The pinned links: (interface, kind, path) of every `links/<kind>:<interface>`.
 pub fn pinned_links(dir: &Path) -> Vec<(String, String, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(links_dir(dir)) else {
         return Vec::new();
@@ -143,8 +157,8 @@ pub fn pinned_links(dir: &Path) -> Vec<(String, String, PathBuf)> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let (interface, kind) = name.rsplit_once('.')?;
-            Some((interface.to_string(), kind.to_string(), e.path()))
+            let (kind, interface) = name.split_once(':')?;
+            Some((interface.replace(':', "."), kind.to_string(), e.path()))
         })
         .collect();
     links.sort();

@@ -99,7 +99,7 @@ impl Testbed {
     /// names, addresses and the gateway's routes to the Webex prefixes.
     pub fn plug_wan(&self) -> Result<()> {
         wiring::veth(&self.wan, WAN_HOST_IF, &self.gw, GW_WAN_IF)?;
-        wiring::wan_host(&self.wan)?;
+        wiring::wan_host_link(&self.wan)?;
         wiring::gateway_wan(&self.gw)?;
         wiring::wait_ready(&[(&self.wan, WAN_HOST_IF), (&self.gw, GW_WAN_IF)])
     }

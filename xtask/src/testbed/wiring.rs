@@ -114,12 +114,16 @@ pub fn gateway_wan(ns: &Netns) -> Result<()> {
 /// The WAN host answers for the media node on its loopback and has no route back to the
 /// LAN: replies can only find their way through the gateway's NAT.
 pub fn wan_host(ns: &Netns) -> Result<()> {
-    addr(ns, WAN_HOST_IF, &format!("{WAN_HOST_V4}/24"))?;
-    addr(ns, WAN_HOST_IF, &format!("{WAN_HOST_V6}/64"))?;
     addr(ns, "lo", &format!("{WEBEX_NODE_V4}/32"))?;
     addr(ns, "lo", &format!("{WEBEX_NODE_V6}/128"))?;
-    ns_ip(ns, &["link", "set", WAN_HOST_IF, "up"])?;
-    Ok(())
+    wan_host_link(ns)
+}
+
+/// The WAN host's side of the WAN link alone, for an `eth0` created again.
+pub fn wan_host_link(ns: &Netns) -> Result<()> {
+    addr(ns, WAN_HOST_IF, &format!("{WAN_HOST_V4}/24"))?;
+    addr(ns, WAN_HOST_IF, &format!("{WAN_HOST_V6}/64"))?;
+    ns_ip(ns, &["link", "set", WAN_HOST_IF, "up"])
 }
 
 /// Waits until every listed link is operationally up and no IPv6 address is tentative.

@@ -35,7 +35,9 @@ fn full_report() -> StatusReport {
         },
         "interfaces": [{
             "name": "wan0", "ifindex": 3, "role": "wan", "xdp_mode": "native",
-            "tc_attach": "tcx", "state": "attached", "reattached": 0
+            "tc_attach": "tcx", "state": "attached", "reattached": 0,
+            "link_type": "ethernet", "xdp_fallback": false, "pinned": true,
+            "adopted": true, "dscp_rewrite": true, "previous_ifindexes": [2]
         }],
         "maps": [{"name": "FLOWS", "entries": 1, "max_entries": 65536}],
         "counters": {
@@ -277,12 +279,18 @@ const GOLDEN: &[&str] = &[
     "flows[].src_addr",
     "flows[].src_port",
     "interfaces",
+    "interfaces[].adopted",
+    "interfaces[].dscp_rewrite",
     "interfaces[].ifindex",
+    "interfaces[].link_type",
     "interfaces[].name",
+    "interfaces[].pinned",
+    "interfaces[].previous_ifindexes",
     "interfaces[].reattached",
     "interfaces[].role",
     "interfaces[].state",
     "interfaces[].tc_attach",
+    "interfaces[].xdp_fallback",
     "interfaces[].xdp_mode",
     "flows_total",
     "learn",

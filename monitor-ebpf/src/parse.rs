@@ -1,5 +1,7 @@
-//! The packet parser: Ethernet, up to two VLAN tags, IPv4 (options, fragments), IPv6
-//! with a bounded extension-header chain, then UDP/TCP/ICMP/ICMPv6 ports.
+//! The packet parser: Ethernet, up to two VLAN tags, a PPPoE session header, IPv4
+//! (options, fragments), IPv6 with a bounded extension-header chain, then
+//! UDP/TCP/ICMP/ICMPv6 ports. Packets of L3 devices (tun, WireGuard, PPP: no link-layer
+//! header) are read from the IP header on.
 //!
 //! Every loop is bounded; every read goes through [`Packet::read`]. A packet either
 //! parses, is not IP, or is malformed for exactly one [`MalformedReason`].
@@ -24,6 +26,11 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
+/// PPPoE session stage (RFC 2516): a 6-byte header, then the PPP protocol field.
+const ETH_P_PPP_SES: u16 = 0x8864;
+const PPPOE_HEADER_LEN: usize = 6;
+const PPP_IP: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
 
 pub const IPPROTO_HOPOPTS: u8 = 0;
 pub const IPPROTO_ICMP: u8 = 1;
@@ -131,8 +138,17 @@ pub enum Outcome {
 /// start: on TC it can exceed the linear bytes (a GSO super-packet or any skb with paged
 /// data), and the IP length fields are checked against it, not against the linear part.
 /// The result of an IP packet goes into `out`.
+/// `l3`: the interface has no link-layer header (the IP header is at offset 0).
 #[inline(always)]
-pub fn parse(pkt: &Packet, wire_len: usize, out: &mut Parsed) -> Result<Outcome, MalformedReason> {
+pub fn parse(
+    pkt: &Packet,
+    wire_len: usize,
+    l3: bool,
+    out: &mut Parsed,
+) -> Result<Outcome, MalformedReason> {
+    if l3 {
+        return parse_l3(pkt, wire_len, out);
+    }
     let eth: EthHdr = pkt.read(0).ok_or(MalformedReason::EthTruncated)?;
     let mut ether_type = u16::from_be(eth.ether_type);
     let mut offset = EthHdr::LEN;
@@ -149,9 +165,36 @@ pub fn parse(pkt: &Packet, wire_len: usize, out: &mut Parsed) -> Result<Outcome,
         return Err(MalformedReason::VlanTooDeep);
     }
 
+    if ether_type == ETH_P_PPP_SES {
+        // PPPoE session header, then the 2-byte PPP protocol: IPv4 and IPv6 are parsed,
+        // PPP control (LCP, IPCP, ...) is not IP.
+        // A cut PPPoE header is a cut link-layer header.
+        let ppp: [u8; PPPOE_HEADER_LEN + 2] =
+            pkt.read(offset).ok_or(MalformedReason::EthTruncated)?;
+        offset += PPPOE_HEADER_LEN + 2;
+        ether_type = match u16::from_be_bytes([ppp[6], ppp[7]]) {
+            PPP_IP => ETH_P_IP,
+            PPP_IPV6 => ETH_P_IPV6,
+            _ => return Ok(Outcome::NotIp),
+        };
+    }
+
     match ether_type {
         ETH_P_IP => parse_ipv4(pkt, offset, wire_len, out).map(|()| Outcome::Ip),
         ETH_P_IPV6 => parse_ipv6(pkt, offset, wire_len, out).map(|()| Outcome::Ip),
+        _ => Ok(Outcome::NotIp),
+    }
+}
+
+/// An L3 device's packet: the IP version nibble says which header follows.
+#[inline(always)]
+fn parse_l3(pkt: &Packet, wire_len: usize, out: &mut Parsed) -> Result<Outcome, MalformedReason> {
+    // Two bytes, not one: LLVM turns a one-byte check at offset 0 into `start >= end`,
+    // from which the verifier learns no packet range.
+    let first: [u8; 2] = pkt.read(0).ok_or(MalformedReason::Ipv4Truncated)?;
+    match first[0] >> 4 {
+        4 => parse_ipv4(pkt, 0, wire_len, out).map(|()| Outcome::Ip),
+        6 => parse_ipv6(pkt, 0, wire_len, out).map(|()| Outcome::Ip),
         _ => Ok(Outcome::NotIp),
     }
 }

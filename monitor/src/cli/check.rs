@@ -394,7 +394,10 @@ fn attachment(
         );
     }
     let link_type = netdev::link_type(name).unwrap_or(u16::MAX);
-    if !netdev::parser_reads(link_type) {
+    let l3_beyond_table = netdev::link_kind(link_type)
+        .is_some_and(|k| k == monitor_common::link::LINK_L3)
+        && ifindex >= monitor_common::link::LINK_KIND_ENTRIES;
+    if !netdev::parser_reads(link_type) || l3_beyond_table {
         return check(
             &check_name,
             Verdict::Fail,

@@ -19,6 +19,7 @@ use std::path::Path;
 
 use aya::{
     Ebpf,
+    maps::Array,
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode,
         links::{FdLink, PinnedLink},
@@ -28,7 +29,10 @@ use aya::{
     util::KernelVersion,
 };
 use log::{info, warn};
-use monitor_common::program_names;
+use monitor_common::{
+    link::{LINK_ETHERNET, LINK_KIND_ENTRIES},
+    map_names, program_names,
+};
 
 use super::{KernelError, netdev, pins};
 use crate::{
@@ -122,15 +126,23 @@ fn attach_into(
     let link_type = netdev::link_type(&iface.name).unwrap_or(u16::MAX);
     status.link_type = netdev::link_type_name(link_type).to_string();
     status.ifindex = ifindex;
-    if !netdev::parser_reads(link_type) {
+    let kind =
+        netdev::link_kind(link_type).filter(|k| *k == LINK_ETHERNET || ifindex < LINK_KIND_ENTRIES);
+    let Some(kind) = kind else {
         if status.state != REFUSED {
             warn!(
-                "interface {} has link type {} ({link_type}), which the parser cannot read: \
-                 not attached",
+                "interface {} has link type {} ({link_type}, ifindex {ifindex}), which the \
+                 parser cannot read: not attached",
                 iface.name, status.link_type
             );
         }
         status.state = REFUSED.to_string();
+        return;
+    };
+    // Before the programs run there: the parser reads the kind on every packet.
+    if let Err(e) = set_link_kind(ebpf, ifindex, kind) {
+        warn!("{e}");
+        status.state = ATTACH_FAILED.to_string();
         return;
     }
     match attach_one(ebpf, pin_dir, iface, ifindex) {
@@ -150,6 +162,19 @@ fn attach_into(
             status.state = ATTACH_FAILED.to_string();
         }
     }
+}
+
+/// Records how the parser reads `ifindex`'s packets (`LINK_KINDS`). Indexes beyond the
+/// table are Ethernet (L3 devices there are refused before).
+fn set_link_kind(ebpf: &mut Ebpf, ifindex: u32, kind: u8) -> Result<(), KernelError> {
+    if ifindex >= LINK_KIND_ENTRIES {
+        return Ok(());
+    }
+    let name = map_names::LINK_KINDS;
+    let err = |source| KernelError::Map { map: name, source };
+    let mut kinds: Array<_, u8> =
+        Array::try_from(ebpf.map_mut(name).ok_or(KernelError::Missing(name))?).map_err(err)?;
+    kinds.set(ifindex, kind, 0).map_err(err)
 }
 
 fn up_state(name: &str) -> &'static str {

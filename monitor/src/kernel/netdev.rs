@@ -6,6 +6,14 @@
 /// Link types (`ARPHRD_*`, include/uapi/linux/if_arp.h).
 pub const ARPHRD_ETHER: u16 = 1;
 pub const ARPHRD_LOOPBACK: u16 = 772;
+pub const ARPHRD_PPP: u16 = 512;
+pub const ARPHRD_TUNNEL: u16 = 768;
+pub const ARPHRD_TUNNEL6: u16 = 769;
+pub const ARPHRD_SIT: u16 = 776;
+/// tun in L3 mode, WireGuard.
+pub const ARPHRD_NONE: u16 = 0xfffe;
+
+use monitor_common::link::{LINK_ETHERNET, LINK_L3};
 
 /// The interface's index, or `None` when there is no such interface.
 pub fn ifindex_of(name: &str) -> Option<u32> {
@@ -31,25 +39,36 @@ pub fn link_type(name: &str) -> Option<u16> {
     Some(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
 }
 
-/// Whether the kernel parser reads this link type, and how it is called in messages.
+/// How a link type is called in messages.
 pub fn link_type_name(link_type: u16) -> &'static str {
     match link_type {
         ARPHRD_ETHER => "ethernet",
         ARPHRD_LOOPBACK => "loopback",
-        512 => "ppp",
-        768 => "ipip tunnel",
-        769 => "ip6 tunnel",
-        776 => "sit tunnel",
+        ARPHRD_PPP => "ppp",
+        ARPHRD_TUNNEL => "ipip tunnel",
+        ARPHRD_TUNNEL6 => "ip6 tunnel",
+        ARPHRD_SIT => "sit tunnel",
         778 => "gre tunnel",
         823 => "ip6gre tunnel",
-        0xfffe => "none (tun, wireguard)",
+        ARPHRD_NONE => "none (tun, wireguard)",
         _ => "other",
     }
 }
 
-/// True when the kernel parser reads frames of this link type (Ethernet framing).
+/// How the kernel parser reads frames of this link type (`link::LINK_*`), or `None`
+/// when it cannot. L3 devices are those whose packets start at the IP header on XDP
+/// and TC alike: no link-layer header and no `header_ops` (GRE may have one: refused).
+pub fn link_kind(link_type: u16) -> Option<u8> {
+    match link_type {
+        ARPHRD_ETHER | ARPHRD_LOOPBACK => Some(LINK_ETHERNET),
+        ARPHRD_NONE | ARPHRD_PPP | ARPHRD_TUNNEL | ARPHRD_TUNNEL6 | ARPHRD_SIT => Some(LINK_L3),
+        _ => None,
+    }
+}
+
+/// True when the kernel parser reads frames of this link type.
 pub fn parser_reads(link_type: u16) -> bool {
-    matches!(link_type, ARPHRD_ETHER | ARPHRD_LOOPBACK)
+    link_kind(link_type).is_some()
 }
 
 fn ioctl(name: &str, request: libc::c_ulong) -> Option<libc::ifreq> {
@@ -87,6 +106,9 @@ mod tests {
         assert_eq!(ifindex_of("no-such-if0"), None);
         assert_eq!(is_up("no-such-if0"), None);
         assert_eq!(link_type("no-such-if0"), None);
-        assert!(!parser_reads(0xfffe));
+        assert_eq!(link_kind(ARPHRD_NONE), Some(LINK_L3));
+        assert_eq!(link_kind(ARPHRD_ETHER), Some(LINK_ETHERNET));
+        // GRE may carry a header of its own: not read.
+        assert!(!parser_reads(778));
     }
 }

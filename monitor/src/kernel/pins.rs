@@ -43,6 +43,7 @@ fn expected_sizes(name: &str) -> (u32, u32) {
         ),
         map_names::MEDIA_COUNTERS => (4, size_of::<rtp::MediaCounters>() as u32),
         map_names::LEARN_STATE => (4, 8),
+        map_names::LINK_KINDS => (4, 1),
         // A ring buffer has no key or value.
         map_names::LEARN_SAMPLES => (0, 0),
         // Never matches: a map missing here is refused loudly, not adopted blindly.

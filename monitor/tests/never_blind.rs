@@ -503,27 +503,182 @@ fn a_wan_interface_that_appears_after_start_is_waited_for_then_attached() {
     assert_eq!(status_exit(&bed), 0);
 }
 
+/// A tun device: its packets are the file's reads and writes (IPv4, no packet info).
+struct Tun {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Tun {
+    /// Creates `name` in the current thread's network namespace.
+    fn create(name: &str) -> Tun {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: open(2) of a constant path; the fd is owned below.
+        let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK) };
+        assert!(
+            fd >= 0,
+            "open /dev/net/tun: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a fresh fd we own from here on.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: ifreq is plain data; the name is NUL-terminated (zeroed tail).
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: TUNSETIFF on our tun fd with a valid ifreq.
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) };
+        assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+        Tun { fd }
+    }
+
+    /// Packets the gateway sent out of the tun device (IP packets) that `keep` accepts,
+    /// until `want` of them came or `wait` passed.
+    fn read_matching(
+        &self,
+        keep: impl Fn(&[u8]) -> bool,
+        want: usize,
+        wait: Duration,
+    ) -> Vec<Vec<u8>> {
+        use std::os::fd::AsRawFd as _;
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while out.len() < want && Instant::now() < deadline {
+            // SAFETY: reading into our own buffer from our own fd.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                if keep(&buf[..n as usize]) {
+                    out.push(buf[..n as usize].to_vec());
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        out
+    }
+
+    /// Hands `packet` to the gateway as if it arrived on the tun device.
+    fn write(&self, packet: &[u8]) {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: writing our own buffer to our own fd.
+        let n = unsafe { libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
+        assert_eq!(n, packet.len() as isize, "tun write");
+    }
+}
+
 #[test]
-fn an_interface_the_parser_cannot_read_is_refused_and_stays_an_anomaly() {
-    let bed = launch(
-        NO_DSCP,
-        "[[interfaces]]\nname = \"tun7\"\nrole = \"wan\"\n",
-        |tb| {
-            tb.gw
-                .ip(&["tuntap", "add", "dev", "tun7", "mode", "tun"])
-                .expect("tun7");
-        },
-    );
-    let s = bed.wait_status("tun7 refused", |s| {
-        open_anomaly(s, "interface_refused", "tun7")
+fn a_tun_uplink_is_classified_measured_and_rewritten_as_ethernet_is() {
+    use xtask::frames::{Ipv4, L4};
+    const OUT: u32 = 200;
+    const RTP_SENT: u16 = 150;
+    const RTP_LOST: u16 = 7;
+    let tun_section =
+        "[[interfaces]]\nname = \"tun0\"\nrole = \"wan\"\ndscp_egress = \"rewrite\"\n";
+    let mut tun = None;
+    let bed = launch(NO_DSCP, tun_section, |tb| {
+        tun = Some(tb.gw.run(|| Tun::create("tun0")));
+        tb.gw.ip(&["link", "set", "tun0", "up"]).expect("tun0 up");
+        // The Webex node is reached through the tun uplink now.
+        tb.gw
+            .ip(&["route", "replace", "203.0.113.0/24", "dev", "tun0"])
+            .expect("route via tun0");
     });
-    let tun = iface(&s, "tun7");
-    assert_eq!(tun["state"], "refused", "{tun}");
-    assert_eq!(tun["link_type"], "none (tun, wireguard)", "{tun}");
-    assert_eq!(tun["pinned"], false);
-    assert!(!has_xdp(&bed, "tun7"));
-    assert_eq!(status_exit(&bed), 2);
-    // Still refused polls later.
-    std::thread::sleep(Duration::from_millis(3 * POLL_MS));
-    assert!(open_anomaly(&bed.status(), "interface_refused", "tun7"));
+    let tun = tun.unwrap();
+    let s = bed.status();
+    let t = iface(&s, "tun0");
+    assert_eq!(t["state"], "attached", "{t}");
+    assert_eq!(t["link_type"], "none (tun, wireguard)", "{t}");
+    assert_eq!(t["pinned"], true);
+    assert_eq!(t["dscp_rewrite"], true);
+
+    // Out: LAN host audio to the node leaves through tun0, rewritten to EF.
+    send(&bed.tb.lan, OUT, Duration::from_millis(1));
+    let is_audio = |p: &[u8]| {
+        p.len() > 28 && p[0] >> 4 == 4 && p[9] == 17 && p[22..24] == 5004u16.to_be_bytes()
+    };
+    let audio = tun.read_matching(is_audio, OUT as usize, Duration::from_secs(10));
+    assert_eq!(audio.len(), OUT as usize, "audio packets out of tun0");
+    assert!(
+        audio.iter().all(|p| p[1] >> 2 == EF),
+        "every packet carries EF"
+    );
+    assert!(
+        audio
+            .iter()
+            .all(|p| xtask::frames::ipv4_checksum(&p[..20]) == u16::from_be_bytes([p[10], p[11]])),
+        "valid checksums"
+    );
+
+    // In: RTP from the node arrives on tun0 with a known gap.
+    let mut rtp = xtask::rtp::RtpStream::pcmu(0x5eed);
+    let ip = Ipv4::new(WEBEX_NODE_V4, LAN_HOST_V4);
+    let lan_sink = bed
+        .tb
+        .lan
+        .run(|| udp_sink(SocketAddr::new(IpAddr::V4(LAN_HOST_V4), AUDIO_PORT)))
+        .expect("lan sink");
+    for i in 0..RTP_SENT {
+        if i == 50 {
+            rtp.skip(RTP_LOST);
+        }
+        let payload = rtp.next_packet(172);
+        tun.write(
+            &ip.packet(
+                17,
+                &L4::Udp {
+                    src: 5004,
+                    dst: AUDIO_PORT,
+                    payload,
+                }
+                .bytes(),
+            ),
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(
+        lan_sink.wait_for(RTP_SENT.into(), Duration::from_secs(10)),
+        u64::from(RTP_SENT)
+    );
+
+    let s = bed.wait_status("both directions on tun0", |s| {
+        packets(s, "tun0", "egress") == [u64::from(OUT)]
+            && packets_from_node(s, "tun0") == Some(u64::from(RTP_SENT))
+            && tun_stream(s).is_some_and(|st| st["packets"] == RTP_SENT)
+    });
+    let out = flow(&s, "tun0", "egress");
+    assert_eq!(out["class"], "audio", "{out}");
+    assert_eq!(out["dscp"]["rewritten"], OUT, "{out}");
+    assert_eq!(out["dscp"]["matched"], OUT, "{out}");
+    let stream = tun_stream(&s).unwrap();
+    assert_eq!(stream["lost"], RTP_LOST, "{stream}");
+    assert_eq!(stream["lost_rfc"], RTP_LOST, "{stream}");
+    // tun has no native XDP: `auto` fell back to generic, which is a warning.
+    let t = iface(&s, "tun0");
+    assert_eq!(t["xdp_mode"], "generic", "{t}");
+    assert_eq!(t["xdp_fallback"], true, "{t}");
+    assert!(open_anomaly(&s, "xdp_generic_fallback", "tun0"));
+}
+
+/// Packets of the flow from the node's port 5004 on `interface` ingress.
+fn packets_from_node(s: &Value, interface: &str) -> Option<u64> {
+    s["flows"].as_array()?.iter().find_map(|f| {
+        (f["interface"] == interface && f["direction"] == "ingress" && f["src_port"] == 5004)
+            .then(|| f["packets"].as_u64().unwrap())
+    })
+}
+
+/// The RTP stream measured on tun0's ingress.
+fn tun_stream(s: &Value) -> Option<Value> {
+    s["calls"].as_array()?.iter().find_map(|c| {
+        c["legs"].as_array()?.iter().find_map(|l| {
+            l["streams"]
+                .as_array()?
+                .iter()
+                .find(|st| st["interface"] == "tun0" && st["direction"] == "ingress")
+                .cloned()
+        })
+    })
 }

@@ -80,7 +80,7 @@ fn state_finding(i: &InterfaceStatus) -> Option<Finding> {
                 "{} has link type {}, which the parser cannot read: not attached",
                 i.name, i.link_type
             ),
-            "Monitor the Ethernet interface under it instead (e.g. the one carrying the \
+            "Monitor the interface under it instead (the Ethernet one carrying the tunnel, \
              PPPoE or VLAN), or remove it from [[interfaces]].",
         ),
         attach::ATTACH_FAILED => (

@@ -682,3 +682,141 @@ fn tun_stream(s: &Value) -> Option<Value> {
         })
     })
 }
+
+/// Raw `bpf(2)` for the upgrade test: maps of an "earlier version" with layouts this
+/// version has no Rust type for.
+mod raw {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+    const BPF_OBJ_PIN: libc::c_long = 6;
+    pub const LRU_HASH: u32 = 9;
+
+    fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> libc::c_long {
+        // SAFETY: bpf(2) with a zero-padded 128-byte attribute whose pointers refer to
+        // live buffers.
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 128usize) }
+    }
+
+    pub fn create(map_type: u32, key: u32, value: u32, entries: u32) -> OwnedFd {
+        let mut attr = [0u64; 16];
+        attr[0] = u64::from(map_type) | (u64::from(key) << 32);
+        attr[1] = u64::from(value) | (u64::from(entries) << 32);
+        let fd = bpf(BPF_MAP_CREATE, &mut attr);
+        assert!(fd >= 0, "map create: {}", std::io::Error::last_os_error());
+        // SAFETY: a new fd we own.
+        unsafe { OwnedFd::from_raw_fd(fd as i32) }
+    }
+
+    pub fn update(fd: &OwnedFd, key: &[u8], value: &[u8]) {
+        use std::os::fd::AsRawFd as _;
+        let mut attr = [0u64; 16];
+        attr[0] = fd.as_raw_fd() as u64;
+        attr[1] = key.as_ptr() as u64;
+        attr[2] = value.as_ptr() as u64;
+        assert_eq!(bpf(BPF_MAP_UPDATE_ELEM, &mut attr), 0, "update");
+    }
+
+    pub fn pin(fd: &OwnedFd, path: &std::path::Path) {
+        use std::os::fd::AsRawFd as _;
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        let mut attr = [0u64; 16];
+        attr[0] = c.as_ptr() as u64;
+        attr[1] = fd.as_raw_fd() as u64;
+        assert_eq!(
+            bpf(BPF_OBJ_PIN, &mut attr),
+            0,
+            "pin {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[test]
+fn an_upgrade_across_a_map_layout_change_migrates_or_states_what_it_cannot_keep() {
+    use aya::maps::{HashMap, MapData};
+    use monitor_common::{FlowKey, FlowStats};
+    let mut bed = launch(NO_DSCP, "", |_| {});
+    let sink = sink(&bed.tb);
+    send(&bed.tb.lan, 60, Duration::from_millis(1));
+    assert_eq!(sink.wait_for(60, Duration::from_secs(10)), 60);
+    bed.wait_status("60 packets", |s| {
+        packets(s, GW_LAN_IF, "ingress") == [60] && packets(s, GW_WAN_IF, "egress") == [60]
+    });
+    bed.stop();
+
+    // What an earlier version left: its flow map had no `oversize` (8 bytes shorter
+    // values), its RTT map another key. Built from this run's flows, pinned in their place.
+    let pins = bed.pin.path().to_path_buf();
+    let flows: Vec<(FlowKey, FlowStats)> = {
+        let map = MapData::from_pin(pins.join("FLOWS")).unwrap();
+        let map: HashMap<_, FlowKey, FlowStats> =
+            HashMap::try_from(aya::maps::Map::LruHashMap(map)).unwrap();
+        map.iter().map(Result::unwrap).collect()
+    };
+    assert!(flows.len() >= 2, "{} flows", flows.len());
+    let key_len = std::mem::size_of::<FlowKey>();
+    let value_len = std::mem::size_of::<FlowStats>();
+    let old_flows = raw::create(raw::LRU_HASH, key_len as u32, value_len as u32 - 8, 1024);
+    for (k, v) in &flows {
+        // SAFETY: plain #[repr(C)] data viewed as bytes.
+        let (kb, vb) = unsafe {
+            (
+                std::slice::from_raw_parts((k as *const FlowKey).cast::<u8>(), key_len),
+                std::slice::from_raw_parts((v as *const FlowStats).cast::<u8>(), value_len),
+            )
+        };
+        raw::update(&old_flows, kb, &vb[..value_len - 8]);
+    }
+    std::fs::remove_file(pins.join("FLOWS")).unwrap();
+    raw::pin(&old_flows, &pins.join("FLOWS"));
+    let old_rtt = raw::create(raw::LRU_HASH, 8, 16, 64);
+    for i in 0u64..5 {
+        raw::update(&old_rtt, &i.to_ne_bytes(), &[7u8; 16]);
+    }
+    std::fs::remove_file(pins.join("MEDIA_RTT")).unwrap();
+    raw::pin(&old_rtt, &pins.join("MEDIA_RTT"));
+
+    bed.start();
+    let s = bed.status();
+    let lines: Vec<&str> = s["daemon"]["pin_migrations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no pin_migrations: {}", s["daemon"]))
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines.contains(
+            &format!(
+                "FLOWS: layout changed (key/value bytes {key_len}/{value_len} were {key_len}/{}); \
+             all {} entries migrated, added bytes start at zero",
+                value_len - 8,
+                flows.len()
+            )
+            .as_str()
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("MEDIA_RTT: layout changed")
+                && l.ends_with(
+                    "cannot be migrated: its 5 entries are not kept (this map starts empty)"
+                )),
+        "{lines:?}"
+    );
+    // The counts continue from the migrated entries.
+    send(&bed.tb.lan, 40, Duration::from_millis(1));
+    assert_eq!(sink.wait_for(100, Duration::from_secs(10)), 100);
+    bed.wait_status("100 packets", |s| {
+        packets(s, GW_LAN_IF, "ingress") == [100] && packets(s, GW_WAN_IF, "egress") == [100]
+    });
+    assert!(
+        !pins.join("replaced").join("FLOWS").exists(),
+        "old map released"
+    );
+}

@@ -28,6 +28,7 @@ fn full_report() -> StatusReport {
             "uptime_s": 60, "config_path": "/etc/monitor/monitor.toml",
             "pin_path": "/sys/fs/bpf/monitor", "poll_interval_ms": 1000,
             "snapshot_age_ms": 120, "adopted_pinned_maps": false, "last_poll_ms": 0.4,
+            "pin_migrations": ["FLOWS: layout changed; all 3 entries migrated"],
             "last_reload": {
                 "at_unix_s": 1_700_000_030u64, "ok": true, "message": "reloaded",
                 "needs_restart": ["daemon.pin_path"]
@@ -219,6 +220,7 @@ const GOLDEN: &[&str] = &[
     "daemon.last_reload.needs_restart",
     "daemon.last_reload.ok",
     "daemon.pid",
+    "daemon.pin_migrations",
     "daemon.pin_path",
     "daemon.poll_interval_ms",
     "daemon.snapshot_age_ms",

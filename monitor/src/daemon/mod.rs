@@ -141,8 +141,12 @@ impl Daemon {
         let started_mono_ns = snapshot::monotonic_ns();
         let loaded = loader::load(&cfg).context("loading the kernel programs")?;
         let mut ebpf = loaded.ebpf;
+        // Maps of another layout: copied before the swap, judged after it.
+        let migration =
+            crate::kernel::migrate::Migration::copy(&daemon_cfg.pin_path, &loaded.pins.replaced);
         let mut ifaces = attach::attach_all(&mut ebpf, &cfg)
             .context("attaching to the configured interfaces")?;
+        let migrated = migration.finish();
         mark_rewrite(&cfg, &mut ifaces);
         let stale_stages = pins::stale_stage_dirs(&daemon_cfg.pin_path, &loaded.generation);
 
@@ -167,6 +171,7 @@ impl Daemon {
             pin_path: daemon_cfg.pin_path.display().to_string(),
             poll_interval_ms: daemon_cfg.poll_interval_ms,
             adopted_pinned_maps: loaded.pins.adopted,
+            pin_migrations: migrated,
             interfaces: ifaces.clone(),
             dscp: crate::dscp::Setup::from_config(&cfg),
             quality: cfg.config.quality.clone(),

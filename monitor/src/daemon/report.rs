@@ -26,6 +26,8 @@ pub struct StaticInfo {
     pub pin_path: String,
     pub poll_interval_ms: u64,
     pub adopted_pinned_maps: bool,
+    /// What an upgrade across a map layout change kept and did not keep, per map.
+    pub pin_migrations: Vec<String>,
     pub interfaces: Vec<InterfaceStatus>,
     /// DSCP marks and modes, for the per-flow DSCP fields and compliance.
     pub dscp: crate::dscp::Setup,
@@ -78,6 +80,7 @@ pub fn build_live(
             poll_interval_ms: info.poll_interval_ms,
             snapshot_age_ms: now_mono_ns.saturating_sub(snap.taken_mono_ns) / 1_000_000,
             adopted_pinned_maps: info.adopted_pinned_maps,
+            pin_migrations: info.pin_migrations.clone(),
             last_poll_ms: snap.took_ns as f64 / 1e6,
             last_reload: None,
         },
@@ -277,6 +280,7 @@ mod tests {
             pin_path: "/sys/fs/bpf/monitor".into(),
             poll_interval_ms: 1000,
             adopted_pinned_maps: false,
+            pin_migrations: Vec::new(),
             interfaces: vec![InterfaceStatus {
                 name: "wan0".into(),
                 ifindex: 3,

@@ -37,6 +37,14 @@ pub fn load(cfg: &ValidatedConfig) -> Result<Loaded, KernelError> {
             daemon.pin_path.display()
         );
     }
+    for r in &pin_state.replaced {
+        warn!(
+            "pinned map {} has another layout (an earlier version): moved aside to {}; \
+             what can be kept is migrated after loading",
+            r.name,
+            r.aside.display()
+        );
+    }
     if let Some(kept) = pin_state.flows_size_kept {
         warn!(
             "daemon.flow_table_size is {} but the pinned flow map holds {kept} entries; keeping \

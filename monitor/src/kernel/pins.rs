@@ -84,7 +84,13 @@ pub struct PinState {
     pub adopted: bool,
     /// Size of the pinned flow map, when it differs from the configured size.
     pub flows_size_kept: Option<u32>,
+    /// Pinned maps of an earlier version with another layout, moved aside for
+    /// `kernel::migrate`.
+    pub replaced: Vec<super::migrate::Replaced>,
 }
+
+/// Sub-directory where maps of another layout wait for their migration.
+pub const REPLACED_DIR: &str = "replaced";
 
 /// Makes sure `dir` exists on bpffs and that any maps pinned there fit this version.
 pub fn prepare(dir: &Path, flow_table_size: u32) -> Result<PinState, KernelError> {
@@ -112,15 +118,32 @@ pub fn prepare(dir: &Path, flow_table_size: u32) -> Result<PinState, KernelError
         })?;
         let (key, value) = expected_sizes(name);
         if info.key_size() != key || info.value_size() != value {
-            return Err(KernelError::IncompatiblePin {
-                path: path.display().to_string(),
-                dir: dir.display().to_string(),
-                what: format!(
-                    "key/value sizes {}/{} where {key}/{value} are expected",
-                    info.key_size(),
-                    info.value_size()
-                ),
-            });
+            // An earlier version's layout: moved aside (the programs attached now keep
+            // using it until their links are swapped), migrated by kernel::migrate.
+            let aside_dir = dir.join(REPLACED_DIR);
+            let aside = aside_dir.join(name);
+            let moved = std::fs::create_dir_all(&aside_dir)
+                .and_then(|()| match std::fs::remove_file(&aside) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                })
+                .and_then(|()| std::fs::rename(&path, &aside));
+            if let Err(e) = moved {
+                return Err(KernelError::IncompatiblePin {
+                    path: path.display().to_string(),
+                    dir: dir.display().to_string(),
+                    what: format!(
+                        "key/value sizes {}/{} where {key}/{value} are expected, and moving \
+                         it aside failed: {e}",
+                        info.key_size(),
+                        info.value_size()
+                    ),
+                });
+            }
+            state
+                .replaced
+                .push(super::migrate::Replaced { name, aside });
+            continue;
         }
         if name == map_names::FLOWS {
             state.adopted = true;
@@ -209,6 +232,7 @@ pub fn remove_attachments(dir: &Path) -> std::io::Result<Vec<(String, String)>> 
     }
     remove_tree(&links_dir(dir))?;
     remove_tree(&dir.join(STAGES_DIR))?;
+    remove_tree(&dir.join(REPLACED_DIR))?;
     Ok(removed)
 }
 

@@ -122,6 +122,10 @@ pub struct DaemonInfo {
     pub snapshot_age_ms: u64,
     /// True when this process found pinned maps from an earlier run and continued them.
     pub adopted_pinned_maps: bool,
+    /// After an upgrade across a map layout change: per map, what was migrated and what
+    /// was not kept (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pin_migrations: Vec<String>,
     /// How long the last poll of the maps took, in milliseconds.
     #[serde(default)]
     pub last_poll_ms: f64,

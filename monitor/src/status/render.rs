@@ -70,6 +70,10 @@ fn header(out: &mut String, report: &StatusReport, paint: Paint) {
         "config {}  pins {}  poll every {} ms",
         d.config_path, d.pin_path, d.poll_interval_ms
     );
+    // An upgrade across a map layout change: what was and was not kept.
+    for line in &d.pin_migrations {
+        let _ = writeln!(out, "upgrade: {line}");
+    }
 }
 
 fn interfaces(out: &mut String, report: &StatusReport, paint: Paint) {
@@ -444,6 +448,7 @@ pub(crate) mod tests {
                 poll_interval_ms: 1000,
                 snapshot_age_ms: 420,
                 adopted_pinned_maps: true,
+                pin_migrations: Vec::new(),
                 last_poll_ms: 1.5,
                 last_reload: None,
             },

@@ -67,7 +67,8 @@ struct Published {
 /// What wakes the loop; each is handled by one method.
 enum Event {
     Tick,
-    AnalysisDone(Option<analysis::Done>),
+    /// Boxed: a finished report is large, the other events are small.
+    AnalysisDone(Option<Box<analysis::Done>>),
     Hup,
     Shutdown(&'static str),
     LearnReadable,
@@ -298,7 +299,7 @@ impl Daemon {
     async fn next_event(&mut self) -> Event {
         tokio::select! {
             _ = self.ticker.tick() => Event::Tick,
-            done = self.analysis.finished() => Event::AnalysisDone(done),
+            done = self.analysis.finished() => Event::AnalysisDone(done.map(Box::new)),
             _ = self.signals.term.recv() => Event::Shutdown("SIGTERM"),
             _ = self.signals.int.recv() => Event::Shutdown("SIGINT"),
             _ = self.signals.hup.recv() => Event::Hup,
@@ -368,7 +369,7 @@ impl Daemon {
         mark_rewrite(&self.running, &mut self.ifaces);
     }
 
-    fn on_analysis_done(&mut self, done: Option<analysis::Done>) {
+    fn on_analysis_done(&mut self, done: Option<Box<analysis::Done>>) {
         if let Some(done) = done {
             self.hub.send_replace(Arc::new(Published {
                 report: Arc::new(done.report),

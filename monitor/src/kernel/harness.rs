@@ -38,20 +38,18 @@ impl Harness {
     /// program into the kernel (the loader loads the pipeline's), without attaching any.
     pub fn load(cfg: &ValidatedConfig) -> Result<Harness, KernelError> {
         let mut ebpf = loader::load(cfg)?.ebpf;
-        for name in [program_names::FLOOR_XDP] {
-            let p: &mut Xdp = program(&mut ebpf, name)?;
-            p.load().map_err(|source| KernelError::Program {
-                program: name,
-                source,
-            })?;
-        }
-        for name in [program_names::FLOOR_TC] {
-            let p: &mut SchedClassifier = program(&mut ebpf, name)?;
-            p.load().map_err(|source| KernelError::Program {
-                program: name,
-                source,
-            })?;
-        }
+        let name = program_names::FLOOR_XDP;
+        let p: &mut Xdp = program(&mut ebpf, name)?;
+        p.load().map_err(|source| KernelError::Program {
+            program: name,
+            source,
+        })?;
+        let name = program_names::FLOOR_TC;
+        let p: &mut SchedClassifier = program(&mut ebpf, name)?;
+        p.load().map_err(|source| KernelError::Program {
+            program: name,
+            source,
+        })?;
         Ok(Harness { ebpf })
     }
 

@@ -341,6 +341,40 @@ fn sigterm_and_sigkill_mid_stream_lose_no_packet_and_no_mark() {
     );
     let unmarked = marks.iter().filter(|m| **m != EF).count();
     assert_eq!(unmarked, 0, "packets without EF on the WAN");
+
+    // With the daemon stopped, `monitor check` says the data path and rewrite are on.
+    bed.stop();
+    let config = bed.config();
+    let out = monitor_in_gw(
+        &bed,
+        &["check", "--json", "--config", config.to_str().unwrap()],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("check --json");
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {report}"))
+            .clone()
+    };
+    let wan = check("attached_wan0");
+    assert_eq!(wan["status"], "pass", "{wan}");
+    assert_eq!(wan["value"], "attached (tcx, xdp-native)", "{wan}");
+    assert!(
+        wan["detail"]
+            .as_str()
+            .unwrap()
+            .contains("DSCP rewrite active (also while the daemon is down)"),
+        "{wan}"
+    );
+    let lan = check("attached_lan0");
+    assert_eq!(lan["status"], "pass", "{lan}");
+    assert!(
+        !lan["detail"].as_str().unwrap().contains("rewrite"),
+        "{lan}"
+    );
 }
 
 #[test]

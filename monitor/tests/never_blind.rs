@@ -6,7 +6,7 @@
 //! while they last, and counted under their name.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -853,4 +853,206 @@ fn an_upgrade_across_a_map_layout_change_migrates_or_states_what_it_cannot_keep(
         !pins.join("replaced").join("FLOWS").exists(),
         "old map released"
     );
+}
+
+/// A raw packet socket on one interface (AF_PACKET): crafted frames in, every frame out.
+struct RawLink {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl RawLink {
+    /// Opens it on `name` in the current thread's network namespace.
+    fn open(name: &str) -> RawLink {
+        use std::os::fd::{AsRawFd as _, FromRawFd as _};
+        let all = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: socket(2); the fd is owned below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK,
+                i32::from(all),
+            )
+        };
+        assert!(
+            fd >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a fresh fd we own.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let c = std::ffi::CString::new(name).unwrap();
+        // SAFETY: a valid C string.
+        let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+        assert_ne!(ifindex, 0, "no {name}");
+        // SAFETY: sockaddr_ll is plain data.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = all;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: bind(2) with a sockaddr_ll of its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const sll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        RawLink { fd }
+    }
+
+    fn send(&self, frame: &[u8]) {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: sending our own buffer on our own bound socket.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Frames `keep` accepts, until `want` came or `wait` passed.
+    fn recv_matching(
+        &self,
+        keep: impl Fn(&[u8]) -> bool,
+        want: usize,
+        wait: Duration,
+    ) -> Vec<Vec<u8>> {
+        use std::os::fd::AsRawFd as _;
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while out.len() < want && Instant::now() < deadline {
+            // SAFETY: reading into our own buffer from our own socket.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n > 0 {
+                if keep(&buf[..n as usize]) {
+                    out.push(buf[..n as usize].to_vec());
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        out
+    }
+}
+
+/// A broadcast PPPoE session frame (after `vlans` tags) carrying an IPv4 datagram.
+fn pppoe_frame(vlans: &[(u16, u16)], ip: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x11, 0x00, 0x00, 0x42];
+    p.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+    p.extend_from_slice(&0x0021u16.to_be_bytes());
+    p.extend_from_slice(ip);
+    let mut f = xtask::frames::ethernet(vlans, 0x8864, &p);
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f
+}
+
+/// Offset of the IPv4 header in a frame from [`pppoe_frame`], if it is one.
+fn pppoe_ip_offset(f: &[u8]) -> Option<usize> {
+    let mut off = 12;
+    while f.get(off..off + 2)? == [0x81, 0x00] {
+        off += 4;
+    }
+    (f.get(off..off + 2)? == [0x88, 0x64] && f.get(off + 8..off + 10)? == [0x00, 0x21])
+        .then_some(off + 10)
+}
+
+#[test]
+fn pppoe_sessions_on_a_veth_are_classified_measured_and_rewritten_as_ethernet_is() {
+    use xtask::frames::{Ipv4, L4};
+    const OUT: u16 = 120;
+    const OUT_LOST: u16 = 3;
+    const IN: u16 = 90;
+    const IN_LOST: u16 = 5;
+    let bed = launch("dscp_egress = \"rewrite\"", "", |_| {});
+    let vlan7 = [(xtask::frames::ETH_P_8021Q, 7)];
+    // The LAN host's call enters on lan0; the gateway's own (a call of its own, from its
+    // WAN address) is measured on wan0 egress.
+    let rtp_ip = |from: Ipv4Addr, rtp: &mut xtask::rtp::RtpStream| {
+        Ipv4::new(from, WEBEX_NODE_V4).packet(
+            17,
+            &L4::Udp {
+                src: AUDIO_PORT,
+                dst: 5004,
+                payload: rtp.next_packet(172),
+            }
+            .bytes(),
+        )
+    };
+
+    // Into lan0 from the LAN host, half of them in VLAN 7: XDP parses them.
+    let lan = bed.tb.lan.run(|| RawLink::open("eth0"));
+    let mut rtp_in = xtask::rtp::RtpStream::pcmu(0x1111);
+    for i in 0..IN {
+        if i == 40 {
+            rtp_in.skip(IN_LOST);
+        }
+        let vlans: &[(u16, u16)] = if i % 2 == 0 { &vlan7 } else { &[] };
+        lan.send(&pppoe_frame(vlans, &rtp_ip(LAN_HOST_V4, &mut rtp_in)));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    // Out of wan0 from the gateway itself: TC rewrites the DSCP inside the session.
+    let wan_host = bed.tb.wan.run(|| RawLink::open("eth0"));
+    let gw = bed.tb.gw.run(|| RawLink::open(GW_WAN_IF));
+    let mut rtp_out = xtask::rtp::RtpStream::pcmu(0x2222);
+    for i in 0..OUT {
+        if i == 60 {
+            rtp_out.skip(OUT_LOST);
+        }
+        let vlans: &[(u16, u16)] = if i % 2 == 0 { &vlan7 } else { &[] };
+        gw.send(&pppoe_frame(vlans, &rtp_ip(GW_WAN_V4, &mut rtp_out)));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let seen = wan_host.recv_matching(
+        |f| pppoe_ip_offset(f).is_some_and(|ip| f.get(ip + 9) == Some(&17)),
+        OUT.into(),
+        Duration::from_secs(10),
+    );
+    assert_eq!(seen.len(), usize::from(OUT), "PPPoE frames on the WAN host");
+    for f in &seen {
+        let ip = pppoe_ip_offset(f).unwrap();
+        assert_eq!(f[ip + 1] >> 2, EF, "EF inside the session");
+        let header = &f[ip..ip + 20];
+        assert_eq!(
+            xtask::frames::ipv4_checksum(header),
+            u16::from_be_bytes([header[10], header[11]]),
+            "valid checksum"
+        );
+    }
+
+    let stream = |s: &Value, interface: &str, direction: &str| -> Option<Value> {
+        s["calls"].as_array()?.iter().find_map(|c| {
+            c["legs"].as_array()?.iter().find_map(|l| {
+                l["streams"]
+                    .as_array()?
+                    .iter()
+                    .find(|st| st["interface"] == interface && st["direction"] == direction)
+                    .cloned()
+            })
+        })
+    };
+    let s = bed.wait_status("both PPPoE streams", |s| {
+        packets(s, GW_LAN_IF, "ingress") == [u64::from(IN)]
+            && packets(s, GW_WAN_IF, "egress") == [u64::from(OUT)]
+            && stream(s, GW_LAN_IF, "ingress").is_some_and(|st| st["packets"] == IN)
+            && stream(s, GW_WAN_IF, "egress").is_some_and(|st| st["packets"] == OUT)
+    });
+    for (interface, direction, lost) in [
+        (GW_LAN_IF, "ingress", IN_LOST),
+        (GW_WAN_IF, "egress", OUT_LOST),
+    ] {
+        let f = flow(&s, interface, direction);
+        assert_eq!(f["class"], "audio", "{f}");
+        let st = stream(&s, interface, direction).unwrap();
+        assert_eq!(st["lost"], lost, "{st}");
+    }
+    let out = flow(&s, GW_WAN_IF, "egress");
+    assert_eq!(out["dscp"]["rewritten"], OUT, "{out}");
+    assert_eq!(out["dscp"]["matched"], OUT, "{out}");
+    assert_eq!(s["counters"]["malformed_total"], 0);
 }

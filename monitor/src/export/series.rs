@@ -513,6 +513,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn interface_up_is_one_only_while_attached_and_names_the_state() {
+        let mut report = sample_report();
+        report.interfaces[1].state = "missing".into();
+        let points = &collect(&report, 10)[INTERFACE_UP.name];
+        let got: Vec<(AttrValue, AttrValue, u64)> = points
+            .iter()
+            .map(|p| (p.attrs[0].1.clone(), p.attrs[1].1.clone(), p.value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (s("eth0"), s("attached"), 1),
+                (s("lan-bridge0"), s("missing"), 0),
+            ]
+        );
+    }
+
+    #[test]
     fn aggregates_sum_flows_and_calls_are_capped() {
         let mut report = sample_report();
         let template = report.flows[0].clone();

@@ -7,8 +7,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
@@ -16,6 +15,7 @@ use serde_json::Value;
 use xtask::{
     Daemon, Netns, PinDir, TempDir, Testbed,
     bed::GatewayBed,
+    capture::Capture,
     monitor_bin,
     testbed::{GW_LAN_IF, GW_WAN_IF, GW_WAN_V4, LAN_HOST_V4, WEBEX_NODE_V4},
     traffic::{UdpSink, send_udp, udp_sink},
@@ -181,91 +181,14 @@ fn wait_received(sink: &UdpSink, at_least: u64) -> u64 {
     got
 }
 
-/// A tshark capture on the WAN host's eth0; stopped (SIGINT, waited for) on drop.
-struct Capture {
-    child: Option<Child>,
-    file: PathBuf,
-}
-
-impl Capture {
-    fn start(ns: &Netns, dir: &Path) -> Capture {
-        let file = dir.join("wan.pcap");
-        let err = dir.join("tshark.err");
-        let child = ns
-            .command(&["tshark", "-q", "-i", "eth0", "-F", "pcap", "-w"])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&err).expect("tshark log"))
-            .spawn()
-            .expect("tshark");
-        let capture = Capture {
-            child: Some(child),
-            file,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !std::fs::read_to_string(&err)
-            .unwrap_or_default()
-            .contains("Capturing on")
-        {
-            assert!(Instant::now() < deadline, "tshark did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // "Capturing on" comes a moment before packets are seen.
-        std::thread::sleep(Duration::from_secs(1));
-        capture
-    }
-
-    /// Stops the capture; the DSCP of each UDP packet from `src` to port 5004.
-    fn dscp_of_packets_from(mut self, src: IpAddr) -> Vec<u8> {
-        self.stop();
-        let out = Command::new("tshark")
-            .arg("-r")
-            .arg(&self.file)
-            .args(["-T", "fields", "-E", "separator=,"])
-            .args([
-                "-e",
-                "ip.src",
-                "-e",
-                "udp.dstport",
-                "-e",
-                "ip.dsfield.dscp",
-                "udp",
-            ])
-            .output()
-            .expect("tshark -r");
-        assert!(out.status.success(), "tshark -r: {out:?}");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|line| {
-                let f: Vec<&str> = line.split(',').collect();
-                (f.len() == 3 && f[0] == src.to_string() && f[1] == "5004")
-                    .then(|| f[2].parse().unwrap_or(255))
-            })
-            .collect()
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on the tshark this guard started and has not reaped.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// The DSCP of each UDP packet from `src` to port 5004 in `capture`.
+fn dscp_of_packets_from(capture: Capture, src: IpAddr) -> Vec<u8> {
+    capture
+        .fields("udp", &["ip.src", "udp.dstport", "ip.dsfield.dscp"])
+        .into_iter()
+        .filter(|f| f.len() == 3 && f[0] == src.to_string() && f[1] == "5004")
+        .map(|f| f[2].parse().unwrap_or(255))
+        .collect()
 }
 
 #[test]
@@ -282,7 +205,7 @@ fn sigterm_and_sigkill_mid_stream_lose_no_packet_and_no_mark() {
     assert_eq!(iface(&s, GW_WAN_IF)["dscp_rewrite"], true);
     assert_eq!(iface(&s, GW_LAN_IF)["dscp_rewrite"], false);
     let sink = sink(&bed.tb);
-    let capture = Capture::start(&bed.tb.wan, bed.dir.path());
+    let capture = Capture::start(&bed.tb.wan, "eth0", bed.dir.path());
 
     let log = std::thread::scope(|scope| {
         let lan = &bed.tb.lan;
@@ -333,7 +256,7 @@ fn sigterm_and_sigkill_mid_stream_lose_no_packet_and_no_mark() {
     assert_eq!(wan["dscp"]["matched"], N, "{wan}");
     assert_eq!(wan["dscp"]["mismatched"], 0, "{wan}");
     // The oracle: every packet on the WAN wire carries EF, the gaps included.
-    let marks = capture.dscp_of_packets_from(IpAddr::V4(GW_WAN_V4));
+    let marks = dscp_of_packets_from(capture, IpAddr::V4(GW_WAN_V4));
     assert_eq!(
         marks.len(),
         N as usize,
@@ -576,22 +499,7 @@ impl Tun {
         want: usize,
         wait: Duration,
     ) -> Vec<Vec<u8>> {
-        use std::os::fd::AsRawFd as _;
-        let deadline = Instant::now() + wait;
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 65536];
-        while out.len() < want && Instant::now() < deadline {
-            // SAFETY: reading into our own buffer from our own fd.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                if keep(&buf[..n as usize]) {
-                    out.push(buf[..n as usize].to_vec());
-                }
-            } else {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        out
+        read_matching(&self.fd, keep, want, wait)
     }
 
     /// Hands `packet` to the gateway as if it arrived on the tun device.
@@ -920,24 +828,34 @@ impl RawLink {
         want: usize,
         wait: Duration,
     ) -> Vec<Vec<u8>> {
-        use std::os::fd::AsRawFd as _;
-        let deadline = Instant::now() + wait;
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 65536];
-        while out.len() < want && Instant::now() < deadline {
-            // SAFETY: reading into our own buffer from our own socket.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n > 0 {
-                if keep(&buf[..n as usize]) {
-                    out.push(buf[..n as usize].to_vec());
-                }
-            } else {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        out
+        read_matching(&self.fd, keep, want, wait)
     }
+}
+
+/// Reads from the non-blocking `fd` what `keep` accepts, until `want` came or `wait`
+/// passed.
+fn read_matching(
+    fd: &std::os::fd::OwnedFd,
+    keep: impl Fn(&[u8]) -> bool,
+    want: usize,
+    wait: Duration,
+) -> Vec<Vec<u8>> {
+    use std::os::fd::AsRawFd as _;
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while out.len() < want && Instant::now() < deadline {
+        // SAFETY: reading into our own buffer from our own fd.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            if keep(&buf[..n as usize]) {
+                out.push(buf[..n as usize].to_vec());
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    out
 }
 
 /// A broadcast PPPoE session frame (after `vlans` tags) carrying an IPv4 datagram.

@@ -241,32 +241,31 @@ fn bpf(cmd: libc::c_long, attr: &mut ElemAttr) -> std::io::Result<()> {
     }
 }
 
-fn next_key(fd: BorrowedFd<'_>, key: Option<&[u8]>, next: &mut [u8]) -> std::io::Result<()> {
+/// One element command on `fd`: `key` (null for the first key) and the value or next-key
+/// buffer.
+fn elem(
+    cmd: libc::c_long,
+    fd: BorrowedFd<'_>,
+    key: Option<&[u8]>,
+    second: *const u8,
+) -> std::io::Result<()> {
     let mut attr = ElemAttr {
         map_fd: fd.as_raw_fd() as u32,
         key: key.map_or(0, |k| k.as_ptr() as u64),
-        value_or_next_key: next.as_mut_ptr() as u64,
+        value_or_next_key: second as u64,
         ..Default::default()
     };
-    bpf(BPF_MAP_GET_NEXT_KEY, &mut attr)
+    bpf(cmd, &mut attr)
+}
+
+fn next_key(fd: BorrowedFd<'_>, key: Option<&[u8]>, next: &mut [u8]) -> std::io::Result<()> {
+    elem(BPF_MAP_GET_NEXT_KEY, fd, key, next.as_mut_ptr())
 }
 
 fn lookup(fd: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> std::io::Result<()> {
-    let mut attr = ElemAttr {
-        map_fd: fd.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value_or_next_key: value.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    bpf(BPF_MAP_LOOKUP_ELEM, &mut attr)
+    elem(BPF_MAP_LOOKUP_ELEM, fd, Some(key), value.as_mut_ptr())
 }
 
 fn update(fd: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> std::io::Result<()> {
-    let mut attr = ElemAttr {
-        map_fd: fd.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        value_or_next_key: value.as_ptr() as u64,
-        ..Default::default()
-    };
-    bpf(BPF_MAP_UPDATE_ELEM, &mut attr)
+    elem(BPF_MAP_UPDATE_ELEM, fd, Some(key), value.as_ptr())
 }

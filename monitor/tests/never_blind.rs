@@ -901,31 +901,28 @@ fn pppoe_sessions_on_a_veth_are_classified_measured_and_rewritten_as_ethernet_is
             .bytes(),
         )
     };
+    // `count` RTP packets from `from`, `lost` skipped after the first `count / 2`, half
+    // of them in VLAN 7.
+    let stream = |link: &RawLink, from: Ipv4Addr, ssrc: u32, count: u16, lost: u16| {
+        let mut rtp = xtask::rtp::RtpStream::pcmu(ssrc);
+        for i in 0..count {
+            if i == count / 2 {
+                rtp.skip(lost);
+            }
+            let vlans: &[(u16, u16)] = if i % 2 == 0 { &vlan7 } else { &[] };
+            link.send(&pppoe_frame(vlans, &rtp_ip(from, &mut rtp)));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
 
     // Into lan0 from the LAN host, half of them in VLAN 7: XDP parses them.
     let lan = bed.tb.lan.run(|| RawLink::open("eth0"));
-    let mut rtp_in = xtask::rtp::RtpStream::pcmu(0x1111);
-    for i in 0..IN {
-        if i == 40 {
-            rtp_in.skip(IN_LOST);
-        }
-        let vlans: &[(u16, u16)] = if i % 2 == 0 { &vlan7 } else { &[] };
-        lan.send(&pppoe_frame(vlans, &rtp_ip(LAN_HOST_V4, &mut rtp_in)));
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    stream(&lan, LAN_HOST_V4, 0x1111, IN, IN_LOST);
 
     // Out of wan0 from the gateway itself: TC rewrites the DSCP inside the session.
     let wan_host = bed.tb.wan.run(|| RawLink::open("eth0"));
     let gw = bed.tb.gw.run(|| RawLink::open(GW_WAN_IF));
-    let mut rtp_out = xtask::rtp::RtpStream::pcmu(0x2222);
-    for i in 0..OUT {
-        if i == 60 {
-            rtp_out.skip(OUT_LOST);
-        }
-        let vlans: &[(u16, u16)] = if i % 2 == 0 { &vlan7 } else { &[] };
-        gw.send(&pppoe_frame(vlans, &rtp_ip(GW_WAN_V4, &mut rtp_out)));
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    stream(&gw, GW_WAN_V4, 0x2222, OUT, OUT_LOST);
     let seen = wan_host.recv_matching(
         |f| pppoe_ip_offset(f).is_some_and(|ip| f.get(ip + 9) == Some(&17)),
         OUT.into(),
@@ -943,7 +940,7 @@ fn pppoe_sessions_on_a_veth_are_classified_measured_and_rewritten_as_ethernet_is
         );
     }
 
-    let stream = |s: &Value, interface: &str, direction: &str| -> Option<Value> {
+    let measured = |s: &Value, interface: &str, direction: &str| -> Option<Value> {
         s["calls"].as_array()?.iter().find_map(|c| {
             c["legs"].as_array()?.iter().find_map(|l| {
                 l["streams"]
@@ -957,8 +954,8 @@ fn pppoe_sessions_on_a_veth_are_classified_measured_and_rewritten_as_ethernet_is
     let s = bed.wait_status("both PPPoE streams", |s| {
         packets(s, GW_LAN_IF, "ingress") == [u64::from(IN)]
             && packets(s, GW_WAN_IF, "egress") == [u64::from(OUT)]
-            && stream(s, GW_LAN_IF, "ingress").is_some_and(|st| st["packets"] == IN)
-            && stream(s, GW_WAN_IF, "egress").is_some_and(|st| st["packets"] == OUT)
+            && measured(s, GW_LAN_IF, "ingress").is_some_and(|st| st["packets"] == IN)
+            && measured(s, GW_WAN_IF, "egress").is_some_and(|st| st["packets"] == OUT)
     });
     for (interface, direction, lost) in [
         (GW_LAN_IF, "ingress", IN_LOST),
@@ -966,7 +963,7 @@ fn pppoe_sessions_on_a_veth_are_classified_measured_and_rewritten_as_ethernet_is
     ] {
         let f = flow(&s, interface, direction);
         assert_eq!(f["class"], "audio", "{f}");
-        let st = stream(&s, interface, direction).unwrap();
+        let st = measured(&s, interface, direction).unwrap();
         assert_eq!(st["lost"], lost, "{st}");
     }
     let out = flow(&s, GW_WAN_IF, "egress");

@@ -146,9 +146,50 @@ pub fn parse(
     l3: bool,
     out: &mut Parsed,
 ) -> Result<Outcome, MalformedReason> {
-    if l3 {
-        return parse_l3(pkt, wire_len, out);
+    let (ether_type, offset) = if l3 {
+        l3_framing(pkt)?
+    } else {
+        ethernet_framing(pkt)?
+    };
+    // Seven framings (L3; Ethernet with 0, 1 or 2 VLAN tags; each with PPPoE) put the IP
+    // header at seven constant offsets, and the verifier would walk the IP parsers once
+    // for each. A round trip through the job slot (map memory, which the verifier does
+    // not track) makes the offset one bounded unknown, so they are verified once.
+    // SAFETY: plain volatile store and load of a field of a valid `&mut`.
+    let offset = unsafe {
+        write_volatile(&mut out.l3_offset, offset);
+        core::ptr::read_volatile(&out.l3_offset)
+    };
+    if offset > MAX_LINK_HEADER {
+        return Ok(Outcome::NotIp);
     }
+    match ether_type {
+        ETH_P_IP => parse_ipv4(pkt, offset, wire_len, out).map(|()| Outcome::Ip),
+        ETH_P_IPV6 => parse_ipv6(pkt, offset, wire_len, out).map(|()| Outcome::Ip),
+        _ => Ok(Outcome::NotIp),
+    }
+}
+
+/// The longest link-layer framing: Ethernet, two VLAN tags, PPPoE and its PPP protocol.
+const MAX_LINK_HEADER: usize = 14 + 2 * 4 + PPPOE_HEADER_LEN + 2;
+
+/// An L3 device's packet: the IP version nibble says which header is at offset 0.
+#[inline(always)]
+fn l3_framing(pkt: &Packet) -> Result<(u16, usize), MalformedReason> {
+    // Two bytes, not one: LLVM turns a one-byte check at offset 0 into `start >= end`,
+    // from which the verifier learns no packet range.
+    let first: [u8; 2] = pkt.read(0).ok_or(MalformedReason::Ipv4Truncated)?;
+    Ok(match first[0] >> 4 {
+        4 => (ETH_P_IP, 0),
+        6 => (ETH_P_IPV6, 0),
+        _ => (0, 0),
+    })
+}
+
+/// Ethernet, up to two VLAN tags and a PPPoE session header: the ethertype of what
+/// follows (IPv4 and IPv6 for PPP's IP protocols, 0 for PPP control) and its offset.
+#[inline(always)]
+fn ethernet_framing(pkt: &Packet) -> Result<(u16, usize), MalformedReason> {
     let eth: EthHdr = pkt.read(0).ok_or(MalformedReason::EthTruncated)?;
     let mut ether_type = u16::from_be(eth.ether_type);
     let mut offset = EthHdr::LEN;
@@ -167,36 +208,18 @@ pub fn parse(
 
     if ether_type == ETH_P_PPP_SES {
         // PPPoE session header, then the 2-byte PPP protocol: IPv4 and IPv6 are parsed,
-        // PPP control (LCP, IPCP, ...) is not IP.
-        // A cut PPPoE header is a cut link-layer header.
+        // PPP control (LCP, IPCP, ...) is not IP. A cut PPPoE header is a cut link-layer
+        // header.
         let ppp: [u8; PPPOE_HEADER_LEN + 2] =
             pkt.read(offset).ok_or(MalformedReason::EthTruncated)?;
         offset += PPPOE_HEADER_LEN + 2;
         ether_type = match u16::from_be_bytes([ppp[6], ppp[7]]) {
             PPP_IP => ETH_P_IP,
             PPP_IPV6 => ETH_P_IPV6,
-            _ => return Ok(Outcome::NotIp),
+            _ => 0,
         };
     }
-
-    match ether_type {
-        ETH_P_IP => parse_ipv4(pkt, offset, wire_len, out).map(|()| Outcome::Ip),
-        ETH_P_IPV6 => parse_ipv6(pkt, offset, wire_len, out).map(|()| Outcome::Ip),
-        _ => Ok(Outcome::NotIp),
-    }
-}
-
-/// An L3 device's packet: the IP version nibble says which header follows.
-#[inline(always)]
-fn parse_l3(pkt: &Packet, wire_len: usize, out: &mut Parsed) -> Result<Outcome, MalformedReason> {
-    // Two bytes, not one: LLVM turns a one-byte check at offset 0 into `start >= end`,
-    // from which the verifier learns no packet range.
-    let first: [u8; 2] = pkt.read(0).ok_or(MalformedReason::Ipv4Truncated)?;
-    match first[0] >> 4 {
-        4 => parse_ipv4(pkt, 0, wire_len, out).map(|()| Outcome::Ip),
-        6 => parse_ipv6(pkt, 0, wire_len, out).map(|()| Outcome::Ip),
-        _ => Ok(Outcome::NotIp),
-    }
+    Ok((ether_type, offset))
 }
 
 #[inline(always)]

@@ -137,6 +137,12 @@ fn attach_into(
             );
         }
         status.state = REFUSED.to_string();
+        // Programs of an earlier run stay on no interface the parser cannot read.
+        for (name, _, path) in pins::pinned_links(pin_dir) {
+            if name == iface.name {
+                let _ = std::fs::remove_file(path);
+            }
+        }
         return;
     };
     // Before the programs run there: the parser reads the kind on every packet.

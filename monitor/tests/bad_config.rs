@@ -54,7 +54,7 @@ fn cases() -> Vec<Case> {
             )),
             expect: &["webex.prefixes", "203.0.113.0/24"],
         },
-        // A missing interface is waited for (tests/never_blind.rs); a name no interface
+        // A missing interface is waited for (tests/interface_health.rs); a name no interface
         // can have is not.
         Case {
             name: "impossible interface name",

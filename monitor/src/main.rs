@@ -16,6 +16,7 @@ struct Cli {
 enum Command {
     Run(cli::run::RunArgs),
     Check(cli::check::CheckArgs),
+    Detach(cli::detach::DetachArgs),
     Status(cli::status::StatusArgs),
     Completions(cli::completions::CompletionsArgs),
     Man(cli::man::ManArgs),
@@ -39,6 +40,7 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => cli::run::execute(args),
         Command::Check(args) => cli::check::execute(args),
+        Command::Detach(args) => cli::detach::execute(args),
         Command::Status(args) => cli::status::execute(args),
         Command::Completions(args) => cli::completions::execute(args, Cli::command()),
         Command::Man(args) => cli::man::execute(args, Cli::command()),

@@ -12,6 +12,7 @@
 //! test (panic) or an interrupted demo (see [`interrupt`]) still cleans up.
 
 pub mod bed;
+pub mod capture;
 pub mod cmd;
 pub mod config;
 pub mod daemon;

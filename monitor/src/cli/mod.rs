@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod completions;
+pub mod detach;
 pub mod man;
 pub mod run;
 pub mod status;

@@ -5,6 +5,7 @@
 //! anomaly book. Verdicts come from the deltas and recent activity, never from lifetime
 //! counters alone (README "Anomalies": when each clears).
 
+pub mod interfaces;
 pub mod media;
 pub mod mtu;
 pub mod nat_exhaustion;

@@ -229,6 +229,13 @@ def!(
     "Open anomalies by monitor.anomaly.id (the detector) and monitor.anomaly.severity (info, warning, critical); every detector's series is there, 0 when nothing is open."
 );
 def!(
+    INTERFACE_UP,
+    "monitor.interface.up",
+    "{interface}",
+    Gauge,
+    "1 while the programs are attached to a configured interface that is up, else 0; monitor.interface.state says why (attached, down, missing, waiting, refused, attach_failed)."
+);
+def!(
     SNAPSHOT_AGE,
     "monitor.snapshot.age",
     "s",
@@ -283,6 +290,7 @@ pub const ALL: &[&MetricDef] = &[
     &CONNTRACK_ENTRIES,
     &CONNTRACK_CAPACITY,
     &ANOMALIES_OPEN,
+    &INTERFACE_UP,
     &SNAPSHOT_AGE,
     &EXPORT_EXPORTED,
     &EXPORT_DROPPED,
@@ -479,6 +487,20 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
             })
             .collect(),
     );
+    out.insert(
+        INTERFACE_UP.name,
+        report
+            .interfaces
+            .iter()
+            .map(|i| Point {
+                attrs: vec![
+                    ("network.interface.name", s(&i.name)),
+                    ("monitor.interface.state", s(&i.state)),
+                ],
+                value: u64::from(i.state == crate::kernel::attach::ATTACHED),
+            })
+            .collect(),
+    );
     // Whole seconds (the base unit; the series carry integers): a stall of a poll
     // interval or more shows, sub-second jitter does not.
     out.insert(
@@ -550,6 +572,24 @@ pub(crate) mod tests {
             assert!(def.name.starts_with("monitor."));
         }
         assert_eq!(series.len(), ALL.len());
+    }
+
+    #[test]
+    fn interface_up_is_one_only_while_attached_and_names_the_state() {
+        let mut report = sample_report();
+        report.interfaces[1].state = "missing".into();
+        let points = &collect(&report, 10)[INTERFACE_UP.name];
+        let got: Vec<(AttrValue, AttrValue, u64)> = points
+            .iter()
+            .map(|p| (p.attrs[0].1.clone(), p.attrs[1].1.clone(), p.value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (s("eth0"), s("attached"), 1),
+                (s("lan-bridge0"), s("missing"), 0),
+            ]
+        );
     }
 
     #[test]

@@ -4,20 +4,18 @@
 //! it names is one the monitor exports.
 //!
 //! Until the "calls" and "blind" branches are merged, the queries of their metrics
-//! (listed in [`WAITS_ON`]) are run and reported, not required: the test prints which
-//! queries wait on which branch. After the merge that list empties.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use monitor::export::{prometheus::prom_name, series};
+use monitor::export::{call_series, prometheus::prom_name, series};
 use serde_json::Value;
 use xtask::bed::GatewayBed;
 use xtask::prometheus::{PrometheusServer, query};
-use xtask::rtpgen::{self, Profile};
+use xtask::rtp::RtpStream;
 use xtask::testbed::{LAN_HOST_V4, WEBEX_NODE_V4};
-use xtask::traffic::udp_sink;
+use xtask::traffic::udp_responder;
 
 const SITE: &str = "testbed-site";
 const ENDPOINT: &str = "127.0.0.1:9464";
@@ -25,26 +23,23 @@ const ENDPOINT: &str = "127.0.0.1:9464";
 const CALL_PACKETS: u32 = 1250;
 const MEDIA_PORT: u16 = 5004;
 
-/// Metrics another branch adds, and that branch: their queries cannot return data here
-/// yet. (COMMON.md fixes their names.)
-const WAITS_ON: &[(&str, &str)] = &[
-    ("monitor_call_health", "calls"),
-    ("monitor_calls_active", "calls"),
-    ("monitor_call_mos", "calls"),
-    ("monitor_call_loss_ratio", "calls"),
-    ("monitor_call_jitter_seconds", "calls"),
-    ("monitor_call_rtt_seconds", "calls"),
-    ("monitor_call_window_mos_bucket", "calls"),
-    ("monitor_call_window_jitter_seconds_bucket", "calls"),
-    ("monitor_interface_up", "blind"),
-];
-
 /// Metrics with data only while a call (Webex media) flows.
 const NEEDS_CALL: &[&str] = &[
     "monitor_call_",
     "monitor_calls_active",
     "monitor_dscp_packets_total",
 ];
+
+const STUN_MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+
+/// A STUN binding request whose transaction ID ends in `n`.
+fn stun_request(n: u32) -> Vec<u8> {
+    let mut m = vec![0x00, 0x01, 0x00, 0x00];
+    m.extend_from_slice(&STUN_MAGIC);
+    m.extend_from_slice(&[0x7a; 8]);
+    m.extend_from_slice(&n.to_be_bytes());
+    m
+}
 
 fn dashboard() -> Value {
     let path = xtask::workspace_dir().join("deploy/grafana/monitor-dashboard.json");
@@ -88,15 +83,6 @@ fn metrics_of(expr: &str) -> BTreeSet<String> {
     out
 }
 
-fn waits_on(expr: &str) -> Option<&'static str> {
-    metrics_of(expr).iter().find_map(|m| {
-        WAITS_ON
-            .iter()
-            .find(|(name, _)| name == m)
-            .map(|(_, branch)| *branch)
-    })
-}
-
 fn needs_call(expr: &str) -> bool {
     metrics_of(expr)
         .iter()
@@ -122,6 +108,11 @@ fn the_dashboard_is_valid_and_names_only_exported_metrics() {
     assert_eq!(site["multi"], true);
     assert_eq!(site["includeAll"], true);
     let mut exported: BTreeSet<String> = series::ALL.iter().map(|d| prom_name(d)).collect();
+    exported.extend(call_series::GAUGES.iter().map(|d| prom_name(d)));
+    for (_, h) in call_series::HISTOGRAMS {
+        let base = prom_name(h);
+        exported.extend(["bucket", "sum", "count"].map(|s| format!("{base}_{s}")));
+    }
     exported.insert("up".into());
     exported.insert("target_info".into());
     let qs = queries(&d);
@@ -143,10 +134,7 @@ fn the_dashboard_is_valid_and_names_only_exported_metrics() {
             "{title}: not per site"
         );
         for m in metrics_of(expr) {
-            assert!(
-                exported.contains(&m) || WAITS_ON.iter().any(|(w, _)| *w == m),
-                "{title}: {m} is not exported"
-            );
+            assert!(exported.contains(&m), "{title}: {m} is not exported");
         }
     }
 }
@@ -162,33 +150,49 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     );
     let prometheus =
         PrometheusServer::start(&bed.tb.gw, bed.dir.path(), ENDPOINT).expect("prometheus");
-    let _sink = bed
+    // The media node: answers STUN binding requests (ICE consent checks, which give the
+    // call's RTT) and echoes the RTP, so the call has both directions.
+    let _node = bed
         .tb
         .wan
-        .run(|| udp_sink(SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), MEDIA_PORT)))
-        .expect("sink");
-    let plan = rtpgen::plan(
-        &Profile {
-            name: "dashboard call",
-            packets: CALL_PACKETS,
-            ..Default::default()
-        },
-        0x5eed_0001,
-        1,
-    );
+        .run(|| {
+            udp_responder(
+                SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), MEDIA_PORT),
+                2 * CALL_PACKETS,
+                Duration::from_secs(60),
+                |req| {
+                    if req.len() >= 20 && req[0..2] == [0x00, 0x01] && req[4..8] == STUN_MAGIC {
+                        let mut resp = req[..20].to_vec();
+                        resp[0..2].copy_from_slice(&[0x01, 0x01]);
+                        resp[2..4].copy_from_slice(&[0, 0]);
+                        resp
+                    } else {
+                        req.to_vec()
+                    }
+                },
+            )
+        })
+        .expect("media node");
     let qs = queries(&dashboard());
     std::thread::scope(|s| {
         let call = s.spawn(|| {
             bed.tb.lan.run(|| {
-                let from = SocketAddr::new(IpAddr::V4(LAN_HOST_V4), 41000);
+                let socket =
+                    UdpSocket::bind(SocketAddr::new(IpAddr::V4(LAN_HOST_V4), 41000)).unwrap();
                 let to = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), MEDIA_PORT);
-                rtpgen::send(&plan, from, to).expect("send");
+                let mut rtp = RtpStream::pcmu(0x5eed_0001);
+                for i in 0..CALL_PACKETS {
+                    socket.send_to(&rtp.next_packet(172), to).unwrap();
+                    if i % 50 == 25 {
+                        socket.send_to(&stun_request(i), to).unwrap();
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             })
         });
         // Every query that can have data now must get it while the call runs.
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut pending: Vec<&(String, String)> =
-            qs.iter().filter(|(_, e)| waits_on(e).is_none()).collect();
+        let mut pending: Vec<&(String, String)> = qs.iter().collect();
         let mut errors = Vec::new();
         while !pending.is_empty() && Instant::now() < deadline {
             pending.retain(
@@ -206,22 +210,16 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         }
         assert!(errors.is_empty(), "query errors:\n{}", errors.join("\n"));
         // The report the lead reads: each query, whether it needs a call, and what it got.
-        println!("panel | needs call | waits on | data");
-        let mut waiting_with_data = Vec::new();
+        println!("panel | needs call | data");
         for (title, expr) in &qs {
             let data = query(&bed.tb.gw, &instantiate(expr))
                 .map(|r| !r.is_empty())
                 .unwrap_or(false);
-            let waits = waits_on(expr);
             println!(
-                "{title} | {} | {} | {}",
+                "{title} | {} | {}",
                 if needs_call(expr) { "yes" } else { "no" },
-                waits.unwrap_or("-"),
                 if data { "data" } else { "NO DATA" }
             );
-            if waits.is_some() && data {
-                waiting_with_data.push(title.clone());
-            }
         }
         assert!(
             pending.is_empty(),
@@ -234,11 +232,6 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
             xtask::prometheus::http_get(&bed.tb.gw, ENDPOINT, "/metrics").unwrap_or_default(),
             prometheus.log()
         );
-        if !waiting_with_data.is_empty() {
-            println!(
-                "these panels have data now: remove their metrics from WAITS_ON: {waiting_with_data:?}"
-            );
-        }
         call.join().unwrap();
     });
 }
@@ -253,10 +246,6 @@ fn metric_names_are_found_in_queries() {
             .into_iter()
             .map(String::from)
             .collect()
-    );
-    assert_eq!(
-        waits_on("bottomk(10, monitor_call_mos{site_name=~\"$site\"})"),
-        Some("calls")
     );
     assert!(needs_call("rate(monitor_call_packets_total{a=\"b\"}[1m])"));
     assert!(!needs_call(

@@ -281,7 +281,10 @@ fn exports_metrics_and_anomaly_logs(protocol: Protocol, otlp: OtlpProtocol) {
         assert_eq!(value("sip_alg", "critical"), Some(1));
         assert_eq!(value("sip_alg", "warning"), Some(0));
         assert_eq!(value("dscp_missing", "warning"), Some(0));
-        assert_eq!(g.data_points.len(), monitor::anomaly::DETECTOR_IDS.len() * 3);
+        assert_eq!(
+            g.data_points.len(),
+            monitor::anomaly::DETECTOR_IDS.len() * 3
+        );
 
         let record = &r.logs[0].resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(record.event_name, "monitor.anomaly.opened");

@@ -100,10 +100,16 @@ pub fn render(series: &Series, resource: &[(String, String)]) -> String {
 
 /// Appends the call gauges and window histograms (`_bucket` with cumulative `le`
 /// counts, `_sum`, `_count`).
-pub fn render_calls(out: &mut String, calls: &CallSeries) {
+/// Every series starts with the `site_name` label, as in [`render`].
+pub fn render_calls(out: &mut String, calls: &CallSeries, resource: &[(String, String)]) {
+    let site = resource
+        .iter()
+        .find(|(k, _)| k == SITE_ATTRIBUTE)
+        .map(|(_, v)| (SITE_LABEL.to_string(), v.clone()));
     let attrs = |p: &[(&'static str, series::AttrValue)]| -> Vec<(String, String)> {
-        p.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+        site.iter()
+            .cloned()
+            .chain(p.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .collect()
     };
     for def in call_series::GAUGES {
@@ -189,7 +195,11 @@ pub async fn serve(
         let response = if method == "GET" && path == "/metrics" {
             let report = report();
             let mut body = render(&series::collect(&report, max_call_series), &resource);
-            render_calls(&mut body, &call_series::collect(&report, max_call_series));
+            render_calls(
+                &mut body,
+                &call_series::collect(&report, max_call_series),
+                &resource,
+            );
             format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
                  Content-Length: {}\r\nConnection: close\r\n\r\n{body}",

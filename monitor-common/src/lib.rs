@@ -11,6 +11,7 @@ pub mod counters;
 pub mod dscp;
 pub mod flow;
 pub mod learn;
+pub mod link;
 pub mod ports;
 pub mod rtp;
 pub mod settings;
@@ -45,8 +46,10 @@ pub mod map_names {
     pub const LEARN_SAMPLES: &str = "LEARN_SAMPLES";
     /// The daemon's persistent learning state (`learn::STATE_*` indices, u64 values).
     pub const LEARN_STATE: &str = "LEARN_STATE";
+    /// Link kind of each interface by ifindex (`link::LINK_*`, u8).
+    pub const LINK_KINDS: &str = "LINK_KINDS";
     /// Every pinned map, for checks and clean-up.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         FLOWS,
         COUNTERS,
         WEBEX_V4,
@@ -59,6 +62,7 @@ pub mod map_names {
         MEDIA_RTT,
         MEDIA_COUNTERS,
         LEARN_STATE,
+        LINK_KINDS,
     ];
 }
 

@@ -52,3 +52,17 @@ pub static LEARN_SAMPLES: aya_ebpf::maps::RingBuf =
 /// it; it lives here so it is pinned with the other maps.
 #[map]
 pub static LEARN_STATE: Array<u64> = Array::pinned(monitor_common::learn::STATE_ENTRIES, 0);
+
+/// How each interface's frames are read (`link::LINK_*` by ifindex; 0, Ethernet, by
+/// default). Filled by the daemon at attach.
+#[map]
+pub static LINK_KINDS: Array<u8> = Array::pinned(monitor_common::link::LINK_KIND_ENTRIES, 0);
+
+/// True when packets of `ifindex` start with the IP header (no link-layer header).
+#[inline(always)]
+pub fn is_l3(ifindex: u32) -> bool {
+    matches!(
+        LINK_KINDS.get(ifindex),
+        Some(&monitor_common::link::LINK_L3)
+    )
+}

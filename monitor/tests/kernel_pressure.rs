@@ -88,6 +88,7 @@ fn active_calls_survive_while_one_packet_flows_are_evicted_and_counted() {
         pin_path: String::new(),
         poll_interval_ms: 1000,
         adopted_pinned_maps: false,
+        pin_migrations: Vec::new(),
         interfaces: Vec::new(),
         dscp: Default::default(),
         quality: Default::default(),

@@ -28,6 +28,7 @@ fn full_report() -> StatusReport {
             "uptime_s": 60, "config_path": "/etc/monitor/monitor.toml",
             "pin_path": "/sys/fs/bpf/monitor", "poll_interval_ms": 1000,
             "snapshot_age_ms": 120, "adopted_pinned_maps": false, "last_poll_ms": 0.4,
+            "pin_migrations": ["FLOWS: layout changed; all 3 entries migrated"],
             "last_reload": {
                 "at_unix_s": 1_700_000_030u64, "ok": true, "message": "reloaded",
                 "needs_restart": ["daemon.pin_path"]
@@ -35,7 +36,9 @@ fn full_report() -> StatusReport {
         },
         "interfaces": [{
             "name": "wan0", "ifindex": 3, "role": "wan", "xdp_mode": "native",
-            "tc_attach": "tcx", "state": "attached", "reattached": 0
+            "tc_attach": "tcx", "state": "attached", "reattached": 0,
+            "link_type": "ethernet", "xdp_fallback": false, "pinned": true,
+            "adopted": true, "dscp_rewrite": true, "previous_ifindexes": [2]
         }],
         "maps": [{"name": "FLOWS", "entries": 1, "max_entries": 65536}],
         "counters": {
@@ -364,6 +367,7 @@ const GOLDEN: &[&str] = &[
     "daemon.last_reload.needs_restart",
     "daemon.last_reload.ok",
     "daemon.pid",
+    "daemon.pin_migrations",
     "daemon.pin_path",
     "daemon.poll_interval_ms",
     "daemon.snapshot_age_ms",
@@ -388,9 +392,12 @@ const GOLDEN: &[&str] = &[
     "export.last_success_unix_s",
     "export.log_records_dropped",
     "export.log_records_exported",
+    "export.otlp_compression",
     "export.otlp_endpoint",
     "export.otlp_protocol",
+    "export.otlp_tls",
     "export.prometheus_listen",
+    "export.site_name",
     "export.timeout_ms",
     "flows",
     "flows[].age_s",
@@ -427,12 +434,18 @@ const GOLDEN: &[&str] = &[
     "flows[].src_port",
     "flows_total",
     "interfaces",
+    "interfaces[].adopted",
+    "interfaces[].dscp_rewrite",
     "interfaces[].ifindex",
+    "interfaces[].link_type",
     "interfaces[].name",
+    "interfaces[].pinned",
+    "interfaces[].previous_ifindexes",
     "interfaces[].reattached",
     "interfaces[].role",
     "interfaces[].state",
     "interfaces[].tc_attach",
+    "interfaces[].xdp_fallback",
     "interfaces[].xdp_mode",
     "learn",
     "learn.client_hellos",

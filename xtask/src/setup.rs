@@ -23,6 +23,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "systemd",
     // A real resolver answering Webex names in the peer-learning tests.
     "dnsmasq",
+    // The test CA and certificates of the OTLP-over-TLS tests.
+    "openssl",
+    // `cargo xtask package`: objdump (the glibc version the binary needs) and strip.
+    "binutils",
     // SIP helpers set through iptables (legacy and nft back ends) for `monitor check`.
     "iptables",
 ];

@@ -7,8 +7,10 @@ use log::error;
 use crate::{config, daemon, exit};
 
 /// Run the daemon: validate the config, attach XDP (ingress) and TC (egress) to the
-/// configured interfaces, poll the maps and serve `monitor status`. Stops and detaches on
-/// SIGINT or SIGTERM; pinned maps are kept so the next start continues the counters.
+/// configured interfaces, poll the maps and serve `monitor status`. Stops on SIGINT or
+/// SIGTERM without detaching: the links and maps are pinned, so counting and DSCP rewrite
+/// continue while it is down and the next start takes over (`monitor detach` removes
+/// them). Interfaces that do not exist yet are attached when they appear.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// Configuration file (TOML).
@@ -22,7 +24,8 @@ pub struct RunArgs {
     /// Only validate the configuration and exit (0 when valid, 64 when not).
     #[arg(long)]
     pub check_config: bool,
-    /// Remove the pinned maps on exit (the next start begins from zero).
+    /// Detach and remove the pinned links and maps on exit (the next start begins from
+    /// zero).
     #[arg(long)]
     pub unpin_on_exit: bool,
 }
@@ -58,8 +61,5 @@ pub fn execute(args: RunArgs) -> i32 {
 }
 
 fn init_logging() {
-    // The journal adds its own timestamps; RUST_LOG overrides the level.
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp(None)
-        .try_init();
+    crate::logging::init();
 }

@@ -62,6 +62,7 @@ impl Detectors {
         ));
         findings.extend(crate::quality::detect::detect(&report.calls));
         findings.extend(self.failures.poll(report, &deltas, baseline, now_unix_s));
+        findings.extend(crate::detect::interfaces::detect(&report.interfaces));
         for t in self.book.update(findings, now_unix_s) {
             journal(&t);
         }

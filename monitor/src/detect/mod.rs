@@ -7,6 +7,7 @@
 //! counters alone (README "Anomalies": when each clears).
 
 pub mod blocked;
+pub mod interfaces;
 pub mod media;
 pub mod mtu;
 pub mod nat_exhaustion;

@@ -7,6 +7,8 @@ pub mod dscp;
 pub mod harness;
 pub mod learn;
 pub mod loader;
+pub mod migrate;
+pub mod netdev;
 pub mod object;
 pub mod pins;
 pub mod snapshot;

@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use super::prefix::Prefix;
+
 /// `[detect]`
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -19,6 +21,10 @@ pub struct DetectConfig {
     /// How long (seconds) an idle-gap or rebinding event keeps `nat_timeout_short` open
     /// after it was last seen. Default 600.
     pub nat_event_hold_s: u64,
+    /// The corporate VPN's client address pools, e.g. `["10.8.0.0/24"]`, when its
+    /// concentrator sits behind a monitored LAN interface: Webex media from these hosts
+    /// is hairpinned through the VPN (`vpn_hairpin`). Default none (detector off).
+    pub vpn_client_pools: Vec<Prefix>,
 }
 
 impl Default for DetectConfig {
@@ -28,6 +34,7 @@ impl Default for DetectConfig {
             nat_timeout_min_s: 1800,
             nat_use_pct: 80,
             nat_event_hold_s: 600,
+            vpn_client_pools: Vec::new(),
         }
     }
 }
@@ -60,6 +67,25 @@ pub fn validate(d: &DetectConfig) -> Result<(), Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vpn_client_pools_parse_and_match() {
+        let d: DetectConfig =
+            toml::from_str("vpn_client_pools = [\"10.8.0.0/24\", \"2001:db8:8::/64\"]").unwrap();
+        assert_eq!(d.vpn_client_pools.len(), 2);
+        assert!(d.vpn_client_pools[0].contains("10.8.0.6".parse().unwrap()));
+        assert!(!d.vpn_client_pools[0].contains("10.8.1.6".parse().unwrap()));
+        assert!(!d.vpn_client_pools[0].contains("2001:db8:8::6".parse().unwrap()));
+        assert!(d.vpn_client_pools[1].contains("2001:db8:8::6".parse().unwrap()));
+        let e = toml::from_str::<DetectConfig>("vpn_client_pools = [\"10.8.0.1/24\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("host bits set; did you mean 10.8.0.0/24?"),
+            "{e}"
+        );
+        assert_eq!(DetectConfig::default().vpn_client_pools, []);
+    }
 
     #[test]
     fn range() {

@@ -103,6 +103,11 @@ impl Prefix {
         if addr.is_ipv4() { 32 } else { 128 }
     }
 
+    /// Whether `ip` lies in this prefix (same family, same network bits).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.addr.is_ipv4() && Self::network(ip, self.len) == self.addr
+    }
+
     /// `addr` with every bit past `len` cleared.
     fn network(addr: IpAddr, len: u8) -> IpAddr {
         match addr {

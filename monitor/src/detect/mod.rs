@@ -15,6 +15,7 @@ pub mod nat_timeout;
 pub mod nft_counters;
 pub mod sip_alg;
 pub mod system;
+pub mod vpn;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -50,6 +51,7 @@ pub struct Failures {
     media: media::State,
     sip_alg: sip_alg::Rewrites,
     blocked: blocked::State,
+    vpn: vpn::State,
     /// The last conntrack read (`None`: unreadable), when it was taken, and when the next
     /// one is due.
     conntrack: Option<Vec<system::Entry>>,
@@ -227,6 +229,7 @@ impl Failures {
             media: media::State::default(),
             sip_alg: sip_alg::Rewrites::default(),
             blocked: blocked::State::default(),
+            vpn: vpn::State::default(),
             conntrack: None,
             conntrack_read: None,
             conntrack_due: None,
@@ -273,6 +276,7 @@ impl Failures {
         findings.extend(self.nat_timeout.detect(&view, &self.cfg, now_unix_s));
         findings.extend(nat_exhaustion::detect(&view, &self.cfg));
         findings.extend(self.blocked.detect(&view, now_unix_s));
+        findings.extend(self.vpn.detect(&view, &self.cfg, now_unix_s));
         findings.extend(
             self.mtu
                 .detect(&view, self.path_mtu, system::too_big_drops(), now_unix_s),

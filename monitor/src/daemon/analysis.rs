@@ -116,6 +116,7 @@ impl Analysis {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
+            detectors.set_stun_rtt(&snap.quality.rtt);
             detectors.poll(&mut report, now_unix_s);
             (
                 detectors,

@@ -45,6 +45,14 @@ impl Detectors {
             crate::detect::Failures::new(cfg.config.detect.clone(), cfg.config.mtu.path_mtu);
     }
 
+    /// The STUN RTTs of the snapshot the next [`poll`](Self::poll)'s report is built from.
+    pub fn set_stun_rtt(
+        &mut self,
+        rtt: &[(monitor_common::FlowKey, monitor_common::rtp::RttStats)],
+    ) {
+        self.failures.set_stun_rtt(rtt);
+    }
+
     /// Runs every detector on one poll's `report` at `now_unix_s`: sets its anomalies
     /// (open first, then the recently cleared) and its DSCP rows (totals since start).
     pub fn poll(&mut self, report: &mut StatusReport, now_unix_s: u64) {

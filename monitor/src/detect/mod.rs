@@ -52,6 +52,9 @@ pub struct Failures {
     sip_alg: sip_alg::Rewrites,
     blocked: blocked::State,
     vpn: vpn::State,
+    /// The last snapshot's STUN RTTs measured on requests leaving an interface (see
+    /// [`Failures::set_stun_rtt`]).
+    stun_rtt: Vec<(monitor_common::FlowKey, monitor_common::rtp::RttStats)>,
     /// The last conntrack read (`None`: unreadable), when it was taken, and when the next
     /// one is due.
     conntrack: Option<Vec<system::Entry>>,
@@ -230,10 +233,26 @@ impl Failures {
             sip_alg: sip_alg::Rewrites::default(),
             blocked: blocked::State::default(),
             vpn: vpn::State::default(),
+            stun_rtt: Vec::new(),
             conntrack: None,
             conntrack_read: None,
             conntrack_due: None,
         }
+    }
+
+    /// Takes the STUN RTTs of the next poll's snapshot (per flow of the requests). Only
+    /// requests that left an interface are kept: from a Webex peer towards an inner host,
+    /// the time to that host and back (the far side's consent checks).
+    pub fn set_stun_rtt(
+        &mut self,
+        rtt: &[(monitor_common::FlowKey, monitor_common::rtp::RttStats)],
+    ) {
+        self.stun_rtt.clear();
+        self.stun_rtt.extend(
+            rtt.iter()
+                .filter(|(k, _)| k.direction == monitor_common::Direction::Egress as u8)
+                .copied(),
+        );
     }
 
     /// Runs every failure detector on one poll's report at `now_unix_s`; `deltas` are its
@@ -276,7 +295,10 @@ impl Failures {
         findings.extend(self.nat_timeout.detect(&view, &self.cfg, now_unix_s));
         findings.extend(nat_exhaustion::detect(&view, &self.cfg));
         findings.extend(self.blocked.detect(&view, now_unix_s));
-        findings.extend(self.vpn.detect(&view, &self.cfg, now_unix_s));
+        findings.extend(
+            self.vpn
+                .detect(&view, &self.cfg, &self.stun_rtt, now_unix_s),
+        );
         findings.extend(
             self.mtu
                 .detect(&view, self.path_mtu, system::too_big_drops(), now_unix_s),

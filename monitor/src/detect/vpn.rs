@@ -18,6 +18,8 @@ use crate::{
     config::{Prefix, detect::DetectConfig},
 };
 
+use monitor_common::{FlowKey, rtp::RttStats};
+
 use super::{View, is_media};
 
 pub const HAIRPIN: &str = "vpn_hairpin";
@@ -45,7 +47,15 @@ pub struct State {
 }
 
 impl State {
-    pub fn detect(&mut self, view: &View<'_>, cfg: &DetectConfig, now: u64) -> Vec<Finding> {
+    /// `stun_rtt`: STUN RTTs per flow of requests that left an interface (see
+    /// [`super::Failures::set_stun_rtt`]).
+    pub fn detect(
+        &mut self,
+        view: &View<'_>,
+        cfg: &DetectConfig,
+        stun_rtt: &[(FlowKey, RttStats)],
+        now: u64,
+    ) -> Vec<Finding> {
         if cfg.vpn_client_pools.is_empty() {
             return Vec::new();
         }
@@ -96,6 +106,7 @@ impl State {
                     .take(MAX_PEERS_SHOWN)
                     .map(String::as_str)
                     .collect();
+                let leg = vpn_leg_rtt(view, stun_rtt, *inner);
                 let rtt = view
                     .report
                     .calls
@@ -121,6 +132,10 @@ impl State {
                             "call_rtt_ms".into(),
                             rtt.map_or("-".into(), |r| format!("{r:.1}")),
                         ),
+                        (
+                            "vpn_leg_rtt_ms".into(),
+                            leg.map_or("-".into(), |r| format!("{r:.1}")),
+                        ),
                         ("window_s".into(), WINDOW_S.to_string()),
                     ],
                     remediation: HAIRPIN_REMEDIATION,
@@ -130,6 +145,25 @@ impl State {
         out.sort_by(|a, b| a.subject.cmp(&b.subject));
         out
     }
+}
+
+/// The extra RTT of the hairpin: the far side's STUN consent checks (requests from a
+/// Webex peer to `inner`) leave this gateway's LAN interface and the answers come back
+/// through it, so their RTT there is the trip to the VPN client and back through the
+/// tunnel. The latest measured request flow's last sample, in ms.
+fn vpn_leg_rtt(view: &View<'_>, stun_rtt: &[(FlowKey, RttStats)], inner: IpAddr) -> Option<f64> {
+    let lan: Vec<u32> = view
+        .report
+        .interfaces
+        .iter()
+        .filter(|i| i.role == "lan")
+        .map(|i| i.ifindex)
+        .collect();
+    stun_rtt
+        .iter()
+        .filter(|(k, r)| lan.contains(&k.ifindex) && k.dst_ip() == inner && r.samples > 0)
+        .max_by_key(|(_, r)| r.last_at_ns)
+        .map(|(_, r)| r.last_ns as f64 / 1e6)
 }
 
 #[cfg(test)]
@@ -167,7 +201,7 @@ mod tests {
             let baseline = deltas.before_baseline();
             let d = deltas.update(&r.flows);
             now += 1;
-            state.detect(&View::new(r, &d, baseline, None, 0.0, None), &cfg, now)
+            state.detect(&View::new(r, &d, baseline, None, 0.0, None), &cfg, &[], now)
         };
         assert!(poll(&r).is_empty());
         let mut v = Vec::new();
@@ -192,6 +226,7 @@ mod tests {
                 ("peers", "203.0.113.10:5004"),
                 ("media_packets", "150"),
                 ("call_rtt_ms", "-"),
+                ("vpn_leg_rtt_ms", "-"),
                 ("window_s", "10")
             ]
         );
@@ -200,6 +235,45 @@ mod tests {
             assert_eq!(poll(&r).len(), 1);
         }
         assert!(poll(&r).is_empty());
+    }
+
+    #[test]
+    fn the_far_sides_consent_checks_on_the_lan_give_the_vpn_legs_rtt() {
+        let r = report();
+        let d = vec![Default::default(); r.flows.len()];
+        let view = View::new(&r, &d, false, None, 0.0, None);
+        let key = |ifindex, direction: monitor_common::Direction, dst: [u8; 4]| FlowKey {
+            src_addr: FlowKey::v4_mapped([203, 0, 113, 10]),
+            dst_addr: FlowKey::v4_mapped(dst),
+            ifindex,
+            src_port: 5004,
+            dst_port: 52000,
+            protocol: 17,
+            family: monitor_common::flow::FAMILY_V4,
+            direction: direction as u8,
+            _pad: 0,
+        };
+        let rtt = |ms: u64, at: u64| RttStats {
+            last_ns: ms * 1_000_000,
+            min_ns: ms * 1_000_000,
+            max_ns: ms * 1_000_000,
+            sum_ns: ms * 1_000_000,
+            samples: 1,
+            last_at_ns: at,
+        };
+        use monitor_common::Direction::Egress;
+        let host: IpAddr = "192.0.2.130".parse().unwrap();
+        let entries = [
+            // On the WAN interface (2): not the LAN leg.
+            (key(2, Egress, [192, 0, 2, 130]), rtt(90, 9)),
+            // On the LAN interface (12), older and newer: the newer counts.
+            (key(12, Egress, [192, 0, 2, 130]), rtt(25, 5)),
+            (key(12, Egress, [192, 0, 2, 130]), rtt(31, 8)),
+            // Another host.
+            (key(12, Egress, [192, 0, 2, 131]), rtt(70, 9)),
+        ];
+        assert_eq!(vpn_leg_rtt(&view, &entries, host), Some(31.0));
+        assert_eq!(vpn_leg_rtt(&view, &entries[..1], host), None);
     }
 
     #[test]
@@ -213,7 +287,7 @@ mod tests {
         let d = deltas.update(&r.flows);
         assert!(
             state
-                .detect(&View::new(&r, &d, false, None, 0.0, None), &cfg, 1)
+                .detect(&View::new(&r, &d, false, None, 0.0, None), &cfg, &[], 1)
                 .is_empty()
         );
     }

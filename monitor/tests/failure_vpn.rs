@@ -1,10 +1,12 @@
 //! `vpn_hairpin` (README "Failure detectors") in the namespace testbed with the real
 //! daemon: a VPN client's media (from an address of the configured client pool, as the
 //! concentrator on the LAN forwards it) is reported with exact counts and clears after
-//! the call; a plain LAN host's media in the same site is not.
+//! the call; a plain LAN host's media in the same site is not. The media node sends STUN
+//! consent checks to the client, which answers each after a fixed 30 ms (the trip through
+//! the tunnel and back): the finding states that leg's RTT.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
     time::{Duration, Instant},
 };
 
@@ -19,6 +21,96 @@ use xtask::{
 /// range, where the concentrator would route it).
 const VPN_CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 130);
 const CONFIG: &str = "\n[detect]\nvpn_client_pools = [\"192.0.2.128/26\"]\n";
+const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+/// How long the VPN client takes to answer a consent check (the tunnel leg).
+const LEG: Duration = Duration::from_millis(30);
+/// Consent checks the node sends, one every 250 ms once media arrives.
+const CHECKS: u8 = 10;
+/// Media datagrams the client sends (every 20 ms), each echoed by the node.
+const MEDIA: u32 = 200;
+
+fn is_stun(m: &[u8], kind: [u8; 2]) -> bool {
+    m.len() >= 20 && m[0..2] == kind && m[4..8] == MAGIC
+}
+
+/// The VPN client: `MEDIA` datagrams to the node every 20 ms; each consent check from the
+/// node answered `LEG` later. Returns (media echoes received, checks answered).
+fn vpn_client(from: SocketAddr, node: SocketAddr) -> (u32, u32) {
+    let s = UdpSocket::bind(from).expect("bind");
+    s.set_nonblocking(true).unwrap();
+    let start = Instant::now();
+    let mut due: Vec<(Instant, Vec<u8>)> = Vec::new();
+    let (mut sent, mut echoes, mut answered) = (0u32, 0u32, 0u32);
+    let mut buf = [0u8; 2048];
+    // Bounded: the media takes 4 s; 2 s more for the last answers and echoes.
+    while start.elapsed() < Duration::from_secs(6) {
+        let now = Instant::now();
+        if sent < MEDIA && now >= start + Duration::from_millis(20) * sent {
+            s.send_to(&[0x80; 160], node).expect("send");
+            sent += 1;
+        }
+        while let Ok((n, _)) = s.recv_from(&mut buf) {
+            if is_stun(&buf[..n], [0x00, 0x01]) {
+                let mut resp = buf[..20].to_vec();
+                resp[0..2].copy_from_slice(&[0x01, 0x01]);
+                due.push((Instant::now() + LEG, resp));
+            } else {
+                echoes += 1;
+            }
+        }
+        due.retain(|(at, resp)| {
+            if Instant::now() >= *at {
+                s.send_to(resp, node).expect("answer");
+                answered += 1;
+                false
+            } else {
+                true
+            }
+        });
+        if sent == MEDIA && due.is_empty() && echoes == MEDIA && answered == CHECKS as u32 {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    (echoes, answered)
+}
+
+/// The media node: echoes media; once media arrives, sends `CHECKS` consent checks to
+/// its source, one every 250 ms. Returns the answers received.
+fn media_node(node: SocketAddr) -> u32 {
+    let s = UdpSocket::bind(node).expect("bind");
+    s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let start = Instant::now();
+    let (mut peer, mut checks, mut answers) = (None, 0u8, 0u32);
+    let mut next_check = Instant::now();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < Duration::from_secs(8) {
+        if let Ok((n, from)) = s.recv_from(&mut buf) {
+            if is_stun(&buf[..n], [0x01, 0x01]) {
+                answers += 1;
+            } else {
+                s.send_to(&buf[..n], from).expect("echo");
+                peer.get_or_insert(from);
+            }
+        }
+        if let Some(p) = peer
+            && checks < CHECKS
+            && Instant::now() >= next_check
+        {
+            let mut m = vec![0x00, 0x01, 0x00, 0x00];
+            m.extend_from_slice(&MAGIC);
+            m.extend_from_slice(&[0x76, 0x70, 0x6e, 0, 0, 0, 0, 0, 0, 0, 0, checks]);
+            s.send_to(&m, p).expect("check");
+            checks += 1;
+            next_check = Instant::now() + Duration::from_millis(250);
+        }
+        if checks == CHECKS && answers == CHECKS as u32 && start.elapsed() > Duration::from_secs(5)
+        {
+            break;
+        }
+    }
+    answers
+}
 
 fn hairpins(status: &Value) -> Vec<Value> {
     status["anomalies"]
@@ -94,28 +186,50 @@ fn media_from_the_vpn_pool_hairpins_and_plain_media_does_not() {
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    // The VPN client's call: 200 datagrams each way through the LAN interface.
-    assert_eq!(call(&bed, VPN_CLIENT, 200), 200);
+    // The VPN client's call: 200 datagrams each way through the LAN interface, and 10
+    // consent checks from the node, each answered (20 more packets each way).
+    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 9000);
+    let ((echoes, answered), answers) = std::thread::scope(|s| {
+        let far = s.spawn(|| bed.tb.wan.run(|| media_node(node)));
+        std::thread::sleep(Duration::from_millis(100));
+        let near = bed
+            .tb
+            .lan
+            .run(|| vpn_client(SocketAddr::new(IpAddr::V4(VPN_CLIENT), 52000), node));
+        (near, far.join().expect("node thread"))
+    });
+    assert_eq!(
+        (echoes, answered, answers),
+        (MEDIA, CHECKS as u32, CHECKS as u32)
+    );
+    let packets = (2 * (MEDIA + CHECKS as u32)).to_string();
     let deadline = Instant::now() + Duration::from_secs(15);
     let a = loop {
         let s = bed.status();
         if let Some(a) = hairpins(&s)
             .into_iter()
-            .find(|a| a["cleared_unix_s"].is_null() && evidence(a, "media_packets") == "400")
+            .find(|a| a["cleared_unix_s"].is_null() && evidence(a, "media_packets") == packets)
         {
             break a;
         }
         assert!(
             Instant::now() < deadline,
-            "no vpn_hairpin with 400 packets: {:#}",
+            "no vpn_hairpin with {packets} packets: {:#}",
             s["anomalies"]
         );
         std::thread::sleep(Duration::from_millis(250));
     };
+    let leg: f64 = evidence(&a, "vpn_leg_rtt_ms")
+        .parse()
+        .expect("a measured leg");
+    assert!(
+        (30.0..34.0).contains(&leg),
+        "the client answers 30 ms late: {leg} ms"
+    );
     assert_eq!(a["subject"], "vpn client 192.0.2.130");
     assert_eq!(a["severity"], "warning");
     assert_eq!(evidence(&a, "vpn_client_pool"), "192.0.2.128/26");
-    assert_eq!(evidence(&a, "peers"), "203.0.113.10:5004");
+    assert_eq!(evidence(&a, "peers"), "203.0.113.10:9000");
     // Only the pool host.
     assert_eq!(hairpins(&bed.status()).len(), 1);
 

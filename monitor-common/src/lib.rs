@@ -16,6 +16,7 @@ pub mod ports;
 pub mod rtp;
 pub mod settings;
 pub mod stages;
+pub mod tunnel;
 
 pub use class::{Class, WebexSide, classify};
 pub use counters::{GlobalCounters, MalformedReason};

@@ -14,6 +14,7 @@ use monitor_common::{
     flow::FAMILY_V4,
     ports,
     settings::{SETTING_DEDICATED_PORT_RANGES, SETTING_TRACK_ALL_FLOWS},
+    tunnel,
 };
 
 use crate::{
@@ -97,7 +98,11 @@ pub fn account<C: EbpfContext>(
             (classify(port_class, inner_port, dedicated), side)
         }
         None => {
-            if settings & SETTING_TRACK_ALL_FLOWS == 0 {
+            // VPN tunnels are tracked too: media hidden in them is judged by its cadence
+            // (`media_in_tunnel`).
+            if settings & SETTING_TRACK_ALL_FLOWS == 0
+                && tunnel::tunnel(p.protocol, p.src_port, p.dst_port).is_none()
+            {
                 counters.not_webex_packets += delta.packets;
                 return None;
             }

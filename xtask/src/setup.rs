@@ -29,6 +29,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "binutils",
     // SIP helpers set through iptables (legacy and nft back ends) for `monitor check`.
     "iptables",
+    // A real VPN (OpenVPN over tun) carrying media in the media_in_tunnel test.
+    "openvpn",
 ];
 /// aya-build links the eBPF object with this exact bpf-linker.
 const BPF_LINKER_VERSION: &str = "0.10.0";

@@ -13,7 +13,7 @@ pub mod window;
 pub use crate::report::anomaly::{Anomaly, Event, Evidence, Severity};
 
 /// Every detector's id (README "Anomalies"), for series that exist before one opens.
-pub const DETECTOR_IDS: [&str; 20] = [
+pub const DETECTOR_IDS: [&str; 21] = [
     crate::detect::sip_alg::ID,
     crate::detect::media::BLOCKED,
     crate::detect::media::ONE_WAY,
@@ -23,6 +23,7 @@ pub const DETECTOR_IDS: [&str; 20] = [
     crate::detect::blocked::HERE,
     crate::detect::blocked::SIGNALLING,
     crate::detect::vpn::HAIRPIN,
+    crate::detect::tunnel::ID,
     crate::dscp::detect::MISSING,
     crate::dscp::detect::WRONG,
     crate::dscp::detect::LOST,

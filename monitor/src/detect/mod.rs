@@ -15,6 +15,7 @@ pub mod nat_timeout;
 pub mod nft_counters;
 pub mod sip_alg;
 pub mod system;
+pub mod tunnel;
 pub mod vpn;
 
 use std::{
@@ -52,6 +53,7 @@ pub struct Failures {
     sip_alg: sip_alg::Rewrites,
     blocked: blocked::State,
     vpn: vpn::State,
+    tunnel: tunnel::State,
     /// The last snapshot's STUN RTTs measured on requests leaving an interface (see
     /// [`Failures::set_stun_rtt`]).
     stun_rtt: Vec<(monitor_common::FlowKey, monitor_common::rtp::RttStats)>,
@@ -233,6 +235,7 @@ impl Failures {
             sip_alg: sip_alg::Rewrites::default(),
             blocked: blocked::State::default(),
             vpn: vpn::State::default(),
+            tunnel: tunnel::State::default(),
             stun_rtt: Vec::new(),
             conntrack: None,
             conntrack_read: None,
@@ -295,6 +298,7 @@ impl Failures {
         findings.extend(self.nat_timeout.detect(&view, &self.cfg, now_unix_s));
         findings.extend(nat_exhaustion::detect(&view, &self.cfg));
         findings.extend(self.blocked.detect(&view, now_unix_s));
+        findings.extend(self.tunnel.detect(&view, now_unix_s));
         findings.extend(
             self.vpn
                 .detect(&view, &self.cfg, &self.stun_rtt, now_unix_s),

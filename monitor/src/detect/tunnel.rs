@@ -163,3 +163,116 @@ impl State {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{anomaly::window::Deltas, status::model::StatusReport};
+
+    /// A LAN host's OpenVPN flow [0] and its direct Webex media [1].
+    fn report() -> StatusReport {
+        let mut r = crate::status::render::tests::sample_report();
+        r.daemon.poll_interval_ms = 1000;
+        let lan = r.interfaces[1].name.clone();
+        let t = r.flows[0].clone();
+        let flow = |dst: (&str, u16), class: &str| {
+            let mut f = t.clone();
+            f.interface = lan.clone();
+            f.direction = "ingress".into();
+            f.class = class.into();
+            (f.src_addr, f.src_port) = ("192.0.2.10".into(), 40000);
+            (f.inner_addr, f.inner_port) = ("192.0.2.10".into(), 40000);
+            (f.dst_addr, f.dst_port) = (dst.0.into(), dst.1);
+            (f.peer_addr, f.peer_port) = (dst.0.into(), dst.1);
+            (f.packets, f.bytes) = (0, 0);
+            f
+        };
+        r.flows = vec![
+            flow(("198.51.100.2", 1194), "not_webex"),
+            flow(("203.0.113.10", 5004), "audio"),
+        ];
+        r
+    }
+
+    struct Run {
+        deltas: Deltas,
+        state: State,
+        now: u64,
+    }
+
+    impl Run {
+        fn poll(&mut self, r: &StatusReport) -> Vec<Finding> {
+            let baseline = self.deltas.before_baseline();
+            let d = self.deltas.update(&r.flows);
+            self.now += 1;
+            self.state
+                .detect(&View::new(r, &d, baseline, None, 0.0, None), self.now)
+        }
+    }
+
+    #[test]
+    fn voice_cadence_in_a_tunnel_without_direct_media() {
+        let mut r = report();
+        let mut run = Run {
+            deltas: Deltas::default(),
+            state: State::default(),
+            now: 100,
+        };
+        assert!(run.poll(&r).is_empty());
+        // Four voice-shaped polls: not yet.
+        for _ in 0..VOICE_POLLS - 1 {
+            (r.flows[0].packets, r.flows[0].bytes) =
+                (r.flows[0].packets + 50, r.flows[0].bytes + 50 * 284);
+            assert!(run.poll(&r).is_empty());
+        }
+        (r.flows[0].packets, r.flows[0].bytes) =
+            (r.flows[0].packets + 50, r.flows[0].bytes + 50 * 284);
+        let v = run.poll(&r);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!((v[0].id, v[0].severity), (ID, Severity::Warning));
+        let ev: Vec<(&str, &str)> = v[0]
+            .evidence
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            ev,
+            [
+                ("tunnel", "openvpn"),
+                ("inner_addr", "192.0.2.10"),
+                ("concentrator", "198.51.100.2:1194"),
+                ("packets_per_s", "50.0"),
+                ("mean_packet_bytes", "284.0"),
+                ("voice_polls", "5 of 6"),
+                ("direct_webex_media_packets", "0"),
+                ("window_s", "10")
+            ]
+        );
+        // The host's own Webex media flows directly: not media in the tunnel.
+        r.flows[1].packets += 50;
+        (r.flows[0].packets, r.flows[0].bytes) =
+            (r.flows[0].packets + 50, r.flows[0].bytes + 50 * 284);
+        assert!(run.poll(&r).is_empty());
+    }
+
+    #[test]
+    fn bulk_or_sparse_tunnel_traffic_is_not_voice() {
+        let mut r = report();
+        let mut run = Run {
+            deltas: Deltas::default(),
+            state: State::default(),
+            now: 100,
+        };
+        run.poll(&r);
+        for i in 0..2 * WINDOW_S {
+            // Alternating bulk (full-size packets) and keepalives (one a second).
+            let (p, b) = if i % 2 == 0 {
+                (50, 50 * 1400)
+            } else {
+                (1, 120)
+            };
+            (r.flows[0].packets, r.flows[0].bytes) = (r.flows[0].packets + p, r.flows[0].bytes + b);
+            assert!(run.poll(&r).is_empty());
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Webex traffic blocked towards Webex (README "Failure detectors"), built for real in the
-//! namespace testbed with the real daemon on the gateway: nftables drop rules in the
-//! gateway's forward path (`webex_blocked_here`, naming the rule whose counter moved),
+//! namespace testbed with the real daemon on the gateway: nftables drop and reject rules in
+//! the gateway's forward path (`webex_blocked_here`, naming the rule whose counter moved),
 //! and a TCP reset from a firewall on the far side (`signalling_blocked`). Each fires
 //! within 15 s with exact counts and clears within 20 s of traffic passing again; a clean
 //! exchange on the same ports fires neither.
@@ -170,6 +170,7 @@ const FORWARD_DROPS: &str = r#"table inet block {
         type filter hook forward priority filter - 10; policy accept;
         iifname "lan0" udp dport 5004 counter drop
         iifname "lan0" tcp dport 8934 counter drop
+        iifname "lan0" tcp dport 5061 counter reject with tcp reset
     }
 }"#;
 
@@ -271,6 +272,31 @@ fn gateway_forward_drops_are_blocked_here_with_the_rule_and_clear_when_passing()
         listed(&status)
     );
 
+    // The gateway answers a SYN to 5061 itself with a reset: blocked here, answered by
+    // the gateway (one SYN in, one reset back, nothing out on the WAN).
+    let refused = bed.tb.lan.run(|| connect_3_syns(41001, node(5061)));
+    assert_eq!(
+        refused.map(|e| e.kind()),
+        Some(std::io::ErrorKind::ConnectionRefused)
+    );
+    let reset_subject = "lan0 ingress tcp 192.0.2.10:41001 -> 203.0.113.10:5061";
+    let (r, _) = wait_open(
+        &bed,
+        "webex_blocked_here",
+        reset_subject,
+        FIRE_WITHIN,
+        |a, _| evidence(a, "nft_rules").contains("handle 4"),
+    );
+    assert_eq!(evidence(&r, "port"), "5061");
+    assert_eq!(evidence(&r, "lan_packets"), "1");
+    assert_eq!(evidence(&r, "gateway_answers"), "1");
+    assert_eq!(evidence(&r, "wan_packets"), "0");
+    assert!(
+        evidence(&r, "nft_rules")
+            .contains("inet block forward_drops handle 4 reject with tcp reset (1 packets)"),
+        "{r:#}"
+    );
+
     // The rules go; the same media and connection pass.
     bed.tb
         .gw
@@ -295,6 +321,8 @@ fn gateway_forward_drops_are_blocked_here_with_the_rule_and_clear_when_passing()
     wait_cleared(&bed, "webex_blocked_here", udp_subject, left);
     let left = CLEAR_WITHIN.saturating_sub(passing.elapsed());
     wait_cleared(&bed, "webex_blocked_here", tcp_subject, left);
+    let left = CLEAR_WITHIN.saturating_sub(passing.elapsed());
+    wait_cleared(&bed, "webex_blocked_here", reset_subject, left);
 }
 
 #[test]

@@ -115,6 +115,8 @@ impl State {
             })
             .collect();
         let mut seen = HashSet::new();
+        // The flows with polls in the window, with their subjects.
+        let mut tracked: Vec<(&FlowStatus, String)> = Vec::new();
         for f in view.flows() {
             let outbound_lan = view.is_lan(f)
                 && f.direction == "ingress"
@@ -124,8 +126,12 @@ impl State {
             if !outbound_lan {
                 continue;
             }
-            let key = subject(f);
             let lan = view.delta(f).packets;
+            // Nothing new and nothing remembered: no string built (most flows, most polls).
+            if lan == 0 && self.here.is_empty() {
+                continue;
+            }
+            let key = subject(f);
             if lan == 0 && !self.here.contains_key(&key) {
                 continue;
             }
@@ -158,7 +164,8 @@ impl State {
                 wan: wan_packets,
                 answers,
             });
-            seen.insert(key);
+            seen.insert(key.clone());
+            tracked.push((f, key));
         }
         // Forget what left the window, and flows gone from the report.
         self.here.retain(|k, polls| {
@@ -167,13 +174,10 @@ impl State {
         });
 
         let mut blocked: Vec<(&FlowStatus, u64, u64)> = Vec::new();
-        for f in view.flows() {
-            let Some(polls) = self.here.get(&subject(f)) else {
+        for (f, key) in tracked {
+            let Some(polls) = self.here.get(&key) else {
                 continue;
             };
-            if !view.is_lan(f) || f.direction != "ingress" {
-                continue;
-            }
             let judged: u64 = polls.iter().filter(|p| p.at < now).map(|p| p.lan).sum();
             let lan: u64 = polls.iter().map(|p| p.lan).sum();
             let wan: u64 = polls.iter().map(|p| p.wan).sum();

@@ -326,7 +326,7 @@ fn gateway_forward_drops_are_blocked_here_with_the_rule_and_clear_when_passing()
 }
 
 #[test]
-fn a_reset_from_outside_is_signalling_blocked_and_a_clean_connection_is_not() {
+fn a_reset_or_icmp_from_outside_is_signalling_blocked_and_a_clean_connection_is_not() {
     let bed = GatewayBed::launch();
     let _clean = bed
         .tb
@@ -362,6 +362,7 @@ fn a_reset_from_outside_is_signalling_blocked_and_a_clean_connection_is_not() {
                 chain input {
                     type filter hook input priority filter; policy accept;
                     tcp dport 5062 counter reject with tcp reset
+                    tcp dport 443 counter reject with icmp type admin-prohibited
                 }
             }"#,
         ])
@@ -374,6 +375,27 @@ fn a_reset_from_outside_is_signalling_blocked_and_a_clean_connection_is_not() {
             .expect_err("reset");
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
     }
+    // And refuses 443 with ICMP administratively prohibited.
+    for _ in 0..3 {
+        let e = bed
+            .tb
+            .lan
+            .run(|| std::net::TcpStream::connect_timeout(&node(443), Duration::from_secs(3)))
+            .expect_err("ICMP");
+        assert_eq!(e.kind(), std::io::ErrorKind::HostUnreachable, "{e}");
+    }
+    let icmp_subject = "wan0 tcp 203.0.113.10:443 icmp_unreachable";
+    let (i, _) = wait_open(
+        &bed,
+        "signalling_blocked",
+        icmp_subject,
+        FIRE_WITHIN,
+        |a, _| evidence(a, "connections") == "3",
+    );
+    assert_eq!(evidence(&i, "port"), "443");
+    assert_eq!(evidence(&i, "cause"), "icmp_unreachable");
+    assert_eq!(evidence(&i, "syn_packets"), "3");
+    assert_eq!(evidence(&i, "answer_packets"), "3");
     let subject = "wan0 tcp 203.0.113.10:5062 reset";
     let (a, status) = wait_open(&bed, "signalling_blocked", subject, FIRE_WITHIN, |a, _| {
         evidence(a, "connections") == "5"
@@ -421,4 +443,6 @@ fn a_reset_from_outside_is_signalling_blocked_and_a_clean_connection_is_not() {
         .expect("passes now");
     let left = CLEAR_WITHIN.saturating_sub(passing.elapsed());
     wait_cleared(&bed, "signalling_blocked", subject, left);
+    let left = CLEAR_WITHIN.saturating_sub(passing.elapsed());
+    wait_cleared(&bed, "signalling_blocked", icmp_subject, left);
 }

@@ -363,6 +363,7 @@ fn a_reset_or_icmp_from_outside_is_signalling_blocked_and_a_clean_connection_is_
                     type filter hook input priority filter; policy accept;
                     tcp dport 5062 counter reject with tcp reset
                     tcp dport 443 counter reject with icmp type admin-prohibited
+                    tcp dport 8934 counter drop
                 }
             }"#,
         ])
@@ -396,6 +397,24 @@ fn a_reset_or_icmp_from_outside_is_signalling_blocked_and_a_clean_connection_is_
     assert_eq!(evidence(&i, "cause"), "icmp_unreachable");
     assert_eq!(evidence(&i, "syn_packets"), "3");
     assert_eq!(evidence(&i, "answer_packets"), "3");
+    // And drops 8934 silently: SYNs with no answer at all.
+    let silent_subject = "wan0 tcp 203.0.113.10:8934 no_answer";
+    std::thread::scope(|sc| {
+        let syns = sc.spawn(|| bed.tb.lan.run(|| connect_3_syns(41002, node(8934))));
+        let (n, status) = wait_open(
+            &bed,
+            "signalling_blocked",
+            silent_subject,
+            FIRE_WITHIN,
+            |a, _| evidence(a, "connections") == "1",
+        );
+        assert_eq!(evidence(&n, "cause"), "no_answer");
+        assert_eq!(evidence(&n, "answer_packets"), "0");
+        let sent = flow_packets(&status, "wan0", "egress", "tcp", 8934);
+        assert!(sent >= 1);
+        assert_eq!(evidence(&n, "syn_packets"), sent.to_string());
+        assert!(syns.join().expect("connect thread").is_some());
+    });
     let subject = "wan0 tcp 203.0.113.10:5062 reset";
     let (a, status) = wait_open(&bed, "signalling_blocked", subject, FIRE_WITHIN, |a, _| {
         evidence(a, "connections") == "5"
@@ -445,4 +464,6 @@ fn a_reset_or_icmp_from_outside_is_signalling_blocked_and_a_clean_connection_is_
     wait_cleared(&bed, "signalling_blocked", subject, left);
     let left = CLEAR_WITHIN.saturating_sub(passing.elapsed());
     wait_cleared(&bed, "signalling_blocked", icmp_subject, left);
+    let left = CLEAR_WITHIN.saturating_sub(passing.elapsed());
+    wait_cleared(&bed, "signalling_blocked", silent_subject, left);
 }

@@ -45,6 +45,9 @@ pub mod map_names {
     pub const LEARN_SAMPLES: &str = "LEARN_SAMPLES";
     /// The daemon's persistent learning state (`learn::STATE_*` indices, u64 values).
     pub const LEARN_STATE: &str = "LEARN_STATE";
+    /// Per-client token buckets of the learning samples (`learn::RateBucket`; not
+    /// pinned: a restart only gives every client a fresh burst).
+    pub const LEARN_RATE: &str = "LEARN_RATE";
     /// Every pinned map, for checks and clean-up.
     pub const ALL: [&str; 12] = [
         FLOWS,
@@ -87,4 +90,5 @@ mod pod {
     unsafe impl aya::Pod for crate::rtp::RttStats {}
     unsafe impl aya::Pod for crate::rtp::MediaCounters {}
     unsafe impl aya::Pod for crate::learn::LearnSample {}
+    unsafe impl aya::Pod for crate::learn::RateBucket {}
 }

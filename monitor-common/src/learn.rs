@@ -175,6 +175,21 @@ pub const STATE_FLOWS_DELETED: u32 = 0;
 /// Index in the `LEARN_STATE` array: samples the kernel did not copy because their
 /// client was over its rate ([`take_token`]). Written by the kernel (atomic add).
 pub const STATE_RATE_LIMITED: u32 = 1;
+/// Index in the `LEARN_STATE` array: until when (`bpf_ktime_get_ns`) the kernel also
+/// samples outbound TLS segments that do not start a ClientHello, because a hello too
+/// long for its segment was just sampled: its continuation carries the rest (a large
+/// post-quantum hello spans two segments). Written by the kernel.
+pub const STATE_HELLO_UNTIL: u32 = 2;
+/// How long after an unfinished ClientHello its continuation is looked for.
+pub const HELLO_CONTINUATION_NS: u64 = 1_000_000_000;
+
+/// Whether a ClientHello record starting with `head` is longer than the `avail` payload
+/// bytes of its segment (its continuation follows in the next one).
+#[inline(always)]
+pub fn hello_continues(head: [u8; 6], avail: usize) -> bool {
+    let record = ((head[3] as usize) << 8) | head[4] as usize;
+    record + 5 > avail
+}
 /// Entries of the `LEARN_STATE` array.
 pub const STATE_ENTRIES: u32 = 4;
 
@@ -238,6 +253,13 @@ mod tests {
         assert_eq!(later, RATE_BURST);
         // A clock going backwards (another CPU's older stamp) gives nothing.
         assert!(!take_token(&mut b, 5));
+    }
+
+    #[test]
+    fn long_hellos_continue() {
+        let head = [0x16, 0x03, 0x01, 0x06, 0x00, 0x01];
+        assert!(hello_continues(head, 1000));
+        assert!(!hello_continues(head, 0x600 + 5));
     }
 
     #[test]

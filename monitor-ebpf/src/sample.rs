@@ -19,8 +19,9 @@ use monitor_common::{
     GlobalCounters,
     flow::FAMILY_V4,
     learn::{
-        KIND_TLS, KIND_TLS_SYNACK, LearnSample, SAMPLE_BYTES, STATE_RATE_LIMITED, candidate,
-        client_is_source, looks_like_client_hello, new_bucket, take_token,
+        HELLO_CONTINUATION_NS, KIND_TLS, KIND_TLS_SYNACK, LearnSample, SAMPLE_BYTES,
+        STATE_HELLO_UNTIL, STATE_RATE_LIMITED, candidate, client_is_source, hello_continues,
+        looks_like_client_hello, new_bucket, take_token,
     },
 };
 
@@ -107,14 +108,24 @@ fn copy<C: LoadBytes>(
     if avail == 0 && kind != KIND_TLS_SYNACK {
         return;
     }
-    // Most TCP segments to 443 are not ClientHellos: look before reserving.
+    // Most TCP segments to 443 are not ClientHellos: look before reserving. The one
+    // after a hello too long for its segment is, for a second after it (see
+    // `learn::STATE_HELLO_UNTIL`).
     if kind == KIND_TLS {
         let mut head = [0u8; 6];
         // SAFETY: `head` holds 6 bytes.
-        if avail < 6
-            || unsafe { C::load(raw, payload, head.as_mut_ptr(), 6) } != 0
-            || !looks_like_client_hello(head)
-        {
+        let hello = avail >= 6
+            && unsafe { C::load(raw, payload, head.as_mut_ptr(), 6) } == 0
+            && looks_like_client_hello(head);
+        let Some(until) = LEARN_STATE.get_ptr_mut(STATE_HELLO_UNTIL) else {
+            return;
+        };
+        if hello {
+            if hello_continues(head, avail) {
+                // SAFETY: a live array value; a racing write only moves the time a little.
+                unsafe { *until = bpf_ktime_get_ns() + HELLO_CONTINUATION_NS };
+            }
+        } else if unsafe { *until } == 0 || unsafe { *until } < unsafe { bpf_ktime_get_ns() } {
             return;
         }
     }

@@ -65,7 +65,14 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
     })?;
 
     let started_mono_ns = snapshot::monotonic_ns();
-    let loaded = loader::load(&cfg).context("loading the kernel programs")?;
+    let loaded = match loader::load(&cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            // Nothing is attached yet; the socket is ours (bound above): leave nothing.
+            let _ = std::fs::remove_file(&daemon_cfg.status_socket);
+            return Err(anyhow::Error::from(e).context("loading the kernel programs"));
+        }
+    };
     let mut ebpf = loaded.ebpf;
     let interfaces = match attach::attach_all(&mut ebpf, &cfg) {
         Ok(i) => i,
@@ -112,7 +119,7 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
     let last_reload: Arc<Mutex<Option<reload::ReloadStatus>>> = Arc::default();
     // Learning peers by name (crate::learn): the sample ring is read in the loop below.
     let (mut learning, mut learn_ring) =
-        crate::learn::run::Learning::start(&mut ebpf, &cfg.config.learn)
+        crate::learn::run::Learning::start(&mut ebpf, &cfg.config)
             .context("starting peer learning")?;
     let learn_view = learning.view();
     let mut running = cfg;
@@ -233,7 +240,7 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
                     error!("SIGHUP: {}", outcome.message);
                 }
                 if let Some(new) = new {
-                    learning.set_config(&new.config.learn);
+                    learning.set_config(&new.config);
                     running = new;
                 }
                 if let Ok(mut l) = last_reload.lock() {

@@ -55,11 +55,21 @@ impl Bed {
     /// A bed whose config has `extra` TOML after the `[learn]` section (more keys of it;
     /// `idle_s` is always one of them).
     pub fn with(extra: &str, helpers: impl FnOnce(&Testbed, &TempDir) -> Vec<Helper>) -> Bed {
+        Bed::with_daemon("", extra, helpers)
+    }
+
+    /// As [`Bed::with`], with `daemon` TOML keys added to `[daemon]`.
+    pub fn with_daemon(
+        daemon: &str,
+        extra: &str,
+        helpers: impl FnOnce(&Testbed, &TempDir) -> Vec<Helper>,
+    ) -> Bed {
         let tb = Testbed::new().expect("testbed");
         let dir = TempDir::new().expect("tempdir");
         let pin = PinDir::new();
         let config = dir.join("monitor.toml");
-        let mut toml = xtask::config::gateway_config(pin.path(), &dir.join("monitor.sock"));
+        let mut toml = xtask::config::gateway_config(pin.path(), &dir.join("monitor.sock"))
+            .replace("[daemon]\n", &format!("[daemon]\n{daemon}"));
         toml.push_str(LEARN_TOML);
         toml.push_str(extra);
         std::fs::write(&config, toml).expect("config");
@@ -192,6 +202,11 @@ pub fn dnsmasq(tb: &Testbed, dir: &TempDir) -> Helper {
 }
 
 pub fn openssl_server(tb: &Testbed, dir: &TempDir) -> Helper {
+    openssl_server_at(&tb.wan, IpAddr::V4(WAN_HOST_V4), dir)
+}
+
+/// `openssl s_server` in `ns` on `addr`:443.
+pub fn openssl_server_at(ns: &Netns, addr: IpAddr, dir: &TempDir) -> Helper {
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
     let out = Command::new("openssl")
         .args([
@@ -209,13 +224,12 @@ pub fn openssl_server(tb: &Testbed, dir: &TempDir) -> Helper {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let child = tb
-        .wan
+    let child = ns
         .command(&[
             "openssl",
             "s_server",
             "-accept",
-            &format!("{WAN_HOST_V4}:443"),
+            &format!("{addr}:443"),
             "-cert",
             &cert.to_string_lossy(),
             "-key",
@@ -232,6 +246,11 @@ pub fn openssl_server(tb: &Testbed, dir: &TempDir) -> Helper {
 
 /// One TLS handshake LAN host -> WAN host:443 with `sni`; whether it completed.
 pub fn s_client(tb: &Testbed, sni: &str) -> bool {
+    s_client_to(tb, IpAddr::V4(WAN_HOST_V4), sni)
+}
+
+/// One TLS handshake LAN host -> `addr`:443 with `sni`; whether it completed.
+pub fn s_client_to(tb: &Testbed, addr: IpAddr, sni: &str) -> bool {
     let out = tb
         .lan
         .command(&[
@@ -240,7 +259,7 @@ pub fn s_client(tb: &Testbed, sni: &str) -> bool {
             "openssl",
             "s_client",
             "-connect",
-            &format!("{WAN_HOST_V4}:443"),
+            &format!("{addr}:443"),
             "-servername",
             sni,
         ])
@@ -250,3 +269,113 @@ pub fn s_client(tb: &Testbed, sni: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE")
 }
 
+
+/// The MAC address of `ifname` in `ns`.
+pub fn mac(ns: &Netns, ifname: &str) -> [u8; 6] {
+    let out = ns.ip(&["-j", "link", "show", ifname]).expect("ip link");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+    let text = v[0]["address"].as_str().expect("address").to_string();
+    let mut m = [0u8; 6];
+    for (i, b) in text.split(':').enumerate().take(6) {
+        m[i] = u8::from_str_radix(b, 16).expect("hex");
+    }
+    m
+}
+
+/// An IPv4 packet `src -> dst` carrying `l4`, with TTL 1: the gateway sees it on the
+/// link it arrives on and never forwards it, so it is sampled exactly once.
+pub fn ttl1_packet(src: Ipv4Addr, dst: Ipv4Addr, l4: &xtask::frames::L4) -> Vec<u8> {
+    let (protocol, bytes) = match l4 {
+        xtask::frames::L4::Udp { .. } => (17, l4.bytes()),
+        _ => (6, l4.bytes()),
+    };
+    let mut p = xtask::frames::Ipv4::new(src, dst).packet(protocol, &bytes);
+    p[8] = 1;
+    p[10] = 0;
+    p[11] = 0;
+    let sum = xtask::frames::ipv4_checksum(&p[..20]);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+/// Sends each IPv4 packet of `packets` as one Ethernet frame out of `ifname` in `ns`
+/// to `dst_mac` (AF_PACKET: no routing, no neighbour look-up).
+pub fn inject(ns: &Netns, ifname: &str, dst_mac: [u8; 6], packets: &[Vec<u8>]) {
+    let name = std::ffi::CString::new(ifname).unwrap();
+    ns.run(|| {
+        // SAFETY: plain socket calls on a socket closed below; the address is a
+        // zeroed sockaddr_ll filled in field by field.
+        unsafe {
+            let proto = (libc::ETH_P_IP as u16).to_be() as i32;
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, proto);
+            assert!(fd >= 0, "AF_PACKET socket");
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto as u16;
+            sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+            sll.sll_halen = 6;
+            sll.sll_addr[..6].copy_from_slice(&dst_mac);
+            for p in packets {
+                let n = libc::sendto(
+                    fd,
+                    p.as_ptr().cast(),
+                    p.len(),
+                    0,
+                    (&raw const sll).cast(),
+                    size_of::<libc::sockaddr_ll>() as u32,
+                );
+                assert_eq!(n, p.len() as isize, "sendto");
+            }
+            libc::close(fd);
+        }
+    });
+}
+
+/// The `learn.refused` count of `reason`.
+pub fn refused(s: &Value, reason: &str) -> u64 {
+    s["learn"]["refused"][reason].as_u64().unwrap_or(0)
+}
+
+/// A DNS response to `id` for `name`: A `addr`, TTL 60.
+pub fn answer(id: u16, name: &str, addr: Ipv4Addr) -> Vec<u8> {
+    let mut m = query(id, name);
+    m[2] = 0x81;
+    m[3] = 0x80;
+    m[7] = 1; // ANCOUNT
+    m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+    m.extend_from_slice(&addr.octets());
+    m
+}
+
+/// A TLS 1.2-style ClientHello record carrying `sni` (and `pad` bytes of a padding
+/// extension, to make it as long as a post-quantum hello).
+pub fn client_hello(sni: &str, pad: usize) -> Vec<u8> {
+    let name = sni.as_bytes();
+    let mut sni_ext = Vec::new();
+    sni_ext.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
+    sni_ext.push(0);
+    sni_ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    sni_ext.extend_from_slice(name);
+    let mut exts = Vec::new();
+    // Padding first, so the name lands at the end (in the second segment).
+    exts.extend_from_slice(&[0x00, 0x15]);
+    exts.extend_from_slice(&(pad as u16).to_be_bytes());
+    exts.extend(std::iter::repeat_n(0u8, pad));
+    exts.extend_from_slice(&[0, 0]);
+    exts.extend_from_slice(&(sni_ext.len() as u16).to_be_bytes());
+    exts.extend_from_slice(&sni_ext);
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&[0x11; 32]);
+    body.push(0); // session id
+    body.extend_from_slice(&[0, 2, 0x13, 0x01]); // one cipher suite
+    body.extend_from_slice(&[1, 0]); // null compression
+    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+    body.extend_from_slice(&exts);
+    let mut hs = vec![1];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 0x03, 0x01];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}

@@ -291,11 +291,22 @@ fn a_long_call_outlives_its_ttl_and_older_flows_become_webex() {
         assert!(Instant::now() < deadline, "s_server did not answer");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // A TCP connection to the TLS server's address opened before its name is learned.
+    // A TCP connection to the TLS server's address (its SIP-over-TLS port: s_server
+    // serves one connection at a time) opened before the address is learned.
     let wan_host = xtask::testbed::WAN_HOST_V4;
+    let sip = tb
+        .wan
+        .run(|| TcpListener::bind((wan_host, 5061)))
+        .expect("SIP listener");
+    let sip_side = std::thread::spawn(move || {
+        let (mut c, _) = sip.accept().expect("accept");
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut buf = [0u8; 64];
+        c.read(&mut buf).unwrap_or(0)
+    });
     let mut old = tb
         .lan
-        .run(|| TcpStream::connect((wan_host, 443)))
+        .run(|| TcpStream::connect((wan_host, 5061)))
         .expect("connect");
     let old_port = old.local_addr().unwrap().port();
     // A call to the DNS peer, 25 packets a second for 12 s, started before learning.
@@ -336,12 +347,21 @@ fn a_long_call_outlives_its_ttl_and_older_flows_become_webex() {
     let s = bed.wait_until(10, "the call and the old connection re-classified", |s| {
         media(s) == ["media", "media"]
             && s["flows"].as_array().unwrap().iter().any(|f| {
-                f["src_port"] == old_port && f["class"] == "https_control"
+                f["src_port"] == old_port && f["class"] == "sip_signalling"
             })
     });
     let learned_at = Instant::now();
+    // Every flow to or from a learned address is Webex now: the call, the old
+    // connection, the hellos' own connections and the earlier ones to the server.
+    let learned = [LEARNED_V4.to_string(), wan_host.to_string()];
+    let s = bed.wait_until(5, "no not_webex flow of a learned peer", |s| {
+        s["flows"].as_array().unwrap().iter().all(|f| {
+            f["class"] != "not_webex"
+                || !(learned.iter().any(|a| f["src_addr"] == *a || f["dst_addr"] == *a))
+        })
+    });
     assert!(
-        s["learn"]["flows_reclassified"].as_u64().unwrap() >= 3,
+        s["learn"]["flows_reclassified"].as_u64().unwrap() >= 4,
         "{}",
         s["learn"]
     );
@@ -363,9 +383,8 @@ fn a_long_call_outlives_its_ttl_and_older_flows_become_webex() {
         !peers(s).iter().any(|p| p["addr"] == LEARNED_V4.to_string())
     });
     assert!(s["learn"]["flows_deleted"].as_u64().unwrap() >= 2, "{}", s["learn"]);
-    let mut buf = [0u8; 1];
-    let _ = old.set_read_timeout(Some(Duration::from_millis(10)));
-    let _ = old.read(&mut buf);
+    drop(old);
+    assert_eq!(sip_side.join().unwrap(), b"after learning".len());
 }
 
 #[test]

@@ -19,7 +19,7 @@ pub enum KernelError {
         "this binary was built without its eBPF object (AYA_BUILD_SKIP was set); rebuild without it"
     )]
     NoObject,
-    #[error("daemon.pin_path {problem}")]
+    #[error("daemon.pin_path: {problem}")]
     NotBpffs { problem: String },
     #[error("cannot create the pin directory {path}: {source}")]
     PinDir {

@@ -220,10 +220,7 @@ mod tests {
         for p in TLS_PORTS {
             assert_eq!(candidate(TCP, 40000, p, TCP_ACK), KIND_TLS);
             assert_eq!(candidate(UDP, 40000, p, 0), 0);
-            assert_eq!(
-                candidate(TCP, p, 40000, TCP_SYN | TCP_ACK),
-                KIND_TLS_SYNACK
-            );
+            assert_eq!(candidate(TCP, p, 40000, TCP_SYN | TCP_ACK), KIND_TLS_SYNACK);
             // Only the SYN-ACK of the handshake: later segments from the server are not.
             assert_eq!(candidate(TCP, p, 40000, TCP_ACK), 0);
             assert_eq!(candidate(TCP, p, 40000, TCP_SYN), 0);

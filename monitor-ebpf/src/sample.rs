@@ -201,7 +201,9 @@ fn charge(client: &[u8; 16]) -> bool {
     let allowed = match LEARN_RATE.get_ptr_mut(client) {
         // SAFETY: a live map value; racing CPUs only make the count a little loose.
         Some(b) => take_token(unsafe { &mut *b }, now),
-        None => LEARN_RATE.insert(client, &new_bucket(now), BPF_ANY as u64).is_ok(),
+        None => LEARN_RATE
+            .insert(client, &new_bucket(now), BPF_ANY as u64)
+            .is_ok(),
     };
     if !allowed && let Some(n) = LEARN_STATE.get_ptr_mut(STATE_RATE_LIMITED) {
         // SAFETY: a live array value, shared by the CPUs: added atomically.
@@ -235,7 +237,12 @@ unsafe fn header(s: *mut LearnSample, meta: u64, len: u32, payload_len: u32, por
 /// # Safety
 /// `s` points to a reserved `LearnSample`; `raw` is the program's context.
 #[inline(always)]
-unsafe fn addresses<C: LoadBytes>(raw: *mut c_void, s: *mut LearnSample, family: u8, l3: u32) -> bool {
+unsafe fn addresses<C: LoadBytes>(
+    raw: *mut c_void,
+    s: *mut LearnSample,
+    family: u8,
+    l3: u32,
+) -> bool {
     unsafe {
         let src = (&raw mut (*s).src_addr).cast::<u8>();
         let dst = (&raw mut (*s).dst_addr).cast::<u8>();

@@ -118,7 +118,10 @@ fn run_with_caps(tb: &Testbed, caps: &str, config: &std::path::Path) -> (Option<
         .stdin(Stdio::null())
         .output()
         .expect("nsenter setpriv monitor");
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Nothing attached to the gateway's interfaces: no XDP program, no TC filter.
@@ -131,7 +134,11 @@ fn nothing_attached(tb: &Testbed) {
             .gw
             .exec(&["tc", "filter", "show", "dev", ifname, "egress"])
             .unwrap();
-        assert!(tc.stdout.is_empty(), "{ifname}: {}", String::from_utf8_lossy(&tc.stdout));
+        assert!(
+            tc.stdout.is_empty(),
+            "{ifname}: {}",
+            String::from_utf8_lossy(&tc.stdout)
+        );
     }
 }
 
@@ -163,8 +170,14 @@ fn a_missing_capability_is_named_with_exit_77_and_nothing_is_left() {
             stderr.starts_with(&format!("error: missing capability {missing}, needed ")),
             "{stderr}"
         );
-        assert!(!socket.exists(), "{caps}: the status socket was left behind");
-        assert!(!pin.path().exists(), "{caps}: the pin directory was created");
+        assert!(
+            !socket.exists(),
+            "{caps}: the status socket was left behind"
+        );
+        assert!(
+            !pin.path().exists(),
+            "{caps}: the pin directory was created"
+        );
         nothing_attached(&tb);
     }
 }
@@ -196,10 +209,16 @@ fn a_pin_path_off_bpffs_fails_check_config_with_64() {
         assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(
-            stderr.contains(&format!("daemon.pin_path: {} is not on a bpf filesystem", pins.display())),
+            stderr.contains(&format!(
+                "daemon.pin_path: {} is not on a bpf filesystem",
+                pins.display()
+            )),
             "{stderr}"
         );
-        assert!(stderr.contains("choose a directory under a bpffs mount"), "{stderr}");
+        assert!(
+            stderr.contains("choose a directory under a bpffs mount"),
+            "{stderr}"
+        );
         assert!(!pins.exists());
     }
 }

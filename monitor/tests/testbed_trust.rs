@@ -51,13 +51,7 @@ fn add_wan_addr(bed_tb: &xtask::Testbed, a: Ipv4Addr) {
 
 #[test]
 fn forged_answers_and_hellos_teach_nothing_and_are_counted_by_reason() {
-    let bed = Bed::new(|tb, dir| {
-        vec![openssl_server_at(
-            &tb.gw,
-            IpAddr::V4(GW_LAN_V4),
-            dir,
-        )]
-    });
+    let bed = Bed::new(|tb, dir| vec![openssl_server_at(&tb.gw, IpAddr::V4(GW_LAN_V4), dir)]);
     let tb = &bed.tb;
     let gw_wan_mac = mac(&tb.gw, GW_WAN_IF);
     let gw_lan_mac = mac(&tb.gw, GW_LAN_IF);
@@ -142,10 +136,7 @@ fn forged_answers_and_hellos_teach_nothing_and_are_counted_by_reason() {
         .run(|| {
             let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(LAN_HOST_V4), 0))?;
             s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.send_to(
-                &query(0x5151, "media.webex.com"),
-                (FAKE_RESOLVER_V4, 53),
-            )?;
+            s.send_to(&query(0x5151, "media.webex.com"), (FAKE_RESOLVER_V4, 53))?;
             let mut buf = [0u8; 512];
             s.recv_from(&mut buf)
         })
@@ -155,7 +146,10 @@ fn forged_answers_and_hellos_teach_nothing_and_are_counted_by_reason() {
     // A hello towards the gateway's own LAN address, on a real TLS connection.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !s_client_to(tb, IpAddr::V4(GW_LAN_V4), "media.webex.com") {
-        assert!(Instant::now() < deadline, "s_server on the gateway did not answer");
+        assert!(
+            Instant::now() < deadline,
+            "s_server on the gateway did not answer"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let s = bed.wait_until(10, "the wrong answers and the hello to the gateway", |s| {
@@ -222,7 +216,11 @@ fn a_real_resolution_through_the_gateway_resolver_teaches() {
     });
     // Upstream's answer to the gateway and the gateway's answer to the host: each
     // matched its own query.
-    assert!(s["learn"]["refused"].as_object().unwrap().is_empty(), "{}", s["learn"]);
+    assert!(
+        s["learn"]["refused"].as_object().unwrap().is_empty(),
+        "{}",
+        s["learn"]
+    );
     assert_eq!(s["learn"]["queries_waiting"], 0, "{}", s["learn"]);
     assert_eq!(peers(&s).len(), 1);
 }
@@ -239,7 +237,11 @@ fn ten_thousand_forged_answers_from_one_lan_host_do_not_stop_real_learning() {
             ttl1_packet(
                 LAN_HOST_V4,
                 wan_host,
-                &udp(53, 40000 + (i % 1000) as u16, answer(i as u16, "z.webex.com", addr)),
+                &udp(
+                    53,
+                    40000 + (i % 1000) as u16,
+                    answer(i as u16, "z.webex.com", addr),
+                ),
             )
         })
         .collect();
@@ -344,11 +346,13 @@ fn a_long_call_outlives_its_ttl_and_older_flows_become_webex() {
             .map(|f| f["class"].as_str().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    let s = bed.wait_until(10, "the call and the old connection re-classified", |s| {
+    bed.wait_until(10, "the call and the old connection re-classified", |s| {
         media(s) == ["media", "media"]
-            && s["flows"].as_array().unwrap().iter().any(|f| {
-                f["src_port"] == old_port && f["class"] == "sip_signalling"
-            })
+            && s["flows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["src_port"] == old_port && f["class"] == "sip_signalling")
     });
     let learned_at = Instant::now();
     // Every flow to or from a learned address is Webex now: the call, the old
@@ -357,7 +361,9 @@ fn a_long_call_outlives_its_ttl_and_older_flows_become_webex() {
     let s = bed.wait_until(5, "no not_webex flow of a learned peer", |s| {
         s["flows"].as_array().unwrap().iter().all(|f| {
             f["class"] != "not_webex"
-                || !(learned.iter().any(|a| f["src_addr"] == *a || f["dst_addr"] == *a))
+                || !(learned
+                    .iter()
+                    .any(|a| f["src_addr"] == *a || f["dst_addr"] == *a))
         })
     });
     assert!(
@@ -370,7 +376,9 @@ fn a_long_call_outlives_its_ttl_and_older_flows_become_webex() {
         let s = bed.status();
         assert_eq!(media(&s), ["media", "media"], "lost its class mid-call");
         assert!(
-            peers(&s).iter().any(|p| p["addr"] == LEARNED_V4.to_string()),
+            peers(&s)
+                .iter()
+                .any(|p| p["addr"] == LEARNED_V4.to_string()),
             "{}",
             s["learned_peers"]
         );
@@ -382,7 +390,11 @@ fn a_long_call_outlives_its_ttl_and_older_flows_become_webex() {
     let s = bed.wait_until(DNS_TTL_S + 10, "expiry after the call", |s| {
         !peers(s).iter().any(|p| p["addr"] == LEARNED_V4.to_string())
     });
-    assert!(s["learn"]["flows_deleted"].as_u64().unwrap() >= 2, "{}", s["learn"]);
+    assert!(
+        s["learn"]["flows_deleted"].as_u64().unwrap() >= 2,
+        "{}",
+        s["learn"]
+    );
     drop(old);
     assert_eq!(sip_side.join().unwrap(), b"after learning".len());
 }
@@ -433,7 +445,11 @@ fn split_dns_over_tcp_and_a_two_segment_hello_teach() {
     let s = bed.wait_until(10, "the peer taught over TCP", |s| {
         peers(s).iter().any(|p| p["addr"] == dns_peer.to_string())
     });
-    assert!(s["learn"]["dns_malformed"].as_object().unwrap().is_empty(), "{}", s["learn"]);
+    assert!(
+        s["learn"]["dns_malformed"].as_object().unwrap().is_empty(),
+        "{}",
+        s["learn"]
+    );
 
     // A ClientHello of 1,600 bytes sent as 600 + 1,000, the name in the second part.
     let listener = tb
@@ -470,7 +486,15 @@ fn split_dns_over_tcp_and_a_two_segment_hello_teach() {
     // DNS: the query and the answer, each split, each seen on both gateway links; the
     // hello seen on both links.
     assert_eq!(s["learn"]["reassembled"], 6, "{}", s["learn"]);
-    assert!(s["learn"]["refused"].as_object().unwrap().is_empty(), "{}", s["learn"]);
-    assert!(s["learn"]["sni_malformed"].as_object().unwrap().is_empty(), "{}", s["learn"]);
+    assert!(
+        s["learn"]["refused"].as_object().unwrap().is_empty(),
+        "{}",
+        s["learn"]
+    );
+    assert!(
+        s["learn"]["sni_malformed"].as_object().unwrap().is_empty(),
+        "{}",
+        s["learn"]
+    );
     assert_eq!(s["learn"]["partial_waiting"], 0, "{}", s["learn"]);
 }

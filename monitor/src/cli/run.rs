@@ -45,7 +45,10 @@ pub fn execute(args: RunArgs) -> i32 {
     // The pin directory is part of the config: a path off bpffs is a config error, caught
     // by `--check-config` (ExecStartPre) and never retried.
     if let Some(problem) = pins::bpffs_problem(&cfg.config.daemon.pin_path) {
-        eprintln!("error: config {}: daemon.pin_path: {problem}", args.config.display());
+        eprintln!(
+            "error: config {}: daemon.pin_path: {problem}",
+            args.config.display()
+        );
         return exit::USAGE;
     }
     if args.check_config {

@@ -118,9 +118,8 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
         Arc::new(Mutex::new(ifaces.clone()));
     let last_reload: Arc<Mutex<Option<reload::ReloadStatus>>> = Arc::default();
     // Learning peers by name (crate::learn): the sample ring is read in the loop below.
-    let (mut learning, mut learn_ring) =
-        crate::learn::run::Learning::start(&mut ebpf, &cfg.config)
-            .context("starting peer learning")?;
+    let (mut learning, mut learn_ring) = crate::learn::run::Learning::start(&mut ebpf, &cfg.config)
+        .context("starting peer learning")?;
     let learn_view = learning.view();
     let mut running = cfg;
     // Detectors run on each poll, off the loop; the status report shows the book they

@@ -20,10 +20,7 @@ const TCP: u8 = 6;
 fn site() -> Site {
     Site {
         roles: HashMap::from([(LAN_IF, Role::Lan), (WAN_IF, Role::Wan)]),
-        gateway: HashSet::from([
-            IpAddr::from(GW_WAN),
-            IpAddr::from([192, 0, 2, 1]),
-        ]),
+        gateway: HashSet::from([IpAddr::from(GW_WAN), IpAddr::from([192, 0, 2, 1])]),
         lan: vec!["192.0.2.0/24".parse().unwrap()],
         private_ok: vec![],
     }
@@ -108,7 +105,15 @@ fn gw_query(id: u16, qname: &str) -> LearnSample {
 
 /// Upstream answers the gateway (WAN ingress).
 fn gw_answer(msg: &[u8]) -> LearnSample {
-    pkt(KIND_DNS, UDP, WAN_IF, IN, (RESOLVER, 53), (GW_WAN, 40000), msg)
+    pkt(
+        KIND_DNS,
+        UDP,
+        WAN_IF,
+        IN,
+        (RESOLVER, 53),
+        (GW_WAN, 40000),
+        msg,
+    )
 }
 
 /// Asks, then answers `qname` A `addr`: what a real resolution looks like.
@@ -314,7 +319,12 @@ fn addresses_of_the_gateway_the_lan_and_private_ranges_are_refused() {
             ..site()
         },
     );
-    assert_eq!(resolve(&mut l, "p.webex.com", [10, 1, 1, 1], 60, 0).added.len(), 1);
+    assert_eq!(
+        resolve(&mut l, "p.webex.com", [10, 1, 1, 1], 60, 0)
+            .added
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -329,7 +339,11 @@ fn negative_answers_are_counted_as_such() {
         l.ingest(&gw_answer(&m), 0);
     }
     assert_eq!(l.stats.dns_negative, 3);
-    assert!(l.stats.dns_malformed.is_empty(), "{:?}", l.stats.dns_malformed);
+    assert!(
+        l.stats.dns_malformed.is_empty(),
+        "{:?}",
+        l.stats.dns_malformed
+    );
     assert_eq!(l.stats.dns_responses, 3);
 }
 
@@ -354,7 +368,15 @@ fn tcp_query(payload: &[u8]) -> LearnSample {
 }
 
 fn tcp_answer(payload: &[u8]) -> LearnSample {
-    pkt(KIND_DNS, TCP, WAN_IF, IN, (RESOLVER, 53), (GW_WAN, 40000), payload)
+    pkt(
+        KIND_DNS,
+        TCP,
+        WAN_IF,
+        IN,
+        (RESOLVER, 53),
+        (GW_WAN, 40000),
+        payload,
+    )
 }
 
 fn framed(msg: &[u8]) -> Vec<u8> {
@@ -387,7 +409,11 @@ fn tcp_dns_split_after_its_length_is_put_together() {
     assert_eq!(c.added.len(), 1);
     assert_eq!(l.stats.reassembled, 2);
     assert_eq!(l.stats.dns_responses, 1);
-    assert!(l.stats.dns_malformed.is_empty(), "{:?}", l.stats.dns_malformed);
+    assert!(
+        l.stats.dns_malformed.is_empty(),
+        "{:?}",
+        l.stats.dns_malformed
+    );
     // Split in the middle of the message, too.
     let q = framed(&question(0x1234, "b.webex.com"));
     l.ingest(&tcp_query(&q), 0);
@@ -414,11 +440,23 @@ fn duplicates_count_once_and_sni_adds_its_bit() {
         &question(0x1234, "a.webex.com"),
     );
     l.ingest(&lan_q, 0);
-    let lan_a = pkt(KIND_DNS, UDP, LAN_IF, OUT, (RESOLVER, 53), (CLIENT, 5000), &msg);
+    let lan_a = pkt(
+        KIND_DNS,
+        UDP,
+        LAN_IF,
+        OUT,
+        (RESOLVER, 53),
+        (CLIENT, 5000),
+        &msg,
+    );
     assert!(l.ingest(&lan_a, S).added.is_empty());
     assert_eq!(l.stats.duplicates, 1);
     // After the window it is a new answer: refreshed, nothing new for the tries.
-    assert!(resolve(&mut l, "a.webex.com", [203, 0, 113, 53], 60, 3 * S).added.is_empty());
+    assert!(
+        resolve(&mut l, "a.webex.com", [203, 0, 113, 53], 60, 3 * S)
+            .added
+            .is_empty()
+    );
     assert_eq!(l.stats.learned_dns, 2);
     let server = [203, 0, 113, 53];
     l.ingest(&synack(40001, server), 3 * S);
@@ -440,7 +478,15 @@ fn hellos_need_a_handshake_and_the_right_side() {
     assert!(l.ingest(&hello_to(40001, SERVER, &h), 0).added.is_empty());
     assert_eq!(refused(&l, "no_handshake"), 2);
     // From the WAN towards the gateway: wrong side.
-    let forged = pkt(KIND_TLS, TCP, WAN_IF, IN, (RESOLVER, 40000), (GW_WAN, 443), &h);
+    let forged = pkt(
+        KIND_TLS,
+        TCP,
+        WAN_IF,
+        IN,
+        (RESOLVER, 40000),
+        (GW_WAN, 443),
+        &h,
+    );
     assert!(l.ingest(&forged, 0).added.is_empty());
     // A SYN-ACK leaving towards the WAN is not a handshake of the site's.
     let out = pkt(
@@ -489,7 +535,11 @@ fn a_hello_in_two_segments_teaches() {
     l.ingest(&synack(40001, SERVER), 0);
     // The name is in the second segment.
     let cut = h.len() - 10;
-    assert!(l.ingest(&hello_to(40001, SERVER, &h[..cut]), 0).added.is_empty());
+    assert!(
+        l.ingest(&hello_to(40001, SERVER, &h[..cut]), 0)
+            .added
+            .is_empty()
+    );
     assert_eq!(l.pending().2, 1);
     let c = l.ingest(&hello_to(40001, SERVER, &h[cut..]), 0);
     assert_eq!(c.added, vec![(IpAddr::from(SERVER), SOURCE_SNI)]);
@@ -526,7 +576,10 @@ fn max_peers_and_disabled() {
     resolve(&mut l, "b.webex.com", [203, 0, 113, 55], 60, 0);
     assert_eq!(l.peers().len(), 1);
     assert_eq!(l.stats.refused_full, 1);
-    assert_eq!(l.stats.learned_dns, 1, "a refused address is not counted as learned");
+    assert_eq!(
+        l.stats.learned_dns, 1,
+        "a refused address is not counted as learned"
+    );
     let mut off = Learner::new(
         &LearnConfig {
             enabled: false,

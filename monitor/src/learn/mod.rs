@@ -23,8 +23,7 @@ use std::{
 use monitor_common::{
     flow::FAMILY_V4,
     learn::{
-        KIND_DNS, KIND_DNS_QUERY, KIND_TLS, KIND_TLS_SYNACK, LearnSample, SOURCE_DNS,
-        SOURCE_SNI,
+        KIND_DNS, KIND_DNS_QUERY, KIND_TLS, KIND_TLS_SYNACK, LearnSample, SOURCE_DNS, SOURCE_SNI,
     },
 };
 
@@ -217,7 +216,8 @@ impl Learner {
         };
         match (s.kind, side) {
             (KIND_DNS_QUERY, Side::Outbound) => {
-                let Some(msg) = self.dns_message(KIND_DNS_QUERY, s.protocol, outward, data, cut, now_ns)
+                let Some(msg) =
+                    self.dns_message(KIND_DNS_QUERY, s.protocol, outward, data, cut, now_ns)
                 else {
                     return changes;
                 };
@@ -343,7 +343,9 @@ impl Learner {
             _ => usize::MAX,
         };
         // The whole message is here, or the sample bound cut it (parse what is there).
-        if stream.len() >= want.saturating_add(2) || cut || stream.len() >= pending::MAX_PARTIAL_BYTES
+        if stream.len() >= want.saturating_add(2)
+            || cut
+            || stream.len() >= pending::MAX_PARTIAL_BYTES
         {
             let end = want.saturating_add(2).min(stream.len());
             return Some(stream.get(2..end).unwrap_or_default().to_vec());

@@ -116,6 +116,10 @@ impl Queries {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// TLS connections whose SYN-ACK was seen (by client and server), and when.
@@ -151,6 +155,10 @@ impl Handshakes {
 
     pub fn len(&self) -> usize {
         self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
     }
 }
 
@@ -189,6 +197,10 @@ impl Partial {
 
     pub fn len(&self) -> usize {
         self.streams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
     }
 }
 

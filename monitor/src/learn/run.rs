@@ -22,9 +22,9 @@ use tokio::io::unix::AsyncFd;
 
 use super::{Learner, trust::Site};
 use crate::{
-    report::learn::{LearnStatus, LearnedPeer},
     config::{Config, learn::LearnConfig},
     kernel::{learn as maps, snapshot},
+    report::learn::{LearnStatus, LearnedPeer},
     status::model::StatusReport,
 };
 

@@ -107,7 +107,9 @@ pub fn covers(p: &Prefix, a: IpAddr) -> bool {
 fn network(addr: IpAddr, len: u8) -> Prefix {
     let addr = match addr {
         IpAddr::V4(a) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
             IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
         }
         IpAddr::V6(a) => {
@@ -271,8 +273,17 @@ mod tests {
         let cfg = Config::default();
         let s = Site::discover(&cfg);
         assert!(s.gateway.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        assert!(covers(&"10.0.0.0/8".parse().unwrap(), "10.9.9.9".parse().unwrap()));
-        assert!(!covers(&"10.0.0.0/8".parse().unwrap(), "11.0.0.1".parse().unwrap()));
-        assert!(covers(&"0.0.0.0/0".parse().unwrap(), "11.0.0.1".parse().unwrap()));
+        assert!(covers(
+            &"10.0.0.0/8".parse().unwrap(),
+            "10.9.9.9".parse().unwrap()
+        ));
+        assert!(!covers(
+            &"10.0.0.0/8".parse().unwrap(),
+            "11.0.0.1".parse().unwrap()
+        ));
+        assert!(covers(
+            &"0.0.0.0/0".parse().unwrap(),
+            "11.0.0.1".parse().unwrap()
+        ));
     }
 }

@@ -269,7 +269,6 @@ pub fn s_client_to(tb: &Testbed, addr: IpAddr, sni: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE")
 }
 
-
 /// The MAC address of `ifname` in `ns`.
 pub fn mac(ns: &Netns, ifname: &str) -> [u8; 6] {
     let out = ns.ip(&["-j", "link", "show", ifname]).expect("ip link");

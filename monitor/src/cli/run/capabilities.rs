@@ -4,7 +4,11 @@
 /// What the daemon needs, with why: (bit, name, what for).
 pub const NEEDED: [(u32, &str, &str); 3] = [
     (39, "CAP_BPF", "to load the eBPF programs and maps"),
-    (12, "CAP_NET_ADMIN", "to load and attach XDP and TC programs"),
+    (
+        12,
+        "CAP_NET_ADMIN",
+        "to load and attach XDP and TC programs",
+    ),
     (38, "CAP_PERFMON", "for the programs' packet pointer access"),
 ];
 
@@ -21,8 +25,10 @@ pub fn effective() -> Option<u64> {
 /// The first missing capability as one line saying what it is for and how to grant it.
 pub fn check(eff: &Option<u64>) -> Result<(), String> {
     let Some(eff) = eff else { return Ok(()) };
-    let missing: Vec<&(u32, &str, &str)> =
-        NEEDED.iter().filter(|(bit, _, _)| eff & (1 << bit) == 0).collect();
+    let missing: Vec<&(u32, &str, &str)> = NEEDED
+        .iter()
+        .filter(|(bit, _, _)| eff & (1 << bit) == 0)
+        .collect();
     match missing.as_slice() {
         [] => Ok(()),
         [(_, name, why), rest @ ..] => {
@@ -51,12 +57,18 @@ mod tests {
         assert_eq!(check(&Some(ALL)), Ok(()));
         assert_eq!(check(&None), Ok(()));
         let e = check(&Some(ALL & !(1 << 12))).unwrap_err();
-        assert!(e.starts_with("missing capability CAP_NET_ADMIN, needed"), "{e}");
+        assert!(
+            e.starts_with("missing capability CAP_NET_ADMIN, needed"),
+            "{e}"
+        );
         assert!(!e.contains("also missing"), "{e}");
         let e = check(&Some(ALL & !(1 << 39))).unwrap_err();
         assert!(e.starts_with("missing capability CAP_BPF,"), "{e}");
         let e = check(&Some(0)).unwrap_err();
-        assert!(e.contains("also missing: CAP_NET_ADMIN, CAP_PERFMON"), "{e}");
+        assert!(
+            e.contains("also missing: CAP_NET_ADMIN, CAP_PERFMON"),
+            "{e}"
+        );
         assert!(!e.contains('\n'));
     }
 }

@@ -348,6 +348,59 @@ fn negative_answers_are_counted_as_such() {
 }
 
 #[test]
+fn a_routed_query_seen_on_both_links_matches_both_answers() {
+    // No NAT (IPv6, say): the same conversation leaves by the LAN and the WAN link, and
+    // its answer comes back through both. Each answer matches its own link's query.
+    let mut l = learner();
+    let q = question(5, "r.webex.com");
+    let a = answer_id(5, "r.webex.com", SERVER, 60);
+    for (ifindex, dir) in [(LAN_IF, IN), (WAN_IF, OUT)] {
+        let s = pkt(
+            KIND_DNS_QUERY,
+            UDP,
+            ifindex,
+            dir,
+            (CLIENT, 7000),
+            (RESOLVER, 53),
+            &q,
+        );
+        l.ingest(&s, 0);
+    }
+    assert_eq!(
+        l.ingest(
+            &pkt(
+                KIND_DNS,
+                UDP,
+                WAN_IF,
+                IN,
+                (RESOLVER, 53),
+                (CLIENT, 7000),
+                &a
+            ),
+            0
+        )
+        .added
+        .len(),
+        1
+    );
+    l.ingest(
+        &pkt(
+            KIND_DNS,
+            UDP,
+            LAN_IF,
+            OUT,
+            (RESOLVER, 53),
+            (CLIENT, 7000),
+            &a,
+        ),
+        0,
+    );
+    assert_eq!(l.stats.duplicates, 1);
+    assert!(l.stats.refused.is_empty(), "{:?}", l.stats.refused);
+    assert_eq!(l.pending().0, 0);
+}
+
+#[test]
 fn other_names_teach_nothing() {
     let mut l = learner();
     let c = resolve(&mut l, "www.example.org", [198, 51, 100, 5], 60, 0);

@@ -201,6 +201,7 @@ impl Learner {
         let dst = addr(s.family, &s.dst_addr);
         // Seen from the asker: queries and hellos go out from it, answers come back.
         let outward = Conn {
+            ifindex: s.ifindex,
             protocol: s.protocol,
             client: src,
             client_port: s.src_port,
@@ -208,6 +209,7 @@ impl Learner {
             server_port: s.dst_port,
         };
         let back = Conn {
+            ifindex: s.ifindex,
             protocol: s.protocol,
             client: dst,
             client_port: s.dst_port,

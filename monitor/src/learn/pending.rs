@@ -23,9 +23,12 @@ pub const MAX_PARTIAL: usize = 256;
 /// Longest partial message kept (two samples' worth).
 pub const MAX_PARTIAL_BYTES: usize = 2 * monitor_common::learn::SAMPLE_BYTES;
 
-/// One end-to-end transport conversation, seen from its client.
+/// One end-to-end transport conversation, seen from its client on one interface: an
+/// answer must come back through the interface its query left by (the LAN side for a
+/// LAN client's query, the WAN side after NAT or for the gateway's own resolver).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conn {
+    pub ifindex: u32,
     pub protocol: u8,
     pub client: IpAddr,
     pub client_port: u16,
@@ -210,6 +213,7 @@ mod tests {
 
     fn conn(port: u16) -> Conn {
         Conn {
+            ifindex: 3,
             protocol: 17,
             client: "192.0.2.10".parse().unwrap(),
             client_port: port,
@@ -233,6 +237,15 @@ mod tests {
         assert_eq!(
             q.answer(&conn(1000), 7, "b.webex.com", 1),
             Err(Mismatch::OtherQuery)
+        );
+        // The same conversation on another interface is another one.
+        let elsewhere = Conn {
+            ifindex: 2,
+            ..conn(1000)
+        };
+        assert_eq!(
+            q.answer(&elsewhere, 7, "a.webex.com", 1),
+            Err(Mismatch::Unsolicited)
         );
         assert_eq!(q.answer(&conn(1000), 7, "a.webex.com", 1), Ok(()));
         assert_eq!(

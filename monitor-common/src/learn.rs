@@ -32,39 +32,51 @@ pub const KIND_TLS_SYNACK: u8 = 4;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
 
-/// Samples a client may send per second, on average ([`take_token`]). A DNS client asks
-/// a few names a second; a burst of [`RATE_BURST`] covers a page load.
-pub const RATE_PER_S: u64 = 50;
-/// Samples a client may send at once after being quiet.
-pub const RATE_BURST: u64 = 100;
+/// Samples a client may send per second on average by default ([`take_token`];
+/// `[learn] client_rate_per_s`). A DNS client asks a few names a second.
+pub const DEFAULT_RATE_PER_S: u64 = 50;
+/// The burst a quiet client may send at once: two seconds' worth of its rate.
+pub const RATE_BURST_NS: u64 = 2_000_000_000;
 /// Clients whose buckets the kernel keeps (LRU): memory is bounded whatever the sources.
 pub const RATE_CLIENTS: u32 = 8192;
-/// The time one sample costs, in nanoseconds of credit.
-pub const RATE_COST_NS: u64 = 1_000_000_000 / RATE_PER_S;
+
+/// The time one sample costs, in nanoseconds of credit, at `rate_per_s` samples a second
+/// (the value the daemon writes at `STATE_SAMPLE_COST_NS`).
+pub const fn cost_ns(rate_per_s: u64) -> u64 {
+    if rate_per_s == 0 {
+        1_000_000_000 / DEFAULT_RATE_PER_S
+    } else {
+        1_000_000_000 / rate_per_s
+    }
+}
 
 /// A client's token bucket (`LEARN_RATE` value), kept as nanoseconds of credit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RateBucket {
-    /// Credit: each sample costs [`RATE_COST_NS`]; at most `RATE_BURST` samples' worth.
+    /// Credit: each sample costs `cost_ns`; at most [`RATE_BURST_NS`].
     pub credit_ns: u64,
     /// When the credit was last brought up to date (`bpf_ktime_get_ns`).
     pub last_ns: u64,
 }
 
-/// Whether the client of `bucket` may send one more sample at `now_ns`; charges it when
-/// so. The credit grows with the time passed since the last call, up to the burst.
+/// Whether the client of `bucket` may send one more sample costing `cost` at `now_ns`;
+/// charges it when so. The credit grows with the time passed since the last call, up to
+/// the burst.
 #[inline(always)]
-pub fn take_token(bucket: &mut RateBucket, now_ns: u64) -> bool {
-    let max = RATE_BURST * RATE_COST_NS;
+pub fn take_token(bucket: &mut RateBucket, now_ns: u64, cost: u64) -> bool {
     let elapsed = now_ns.saturating_sub(bucket.last_ns);
     let credit = bucket.credit_ns.saturating_add(elapsed);
-    let credit = if credit > max { max } else { credit };
+    let credit = if credit > RATE_BURST_NS {
+        RATE_BURST_NS
+    } else {
+        credit
+    };
     if now_ns > bucket.last_ns {
         bucket.last_ns = now_ns;
     }
-    if credit >= RATE_COST_NS {
-        bucket.credit_ns = credit - RATE_COST_NS;
+    if credit >= cost {
+        bucket.credit_ns = credit - cost;
         true
     } else {
         bucket.credit_ns = credit;
@@ -74,9 +86,9 @@ pub fn take_token(bucket: &mut RateBucket, now_ns: u64) -> bool {
 
 /// A new client's bucket, already charged for its first sample.
 #[inline(always)]
-pub const fn new_bucket(now_ns: u64) -> RateBucket {
+pub const fn new_bucket(now_ns: u64, cost: u64) -> RateBucket {
     RateBucket {
-        credit_ns: (RATE_BURST - 1) * RATE_COST_NS,
+        credit_ns: RATE_BURST_NS.saturating_sub(cost),
         last_ns: now_ns,
     }
 }
@@ -182,6 +194,10 @@ pub const STATE_RATE_LIMITED: u32 = 1;
 pub const STATE_HELLO_UNTIL: u32 = 2;
 /// How long after an unfinished ClientHello its continuation is looked for.
 pub const HELLO_CONTINUATION_NS: u64 = 1_000_000_000;
+/// Index in the `LEARN_STATE` array: what one sample costs a client, in nanoseconds of
+/// credit ([`cost_ns`] of `[learn] client_rate_per_s`), written by the daemon at start
+/// (0: the default rate).
+pub const STATE_SAMPLE_COST_NS: u32 = 3;
 
 /// Whether a ClientHello record starting with `head` is longer than the `avail` payload
 /// bytes of its segment (its continuation follows in the next one).
@@ -234,22 +250,34 @@ mod tests {
 
     #[test]
     fn token_bucket_allows_the_burst_then_the_rate() {
-        let mut b = new_bucket(0);
-        // The first sample was charged when the bucket was made: RATE_BURST - 1 more now.
-        let burst = (0..1000).filter(|_| take_token(&mut b, 0)).count() as u64;
-        assert_eq!(burst, RATE_BURST - 1);
-        // One second later: exactly RATE_PER_S more.
+        let cost = cost_ns(DEFAULT_RATE_PER_S);
+        let burst = 2 * DEFAULT_RATE_PER_S;
+        let mut b = new_bucket(0, cost);
+        // The first sample was charged when the bucket was made: burst - 1 more now.
+        let first = (0..1000).filter(|_| take_token(&mut b, 0, cost)).count() as u64;
+        assert_eq!(first, burst - 1);
+        // One second later: exactly the rate more.
         let next = (0..1000)
-            .filter(|_| take_token(&mut b, 1_000_000_000))
+            .filter(|_| take_token(&mut b, 1_000_000_000, cost))
             .count() as u64;
-        assert_eq!(next, RATE_PER_S);
+        assert_eq!(next, DEFAULT_RATE_PER_S);
         // A long silence refills to the burst, not beyond.
         let later = (0..1000)
-            .filter(|_| take_token(&mut b, 1_000_000_000_000))
+            .filter(|_| take_token(&mut b, 1_000_000_000_000, cost))
             .count() as u64;
-        assert_eq!(later, RATE_BURST);
-        // A clock going backwards (another CPU's older stamp) gives nothing.
-        assert!(!take_token(&mut b, 5));
+        assert_eq!(later, burst);
+        // A clock going backwards (another CPU's older stamp) gives nothing, and does
+        // not move the bucket's time back.
+        assert!(!take_token(&mut b, 5, cost));
+        assert_eq!(b.last_ns, 1_000_000_000_000);
+        // Another rate: 1000 a second allows a burst of 2000.
+        let fast = cost_ns(1000);
+        let mut b = new_bucket(0, fast);
+        assert_eq!(
+            (0..5000).filter(|_| take_token(&mut b, 0, fast)).count(),
+            1999
+        );
+        assert_eq!(cost_ns(0), cost);
     }
 
     #[test]

@@ -20,8 +20,8 @@ use monitor_common::{
     flow::FAMILY_V4,
     learn::{
         HELLO_CONTINUATION_NS, KIND_TLS, KIND_TLS_SYNACK, LearnSample, SAMPLE_BYTES,
-        STATE_HELLO_UNTIL, STATE_RATE_LIMITED, candidate, client_is_source, hello_continues,
-        looks_like_client_hello, new_bucket, take_token,
+        STATE_HELLO_UNTIL, STATE_RATE_LIMITED, STATE_SAMPLE_COST_NS, candidate, client_is_source,
+        cost_ns, hello_continues, looks_like_client_hello, new_bucket, take_token,
     },
 };
 
@@ -198,11 +198,15 @@ fn copy<C: LoadBytes>(
 #[inline(always)]
 fn charge(client: &[u8; 16]) -> bool {
     let now = unsafe { bpf_ktime_get_ns() };
+    let cost = match LEARN_STATE.get(STATE_SAMPLE_COST_NS) {
+        Some(c) if *c != 0 => *c,
+        _ => cost_ns(0),
+    };
     let allowed = match LEARN_RATE.get_ptr_mut(client) {
         // SAFETY: a live map value; racing CPUs only make the count a little loose.
-        Some(b) => take_token(unsafe { &mut *b }, now),
+        Some(b) => take_token(unsafe { &mut *b }, now, cost),
         None => LEARN_RATE
-            .insert(client, &new_bucket(now), BPF_ANY as u64)
+            .insert(client, &new_bucket(now, cost), BPF_ANY as u64)
             .is_ok(),
     };
     if !allowed && let Some(n) = LEARN_STATE.get_ptr_mut(STATE_RATE_LIMITED) {

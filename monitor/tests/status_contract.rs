@@ -288,6 +288,7 @@ const GOLDEN: &[&str] = &[
     "flows_total",
     "learn",
     "learn.client_hellos",
+    "learn.client_rate_per_s",
     "learn.dns_cut",
     "learn.dns_malformed",
     "learn.dns_negative",

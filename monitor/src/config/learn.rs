@@ -49,6 +49,12 @@ pub struct LearnConfig {
     /// LAN-side prefixes never learned, besides those of the LAN interfaces' own
     /// addresses (found at start and on every poll). Default none.
     pub lan_prefixes: Vec<Prefix>,
+    /// Samples (DNS queries and answers, hellos, SYN-ACKs) one client may send the daemon
+    /// per second, on average, with bursts of twice that; the kernel passes the rest
+    /// uncopied and counts them. Behind NAT the gateway's WAN address is one client for
+    /// the whole site's WAN side (its LAN side still counts per host). Default 50;
+    /// 1 to 100000.
+    pub client_rate_per_s: u32,
 }
 
 impl Default for LearnConfig {
@@ -63,6 +69,7 @@ impl Default for LearnConfig {
             idle_s: 300,
             private_prefixes: Vec::new(),
             lan_prefixes: Vec::new(),
+            client_rate_per_s: monitor_common::learn::DEFAULT_RATE_PER_S as u32,
         }
     }
 }
@@ -103,6 +110,12 @@ pub fn validate(l: &LearnConfig) -> Result<(), Problem> {
         return Err(Problem {
             field: "learn.idle_s".into(),
             problem: format!("{} is outside 1 to 86400", l.idle_s),
+        });
+    }
+    if !(1..=100_000).contains(&l.client_rate_per_s) {
+        return Err(Problem {
+            field: "learn.client_rate_per_s".into(),
+            problem: format!("{} is outside 1 to 100000", l.client_rate_per_s),
         });
     }
     if !(1..=16384).contains(&l.max_peers) {
@@ -211,6 +224,9 @@ mod tests {
         l.max_peers = 1;
         l.idle_s = 0;
         assert_eq!(validate(&l).unwrap_err().field, "learn.idle_s");
+        l.idle_s = 1;
+        l.client_rate_per_s = 0;
+        assert_eq!(validate(&l).unwrap_err().field, "learn.client_rate_per_s");
     }
 
     #[test]
@@ -224,5 +240,6 @@ mod tests {
         assert_eq!(l.lan_prefixes[0].to_string(), "172.16.0.0/12");
         assert_eq!(validate(&l), Ok(()));
         assert_eq!(LearnConfig::default().idle_s, 300);
+        assert_eq!(LearnConfig::default().client_rate_per_s, 50);
     }
 }

@@ -11,7 +11,9 @@ use aya::{
 };
 use monitor_common::{
     Class, FlowKey, FlowStats, Settings, WebexSide, classify,
-    learn::{SOURCE_LEARNED, STATE_FLOWS_DELETED, STATE_RATE_LIMITED},
+    learn::{
+        SOURCE_LEARNED, STATE_FLOWS_DELETED, STATE_RATE_LIMITED, STATE_SAMPLE_COST_NS, cost_ns,
+    },
     map_names, ports,
     settings::SETTING_DEDICATED_PORT_RANGES,
 };
@@ -185,6 +187,14 @@ pub fn rate_limited(ebpf: &Ebpf) -> Result<u64, KernelError> {
     let map = ebpf.map(name).ok_or(KernelError::Missing(name))?;
     let a: Array<_, u64> = Array::try_from(map).map_err(err(name))?;
     a.get(&STATE_RATE_LIMITED, 0).map_err(err(name))
+}
+
+/// Sets the per-client sample rate the kernel charges samples at.
+pub fn set_client_rate(ebpf: &mut Ebpf, rate_per_s: u32) -> Result<(), KernelError> {
+    let name = map_names::LEARN_STATE;
+    let mut a: Array<_, u64> = Array::try_from(map_mut(ebpf, name)?).map_err(err(name))?;
+    a.set(STATE_SAMPLE_COST_NS, cost_ns(rate_per_s as u64), 0)
+        .map_err(err(name))
 }
 
 /// Gives the not-Webex flows of peers learned since they were created (an address in

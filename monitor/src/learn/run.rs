@@ -42,6 +42,7 @@ pub struct View {
     flows_reclassified: u64,
     rate_limited: u64,
     idle_s: u32,
+    client_rate_per_s: u32,
     /// Queries, handshakes and partial messages waiting.
     pending: (usize, usize, usize),
 }
@@ -91,6 +92,7 @@ impl View {
             rate_limited: self.rate_limited,
             flows_reclassified: self.flows_reclassified,
             idle_s: self.idle_s,
+            client_rate_per_s: self.client_rate_per_s,
             queries_waiting: self.pending.0 as u64,
             handshakes_waiting: self.pending.1 as u64,
             partial_waiting: self.pending.2 as u64,
@@ -128,6 +130,7 @@ impl Learning {
     pub fn start(ebpf: &mut Ebpf, config: &Config) -> anyhow::Result<(Learning, Ring)> {
         let cfg = &config.learn;
         let ring = maps::take_ring(ebpf)?;
+        maps::set_client_rate(ebpf, cfg.client_rate_per_s)?;
         // SAFETY: the RingBuf owns its map fd and the AsyncFd owns the RingBuf, so the fd
         // stays open as long as it is registered.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?;
@@ -310,6 +313,7 @@ impl Learning {
             flows_reclassified: self.flows_reclassified,
             rate_limited: self.rate_limited,
             idle_s: self.learn_config().idle_s,
+            client_rate_per_s: self.learn_config().client_rate_per_s,
             pending: self.learner.pending(),
         };
         if let Ok(mut v) = self.view.lock() {

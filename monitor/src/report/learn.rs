@@ -74,6 +74,10 @@ pub struct LearnStatus {
     /// `[learn] idle_s`: a peer stays past its TTL while its flows were active within it.
     #[serde(default)]
     pub idle_s: u32,
+    /// `[learn] client_rate_per_s`: samples per second one client may send (bursts of
+    /// twice that); the kernel passes the rest uncopied (`rate_limited`).
+    #[serde(default)]
+    pub client_rate_per_s: u32,
     /// Queries waiting for their answer, handshakes waiting for their hello, and
     /// messages waiting for their second segment (each bounded).
     #[serde(default)]

@@ -477,6 +477,30 @@ fn tcp_dns_split_after_its_length_is_put_together() {
 }
 
 #[test]
+fn a_tcp_answer_cut_by_the_sample_bound_keeps_its_whole_records() {
+    let mut l = learner();
+    l.ingest(&tcp_query(&framed(&question(0x1234, "big.webex.com"))), 0);
+    // 100 A records: longer than the 1024-byte sample.
+    let mut m = answer("big.webex.com", [203, 0, 113, 1], 60);
+    m[7] = 100;
+    let rec = m[m.len() - 16..].to_vec();
+    for i in 2..=100u8 {
+        let mut r = rec.clone();
+        r[15] = i;
+        m.extend_from_slice(&r);
+    }
+    let c = l.ingest(&tcp_answer(&framed(&m)), 0);
+    assert_eq!(l.stats.dns_cut, 1, "{:?}", l.stats);
+    assert!(
+        l.stats.dns_malformed.is_empty(),
+        "{:?}",
+        l.stats.dns_malformed
+    );
+    // (1024 - 2 - 31 header and question) / 16 whole records.
+    assert_eq!(c.added.len(), (1024 - 2 - 31) / 16);
+}
+
+#[test]
 fn duplicates_count_once_and_sni_adds_its_bit() {
     let mut l = learner();
     let msg = answer("a.webex.com", [203, 0, 113, 53], 60);

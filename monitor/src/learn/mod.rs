@@ -218,7 +218,7 @@ impl Learner {
         };
         match (s.kind, side) {
             (KIND_DNS_QUERY, Side::Outbound) => {
-                let Some(msg) =
+                let Some((msg, _)) =
                     self.dns_message(KIND_DNS_QUERY, s.protocol, outward, data, cut, now_ns)
                 else {
                     return changes;
@@ -234,12 +234,12 @@ impl Learner {
                 }
             }
             (KIND_DNS, Side::Inbound) => {
-                let Some(msg) = self.dns_message(KIND_DNS, s.protocol, back, data, cut, now_ns)
+                let Some((msg, cut)) =
+                    self.dns_message(KIND_DNS, s.protocol, back, data, cut, now_ns)
                 else {
                     return changes;
                 };
                 self.stats.dns_responses += 1;
-                let cut = cut && msg.len() == len;
                 let resp = match dns::parse_response(&msg, cut) {
                     Ok(r) => r,
                     Err(e) => {
@@ -318,7 +318,8 @@ impl Learner {
 
     /// The DNS message of a sample: a UDP payload as it is; over TCP without its 2-byte
     /// length, put together with the next segment when the first held only part of it
-    /// (its length alone, say). `None` while waiting for the rest.
+    /// (its length alone, say). With whether it is cut (by the sample bound, or a TCP
+    /// message longer than what arrived). `None` while waiting for the rest.
     fn dns_message(
         &mut self,
         kind: u8,
@@ -327,9 +328,9 @@ impl Learner {
         data: &[u8],
         cut: bool,
         now_ns: u64,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<(Vec<u8>, bool)> {
         if protocol != TCP {
-            return Some(data.to_vec());
+            return Some((data.to_vec(), cut));
         }
         let mut stream = match self.partial.take(kind, &conn, now_ns) {
             Some(mut start) => {
@@ -350,7 +351,8 @@ impl Learner {
             || stream.len() >= pending::MAX_PARTIAL_BYTES
         {
             let end = want.saturating_add(2).min(stream.len());
-            return Some(stream.get(2..end).unwrap_or_default().to_vec());
+            let short = stream.len() < want.saturating_add(2);
+            return Some((stream.get(2..end).unwrap_or_default().to_vec(), short));
         }
         if !self.partial.start(kind, conn, &stream, now_ns) {
             self.refuse("too_many_partial");

@@ -187,13 +187,40 @@ pub const STATE_FLOWS_DELETED: u32 = 0;
 /// Index in the `LEARN_STATE` array: samples the kernel did not copy because their
 /// client was over its rate ([`take_token`]). Written by the kernel (atomic add).
 pub const STATE_RATE_LIMITED: u32 = 1;
-/// Index in the `LEARN_STATE` array: until when (`bpf_ktime_get_ns`) the kernel also
-/// samples outbound TLS segments that do not start a ClientHello, because a hello too
-/// long for its segment was just sampled: its continuation carries the rest (a large
-/// post-quantum hello spans two segments). Written by the kernel.
-pub const STATE_HELLO_UNTIL: u32 = 2;
 /// How long after an unfinished ClientHello its continuation is looked for.
 pub const HELLO_CONTINUATION_NS: u64 = 1_000_000_000;
+
+/// Slots of the `HELLO_CONT` array: ClientHellos too long for their segment (a large
+/// post-quantum hello spans two), whose next segment on the same connection is sampled
+/// too. Direct-mapped by port: a collision only loses the older continuation.
+pub const HELLO_SLOTS: u32 = 256;
+
+/// One awaited continuation (`HELLO_CONT` value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HelloCont {
+    /// [`hello_key`] of the connection (0: none).
+    pub key: u64,
+    /// Until when (`bpf_ktime_get_ns`) the continuation is looked for.
+    pub until_ns: u64,
+}
+
+/// The slot of a connection's continuation, from its [`hello_key`]: the same
+/// connection on the LAN and (after NAT, often with the same ports) the WAN link land
+/// in different slots.
+#[inline(always)]
+pub const fn hello_slot(key: u64) -> u32 {
+    let ports = key as u32;
+    let ifindex = (key >> 32) as u32;
+    ((ports >> 16) ^ ports ^ ifindex.wrapping_mul(0x9e37_79b9) >> 24) & (HELLO_SLOTS - 1)
+}
+
+/// The key of a connection on an interface: ifindex and both ports (never 0 for a real
+/// connection: its ports are not both 0).
+#[inline(always)]
+pub const fn hello_key(ifindex: u32, ports: u32) -> u64 {
+    ((ifindex as u64) << 32) | ports as u64
+}
 /// Index in the `LEARN_STATE` array: what one sample costs a client, in nanoseconds of
 /// credit ([`cost_ns`] of `[learn] client_rate_per_s`), written by the daemon at start
 /// (0: the default rate).
@@ -278,6 +305,24 @@ mod tests {
             1999
         );
         assert_eq!(cost_ns(0), cost);
+    }
+
+    #[test]
+    fn continuation_slots_are_in_range_and_keys_distinct() {
+        for (s, d) in [(40000u32, 443u32), (443, 40000), (65535, 65535), (0, 0)] {
+            assert!(hello_slot(hello_key(7, (s << 16) | d)) < HELLO_SLOTS);
+        }
+        // One connection on two links: two slots.
+        let ports = (40000 << 16) | 443;
+        assert_ne!(
+            hello_slot(hello_key(2, ports)),
+            hello_slot(hello_key(3, ports))
+        );
+        assert_ne!(
+            hello_key(2, (40000 << 16) | 443),
+            hello_key(3, (40000 << 16) | 443)
+        );
+        assert_ne!(hello_key(2, (40000 << 16) | 443), 0);
     }
 
     #[test]

@@ -91,4 +91,5 @@ mod pod {
     unsafe impl aya::Pod for crate::rtp::MediaCounters {}
     unsafe impl aya::Pod for crate::learn::LearnSample {}
     unsafe impl aya::Pod for crate::learn::RateBucket {}
+    unsafe impl aya::Pod for crate::learn::HelloCont {}
 }

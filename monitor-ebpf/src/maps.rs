@@ -58,3 +58,9 @@ pub static LEARN_STATE: Array<u64> = Array::pinned(monitor_common::learn::STATE_
 #[map]
 pub static LEARN_RATE: LruHashMap<[u8; 16], monitor_common::learn::RateBucket> =
     LruHashMap::with_max_entries(monitor_common::learn::RATE_CLIENTS, 0);
+
+/// ClientHellos whose next segment is awaited (`learn::HelloCont`, direct-mapped by
+/// `learn::hello_slot`). Not pinned.
+#[map]
+pub static HELLO_CONT: Array<monitor_common::learn::HelloCont> =
+    Array::with_max_entries(monitor_common::learn::HELLO_SLOTS, 0);

@@ -20,13 +20,13 @@ use monitor_common::{
     flow::FAMILY_V4,
     learn::{
         HELLO_CONTINUATION_NS, KIND_TLS, KIND_TLS_SYNACK, LearnSample, SAMPLE_BYTES,
-        STATE_HELLO_UNTIL, STATE_RATE_LIMITED, STATE_SAMPLE_COST_NS, candidate, client_is_source,
-        cost_ns, hello_continues, looks_like_client_hello, new_bucket, take_token,
+        STATE_RATE_LIMITED, STATE_SAMPLE_COST_NS, candidate, client_is_source, cost_ns,
+        hello_continues, hello_key, hello_slot, looks_like_client_hello, new_bucket, take_token,
     },
 };
 
 use crate::{
-    maps::{LEARN_RATE, LEARN_SAMPLES, LEARN_STATE},
+    maps::{HELLO_CONT, LEARN_RATE, LEARN_SAMPLES, LEARN_STATE},
     parse::Parsed,
 };
 
@@ -109,24 +109,31 @@ fn copy<C: LoadBytes>(
         return;
     }
     // Most TCP segments to 443 are not ClientHellos: look before reserving. The one
-    // after a hello too long for its segment is, for a second after it (see
-    // `learn::STATE_HELLO_UNTIL`).
+    // after a hello too long for its segment, on the same connection, is sampled too
+    // (`learn::HelloCont`): one array read for the others.
     if kind == KIND_TLS {
         let mut head = [0u8; 6];
         // SAFETY: `head` holds 6 bytes.
         let hello = avail >= 6
             && unsafe { C::load(raw, payload, head.as_mut_ptr(), 6) } == 0
             && looks_like_client_hello(head);
-        let Some(until) = LEARN_STATE.get_ptr_mut(STATE_HELLO_UNTIL) else {
+        let key = hello_key((meta >> 32) as u32, ports);
+        let Some(slot) = HELLO_CONT.get_ptr_mut(hello_slot(key)) else {
             return;
         };
-        if hello {
-            if hello_continues(head, avail) {
-                // SAFETY: a live array value; a racing write only moves the time a little.
-                unsafe { *until = bpf_ktime_get_ns() + HELLO_CONTINUATION_NS };
+        // SAFETY: a live array value; racing CPUs only lose a continuation.
+        unsafe {
+            if hello {
+                if hello_continues(head, avail) {
+                    (*slot).key = key;
+                    (*slot).until_ns = bpf_ktime_get_ns() + HELLO_CONTINUATION_NS;
+                }
+            } else {
+                if (*slot).key != key || (*slot).until_ns < bpf_ktime_get_ns() {
+                    return;
+                }
+                (*slot).key = 0;
             }
-        } else if unsafe { *until } == 0 || unsafe { *until } < unsafe { bpf_ktime_get_ns() } {
-            return;
         }
     }
     // The client: the asker, whose queries and hellos it sends and to whom the answers

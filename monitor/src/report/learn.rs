@@ -14,7 +14,8 @@ pub struct LearnedPeer {
     pub name: String,
     /// "dns", "sni" or "dns+sni".
     pub source: String,
-    /// Seconds until it is forgotten (unless taught again).
+    /// Seconds until it is forgotten unless taught again or used: the later of its TTL's
+    /// end and `idle_s` after the last packet of a Webex flow to it.
     pub expires_in_s: u64,
 }
 

@@ -1,6 +1,9 @@
 //! The capabilities the daemon needs, checked before it creates anything, so a missing
 //! one is named instead of surfacing as a verifier or netlink error halfway through.
 
+/// CAP_SYS_ADMIN, which the kernel accepts in place of CAP_BPF and CAP_PERFMON.
+const CAP_SYS_ADMIN: u32 = 21;
+
 /// What the daemon needs, with why: (bit, name, what for).
 pub const NEEDED: [(u32, &str, &str); 3] = [
     (39, "CAP_BPF", "to load the eBPF programs and maps"),

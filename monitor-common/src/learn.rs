@@ -43,10 +43,9 @@ pub const RATE_CLIENTS: u32 = 8192;
 /// The time one sample costs, in nanoseconds of credit, at `rate_per_s` samples a second
 /// (the value the daemon writes at `STATE_SAMPLE_COST_NS`).
 pub const fn cost_ns(rate_per_s: u64) -> u64 {
-    if rate_per_s == 0 {
-        1_000_000_000 / DEFAULT_RATE_PER_S
-    } else {
-        1_000_000_000 / rate_per_s
+    match 1_000_000_000u64.checked_div(rate_per_s) {
+        Some(cost) => cost,
+        None => 1_000_000_000 / DEFAULT_RATE_PER_S,
     }
 }
 

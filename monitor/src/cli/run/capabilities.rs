@@ -3,6 +3,7 @@
 
 /// CAP_SYS_ADMIN, which the kernel accepts in place of CAP_BPF and CAP_PERFMON.
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_NET_ADMIN: u32 = 12;
 
 /// What the daemon needs, with why: (bit, name, what for).
 pub const NEEDED: [(u32, &str, &str); 3] = [
@@ -28,10 +29,11 @@ pub fn effective() -> Option<u64> {
 /// The first missing capability as one line saying what it is for and how to grant it.
 pub fn check(eff: &Option<u64>) -> Result<(), String> {
     let Some(eff) = eff else { return Ok(()) };
-    let missing: Vec<&(u32, &str, &str)> = NEEDED
-        .iter()
-        .filter(|(bit, _, _)| eff & (1 << bit) == 0)
-        .collect();
+    let held = |bit: u32| eff & (1 << bit) != 0;
+    // As the kernel's bpf_capable() and perfmon_capable(): CAP_SYS_ADMIN will do.
+    let granted = |bit: u32| held(bit) || (bit != CAP_NET_ADMIN && held(CAP_SYS_ADMIN));
+    let missing: Vec<&(u32, &str, &str)> =
+        NEEDED.iter().filter(|(bit, _, _)| !granted(*bit)).collect();
     match missing.as_slice() {
         [] => Ok(()),
         [(_, name, why), rest @ ..] => {
@@ -73,5 +75,10 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains('\n'));
+        // CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, not for CAP_NET_ADMIN.
+        let sys_admin = 1 << CAP_SYS_ADMIN;
+        assert_eq!(check(&Some(sys_admin | (1 << 12))), Ok(()));
+        let e = check(&Some(sys_admin)).unwrap_err();
+        assert!(e.starts_with("missing capability CAP_NET_ADMIN,"), "{e}");
     }
 }

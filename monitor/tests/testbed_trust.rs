@@ -302,9 +302,9 @@ fn a_long_call_outlives_its_ttl_and_older_flows_become_webex() {
         .expect("SIP listener");
     let sip_side = std::thread::spawn(move || {
         let (mut c, _) = sip.accept().expect("accept");
-        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut buf = [0u8; 64];
-        c.read(&mut buf).unwrap_or(0)
+        c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut all = Vec::new();
+        c.read_to_end(&mut all).map(|_| all).map_err(|e| e.to_string())
     });
     let mut old = tb
         .lan
@@ -396,7 +396,13 @@ fn a_long_call_outlives_its_ttl_and_older_flows_become_webex() {
         s["learn"]
     );
     drop(old);
-    assert_eq!(sip_side.join().unwrap(), b"after learning".len());
+    // The connection carried its bytes through all of it.
+    assert_eq!(
+        sip_side.join().unwrap().as_deref(),
+        Ok(&b"after learning"[..]),
+        "{}",
+        bed.daemon.log()
+    );
 }
 
 #[test]

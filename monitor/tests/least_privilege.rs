@@ -22,24 +22,42 @@ const UNIT_CAPS: &str = "+bpf,+net_admin,+perfmon";
 /// The same as a CapEff mask: NET_ADMIN 12, PERFMON 38, BPF 39.
 const UNIT_CAP_MASK: u64 = (1 << 12) | (1 << 38) | (1 << 39);
 
-#[test]
-fn the_unit_capability_set_is_enough_and_nothing_more_is_held() {
-    let unit = std::fs::read_to_string(concat!(
+/// systemd/monitor.service.
+fn unit_file() -> String {
+    std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../systemd/monitor.service"
     ))
-    .unwrap();
-    assert!(
-        unit.contains("CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_PERFMON\n"),
-        "the test's set must be the unit's"
-    );
+    .unwrap()
+}
 
+/// A testbed with a daemon config for its gateway: the testbed, the scratch directory,
+/// the pin directory, the config file and the status socket's path.
+fn gateway() -> (
+    Testbed,
+    TempDir,
+    PinDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
     let tb = Testbed::new().expect("testbed");
     let dir = TempDir::new().expect("tempdir");
     let pin = PinDir::new();
     let config = dir.join("monitor.toml");
     let socket = dir.join("monitor.sock");
     xtask::config::write_gateway_config(&config, pin.path(), &socket).unwrap();
+    (tb, dir, pin, config, socket)
+}
+
+#[test]
+fn the_unit_capability_set_is_enough_and_nothing_more_is_held() {
+    let unit = unit_file();
+    assert!(
+        unit.contains("CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_PERFMON\n"),
+        "the test's set must be the unit's"
+    );
+
+    let (tb, dir, _pin, config, socket) = gateway();
     // A wrapper that drops every capability but the unit's before running the daemon.
     let wrapper = dir.join("monitor-least-privilege");
     std::fs::write(
@@ -144,21 +162,12 @@ fn nothing_attached(tb: &Testbed) {
 
 #[test]
 fn a_missing_capability_is_named_with_exit_77_and_nothing_is_left() {
-    let unit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../systemd/monitor.service"
-    ))
-    .unwrap();
+    let unit = unit_file();
     assert!(
         unit.contains("\nRestartPreventExitStatus=64 77\n"),
         "the unit must not restart on a missing capability"
     );
-    let tb = Testbed::new().expect("testbed");
-    let dir = TempDir::new().expect("tempdir");
-    let pin = PinDir::new();
-    let config = dir.join("monitor.toml");
-    let socket = dir.join("monitor.sock");
-    xtask::config::write_gateway_config(&config, pin.path(), &socket).unwrap();
+    let (tb, _dir, pin, config, socket) = gateway();
     for (caps, missing) in [
         ("+bpf,+perfmon", "CAP_NET_ADMIN"),
         ("+net_admin,+perfmon", "CAP_BPF"),

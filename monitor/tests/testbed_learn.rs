@@ -6,35 +6,17 @@
 
 mod learn_bed;
 
-use std::{
-    net::{IpAddr, SocketAddr, UdpSocket},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use learn_bed::*;
-use xtask::testbed::{LAN_HOST_V4, WAN_HOST_V4};
+use xtask::testbed::WAN_HOST_V4;
 
 #[test]
 fn dns_answers_make_an_address_webex_until_their_ttl() {
     let bed = Bed::new(|tb, dir| vec![dnsmasq(tb, dir)]);
     // Wait for dnsmasq to listen: the first answers proves it (and is outside the
     // domains, so it teaches nothing).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while bed
-        .tb
-        .lan
-        .run(|| {
-            let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(LAN_HOST_V4), 0)).ok()?;
-            s.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
-            s.send_to(&query(1, "edge.cdn.example"), (WAN_HOST_V4, 53))
-                .ok()?;
-            let mut buf = [0u8; 512];
-            s.recv_from(&mut buf).ok()
-        })
-        .is_none()
-    {
-        assert!(Instant::now() < deadline, "dnsmasq did not answer");
-    }
+    wait_for_dnsmasq(&bed.tb);
 
     // Before any answer for a Webex name: not tracked.
     send_media(&bed, 10);

@@ -247,22 +247,7 @@ fn ten_thousand_forged_answers_from_one_lan_host_do_not_stop_real_learning() {
         .collect();
     inject(&bed.tb.lan, LAN_HOST_IF, gw_lan_mac, &forged);
     // During the flood's aftermath, a real resolution through the NAT still teaches.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while bed
-        .tb
-        .lan
-        .run(|| {
-            let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(LAN_HOST_V4), 0)).ok()?;
-            s.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
-            s.send_to(&query(1, "edge.cdn.example"), (wan_host, 53))
-                .ok()?;
-            let mut buf = [0u8; 512];
-            s.recv_from(&mut buf).ok()
-        })
-        .is_none()
-    {
-        assert!(Instant::now() < deadline, "dnsmasq did not answer");
-    }
+    wait_for_dnsmasq(&bed.tb);
     assert!(resolve(&bed.tb, "media.webex.com") > 0);
     let s = bed.wait_until(10, "the real peer and every forged answer accounted", |s| {
         !peers(s).is_empty()
@@ -304,7 +289,9 @@ fn a_long_call_outlives_its_ttl_and_older_flows_become_webex() {
         let (mut c, _) = sip.accept().expect("accept");
         c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut all = Vec::new();
-        c.read_to_end(&mut all).map(|_| all).map_err(|e| e.to_string())
+        c.read_to_end(&mut all)
+            .map(|_| all)
+            .map_err(|e| e.to_string())
     });
     let mut old = tb
         .lan

@@ -168,6 +168,26 @@ pub fn send_media(bed: &Bed, count: u32) {
     );
 }
 
+/// Waits (at most 10 s) until dnsmasq on the WAN host answers the LAN host: the answer
+/// is for a name outside the domains, so it teaches nothing.
+pub fn wait_for_dnsmasq(tb: &Testbed) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tb
+        .lan
+        .run(|| {
+            let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(LAN_HOST_V4), 0)).ok()?;
+            s.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
+            s.send_to(&query(1, "edge.cdn.example"), (WAN_HOST_V4, 53))
+                .ok()?;
+            let mut buf = [0u8; 512];
+            s.recv_from(&mut buf).ok()
+        })
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "dnsmasq did not answer");
+    }
+}
+
 pub fn dnsmasq(tb: &Testbed, dir: &TempDir) -> Helper {
     tb.wan
         .ip(&["addr", "add", &format!("{LEARNED_V4}/24"), "dev", "eth0"])

@@ -231,3 +231,39 @@ fn a_pin_path_off_bpffs_fails_check_config_with_64() {
         assert!(!pins.exists());
     }
 }
+
+#[test]
+fn a_start_that_fails_after_loading_leaves_no_socket_and_no_pins() {
+    // Native XDP on the loopback: the kernel refuses to attach, after the maps were
+    // pinned and the socket bound.
+    let dir = TempDir::new().expect("tempdir");
+    let pin = PinDir::new();
+    let config = dir.join("monitor.toml");
+    let socket = dir.join("monitor.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\npin_path = {:?}\nstatus_socket = {:?}\n\n[[interfaces]]\nname = \"lo\"\nrole = \"lan\"\nxdp_mode = \"native\"\n",
+            pin.path().display().to_string(),
+            socket.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(monitor_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("attaching to the configured interfaces"),
+        "{stderr}"
+    );
+    assert!(!socket.exists(), "the status socket was left behind");
+    assert!(
+        !pin.path().exists(),
+        "the pins of a failed first start were left"
+    );
+}

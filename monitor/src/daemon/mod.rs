@@ -65,11 +65,19 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
     })?;
 
     let started_mono_ns = snapshot::monotonic_ns();
+    // A start that fails leaves nothing: the socket, and pins this run created (an
+    // earlier run's pins keep their counters).
+    let fresh_pins = pins::fresh(&daemon_cfg.pin_path);
+    let leave_nothing = || {
+        let _ = std::fs::remove_file(&daemon_cfg.status_socket);
+        if fresh_pins {
+            let _ = pins::remove(&daemon_cfg.pin_path);
+        }
+    };
     let loaded = match loader::load(&cfg) {
         Ok(l) => l,
         Err(e) => {
-            // Nothing is attached yet; the socket is ours (bound above): leave nothing.
-            let _ = std::fs::remove_file(&daemon_cfg.status_socket);
+            leave_nothing();
             return Err(anyhow::Error::from(e).context("loading the kernel programs"));
         }
     };
@@ -78,7 +86,7 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
         Ok(i) => i,
         Err(e) => {
             drop(ebpf);
-            let _ = std::fs::remove_file(&daemon_cfg.status_socket);
+            leave_nothing();
             return Err(e)
                 .context("attaching to the configured interfaces (nothing is left attached)");
         }

@@ -111,6 +111,12 @@ pub fn prepare(dir: &Path, flow_table_size: u32) -> Result<PinState, KernelError
     Ok(state)
 }
 
+/// Whether `dir` holds no pinned flow map yet: a run starting now creates the pins (and
+/// removes them again if it fails to start).
+pub fn fresh(dir: &Path) -> bool {
+    !dir.join(map_names::FLOWS).exists()
+}
+
 /// Removes the maps this program pins under `dir`, and `dir` when it is then empty.
 pub fn remove(dir: &Path) -> std::io::Result<()> {
     for name in map_names::ALL {

@@ -491,3 +491,41 @@ fn split_dns_over_tcp_and_a_two_segment_hello_teach() {
     );
     assert_eq!(s["learn"]["partial_waiting"], 0, "{}", s["learn"]);
 }
+
+#[test]
+fn the_site_is_found_from_the_gateway_interfaces() {
+    use monitor::{config::Role, learn::trust::Site};
+    use xtask::testbed::{GW_LAN_V6, GW_WAN_V6, LAN_PREFIX_V4, LAN_PREFIX_V6};
+    let tb = xtask::Testbed::new().expect("testbed");
+    let dir = xtask::TempDir::new().expect("tempdir");
+    let pin = xtask::PinDir::new();
+    let path = dir.join("monitor.toml");
+    xtask::config::write_gateway_config(&path, pin.path(), &dir.join("monitor.sock")).unwrap();
+    let site = tb.gw.run(|| {
+        let cfg = monitor::config::load(&path).expect("config");
+        Site::discover(&cfg.config)
+    });
+    for a in [
+        IpAddr::V4(GW_LAN_V4),
+        IpAddr::V4(GW_WAN_V4),
+        IpAddr::V6(GW_LAN_V6),
+        IpAddr::V6(GW_WAN_V6),
+    ] {
+        assert!(site.gateway.contains(&a), "{a} in {:?}", site.gateway);
+        assert!(site.refuse(a).is_some());
+    }
+    let mut lan: Vec<String> = site.lan.iter().map(|p| p.to_string()).collect();
+    lan.sort();
+    assert_eq!(lan, [LAN_PREFIX_V4, LAN_PREFIX_V6]);
+    let mut roles: Vec<Role> = site.roles.values().copied().collect();
+    roles.sort_by_key(|r| r.as_str());
+    assert_eq!(roles, [Role::Lan, Role::Wan]);
+    // The LAN hosts are refused, the WAN side's other hosts are not.
+    assert_eq!(site.refuse(IpAddr::V4(LAN_HOST_V4)), Some("lan_address"));
+    assert_eq!(
+        site.refuse("2001:db8:1::10".parse().unwrap()),
+        Some("lan_address")
+    );
+    assert_eq!(site.refuse(IpAddr::V4(POISON_V4)), None);
+    assert_eq!(site.refuse("2001:db8:2::2".parse().unwrap()), None);
+}

@@ -1,21 +1,28 @@
-//! Learning Webex peers by name. The kernel copies DNS responses and TLS ClientHellos
-//! into a ring buffer (monitor-ebpf/src/sample.rs); here they are parsed ([`dns`],
-//! [`sni`]) and the addresses of names under `[learn] domains` become Webex peers for a
-//! while: entries in the prefix tries with the DNS or SNI bit, removed again when their
-//! time is up (see `crate::kernel::learn` for the map side and README "Learning peers").
+//! Learning Webex peers by name. The kernel copies DNS queries and responses, TLS
+//! ClientHellos and the SYN-ACKs before them into a ring buffer
+//! (monitor-ebpf/src/sample.rs); here they are judged ([`trust`]: side, matching query
+//! or handshake, addresses never learned), put together when split ([`reassembly`]),
+//! parsed ([`dns`], [`sni`]), and the addresses of names under `[learn] domains` become
+//! Webex peers while their TTL runs or their flows are active: entries in the prefix
+//! tries with the DNS or SNI bit, removed again when their time is up (see
+//! `crate::kernel::learn` for the map side and README "Learning peers").
 //!
 //! [`Learner`] is the pure part (no kernel): samples in, peer changes out. The daemon
 //! glue is in [`run`].
 
 pub mod dns;
 pub mod pending;
+mod reassembly;
 pub mod render;
 pub mod run;
 pub mod sni;
+mod stats;
 pub mod trust;
 
+pub use stats::{Changes, Peer, Stats};
+
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     hash::{DefaultHasher, Hash, Hasher},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
@@ -37,69 +44,6 @@ const DUPLICATE_WINDOW_NS: u64 = 2_000_000_000;
 /// Bound of the duplicate filter's memory.
 const MAX_RECENT: usize = 4096;
 const TCP: u8 = 6;
-
-/// A learned peer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Peer {
-    /// The name that taught it (the latest).
-    pub name: String,
-    /// `SOURCE_DNS` and/or `SOURCE_SNI`.
-    pub sources: u32,
-    /// CLOCK_MONOTONIC when its TTL runs out.
-    pub expires_ns: u64,
-    /// CLOCK_MONOTONIC of the last packet of a Webex flow to it (0: none yet).
-    pub active_ns: u64,
-}
-
-impl Peer {
-    /// When it goes: at the end of its TTL, or `idle_ns` after its last flow packet,
-    /// whichever is later.
-    pub fn deadline_ns(&self, idle_ns: u64) -> u64 {
-        let idle_end = if self.active_ns == 0 {
-            0
-        } else {
-            self.active_ns + idle_ns
-        };
-        self.expires_ns.max(idle_end)
-    }
-}
-
-/// What a sample did to the peers: addresses to add to the tries with these bits.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Changes {
-    pub added: Vec<(IpAddr, u32)>,
-}
-
-/// Counters of the learning (README "Learning peers").
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Stats {
-    pub duplicates: u64,
-    pub dns_queries: u64,
-    pub dns_responses: u64,
-    /// Matched answers with an error code (NXDOMAIN, SERVFAIL, REFUSED, ...).
-    pub dns_negative: u64,
-    /// DNS samples that taught nothing because they were malformed, by reason.
-    pub dns_malformed: BTreeMap<&'static str, u64>,
-    /// DNS responses cut by the sample bound (the whole records before the cut count).
-    pub dns_cut: u64,
-    /// DNS-over-TCP messages and ClientHellos put together from two segments.
-    pub reassembled: u64,
-    pub client_hellos: u64,
-    /// TLS handshakes (SYN-ACKs) seen, which ClientHellos must follow.
-    pub handshakes: u64,
-    /// ClientHellos without a usable server name, by reason.
-    pub sni_malformed: BTreeMap<&'static str, u64>,
-    /// Addresses taught (new or refreshed), by source.
-    pub learned_dns: u64,
-    pub learned_sni: u64,
-    /// Samples and addresses not believed, by reason (README "Learning peers").
-    pub refused: BTreeMap<&'static str, u64>,
-    /// Addresses refused because `max_peers` were learned already.
-    pub refused_full: u64,
-    pub expired: u64,
-    /// Samples dropped because learning is disabled.
-    pub ignored: u64,
-}
 
 pub struct Learner {
     cfg: LearnConfig,
@@ -314,76 +258,6 @@ impl Learner {
             _ => self.refuse("wrong_side"),
         }
         changes
-    }
-
-    /// The DNS message of a sample: a UDP payload as it is; over TCP without its 2-byte
-    /// length, put together with the next segment when the first held only part of it
-    /// (its length alone, say). With whether it is cut (by the sample bound, or a TCP
-    /// message longer than what arrived). `None` while waiting for the rest.
-    fn dns_message(
-        &mut self,
-        kind: u8,
-        protocol: u8,
-        conn: Conn,
-        data: &[u8],
-        cut: bool,
-        now_ns: u64,
-    ) -> Option<(Vec<u8>, bool)> {
-        if protocol != TCP {
-            return Some((data.to_vec(), cut));
-        }
-        let mut stream = match self.partial.take(kind, &conn, now_ns) {
-            Some(mut start) => {
-                start.extend_from_slice(data);
-                self.stats.reassembled += 1;
-                start
-            }
-            None => data.to_vec(),
-        };
-        stream.truncate(pending::MAX_PARTIAL_BYTES);
-        let want = match stream.as_slice() {
-            [hi, lo, ..] => u16::from_be_bytes([*hi, *lo]) as usize,
-            _ => usize::MAX,
-        };
-        // The whole message is here, or the sample bound cut it (parse what is there).
-        if stream.len() >= want.saturating_add(2)
-            || cut
-            || stream.len() >= pending::MAX_PARTIAL_BYTES
-        {
-            let end = want.saturating_add(2).min(stream.len());
-            let short = stream.len() < want.saturating_add(2);
-            return Some((stream.get(2..end).unwrap_or_default().to_vec(), short));
-        }
-        if !self.partial.start(kind, conn, &stream, now_ns) {
-            self.refuse("too_many_partial");
-        }
-        None
-    }
-
-    /// The ClientHello of a sample: a hello whose record ends in this segment as it is;
-    /// one that continues is kept until the next segment of its connection completes it.
-    /// A segment that is not a hello and continues none is not counted.
-    fn hello(&mut self, conn: Conn, data: &[u8], cut: bool, now_ns: u64) -> Option<Vec<u8>> {
-        let starts = data.len() >= 6 && data[0] == 0x16 && data[1] == 0x03 && data[5] == 0x01;
-        let stream = if starts {
-            data.to_vec()
-        } else {
-            let mut start = self.partial.take(KIND_TLS, &conn, now_ns)?;
-            start.extend_from_slice(data);
-            self.stats.reassembled += 1;
-            start
-        };
-        let record = match stream.as_slice() {
-            [_, _, _, hi, lo, ..] => u16::from_be_bytes([*hi, *lo]) as usize + 5,
-            _ => usize::MAX,
-        };
-        if starts && stream.len() < record && !cut {
-            if !self.partial.start(KIND_TLS, conn, &stream, now_ns) {
-                self.refuse("too_many_partial");
-            }
-            return None;
-        }
-        Some(stream)
     }
 
     /// Learns `addr` for `name` unless the site forbids it. Whether it was taught (new or

@@ -1,7 +1,7 @@
 //! Learning Webex peers by name. The kernel copies DNS queries and responses, TLS
 //! ClientHellos and the SYN-ACKs before them into a ring buffer
 //! (monitor-ebpf/src/sample.rs); here they are judged ([`trust`]: side, matching query
-//! or handshake, addresses never learned), put together when split ([`reassembly`]),
+//! or handshake, addresses never learned), put together when split (`reassembly`),
 //! parsed ([`dns`], [`sni`]), and the addresses of names under `[learn] domains` become
 //! Webex peers while their TTL runs or their flows are active: entries in the prefix
 //! tries with the DNS or SNI bit, removed again when their time is up (see

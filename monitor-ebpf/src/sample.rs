@@ -61,8 +61,9 @@ impl LoadBytes for TcContext {
     }
 }
 
-/// Samples `p` when it is a DNS response or a TLS ClientHello. Inline only the port
-/// test: anything else pays a few comparisons.
+/// Samples `p` when it is a DNS query or response, a TLS ClientHello (or its
+/// continuation) or a SYN-ACK from a TLS port. Inline only the port test: anything else
+/// pays a few comparisons.
 #[inline(always)]
 pub fn sample<C: LoadBytes>(
     ctx: &C,

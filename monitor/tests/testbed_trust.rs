@@ -529,3 +529,88 @@ fn the_site_is_found_from_the_gateway_interfaces() {
     assert_eq!(site.refuse(IpAddr::V4(POISON_V4)), None);
     assert_eq!(site.refuse("2001:db8:2::2".parse().unwrap()), None);
 }
+
+/// A query for `name` AAAA.
+fn query_aaaa(id: u16, name: &str) -> Vec<u8> {
+    let mut q = query(id, name);
+    let n = q.len();
+    q[n - 3] = 28;
+    q
+}
+
+/// The answer to [`query_aaaa`]: AAAA `addr`, TTL 60.
+fn answer_aaaa(id: u16, name: &str, addr: std::net::Ipv6Addr) -> Vec<u8> {
+    let mut m = query_aaaa(id, name);
+    m[2] = 0x81;
+    m[3] = 0x80;
+    m[7] = 1;
+    m.extend_from_slice(&[0xc0, 12, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16]);
+    m.extend_from_slice(&addr.octets());
+    m
+}
+
+#[test]
+fn ipv6_answers_teach_through_the_nat_and_forged_ones_do_not() {
+    use std::net::Ipv6Addr;
+    use xtask::testbed::{GW_WAN_V6, LAN_HOST_V6, WAN_HOST_V6};
+    let bed = Bed::new(|_, _| Vec::new());
+    let tb = &bed.tb;
+    let learned: Ipv6Addr = "2001:db8:2::30".parse().unwrap();
+    // A forged AAAA answer from the WAN host to the gateway's v6 address: no query.
+    inject(
+        &tb.wan,
+        WAN_HOST_IF,
+        mac(&tb.gw, GW_WAN_IF),
+        &[ttl1_v6(
+            WAN_HOST_V6,
+            GW_WAN_V6,
+            &udp(53, 40000, answer_aaaa(3, "v6.webex.com", GW_WAN_V6)),
+        )],
+    );
+    let s = bed.wait_until(10, "the forged v6 answer", |s| {
+        refused(s, "unsolicited") == 1
+    });
+    assert!(peers(&s).is_empty(), "{}", s["learned_peers"]);
+
+    // A resolver the test runs on the WAN host's v6 address answers the LAN host.
+    let resolver = tb
+        .wan
+        .run(|| UdpSocket::bind(SocketAddr::new(IpAddr::V6(WAN_HOST_V6), 53)))
+        .expect("v6 resolver");
+    resolver
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let answering = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        let (_, from) = resolver.recv_from(&mut buf).expect("the query");
+        let id = u16::from_be_bytes([buf[0], buf[1]]);
+        resolver
+            .send_to(&answer_aaaa(id, "v6.webex.com", learned), from)
+            .expect("answer");
+    });
+    tb.lan
+        .run(|| {
+            let s = UdpSocket::bind(SocketAddr::new(IpAddr::V6(LAN_HOST_V6), 0))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.send_to(&query_aaaa(0x6666, "v6.webex.com"), (WAN_HOST_V6, 53))?;
+            let mut buf = [0u8; 512];
+            s.recv_from(&mut buf)
+        })
+        .expect("the v6 answer arrives");
+    answering.join().unwrap();
+    let s = bed.wait_until(10, "the v6 peer", |s| !peers(s).is_empty());
+    assert_eq!(peers(&s)[0]["addr"], learned.to_string());
+    assert_eq!(peers(&s).len(), 1);
+    assert_eq!(refused(&s, "unsolicited"), 1, "{}", s["learn"]);
+    // Seen after NAT on the WAN side and before it on the LAN side: taught once, the
+    // second a duplicate.
+    assert_eq!(s["learn"]["learned_dns"], 1, "{}", s["learn"]);
+    assert_eq!(s["learn"]["duplicates"], 1, "{}", s["learn"]);
+}
+
+/// An IPv6 packet with hop limit 1 (never forwarded), as [`ttl1_packet`].
+fn ttl1_v6(src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr, l4: &L4) -> Vec<u8> {
+    let mut p = xtask::frames::Ipv6::new(src, dst).packet(17, &l4.bytes());
+    p[7] = 1;
+    p
+}

@@ -317,7 +317,7 @@ pub fn ttl1_packet(src: Ipv4Addr, dst: Ipv4Addr, l4: &xtask::frames::L4) -> Vec<
     p
 }
 
-/// Sends each IPv4 packet of `packets` as one Ethernet frame out of `ifname` in `ns`
+/// Sends each IP packet of `packets` as one Ethernet frame out of `ifname` in `ns`
 /// to `dst_mac` (AF_PACKET: no routing, no neighbour look-up).
 pub fn inject(ns: &Netns, ifname: &str, dst_mac: [u8; 6], packets: &[Vec<u8>]) {
     let name = std::ffi::CString::new(ifname).unwrap();
@@ -335,6 +335,13 @@ pub fn inject(ns: &Netns, ifname: &str, dst_mac: [u8; 6], packets: &[Vec<u8>]) {
             sll.sll_halen = 6;
             sll.sll_addr[..6].copy_from_slice(&dst_mac);
             for p in packets {
+                // The EtherType by the IP version.
+                let ether_type = if p[0] >> 4 == 6 {
+                    libc::ETH_P_IPV6
+                } else {
+                    libc::ETH_P_IP
+                };
+                sll.sll_protocol = (ether_type as u16).to_be();
                 let n = libc::sendto(
                     fd,
                     p.as_ptr().cast(),

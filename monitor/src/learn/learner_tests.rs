@@ -694,3 +694,23 @@ fn a_flood_of_forged_answers_stays_bounded() {
     // Real learning still works.
     assert_eq!(resolve(&mut l, "a.webex.com", SERVER, 60, S).added.len(), 1);
 }
+
+#[test]
+fn a_flood_of_forged_syn_acks_does_not_shut_out_a_real_handshake() {
+    let mut l = learner();
+    // 10,000 SYN-ACKs "from" servers to LAN clients that never connected.
+    for i in 0..10_000u32 {
+        let server = [203, 0, 113, (i % 200) as u8];
+        l.ingest(&synack(10_000 + (i / 200) as u16, server), i as u64);
+    }
+    assert_eq!(l.pending().1, pending::MAX_HANDSHAKES);
+    // A real handshake and its hello, during the flood.
+    l.ingest(&synack(40001, SERVER), 10_000);
+    let c = l.ingest(&hello_to(40001, SERVER, &hello(b"media.webex.com")), 10_001);
+    assert_eq!(c.added, vec![(IpAddr::from(SERVER), SOURCE_SNI)]);
+    assert_eq!(
+        refused(&l, "too_many_handshakes"),
+        10_001 - pending::MAX_HANDSHAKES as u64
+    );
+    assert_eq!(l.pending().1, pending::MAX_HANDSHAKES);
+}

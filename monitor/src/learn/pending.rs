@@ -1,8 +1,10 @@
 //! What an answer or a ClientHello must match to be believed: the DNS queries seen
 //! going out, and the TLS handshakes seen coming back, each bounded in number and kept
-//! for a limited time. Also the reassembly of DNS-over-TCP messages split across two
-//! segments. All bounded: a flood fills them, is refused and counted, and they empty
-//! again with time.
+//! for a limited time. Also the starts of messages split across two segments. All
+//! bounded: when one is full, an arbitrary entry is forgotten to make room for the new
+//! one (the caller counts it). A real answer or hello follows its query or handshake
+//! within a round trip, so a flood that churns the table rarely catches it, where
+//! refusing new entries would shut real ones out until the flood's entries time out.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -52,12 +54,14 @@ pub struct Queries {
 }
 
 impl Queries {
-    /// Remembers a query. False when full (the caller counts the refusal).
+    /// Remembers a query. False when another had to be forgotten to make room.
     pub fn insert(&mut self, conn: Conn, id: u16, name: String, now_ns: u64) -> bool {
+        let mut room = true;
         if self.len >= MAX_QUERIES {
             self.purge(now_ns);
             if self.len >= MAX_QUERIES {
-                return false;
+                room = false;
+                self.forget_one();
             }
         }
         let waiting = self.by_conn.entry(conn).or_default();
@@ -72,7 +76,21 @@ impl Queries {
         }
         waiting.push((id, name, now_ns));
         self.len += 1;
-        true
+        room
+    }
+
+    /// Forgets the oldest query of an arbitrary socket.
+    fn forget_one(&mut self) {
+        let Some(conn) = self.by_conn.keys().next().copied() else {
+            return;
+        };
+        if let Some(waiting) = self.by_conn.get_mut(&conn) {
+            waiting.remove(0);
+            self.len -= 1;
+            if waiting.is_empty() {
+                self.by_conn.remove(&conn);
+            }
+        }
     }
 
     /// Takes the query an answer on `conn` with `id` for `name` answers.
@@ -132,16 +150,20 @@ pub struct Handshakes {
 }
 
 impl Handshakes {
-    /// Remembers a handshake. False when full.
+    /// Remembers a handshake. False when another had to be forgotten to make room.
     pub fn insert(&mut self, conn: Conn, now_ns: u64) -> bool {
+        let mut room = true;
         if self.seen.len() >= MAX_HANDSHAKES && !self.seen.contains_key(&conn) {
             self.purge(now_ns);
             if self.seen.len() >= MAX_HANDSHAKES {
-                return false;
+                room = false;
+                if let Some(k) = self.seen.keys().next().copied() {
+                    self.seen.remove(&k);
+                }
             }
         }
         self.seen.insert(conn, now_ns);
-        true
+        room
     }
 
     /// Whether `conn`'s handshake was seen within the timeout.
@@ -173,18 +195,23 @@ pub struct Partial {
 }
 
 impl Partial {
-    /// Keeps `bytes` as the start of a message on `key`. False when full.
+    /// Keeps `bytes` as the start of a message on `conn`. False when another had to be
+    /// forgotten to make room.
     pub fn start(&mut self, kind: u8, conn: Conn, bytes: &[u8], now_ns: u64) -> bool {
-        if self.streams.len() >= MAX_PARTIAL {
+        let mut room = true;
+        if self.streams.len() >= MAX_PARTIAL && !self.streams.contains_key(&(kind, conn)) {
             self.purge(now_ns);
             if self.streams.len() >= MAX_PARTIAL {
-                return false;
+                room = false;
+                if let Some(k) = self.streams.keys().next().copied() {
+                    self.streams.remove(&k);
+                }
             }
         }
         let keep = bytes.len().min(MAX_PARTIAL_BYTES);
         self.streams
             .insert((kind, conn), (bytes[..keep].to_vec(), now_ns));
-        true
+        room
     }
 
     /// Takes the start kept for `key` (within the timeout).
@@ -267,9 +294,14 @@ mod tests {
         for i in 0..MAX_QUERIES as u16 {
             assert!(q.insert(conn(i), 1, "x".into(), 0));
         }
+        // Full: one is forgotten for the new one, which is kept.
         assert!(!q.insert(conn(60000), 1, "x".into(), 1));
         assert_eq!(q.len(), MAX_QUERIES);
-        // Once they time out, room again.
+        assert_eq!(q.answer(&conn(60000), 1, "x", 2), Ok(()));
+        assert_eq!(q.len(), MAX_QUERIES - 1);
+        // Once they time out, they are gone.
+        q.purge(QUERY_TIMEOUT_NS);
+        assert_eq!(q.len(), 0);
         assert!(q.insert(conn(60000), 1, "x".into(), QUERY_TIMEOUT_NS));
         assert_eq!(q.len(), 1);
         // One socket keeps its latest queries only.
@@ -285,11 +317,18 @@ mod tests {
         for i in 0..MAX_HANDSHAKES as u16 {
             assert!(h.insert(conn(i), 0));
         }
+        // Full: one older handshake is forgotten for the new one.
         assert!(!h.insert(conn(60000), 1));
-        assert!(h.seen(&conn(1), HANDSHAKE_TIMEOUT_NS - 1));
-        assert!(!h.seen(&conn(1), HANDSHAKE_TIMEOUT_NS));
-        assert!(h.insert(conn(60000), HANDSHAKE_TIMEOUT_NS));
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.len(), MAX_HANDSHAKES);
+        let old = (0..MAX_HANDSHAKES as u16)
+            .filter(|i| h.seen(&conn(*i), 2))
+            .count();
+        assert_eq!(old, MAX_HANDSHAKES - 1);
+        assert!(h.seen(&conn(60000), HANDSHAKE_TIMEOUT_NS));
+        assert!(!h.seen(&conn(60000), HANDSHAKE_TIMEOUT_NS + 1));
+        // Once they time out, they make room without forgetting anything.
+        assert!(h.insert(conn(60001), HANDSHAKE_TIMEOUT_NS));
+        assert_eq!(h.len(), 2);
 
         let mut p = Partial::default();
         assert!(p.start(1, conn(1), &[0, 40], 0));
@@ -302,5 +341,6 @@ mod tests {
         }
         assert!(!p.start(1, conn(60000), &[1], 0));
         assert_eq!(p.len(), MAX_PARTIAL);
+        assert_eq!(p.take(1, &conn(60000), 1), Some(vec![1]));
     }
 }

@@ -203,9 +203,8 @@ impl Daemon {
             quality: cfg.config.quality.clone(),
         });
         // Learning peers by name (crate::learn): the sample ring is read in the loop.
-        let (learning, learn_ring) =
-            crate::learn::run::Learning::start(&mut ebpf, &cfg.config)
-                .context("starting peer learning")?;
+        let (learning, learn_ring) = crate::learn::run::Learning::start(&mut ebpf, &cfg.config)
+            .context("starting peer learning")?;
         let learn_view = learning.view();
         // Detectors run on each poll, off the loop; the status report shows their book.
         let analysis = {

@@ -17,6 +17,9 @@ pub enum Kind {
     Counter,
     /// Current value (Prometheus `gauge`).
     Gauge,
+    /// Cumulative explicit-bucket histogram (Prometheus `histogram`: `_bucket`, `_sum`,
+    /// `_count`); the call window histograms (`super::call_series`).
+    Histogram,
 }
 
 /// One metric's identity.
@@ -62,6 +65,7 @@ macro_rules! def {
         };
     };
 }
+pub(crate) use def;
 
 def!(
     PACKETS_SEEN,
@@ -361,10 +365,9 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
     out.insert(FLOW_BYTES.name, pick(|v| v.1));
     out.insert(FLOW_ACTIVE.name, pick(|v| v.2));
 
-    // Per-call series. HOOK: until the status report carries calls, a "call" here is one
-    // media flow (one direction of one call leg on one interface), the busiest first;
-    // `report.flows` is already sorted busiest first. When calls are reported, key these
-    // series by call instead and keep the same cap.
+    // Packets and bytes of the busiest media flows (one direction of one call leg on one
+    // interface; `report.flows` is sorted busiest first), capped like the per-call
+    // gauges of `super::call_series`.
     let calls: Vec<_> = report
         .flows
         .iter()

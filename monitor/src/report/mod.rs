@@ -3,4 +3,5 @@
 //! the poll's typed view, and `status::model` re-exports them so the JSON keeps its shape.
 
 pub mod anomaly;
+pub mod calls;
 pub mod dscp;

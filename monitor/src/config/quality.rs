@@ -204,7 +204,10 @@ mod tests {
         )
         .expect("valid");
         let q = &calls.config.quality;
-        assert_eq!((q.call_idle_s, q.window_s, q.min_window_packets), (5, 4, 40));
+        assert_eq!(
+            (q.call_idle_s, q.window_s, q.min_window_packets),
+            (5, 4, 40)
+        );
         assert_eq!((q.max_call_records, q.call_record_max_age_s), (7, 60));
         assert_eq!(
             parse("window_s = 0").unwrap_err(),

@@ -481,20 +481,29 @@ mod tests {
     #[test]
     fn json_is_the_report_and_text_is_the_rendering() {
         let report = sample_report();
-        let json = format(&report, true, false);
-        assert!(json.starts_with("{\n  \"schema_version\": 1,\n"));
-        assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), report);
+        let json = show(&parse(&["--json"]).unwrap(), &report, 80, false, true).unwrap();
+        assert!(json.text.starts_with("{\n  \"schema_version\": 1,\n"));
         assert_eq!(
-            format(&report, false, false),
-            render::render(&report, false)
+            serde_json::from_str::<StatusReport>(&json.text).unwrap(),
+            report
         );
+        // --watch --json: one line per report.
+        let line = show(&parse(&["--json"]).unwrap(), &report, 80, false, false).unwrap();
+        assert_eq!(line.text.matches('\n').count(), 1);
+        assert_eq!(
+            serde_json::from_str::<StatusReport>(&line.text).unwrap(),
+            report
+        );
+        let text = show(&parse(&[]).unwrap(), &report, 80, false, true).unwrap();
+        assert_eq!(text.text, views::render(None, &report, 80, false));
     }
 
     #[test]
     fn watch_frames() {
+        // In place: home, each line erased to its end, the rest erased; never `2J`.
         assert_eq!(
-            watch_frame("body\n", 2, true),
-            "\x1b[H\x1b[2Jevery 2 s (Ctrl-C to stop)\nbody\n"
+            watch_frame("body\nmore\n", 2, true),
+            "\x1b[Hevery 2 s (Ctrl-C to stop)\x1b[K\r\nbody\x1b[K\r\nmore\x1b[K\r\n\x1b[J"
         );
         assert_eq!(
             watch_frame("body\n", 5, false),

@@ -1,6 +1,6 @@
 //! `monitor`: Webex Calling edge monitor (eBPF/XDP) — daemon and CLI.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use monitor::{cli, exit};
 
 /// Webex Calling edge monitor: classifies Webex flows in the kernel (XDP/TC) on the
@@ -17,6 +17,9 @@ enum Command {
     Run(cli::run::RunArgs),
     Check(cli::check::CheckArgs),
     Status(cli::status::StatusArgs),
+    Top(cli::top::TopArgs),
+    Completions(cli::completions::CompletionsArgs),
+    Man(cli::man::ManArgs),
 }
 
 fn main() {
@@ -38,6 +41,9 @@ fn main() {
         Command::Run(args) => cli::run::execute(args),
         Command::Check(args) => cli::check::execute(args),
         Command::Status(args) => cli::status::execute(args),
+        Command::Top(args) => cli::top::execute(args),
+        Command::Completions(args) => cli::completions::execute(args, Cli::command()),
+        Command::Man(args) => cli::man::execute(args, Cli::command()),
     };
     std::process::exit(code);
 }

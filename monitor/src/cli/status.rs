@@ -303,7 +303,7 @@ fn shown_health(view: Option<View>, r: &StatusReport) -> Health {
 }
 
 /// Columns to fit: --width, else the terminal's, else $COLUMNS, else 80.
-fn width(asked: Option<u16>, terminal: bool) -> usize {
+pub(crate) fn width(asked: Option<u16>, terminal: bool) -> usize {
     if let Some(w) = asked {
         return usize::from(w);
     }
@@ -322,9 +322,18 @@ fn width(asked: Option<u16>, terminal: bool) -> usize {
 
 /// The socket to ask: from --config, else --socket / MONITOR_SOCKET, else the default.
 fn socket_path(args: &StatusArgs) -> Result<PathBuf, config::ConfigError> {
-    match (&args.config, &args.socket) {
+    resolve_socket(args.config.as_deref(), args.socket.as_deref())
+}
+
+/// The socket from `--config`, else `--socket` / MONITOR_SOCKET, else the default (also
+/// for `monitor top`).
+pub(crate) fn resolve_socket(
+    config: Option<&std::path::Path>,
+    socket: Option<&std::path::Path>,
+) -> Result<PathBuf, config::ConfigError> {
+    match (config, socket) {
         (Some(config), _) => config::read_status_socket(config),
-        (None, Some(socket)) => Ok(socket.clone()),
+        (None, Some(socket)) => Ok(socket.to_path_buf()),
         (None, None) => Ok(PathBuf::from(DEFAULT_STATUS_SOCKET)),
     }
 }

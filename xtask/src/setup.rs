@@ -23,6 +23,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "systemd",
     // A real resolver answering Webex names in the peer-learning tests.
     "dnsmasq",
+    // A real terminal for `monitor top` and `monitor status --watch` (status_terminal).
+    "tmux",
+    // Reads `monitor status --watch --json` line by line (status_terminal).
+    "jq",
 ];
 /// aya-build links the eBPF object with this exact bpf-linker.
 const BPF_LINKER_VERSION: &str = "0.10.0";

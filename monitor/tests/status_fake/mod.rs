@@ -32,15 +32,25 @@ pub struct FakeDaemon {
 
 impl FakeDaemon {
     pub fn serve(report: &StatusReport) -> FakeDaemon {
+        Self::serve_sequence(std::slice::from_ref(report))
+    }
+
+    /// Serves `reports[n]` to the n-th request, the last one to every later request.
+    #[allow(dead_code)]
+    pub fn serve_sequence(reports: &[StatusReport]) -> FakeDaemon {
         let dir = TempDir::new().unwrap();
         let path = dir.join("monitor.sock");
         let listener = UnixListener::bind(&path).unwrap();
         listener.set_nonblocking(true).unwrap();
-        let line = format!("{}\n", serde_json::to_string(report).unwrap());
+        let lines: Vec<String> = reports
+            .iter()
+            .map(|r| format!("{}\n", serde_json::to_string(r).unwrap()))
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
             std::thread::spawn(move || {
+                let mut served = 0;
                 while !stop.load(Ordering::SeqCst) {
                     let Ok((stream, _)) = listener.accept() else {
                         std::thread::sleep(Duration::from_millis(10));
@@ -53,6 +63,8 @@ impl FakeDaemon {
                     let mut request = String::new();
                     let _ = BufReader::new(&stream).read_line(&mut request);
                     assert_eq!(request, "status\n");
+                    let line = &lines[served.min(lines.len() - 1)];
+                    served += 1;
                     let _ = (&stream).write_all(line.as_bytes());
                 }
             })

@@ -96,6 +96,7 @@ impl Tracker {
         now_unix_s: u64,
     ) -> Polled {
         self.polls += 1;
+        let at_start = self.polls == 1;
         let idle_ns = q.call_idle_s * S;
         let window_ns = q.window_s * S;
 
@@ -108,7 +109,7 @@ impl Tracker {
             let track = self
                 .streams
                 .entry(*key)
-                .or_insert_with(|| Track::new(cur, stale));
+                .or_insert_with(|| Track::new(cur, stale, at_start));
             track.update(cur, s.jitter_ms(), now_mono_ns, window_ns, s.first_seen_ns);
         }
 

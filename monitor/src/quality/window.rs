@@ -116,12 +116,14 @@ fn widen16(prev: u64, raw: u64) -> u64 {
 impl Track {
     /// A stream first seen now. A stream silent for longer than a call's idle gap when
     /// first seen (the daemon restarted on pinned maps) belongs to no call: its counters
-    /// so far are the baseline.
-    pub fn new(cur: Counts, stale: bool) -> Track {
-        let start = if stale { cur } else { Counts::default() };
+    /// so far are the baseline. On the daemon's first poll (`at_start`) the counters so
+    /// far are the call's but not the window's: a window (and so a verdict) never holds
+    /// counts from before this daemon started.
+    pub fn new(cur: Counts, stale: bool, at_start: bool) -> Track {
+        let base = if stale { cur } else { Counts::default() };
         Track {
-            prev: start,
-            base: start,
+            prev: if stale || at_start { cur } else { base },
+            base,
             ..Default::default()
         }
     }
@@ -223,7 +225,7 @@ mod tests {
 
     #[test]
     fn the_window_keeps_the_last_seconds_of_deltas() {
-        let mut t = Track::new(Counts::default(), false);
+        let mut t = Track::new(Counts::default(), false, false);
         // 50 packets a second, clean for 3 s, then 5 lost a second.
         let mut cur = c(0, 0, 0);
         for sec in 1..=6u64 {
@@ -241,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_new_call_on_the_stream_starts_from_its_counters_then() {
-        let mut t = Track::new(Counts::default(), false);
+        let mut t = Track::new(Counts::default(), false, false);
         t.update(c(100, 100, 2), 0.0, S, 10 * S, 0);
         t.join(1);
         t.finish_poll();
@@ -255,7 +257,7 @@ mod tests {
 
     #[test]
     fn sixteen_bit_kernel_counters_are_widened_across_polls() {
-        let mut t = Track::new(Counts::default(), false);
+        let mut t = Track::new(Counts::default(), false, false);
         let raw = |frames| Counts {
             packets: frames,
             frames: frames % 65536,
@@ -271,9 +273,14 @@ mod tests {
 
     #[test]
     fn a_stale_stream_at_start_and_a_replaced_entry() {
-        let t = Track::new(c(500, 500, 9), true);
+        let t = Track::new(c(500, 500, 9), true, false);
         assert_eq!(t.base, c(500, 500, 9));
-        let mut t = Track::new(c(500, 500, 9), false);
+        // At the daemon's start: the call's, not the window's.
+        let mut t = Track::new(c(500, 500, 9), false, true);
+        t.update(c(550, 550, 9), 0.0, S, 10 * S, 0);
+        assert_eq!(t.in_call(), c(550, 550, 9));
+        assert_eq!(t.window(), c(50, 50, 0));
+        let mut t = Track::new(c(500, 500, 9), false, false);
         t.update(c(500, 500, 9), 0.0, S, 10 * S, 0);
         t.finish_poll();
         t.update(c(20, 20, 0), 0.0, 2 * S, 10 * S, 0);

@@ -58,13 +58,16 @@ struct Bed {
 }
 
 impl Bed {
+    /// The tracker after its first poll (the daemon started before the calls).
     fn new(q: QualityConfig) -> Bed {
-        Bed {
+        let mut bed = Bed {
             tracker: Tracker::new(),
             q,
             flows: HashMap::new(),
             streams: HashMap::new(),
-        }
+        };
+        bed.poll(0.0);
+        bed
     }
 
     fn set(&mut self, flow: FlowKey, ssrc: u32, s: RtpStreamState) {
@@ -374,4 +377,30 @@ fn a_direction_that_falls_silent_first_stays_in_the_call_and_its_record() {
         [("to_webex", 200), ("from_webex", 220)]
     );
     assert_eq!(r.duration_s, 10.0);
+}
+
+#[test]
+fn after_a_restart_the_window_starts_empty_and_the_call_keeps_its_history() {
+    // A fresh tracker (the daemon just started on pinned maps) meets a stream with 100
+    // lost of 1000 before it started.
+    let mut bed = Bed {
+        tracker: Tracker::new(),
+        q: QualityConfig::default(),
+        flows: HashMap::new(),
+        streams: HashMap::new(),
+    };
+    let [up, ..] = copies(40000, 61000);
+    bed.set(up, 1, state(900, 100, 0, 8000, 0, 20.0));
+    let c = &bed.poll(20.0).calls[0];
+    assert_eq!(c.loss_pct, 10.0, "the call's history");
+    assert_eq!(
+        (c.window.expected, c.health.as_str()),
+        (0, "ok"),
+        "no verdict from it"
+    );
+    // Then 200 clean packets: the window holds those only.
+    bed.set(up, 1, state(1100, 100, 0, 8000, 0, 24.0));
+    let c = &bed.poll(24.0).calls[0];
+    assert_eq!((c.window.expected, c.window.lost), (200, 0));
+    assert_eq!(c.health, "ok");
 }

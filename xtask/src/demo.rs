@@ -24,11 +24,11 @@ const CLEAN_PORT: u16 = 52000;
 const IMPAIRED_PORT: u16 = 52002;
 /// The media node's media ports (one per call) and its SIP over TLS port.
 const MEDIA_PORT: u16 = 5004;
-const IMPAIRED_MEDIA_PORT: u16 = 5006;
+const IMPAIRED_MEDIA_PORT: u16 = 9000;
 /// The impaired call: the "ISP" loses one answer in this many...
 const ISP_LOSS_EVERY: u32 = 12;
 /// ...and holds each answer back up to this long (pseudo-random, repeatable).
-const ISP_MAX_DELAY_MS: u64 = 45;
+const ISP_MAX_DELAY_MS: u64 = 30;
 const SIP_TLS_PORT: u16 = 5061;
 const TCP_BYTES: usize = 600;
 /// A little more than the daemon's default poll interval, so status includes the call.

@@ -160,7 +160,7 @@ fn calls(testbed: &Testbed) -> Result<()> {
     let impaired = testbed.wan.run(move || {
         udp_responder(impaired_media, PACKETS, lifetime, move |request| {
             n += 1;
-            if n % ISP_LOSS_EVERY == 0 {
+            if n.is_multiple_of(ISP_LOSS_EVERY) {
                 impaired_answers.skip(1);
             }
             seed ^= seed << 13;

@@ -26,6 +26,7 @@ const VIEWS: &[(&str, Option<View>)] = &[
     ("flows", Some(View::Flows)),
     ("peers", Some(View::Peers)),
     ("interfaces", Some(View::Interfaces)),
+    ("full", Some(View::Full)),
 ];
 
 fn golden_path(name: &str) -> PathBuf {

@@ -27,7 +27,7 @@ pub enum View {
     Interfaces,
     /// One call in depth: `monitor status call ID`.
     Call,
-    /// Everything, every section in full (the long report).
+    /// Every section in full: the views above, counters, DSCP compliance, export.
     Full,
 }
 
@@ -44,44 +44,63 @@ pub fn render(view: Option<View>, report: &StatusReport, width: usize, color: bo
     let Some(view) = view else {
         return compact::render(report, width, color);
     };
-    if view == View::Full {
-        return super::super::render::render(report, color);
-    }
     let mut out = compact::head(report, width, color).join("\n");
     out.push('\n');
+    if view == View::Full {
+        for part in [
+            View::Anomalies,
+            View::Calls,
+            View::Records,
+            View::Interfaces,
+            View::Flows,
+            View::Peers,
+        ] {
+            body(&mut out, part, report, width, color);
+        }
+        super::counters(&mut out, report, super::Paint(color));
+        dscp(&mut out, report, width, color);
+        export(&mut out, report, width);
+    } else {
+        body(&mut out, view, report, width, color);
+    }
+    out
+}
+
+/// The section of one view (without the head lines).
+fn body(out: &mut String, view: View, report: &StatusReport, width: usize, color: bool) {
     let now = report_now(report);
     match view {
         View::Calls => {
             let mut calls: Vec<&CallStatus> = report.calls.iter().collect();
             sort_worst_first(&mut calls);
             title(
-                &mut out,
+                out,
                 color,
                 &format!("CALLS ({} active, worst first)", calls.len()),
             );
             if calls.is_empty() {
                 out.push_str("  none\n");
             } else {
-                calls_table(&calls, true).write(&mut out, width, color);
+                calls_table(&calls, true).write(out, width, color);
             }
         }
         View::Records => {
             let records: Vec<&CallRecord> = report.call_records.iter().collect();
             title(
-                &mut out,
+                out,
                 color,
                 &format!("CALL RECORDS ({}, newest first)", records.len()),
             );
             if records.is_empty() {
                 out.push_str("  none\n");
             } else {
-                records_table(&records, now).write(&mut out, width, color);
+                records_table(&records, now).write(out, width, color);
             }
         }
         View::Anomalies => {
             let findings = anomalies::group(&report.anomalies);
             title(
-                &mut out,
+                out,
                 color,
                 &format!("ANOMALIES ({} findings)", findings.len()),
             );
@@ -89,15 +108,86 @@ pub fn render(view: Option<View>, report: &StatusReport, width: usize, color: bo
                 out.push_str("  none\n");
             }
             for f in &findings {
-                anomalies::full(&mut out, f, now, width, color);
+                anomalies::full(out, f, now, width, color);
             }
         }
-        View::Flows => flows(&mut out, report, width, color),
-        View::Peers => peers(&mut out, report, width, color),
-        View::Interfaces => interfaces(&mut out, report, width, color),
+        View::Flows => flows(out, report, width, color),
+        View::Peers => peers(out, report, width, color),
+        View::Interfaces => interfaces(out, report, width, color),
         View::Call | View::Full => unreachable!("handled by the caller"),
     }
-    out
+}
+
+/// DSCP compliance per interface, direction and class (totals since the daemon started).
+fn dscp(out: &mut String, report: &StatusReport, width: usize, color: bool) {
+    title(out, color, "DSCP (packets with the expected mark)");
+    if report.dscp.is_empty() {
+        out.push_str("  no packet checked yet\n");
+        return;
+    }
+    let mut table = Table::new(&[
+        Column::left("IFACE", 4),
+        Column::left("DIR", 3),
+        Column::left("CLASS", 5),
+        Column::right("WANT", 4),
+        Column::right("FLOWS", 5).optional(),
+        Column::right("MATCHED", 4),
+        Column::right("MISMATCHED", 4),
+        Column::right("REWRITTEN", 4).optional(),
+        Column::right("OK %", 4),
+    ]);
+    for d in &report.dscp {
+        table.row(vec![
+            Cell::plain(&d.interface),
+            Cell::plain(
+                d.direction
+                    .replace("ingress", "in")
+                    .replace("egress", "out"),
+            ),
+            Cell::plain(&d.class),
+            Cell::plain(d.expected.map_or_else(|| "-".into(), |e| e.to_string())),
+            Cell::plain(d.flows.to_string()),
+            Cell::plain(d.matched.to_string()),
+            Cell::plain(d.mismatched.to_string()),
+            Cell::plain(d.rewritten.to_string()),
+            Cell::plain(
+                d.compliance_pct
+                    .map_or_else(|| "-".into(), |p| format!("{p:.1}")),
+            ),
+        ]);
+    }
+    table.write(out, width, color);
+}
+
+/// Where export goes and how it is doing.
+fn export(out: &mut String, report: &StatusReport, width: usize) {
+    let Some(e) = &report.export else {
+        return;
+    };
+    out.push_str("\nEXPORT\n");
+    let now = report_now(report);
+    let mut lines = Vec::new();
+    if let Some(endpoint) = &e.otlp_endpoint {
+        lines.push(format!(
+            "  OTLP {} {endpoint} every {} ms: {} exported, {} dropped, last success {}",
+            e.otlp_protocol.as_deref().unwrap_or("?"),
+            e.interval_ms,
+            e.exported,
+            e.dropped,
+            e.last_success_unix_s
+                .map_or_else(|| "never".to_string(), |t| super::ago::ago(now, t))
+        ));
+    }
+    if let Some(error) = &e.last_error {
+        lines.push(format!("  last error: {error}"));
+    }
+    if let Some(listen) = &e.prometheus_listen {
+        lines.push(format!("  Prometheus http://{listen}/metrics"));
+    }
+    for line in lines {
+        out.push_str(&super::fit::cut(&line, width));
+        out.push('\n');
+    }
 }
 
 fn flows(out: &mut String, report: &StatusReport, width: usize, color: bool) {

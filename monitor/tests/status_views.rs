@@ -290,11 +290,20 @@ fn call_drill_down_and_usage_errors() {
     // Unreachable: 3 for every view.
     let dir = xtask::TempDir::new().unwrap();
     let gone = dir.join("missing.sock");
-    for args in [
-        &["calls"][..],
-        &["call", "c0a13333"],
-        &["anomalies", "--host", "x"],
+    for view in [
+        "calls",
+        "records",
+        "anomalies",
+        "flows",
+        "peers",
+        "interfaces",
+        "full",
     ] {
+        assert_eq!(status(&gone, &[view]).status.code(), Some(3), "{view}");
+        let filtered = status(&gone, &[view, "--host", "192.0.2.11"]);
+        assert_eq!(filtered.status.code(), Some(3), "{view} --host");
+    }
+    for args in [&[][..], &["call", "c0a13333"], &["--json"]] {
         assert_eq!(status(&gone, args).status.code(), Some(3), "{args:?}");
     }
 }

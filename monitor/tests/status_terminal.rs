@@ -27,6 +27,11 @@ const SESSION: &str = "t";
 impl Tmux {
     /// Runs `command` (through sh) in a detached 100x36 window.
     fn start(tag: &str, command: &str) -> Tmux {
+        Self::start_sized(tag, command, 36)
+    }
+
+    /// Runs `command` (through sh) in a detached window 100 wide and `rows` tall.
+    fn start_sized(tag: &str, command: &str, rows: u16) -> Tmux {
         let server = format!("monitor-test-{}-{tag}", std::process::id());
         let dir = TempDir::new().unwrap();
         let t = Tmux { server, dir };
@@ -43,7 +48,7 @@ impl Tmux {
                 "-s",
                 SESSION,
             ])
-            .args(["-x", "100", "-y", "36"])
+            .args(["-x", "100", "-y", &rows.to_string()])
             .arg(format!("TERM=xterm-256color sh {}", script.display()))
             .status()
             .expect("tmux (installed by `cargo xtask setup`)");
@@ -336,6 +341,35 @@ fn status_watch_redraws_in_place() {
     t.keys(&["C-c"]);
     let screen = t.wait("the shell", |s| s.contains("EXIT="));
     assert!(screen.contains("EXIT=130"), "{screen}");
+}
+
+#[test]
+fn status_watch_in_a_short_terminal_keeps_health_and_the_worst_calls_on_screen() {
+    let daemon = FakeDaemon::serve(&ten_calls());
+    let notes = TempDir::new().unwrap();
+    let program = format!(
+        "{} status --watch --interval 1 --socket {}",
+        monitor(),
+        daemon.path.display()
+    );
+    let t = Tmux::start_sized("short", &wrapped(notes.path(), &program), 12);
+    // Two frames drawn: the first line is still the title (nothing scrolled away).
+    let raw = t.record();
+    let screen = t.wait("a cut frame", |s| {
+        s.contains("more lines: a taller terminal")
+    });
+    t.wait("a second frame", |_| {
+        std::fs::read(&raw).is_ok_and(|b| b.windows(3).filter(|w| w == b"\x1b[H").count() >= 2)
+    });
+    let screen2 = t.screen();
+    for screen in [&screen, &screen2] {
+        let lines: Vec<&str> = screen.lines().collect();
+        assert_eq!(lines[0], "every 1 s (Ctrl-C to stop)", "{screen}");
+        assert!(lines[2].starts_with("HEALTH CRITICAL"), "{screen}");
+        assert_eq!(call_ids(screen), WORST_FIRST[..5], "{screen}");
+    }
+    t.keys(&["C-c"]);
+    t.wait("the shell", |s| s.contains("EXIT=130"));
 }
 
 #[test]

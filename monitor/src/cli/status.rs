@@ -190,7 +190,10 @@ pub fn execute(args: StatusArgs) -> i32 {
             }
             (body, false) => {
                 let body = body.unwrap_or_else(|m| format!("monitor status: {m}\n"));
-                watch_frame(&body, args.interval, terminal)
+                let rows = crossterm::terminal::size()
+                    .ok()
+                    .map(|(_, rows)| usize::from(rows));
+                watch_frame(&body, args.interval, terminal.then_some(rows).flatten())
             }
         };
         let mut out = stdout.lock();
@@ -343,20 +346,36 @@ fn use_color(no_color: bool, terminal: bool, no_color_env: Option<std::ffi::OsSt
     !no_color && terminal && no_color_env.is_none_or(|v| v.is_empty())
 }
 
-/// One --watch frame. On a terminal it overwrites the last in place: cursor home, each
-/// line erased to its end as it is written, the rest of the screen erased after the
-/// frame (never a full-screen clear, so nothing flickers). Piped, frames follow each
-/// other after a blank line.
-fn watch_frame(body: &str, interval_s: u64, terminal: bool) -> String {
+/// One --watch frame. On a terminal (`rows` tall) it overwrites the last in place:
+/// cursor home, each line erased to its end as it is written, the rest of the screen
+/// erased after the frame (never a full-screen clear, so nothing flickers); a frame
+/// taller than the terminal is cut (scrolling would break the next redraw). Piped
+/// (`None`), frames follow each other after a blank line.
+fn watch_frame(body: &str, interval_s: u64, rows: Option<usize>) -> String {
     let title = format!("every {interval_s} s (Ctrl-C to stop)");
-    if !terminal {
+    let Some(rows) = rows else {
         return format!("\n{title}\n{body}");
+    };
+    let mut lines: Vec<&str> = std::iter::once(title.as_str())
+        .chain(body.lines())
+        .collect();
+    let more;
+    if lines.len() > rows.max(2) {
+        more = format!(
+            "... {} more lines: a taller terminal shows them",
+            lines.len() - rows + 1
+        );
+        lines.truncate(rows - 1);
+        lines.push(&more);
     }
     let mut frame = String::from(HOME);
-    for line in std::iter::once(title.as_str()).chain(body.lines()) {
+    for (i, line) in lines.iter().enumerate() {
         frame.push_str(line);
         frame.push_str(ERASE_LINE);
-        frame.push_str("\r\n");
+        // No newline after the last row: it would scroll a full screen.
+        if i + 1 < lines.len() {
+            frame.push_str("\r\n");
+        }
     }
     frame.push_str(ERASE_BELOW);
     frame
@@ -511,11 +530,17 @@ mod tests {
     fn watch_frames() {
         // In place: home, each line erased to its end, the rest erased; never `2J`.
         assert_eq!(
-            watch_frame("body\nmore\n", 2, true),
-            "\x1b[Hevery 2 s (Ctrl-C to stop)\x1b[K\r\nbody\x1b[K\r\nmore\x1b[K\r\n\x1b[J"
+            watch_frame("body\nmore\n", 2, Some(40)),
+            "\x1b[Hevery 2 s (Ctrl-C to stop)\x1b[K\r\nbody\x1b[K\r\nmore\x1b[K\x1b[J"
+        );
+        // Taller than the terminal: cut, with a note, never scrolled.
+        assert_eq!(
+            watch_frame("1\n2\n3\n4\n", 2, Some(3)),
+            "\x1b[Hevery 2 s (Ctrl-C to stop)\x1b[K\r\n1\x1b[K\r\n\
+             ... 3 more lines: a taller terminal shows them\x1b[K\x1b[J"
         );
         assert_eq!(
-            watch_frame("body\n", 5, false),
+            watch_frame("body\n", 5, None),
             "\nevery 5 s (Ctrl-C to stop)\nbody\n"
         );
     }

@@ -251,3 +251,80 @@ pub fn run(socket: &Path, interval: Duration) -> std::io::Result<()> {
     drop(screen);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> StatusReport {
+        serde_json::from_str(include_str!(
+            "../../../tests/fixtures/status_ten_calls.json"
+        ))
+        .unwrap()
+    }
+
+    fn ids(app: &App) -> Vec<String> {
+        app.calls().iter().map(|c| c.id.clone()).collect()
+    }
+
+    fn press(app: &mut App, code: KeyCode) -> bool {
+        app.key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    #[test]
+    fn sorts_filters_opens_and_quits_by_key() {
+        let mut app = App::new(Duration::from_secs(1));
+        app.take(Ok(report()));
+        assert_eq!(&ids(&app)[..3], ["c0a13333", "c0a11111", "c0a15555"]);
+        press(&mut app, KeyCode::Char('s'));
+        assert_eq!(app.sort, Sort::Loss);
+        assert_eq!(&ids(&app)[..2], ["c0a13333", "c0a11111"]);
+        press(&mut app, KeyCode::Char('s'));
+        assert_eq!(ids(&app)[0], "c0a15555", "jitter 41.2 ms first");
+        press(&mut app, KeyCode::Char('s'));
+        assert_eq!(ids(&app)[0], "c0a10000", "by host: 192.0.2.10 first");
+        press(&mut app, KeyCode::Char('s'));
+        assert_eq!(app.sort, Sort::Worst);
+
+        press(&mut app, KeyCode::Char('/'));
+        for c in "video".chars() {
+            press(&mut app, KeyCode::Char(c));
+        }
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(ids(&app), ["c0a16666"]);
+        press(&mut app, KeyCode::Char('/'));
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(ids(&app).len(), 10, "Esc clears the filter");
+
+        press(&mut app, KeyCode::Down);
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.open.as_deref(), Some("c0a11111"));
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.open, None);
+        assert!(!app.quit);
+        app.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+        assert!(app.quit);
+    }
+
+    #[test]
+    fn history_keeps_the_last_windows_of_active_calls_and_errors_keep_the_report() {
+        let mut app = App::new(Duration::from_secs(1));
+        for i in 0..(HISTORY + 5) {
+            let mut r = report();
+            r.calls[3].window.loss_pct = i as f64;
+            app.take(Ok(r));
+        }
+        let h = &app.history["c0a13333"];
+        assert_eq!(h.len(), HISTORY);
+        assert_eq!(h.front().unwrap().0, 5.0);
+        assert_eq!(h.back().unwrap().0, (HISTORY + 4) as f64);
+        app.take(Err("gone".into()));
+        assert_eq!(app.error.as_deref(), Some("gone"));
+        assert!(app.report.is_some(), "the last report stays (shown stale)");
+        let mut r = report();
+        r.calls.truncate(1);
+        app.take(Ok(r));
+        assert_eq!(app.history.len(), 1, "ended calls' histories are dropped");
+        assert_eq!(app.error, None);
+    }
+}

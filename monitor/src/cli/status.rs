@@ -284,17 +284,8 @@ fn shown_health(view: Option<View>, r: &StatusReport) -> Health {
             .map(|c| call_health(&c.worst_health))
             .max()
     };
-    let anomalies = || {
-        r.anomalies
-            .iter()
-            .filter(|a| a.cleared_unix_s.is_none())
-            .map(|a| match a.severity {
-                Severity::Info => Health::Ok,
-                Severity::Warning => Health::Warning,
-                Severity::Critical => Health::Critical,
-            })
-            .max()
-    };
+    // The filtered report holds only the anomalies shown: its health is theirs.
+    let anomalies = || Some(health(r));
     let worst = match view {
         None | Some(View::Full) => calls().max(anomalies()),
         Some(View::Calls) => calls(),

@@ -131,32 +131,32 @@ pub fn render(report: &StatusReport, found: &Found, width: usize, color: bool) -
                 line(&mut out, width, &format!("  the loss is on: {s}"));
             }
             segments(&mut out, &c.segments, width, color);
-            title(&mut out, color, "LEGS");
-            let mut legs = Table::new(&[
-                Column::left("DIR", 4),
-                Column::left("MEASURED AT", 6),
-                Column::right("PKTS", 4),
-                Column::right("EXP", 3),
-                Column::right("LOST", 4),
-                Column::right("LOSS%", 5),
+            let rows = c
+                .legs
+                .iter()
+                .map(|l| {
+                    let mut row = leg_cells(
+                        &l.direction,
+                        &l.measured_at,
+                        l.packets,
+                        l.expected,
+                        l.lost,
+                        l.loss_pct,
+                    );
+                    row.extend([
+                        Cell::plain(l.duplicates.to_string()),
+                        Cell::plain(l.reordered.to_string()),
+                        Cell::plain(ms(l.jitter_ms)),
+                    ]);
+                    row
+                })
+                .collect();
+            let extra = [
                 Column::right("DUP", 3).optional(),
                 Column::right("REORD", 3).optional(),
                 Column::right("JITms", 5),
-            ]);
-            for l in &c.legs {
-                legs.row(vec![
-                    Cell::plain(l.direction.replace('_', " ")),
-                    Cell::plain(&l.measured_at),
-                    Cell::plain(l.packets.to_string()),
-                    Cell::plain(l.expected.to_string()),
-                    Cell::plain(l.lost.to_string()),
-                    Cell::plain(pct(l.loss_pct)),
-                    Cell::plain(l.duplicates.to_string()),
-                    Cell::plain(l.reordered.to_string()),
-                    Cell::plain(ms(l.jitter_ms)),
-                ]);
-            }
-            legs.write(&mut out, width, color);
+            ];
+            legs(&mut out, &extra, rows, width, color);
             title(&mut out, color, "STREAMS (window and last poll)");
             let mut streams = Table::new(&[
                 Column::left("AT", 5),
@@ -248,29 +248,62 @@ pub fn render(report: &StatusReport, found: &Found, width: usize, color: bool) -
                 );
             }
             segments(&mut out, &r.segments, width, color);
-            title(&mut out, color, "LEGS");
-            let mut legs = Table::new(&[
-                Column::left("DIR", 4),
-                Column::left("MEASURED AT", 6),
-                Column::right("PKTS", 4),
-                Column::right("EXP", 3),
-                Column::right("LOST", 4),
-                Column::right("LOSS%", 5),
-            ]);
-            for l in &r.legs {
-                legs.row(vec![
-                    Cell::plain(l.direction.replace('_', " ")),
-                    Cell::plain(&l.measured_at),
-                    Cell::plain(l.packets.to_string()),
-                    Cell::plain(l.expected.to_string()),
-                    Cell::plain(l.lost.to_string()),
-                    Cell::plain(pct(l.loss_pct)),
-                ]);
-            }
-            legs.write(&mut out, width, color);
+            let rows = r
+                .legs
+                .iter()
+                .map(|l| {
+                    leg_cells(
+                        &l.direction,
+                        &l.measured_at,
+                        l.packets,
+                        l.expected,
+                        l.lost,
+                        l.loss_pct,
+                    )
+                })
+                .collect();
+            legs(&mut out, &[], rows, width, color);
         }
     }
     out
+}
+
+/// The LEGS table: each direction where it is measured, with `extra` columns.
+fn legs(out: &mut String, extra: &[Column], rows: Vec<Vec<Cell>>, width: usize, color: bool) {
+    title(out, color, "LEGS");
+    let mut columns = vec![
+        Column::left("DIR", 4),
+        Column::left("MEASURED AT", 6),
+        Column::right("PKTS", 4),
+        Column::right("EXP", 3),
+        Column::right("LOST", 4),
+        Column::right("LOSS%", 5),
+    ];
+    columns.extend_from_slice(extra);
+    let mut table = Table::new(&columns);
+    for row in rows {
+        table.row(row);
+    }
+    table.write(out, width, color);
+}
+
+/// The cells every leg has (the first six LEGS columns).
+fn leg_cells(
+    direction: &str,
+    measured_at: &str,
+    packets: u64,
+    expected: u64,
+    lost: u64,
+    loss_pct: f64,
+) -> Vec<Cell> {
+    vec![
+        Cell::plain(direction.replace('_', " ")),
+        Cell::plain(measured_at),
+        Cell::plain(packets.to_string()),
+        Cell::plain(expected.to_string()),
+        Cell::plain(lost.to_string()),
+        Cell::plain(pct(loss_pct)),
+    ]
 }
 
 fn segments(out: &mut String, segments: &[SegmentStatus], width: usize, color: bool) {

@@ -65,11 +65,15 @@ pub fn reason(report: &StatusReport, h: Health) -> String {
         (n, 0) => format!("{n} active call{} ok", plural(n)),
         (n, b) => format!("{b} of {n} call{} not ok", plural(n)),
     };
+    // The first of the most severe (the daemon lists the open ones most severe first).
     let worst = report
         .anomalies
         .iter()
         .filter(|a| a.cleared_unix_s.is_none())
-        .max_by_key(|a| a.severity);
+        .fold(None::<&crate::anomaly::Anomaly>, |worst, a| match worst {
+            Some(w) if w.severity >= a.severity => Some(w),
+            _ => Some(a),
+        });
     match (h, worst) {
         (Health::Ok, _) | (_, None) => format!("{calls_part}, no open finding"),
         (_, Some(a)) => format!("{calls_part}; {}: {}", a.id, a.summary),

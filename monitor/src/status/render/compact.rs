@@ -100,14 +100,8 @@ pub fn render(report: &StatusReport, width: usize, color: bool) -> String {
         lines.push(paint(color, BOLD, "CALLS"));
         lines.push("  no active calls".into());
     } else {
-        lines.push(cut(
-            &paint(
-                color,
-                BOLD,
-                &format!("CALLS ({} active, worst first{window})", calls.len()),
-            ),
-            width + if color { 8 } else { 0 },
-        ));
+        let title = format!("CALLS ({} active, worst first{window})", calls.len());
+        lines.push(paint(color, BOLD, &cut(&title, width)));
         let shown = calls.len().min(MAX_CALLS);
         let mut table = String::new();
         calls_table(&calls[..shown], false).write(&mut table, width, color);

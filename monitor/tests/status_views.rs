@@ -125,6 +125,77 @@ fn compact_fits_one_screen_with_health_first_and_calls_worst_first() {
     }
 }
 
+/// `text` without ANSI escape sequences.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn colour_changes_no_width_and_marks_the_verdicts() {
+    let report = ten_calls();
+    for (name, view) in VIEWS {
+        let plain = views::render(*view, &report, 80, false);
+        let coloured = views::render(*view, &report, 80, true);
+        assert_eq!(strip_ansi(&coloured), plain, "{name}");
+    }
+    let compact = views::render(None, &report, 80, true);
+    assert!(compact.contains("\x1b[31mCRITICAL\x1b[0m"), "{compact}");
+}
+
+#[test]
+fn many_findings_still_fit_one_screen_with_each_fix_once() {
+    // The site: sixteen anomalies of one finding with the same fix...
+    let mut report = ten_calls();
+    let template = report.anomalies[1].clone();
+    report.anomalies = (0..16)
+        .map(|i| {
+            let mut a = template.clone();
+            a.subject = format!("class{i}");
+            a
+        })
+        .collect();
+    let text = views::render(None, &report, 80, false);
+    assert_eq!(text.matches("fix: ").count(), 1, "{text}");
+    assert!(text.contains("dscp_phones_not_marking x16"), "{text}");
+    assert!(text.lines().count() <= 38);
+    // ...and twelve different findings: as many as fit, then a count of the rest.
+    report.anomalies = (0..12)
+        .map(|i| {
+            let mut a = template.clone();
+            a.id = format!("finding_{i:02}");
+            a
+        })
+        .collect();
+    for width in [80, 120] {
+        let text = views::render(None, &report, width, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() <= 38, "{} lines:\n{text}", lines.len());
+        let shown = lines
+            .iter()
+            .filter(|l| l.starts_with("  WARNING finding_"))
+            .count();
+        assert!(shown >= 2, "{text}");
+        assert_eq!(
+            lines.last().unwrap(),
+            &format!("  ... {} more: monitor status anomalies", 12 - shown),
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn anomalies_view_prints_each_fix_once_per_finding() {
     let text = views::render(Some(View::Anomalies), &ten_calls(), 80, false);

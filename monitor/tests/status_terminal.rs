@@ -243,6 +243,16 @@ fn top_shows_health_and_calls_worst_first_and_takes_keys() {
         "a full-screen clear between frames"
     );
 
+    // Sparklines: the worst call's loss (12 % and more, scaled to 10 %) is a full bar.
+    let screen = t.screen();
+    let worst_row = screen.lines().find(|l| l.contains("c0a13333")).unwrap();
+    assert!(worst_row.contains("███"), "{worst_row}");
+    let clean_row = screen.lines().find(|l| l.contains("c0a10000")).unwrap();
+    assert!(
+        clean_row.contains("▁▁") && !clean_row.contains('█'),
+        "{clean_row}"
+    );
+
     // s: sort by loss; / filter; Enter opens the selected call.
     t.keys(&["s"]);
     t.wait("sort by loss", |s| s.contains("by loss"));
@@ -341,6 +351,36 @@ fn status_watch_redraws_in_place() {
     t.keys(&["C-c"]);
     let screen = t.wait("the shell", |s| s.contains("EXIT="));
     assert!(screen.contains("EXIT=130"), "{screen}");
+}
+
+#[test]
+fn status_watch_says_when_the_daemon_goes_away_and_recovers_the_frame() {
+    let daemon = FakeDaemon::serve(&ten_calls());
+    let notes = TempDir::new().unwrap();
+    let program = format!(
+        "{} status --watch --interval 1 --socket {}",
+        monitor(),
+        daemon.path.display()
+    );
+    let t = Tmux::start("watch-gone", &wrapped(notes.path(), &program));
+    t.wait("a frame", |s| call_ids(s).len() == 10);
+    drop(daemon);
+    // The next frame replaces the whole report with the reason, nothing left over.
+    let screen = t.wait("the reason", |s| {
+        s.contains("the monitor daemon is not running")
+    });
+    let lines: Vec<&str> = screen.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "every 1 s (Ctrl-C to stop)");
+    assert!(lines[1].starts_with("monitor status: the monitor daemon is not running"));
+    assert!(
+        !screen.contains("HEALTH") && call_ids(&screen).is_empty(),
+        "{screen}"
+    );
+    // Word-wrapped to the terminal, not cut by it: each line ends at a word.
+    assert!(lines.iter().all(|l| l.chars().count() < 100), "{screen}");
+    assert!(lines.len() <= 4, "{screen}");
+    t.keys(&["C-c"]);
+    t.wait("the shell", |s| s.contains("EXIT=130"));
 }
 
 #[test]

@@ -17,6 +17,7 @@ use crate::status::health::{Health, health};
 use crate::status::model::StatusReport;
 use crate::status::render::call::{self as call_view, Found};
 use crate::status::render::filter::{self, Filter, call_health};
+use crate::status::render::fit::wrap;
 use crate::status::render::views::{self, View};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -189,7 +190,12 @@ pub fn execute(args: StatusArgs) -> i32 {
                 String::new()
             }
             (body, false) => {
-                let body = body.unwrap_or_else(|m| format!("monitor status: {m}\n"));
+                // The reason word-wrapped to the width: long paths are in it.
+                let body = body.unwrap_or_else(|m| {
+                    let mut text = wrap(&format!("monitor status: {m}"), "", width, 8).join("\n");
+                    text.push('\n');
+                    text
+                });
                 let rows = crossterm::terminal::size()
                     .ok()
                     .map(|(_, rows)| usize::from(rows));

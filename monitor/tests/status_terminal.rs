@@ -453,3 +453,16 @@ fn watch_json_is_ndjson_that_jq_reads_line_by_line() {
         "one report per line, in order, nothing else"
     );
 }
+
+#[test]
+fn top_without_a_terminal_is_a_usage_error_that_points_at_watch() {
+    let out = Command::new(monitor())
+        .args(["top", "--socket", "/nonexistent/monitor.sock"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(out.stdout.is_empty(), "no escape codes into a pipe");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a terminal; use `monitor status --watch`"), "{stderr}");
+}

@@ -115,6 +115,8 @@ pub fn calls_table(calls: &[&CallStatus], full: bool) -> Table {
         Column::left("CALL", 8),
         Column::left("HOST:PORT", 9),
         Column::left("PEER", 7),
+        // The peer's port: left out first when the width is short (the drill-down has it).
+        Column::right("PORT", 4).optional(),
         Column::left("KIND", 3),
         Column::right("LOSS%", 5),
         Column::right("JITms", 5),
@@ -134,8 +136,8 @@ pub fn calls_table(calls: &[&CallStatus], full: bool) -> Table {
         let mut row = vec![
             Cell::styled(&c.id, style),
             Cell::plain(host_port(&c.inner_addr, c.inner_port)),
-            // The address; the peer port is in the drill-down and the JSON.
             Cell::plain(&c.peer_addr),
+            Cell::plain(c.peer_port.to_string()),
             Cell::plain(&c.kind),
             Cell::styled(
                 if window {

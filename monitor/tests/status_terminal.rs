@@ -464,5 +464,8 @@ fn top_without_a_terminal_is_a_usage_error_that_points_at_watch() {
     assert_eq!(out.status.code(), Some(64));
     assert!(out.stdout.is_empty(), "no escape codes into a pipe");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not a terminal; use `monitor status --watch`"), "{stderr}");
+    assert!(
+        stderr.contains("not a terminal; use `monitor status --watch`"),
+        "{stderr}"
+    );
 }

@@ -37,8 +37,11 @@ impl Tmux {
         let t = Tmux { server, dir };
         let script = t.dir.join("run.sh");
         std::fs::write(&script, command).unwrap();
+        // UTF-8 whatever the locale of the run (the sparklines and borders are not ASCII).
         let ok = Command::new("tmux")
+            .env("LANG", "C.UTF-8")
             .args([
+                "-u",
                 "-L",
                 &t.server,
                 "-f",
@@ -58,7 +61,8 @@ impl Tmux {
 
     fn tmux(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.server])
+            .env("LANG", "C.UTF-8")
+            .args(["-u", "-L", &self.server])
             .args(args)
             .output()
             .unwrap();

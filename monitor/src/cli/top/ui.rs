@@ -2,6 +2,7 @@
 //! interfaces, keys; or one call's drill-down.
 
 use super::app::{App, HISTORY};
+use crate::report::calls::CallStatus;
 use crate::status::health::{Health, health};
 use crate::status::render::anomalies;
 use crate::status::render::call;
@@ -12,6 +13,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
+use std::collections::VecDeque;
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
@@ -160,43 +162,114 @@ fn draw_head(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(Text::from(lines)), area);
 }
 
+/// A call's window history: (loss %, jitter ms) per refresh, oldest first.
+type History = VecDeque<(f64, f64)>;
+/// Makes one cell of a call's row.
+type CellFn = Box<dyn Fn(&CallStatus, Option<&History>) -> String>;
+
+/// A column of the calls table: header, width, and the cell of a call.
+struct CallColumn {
+    header: &'static str,
+    width: u16,
+    cell: CellFn,
+}
+
+/// Sparkline width at most (one bar per refresh).
+const SPARK_MAX: u16 = 12;
+
+/// The columns that fit `width`: the essential ones always (ID, host, MOS, loss and
+/// jitter with their sparklines, where the loss is), then peer, kind and RTT as room
+/// allows; the sparklines narrow before anything essential does.
+fn call_columns(width: u16) -> Vec<CallColumn> {
+    let window = |c: &CallStatus| c.window.expected > 0;
+    let col = |header, width, cell: CellFn| CallColumn {
+        header,
+        width,
+        cell,
+    };
+    // Borders 2, CALL 8, HOST 16, MOS 3, LOSS 5, JIT 5, BAD 6, and 7 gaps.
+    let essential = 2 + 8 + 16 + 3 + 5 + 5 + 6 + 7;
+    let spark = (width.saturating_sub(essential) / 2).clamp(4, SPARK_MAX.min(HISTORY as u16));
+    let mut room = width.saturating_sub(essential + 2 * spark);
+    let mut optional = |need: u16| {
+        let fits = room > need;
+        if fits {
+            room -= need + 1;
+        }
+        fits
+    };
+    let (peer, kind, rtt) = (optional(12), optional(5), optional(5));
+    let spark_of = move |pick: fn(&(f64, f64)) -> f64| {
+        Box::new(move |_: &CallStatus, h: Option<&History>| {
+            sparkline(h.into_iter().flatten().map(pick), 1.0, usize::from(spark))
+        }) as CellFn
+    };
+    let mut columns = vec![
+        col("CALL", 8, Box::new(|c, _| c.id.clone())),
+        col(
+            "HOST:PORT",
+            16,
+            Box::new(|c, _| host_port(&c.inner_addr, c.inner_port)),
+        ),
+    ];
+    if peer {
+        columns.push(col("PEER", 12, Box::new(|c, _| c.peer_addr.clone())));
+    }
+    if kind {
+        columns.push(col("KIND", 5, Box::new(|c, _| c.kind.clone())));
+    }
+    columns.extend([
+        col(
+            "MOS",
+            3,
+            Box::new(|c, _| opt(window_mos(c), |m| format!("{m:.1}"))),
+        ),
+        col(
+            "LOSS%",
+            5,
+            Box::new(move |c, _| {
+                if window(c) {
+                    pct(c.window.loss_pct)
+                } else {
+                    "-".into()
+                }
+            }),
+        ),
+        // Loss scaled to 10 %, jitter to 50 ms.
+        col("loss", spark, spark_of(|v| v.0 / 10.0)),
+        col(
+            "JITms",
+            5,
+            Box::new(move |c, _| {
+                if window(c) {
+                    ms(c.window.jitter_ms)
+                } else {
+                    "-".into()
+                }
+            }),
+        ),
+        col("jitter", spark, spark_of(|v| v.1 / 50.0)),
+    ]);
+    if rtt {
+        columns.push(col("RTTms", 5, Box::new(|c, _| opt(c.rtt_ms, ms))));
+    }
+    columns.push(col("BAD", 6, Box::new(|c, _| bad_where(c))));
+    columns
+}
+
 fn draw_calls(frame: &mut Frame, app: &App, area: Rect) {
     let calls = app.calls();
-    let spark = 12usize.min(HISTORY);
+    let columns = call_columns(area.width);
     let rows: Vec<Row> = calls
         .iter()
         .map(|c| {
             let history = app.history.get(&c.id);
-            let values = |pick: fn(&(f64, f64)) -> f64| {
-                sparkline(history.into_iter().flatten().map(pick), 1.0, spark)
-            };
-            let window = c.window.expected > 0;
-            Row::new(vec![
-                c.id.clone(),
-                host_port(&c.inner_addr, c.inner_port),
-                c.peer_addr.clone(),
-                c.kind.clone(),
-                opt(window_mos(c), |m| format!("{m:.1}")),
-                if window {
-                    pct(c.window.loss_pct)
-                } else {
-                    "-".into()
-                },
-                // Loss scaled to 10 %, jitter to 50 ms.
-                sparkline(
-                    history.into_iter().flatten().map(|v| v.0 / 10.0),
-                    1.0,
-                    spark,
-                ),
-                if window {
-                    ms(c.window.jitter_ms)
-                } else {
-                    "-".into()
-                },
-                values(|v| v.1 / 50.0),
-                opt(c.rtt_ms, ms),
-                bad_where(c),
-            ])
+            Row::new(
+                columns
+                    .iter()
+                    .map(|col| (col.cell)(c, history))
+                    .collect::<Vec<_>>(),
+            )
             .style(call_color(&c.health))
         })
         .collect();
@@ -211,33 +284,12 @@ fn draw_calls(frame: &mut Frame, app: &App, area: Rect) {
         },
         app.sort.name()
     );
-    let widths = [
-        Constraint::Length(8),
-        Constraint::Min(12),
-        Constraint::Min(10),
-        Constraint::Length(5),
-        Constraint::Length(3),
-        Constraint::Length(5),
-        Constraint::Length(spark as u16),
-        Constraint::Length(5),
-        Constraint::Length(spark as u16),
-        Constraint::Length(5),
-        Constraint::Length(8),
-    ];
-    let header = Row::new(vec![
-        "CALL",
-        "HOST:PORT",
-        "PEER",
-        "KIND",
-        "MOS",
-        "LOSS%",
-        "loss",
-        "JITms",
-        "jitter",
-        "RTTms",
-        "BAD",
-    ])
-    .style(Style::new().add_modifier(Modifier::DIM));
+    let widths: Vec<Constraint> = columns
+        .iter()
+        .map(|c| Constraint::Length(c.width))
+        .collect();
+    let header = Row::new(columns.iter().map(|c| c.header).collect::<Vec<_>>())
+        .style(Style::new().add_modifier(Modifier::DIM));
     let table = Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
@@ -304,6 +356,46 @@ fn draw_interfaces(frame: &mut Frame, app: &App, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn columns_fit_the_width_essential_ones_first() {
+        let headers = |w: u16| -> Vec<&str> { call_columns(w).iter().map(|c| c.header).collect() };
+        let total = |w: u16| -> u16 {
+            let c = call_columns(w);
+            2 + c.iter().map(|c| c.width).sum::<u16>() + c.len() as u16 - 1
+        };
+        let essential = [
+            "CALL",
+            "HOST:PORT",
+            "MOS",
+            "LOSS%",
+            "loss",
+            "JITms",
+            "jitter",
+            "BAD",
+        ];
+        assert_eq!(headers(80), essential);
+        assert_eq!(headers(60), essential, "sparklines narrow first");
+        assert_eq!(
+            headers(120),
+            [
+                "CALL",
+                "HOST:PORT",
+                "PEER",
+                "KIND",
+                "MOS",
+                "LOSS%",
+                "loss",
+                "JITms",
+                "jitter",
+                "RTTms",
+                "BAD"
+            ]
+        );
+        for w in [70, 80, 100, 120, 200] {
+            assert!(total(w) <= w, "{w}: {}", total(w));
+        }
+    }
 
     #[test]
     fn sparklines_scale_and_pad() {

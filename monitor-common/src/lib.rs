@@ -49,6 +49,9 @@ pub mod map_names {
     pub const LEARN_STATE: &str = "LEARN_STATE";
     /// Link kind of each interface by ifindex (`link::LINK_*`, u8).
     pub const LINK_KINDS: &str = "LINK_KINDS";
+    /// Per-client token buckets of the learning samples (`learn::RateBucket`; not
+    /// pinned: a restart only gives every client a fresh burst).
+    pub const LEARN_RATE: &str = "LEARN_RATE";
     /// Every pinned map, for checks and clean-up.
     pub const ALL: [&str; 13] = [
         FLOWS,
@@ -92,4 +95,6 @@ mod pod {
     unsafe impl aya::Pod for crate::rtp::RttStats {}
     unsafe impl aya::Pod for crate::rtp::MediaCounters {}
     unsafe impl aya::Pod for crate::learn::LearnSample {}
+    unsafe impl aya::Pod for crate::learn::RateBucket {}
+    unsafe impl aya::Pod for crate::learn::HelloCont {}
 }

@@ -5,18 +5,15 @@
 // The full-report fixture is one large json! literal.
 #![recursion_limit = "512"]
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use monitor::status::model::{SCHEMA_VERSION, StatusReport};
 use serde_json::{Value, json};
 use xtask::TempDir;
+
+mod status_fake;
+use status_fake::FakeDaemon;
 
 /// A report with every optional part present (Some, non-empty lists), so that every
 /// field name of the schema appears when it is serialised.
@@ -167,6 +164,7 @@ fn full_report() -> StatusReport {
 /// Objects whose keys are data, not schema (e.g. one key per malformed reason).
 const MAPS: &[&str] = &[
     "learn.dns_malformed",
+    "learn.refused",
     "learn.sni_malformed",
     "counters.malformed",
 ];
@@ -449,16 +447,28 @@ const GOLDEN: &[&str] = &[
     "interfaces[].xdp_mode",
     "learn",
     "learn.client_hellos",
+    "learn.client_rate_per_s",
     "learn.dns_cut",
     "learn.dns_malformed",
+    "learn.dns_negative",
+    "learn.dns_queries",
     "learn.dns_responses",
     "learn.duplicates",
     "learn.enabled",
     "learn.expired",
     "learn.flows_deleted",
+    "learn.flows_reclassified",
+    "learn.handshakes",
+    "learn.handshakes_waiting",
+    "learn.idle_s",
     "learn.learned_dns",
     "learn.learned_sni",
+    "learn.partial_waiting",
     "learn.peers",
+    "learn.queries_waiting",
+    "learn.rate_limited",
+    "learn.reassembled",
+    "learn.refused",
     "learn.refused_full",
     "learn.sample_drops",
     "learn.samples",
@@ -527,60 +537,6 @@ fn status_json_field_names_are_golden() {
 }
 
 // ---------------------------------------------------------------- the CLI
-
-/// Serves `report` on a Unix socket the way the daemon does (one JSON line per
-/// `status\n` request) until dropped.
-struct FakeDaemon {
-    path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    _dir: TempDir,
-}
-
-impl FakeDaemon {
-    fn serve(report: &StatusReport) -> FakeDaemon {
-        let dir = TempDir::new().unwrap();
-        let path = dir.join("monitor.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let line = format!("{}\n", serde_json::to_string(report).unwrap());
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let Ok((stream, _)) = listener.accept() else {
-                        std::thread::sleep(Duration::from_millis(10));
-                        continue;
-                    };
-                    stream.set_nonblocking(false).unwrap();
-                    stream
-                        .set_read_timeout(Some(Duration::from_secs(5)))
-                        .unwrap();
-                    let mut request = String::new();
-                    let _ = BufReader::new(&stream).read_line(&mut request);
-                    assert_eq!(request, "status\n");
-                    let _ = (&stream).write_all(line.as_bytes());
-                }
-            })
-        };
-        FakeDaemon {
-            path,
-            stop,
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for FakeDaemon {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// `monitor status --socket <socket> <args>` with stdout piped.
 fn status(socket: &Path, args: &[&str]) -> Output {

@@ -27,6 +27,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "openssl",
     // `cargo xtask package`: objdump (the glibc version the binary needs) and strip.
     "binutils",
+    // A real terminal for `monitor top` and `monitor status --watch` (status_terminal).
+    "tmux",
+    // Reads `monitor status --watch --json` line by line (status_terminal).
+    "jq",
     // SIP helpers set through iptables (legacy and nft back ends) for `monitor check`.
     "iptables",
     // A real VPN (OpenVPN over tun) carrying media in the media_in_tunnel test.

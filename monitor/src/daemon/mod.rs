@@ -78,6 +78,28 @@ enum Event {
 /// Removes the status socket file when dropped (also when start-up fails after binding).
 struct SocketFile(PathBuf);
 
+/// Removes the pins (maps, links, tail-call tables) of a first start when that start
+/// fails, so a failed start leaves nothing behind; disarmed once the daemon is built.
+struct FreshPins(Option<PathBuf>);
+
+impl FreshPins {
+    fn arm(dir: &std::path::Path) -> FreshPins {
+        FreshPins(pins::fresh(dir).then(|| dir.to_path_buf()))
+    }
+
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for FreshPins {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = pins::remove(dir);
+        }
+    }
+}
+
 impl Drop for SocketFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
@@ -140,6 +162,9 @@ impl Daemon {
         let socket = SocketFile(daemon_cfg.status_socket.clone());
 
         let started_mono_ns = snapshot::monotonic_ns();
+        // A start that fails leaves nothing: pins this run created (with their links) go
+        // again; an earlier run's pins keep their counters and data path.
+        let mut fresh_pins = FreshPins::arm(&daemon_cfg.pin_path);
         let loaded = loader::load(&cfg).context("loading the kernel programs")?;
         let mut ebpf = loaded.ebpf;
         // Maps of another layout: copied before the swap, judged after it.
@@ -178,9 +203,8 @@ impl Daemon {
             quality: cfg.config.quality.clone(),
         });
         // Learning peers by name (crate::learn): the sample ring is read in the loop.
-        let (learning, learn_ring) =
-            crate::learn::run::Learning::start(&mut ebpf, &cfg.config.learn)
-                .context("starting peer learning")?;
+        let (learning, learn_ring) = crate::learn::run::Learning::start(&mut ebpf, &cfg.config)
+            .context("starting peer learning")?;
         let learn_view = learning.view();
         // Detectors run on each poll, off the loop; the status report shows their book.
         let analysis = {
@@ -251,6 +275,7 @@ impl Daemon {
             daemon_cfg.status_socket.display(),
             daemon_cfg.poll_interval_ms
         );
+        fresh_pins.disarm();
         Ok(Daemon {
             opts,
             running: cfg,
@@ -391,7 +416,7 @@ impl Daemon {
             error!("SIGHUP: {}", outcome.message);
         }
         if let Some(new) = new {
-            self.learning.set_config(&new.config.learn);
+            self.learning.set_config(&new.config);
             self.running = new;
         }
         if let Ok(mut l) = self.last_reload.lock() {

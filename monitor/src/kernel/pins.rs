@@ -94,11 +94,8 @@ pub const REPLACED_DIR: &str = "replaced";
 
 /// Makes sure `dir` exists on bpffs and that any maps pinned there fit this version.
 pub fn prepare(dir: &Path, flow_table_size: u32) -> Result<PinState, KernelError> {
-    let parent = dir.parent().unwrap_or(Path::new("/"));
-    if !is_bpffs(parent) {
-        return Err(KernelError::NotBpffs {
-            path: parent.display().to_string(),
-        });
+    if let Some(problem) = bpffs_problem(dir) {
+        return Err(KernelError::NotBpffs { problem });
     }
     std::fs::create_dir_all(dir).map_err(|source| KernelError::PinDir {
         path: dir.display().to_string(),
@@ -153,6 +150,12 @@ pub fn prepare(dir: &Path, flow_table_size: u32) -> Result<PinState, KernelError
         }
     }
     Ok(state)
+}
+
+/// Whether `dir` holds no pinned flow map yet: a run starting now creates the pins (and
+/// removes them again if it fails to start).
+pub fn fresh(dir: &Path) -> bool {
+    !dir.join(map_names::FLOWS).exists()
 }
 
 /// Sub-directory of the pinned links.
@@ -250,6 +253,33 @@ pub fn remove(dir: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// Why `dir` cannot hold pinned maps (its nearest existing ancestor, where it would be
+/// created, is not on a bpf filesystem), with the fix; `None` when it can.
+pub fn bpffs_problem(dir: &Path) -> Option<String> {
+    let mut at = dir;
+    while !at.exists() {
+        at = at.parent()?;
+    }
+    if is_bpffs(at) {
+        return None;
+    }
+    Some(if dir.starts_with("/sys/fs/bpf") {
+        format!(
+            "{} is not on a bpf filesystem ({} is not bpffs); mount one with \
+             `mount -t bpf bpf /sys/fs/bpf`",
+            dir.display(),
+            at.display()
+        )
+    } else {
+        format!(
+            "{} is not on a bpf filesystem ({} is not bpffs); choose a directory under a \
+             bpffs mount, e.g. /sys/fs/bpf/monitor",
+            dir.display(),
+            at.display()
+        )
+    })
 }
 
 fn is_bpffs(path: &Path) -> bool {

@@ -5,3 +5,4 @@
 pub mod anomaly;
 pub mod calls;
 pub mod dscp;
+pub mod learn;

@@ -92,10 +92,10 @@ pub struct StatusReport {
     /// Webex peers learned from DNS answers and TLS server names (README "Learning
     /// peers"), by name.
     #[serde(default)]
-    pub learned_peers: Vec<crate::learn::model::LearnedPeer>,
+    pub learned_peers: Vec<crate::report::learn::LearnedPeer>,
     /// Learning counters; `null` when the report was not built by a running daemon.
     #[serde(default)]
-    pub learn: Option<crate::learn::model::LearnStatus>,
+    pub learn: Option<crate::report::learn::LearnStatus>,
 }
 
 /// How export is doing (README "Export").

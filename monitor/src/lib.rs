@@ -12,4 +12,5 @@ pub mod export;
 pub mod kernel;
 pub mod learn;
 pub mod quality;
+pub mod report;
 pub mod status;

@@ -8,6 +8,7 @@
 //! from the Webex network requirements.
 
 pub mod book;
+pub mod fold;
 
 use serde::{Deserialize, Serialize};
 

@@ -94,12 +94,15 @@ impl Analysis {
             .take()
             .unwrap_or_else(|| (self.make_detectors)());
         self.running = Some(tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let mut report = build(&snap, &info, &interfaces, &learn);
             let now_unix_s = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             report.anomalies = detectors.poll(&report, now_unix_s);
+            (report.scale.anomalies, report.scale.conntrack) = detectors.scale();
+            report.scale.analysis_ms = started.elapsed().as_secs_f64() * 1e3;
             (
                 detectors,
                 Done {

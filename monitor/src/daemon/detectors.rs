@@ -4,6 +4,7 @@
 use crate::{
     anomaly::{Anomaly, book::Book},
     dscp,
+    report::scale::{AnomalyFolding, ConntrackRead},
     status::model::StatusReport,
 };
 
@@ -12,6 +13,8 @@ pub struct Detectors {
     dscp: dscp::Setup,
     /// SIP ALG, blocked/one-way media, NAT timeouts and exhaustion, MTU (`crate::detect`).
     failures: crate::detect::Failures,
+    /// Caps each poll's findings before the book (README "Scale and caps").
+    folder: crate::anomaly::fold::Folder,
 }
 
 impl Detectors {
@@ -20,6 +23,7 @@ impl Detectors {
             book: Book::default(),
             dscp,
             failures: crate::detect::Failures::new(Default::default(), 1500),
+            folder: Default::default(),
         }
     }
 
@@ -36,9 +40,15 @@ impl Detectors {
         findings.extend(dscp::detect::detect(&report.flows, &self.dscp));
         findings.extend(crate::quality::detect::detect(&report.calls));
         findings.extend(self.failures.poll(report, now_unix_s));
+        let findings = self.folder.fold(findings);
         for a in self.book.update(findings, now_unix_s) {
             log::warn!("anomaly {} on {}: {}", a.id, a.subject, a.summary);
         }
         self.book.list()
+    }
+
+    /// The last poll's folding and conntrack cost, for status `scale`.
+    pub fn scale(&self) -> (AnomalyFolding, ConntrackRead) {
+        (self.folder.stats(), self.failures.conntrack_cost())
     }
 }

@@ -144,7 +144,9 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
             taken_mono_ns: snap.taken_mono_ns,
         }))
     };
+    let socket_stats = status::server::Stats::default();
     let current = {
+        let socket_stats = socket_stats.clone();
         let published = published.clone();
         let export_status = export_status.clone();
         let last_reload = last_reload.clone();
@@ -163,6 +165,7 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
             r.daemon.uptime_s = now.saturating_sub(started_mono_ns) / 1_000_000_000;
             r.daemon.last_reload = last_reload.lock().ok().and_then(|l| l.clone());
             r.export = export_status.get();
+            r.scale.status_socket = socket_stats.get();
             r
         }
     };
@@ -177,7 +180,12 @@ async fn run_async(cfg: ValidatedConfig, opts: RunOptions) -> anyhow::Result<()>
     // The socket serves the busiest flows only; export still sees every flow.
     let served: Arc<dyn Fn() -> StatusReport + Send + Sync> =
         Arc::new(move || current(Some(crate::status::model::MAX_FLOWS_SERVED)));
-    let server = tokio::spawn(status::server::serve(listener, served, shutdown_rx));
+    let server = tokio::spawn(status::server::serve(
+        listener,
+        served,
+        socket_stats,
+        shutdown_rx,
+    ));
     info!(
         "monitoring; status on {} (poll every {} ms)",
         daemon_cfg.status_socket.display(),

@@ -86,6 +86,7 @@ pub fn build_live(
         dscp,
         learned_peers: Vec::new(),
         learn: None,
+        scale: Default::default(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! status report plus the gateway's own NAT state ([`system`]) and returns
 //! [`Finding`](crate::anomaly::Finding)s for the anomaly book.
 
+pub mod conntrack_join;
 pub mod media;
 pub mod mtu;
 pub mod nat_exhaustion;
@@ -18,6 +19,7 @@ use std::{
 use crate::{
     anomaly::Finding,
     config::detect::DetectConfig,
+    report::scale::ConntrackRead,
     status::model::{FlowStatus, StatusReport},
 };
 
@@ -46,6 +48,8 @@ pub struct Failures {
     conntrack: Option<Vec<system::Entry>>,
     conntrack_read: Option<Instant>,
     conntrack_due: Option<Instant>,
+    /// What the conntrack reads and joins cost (status `scale.conntrack`).
+    conntrack_cost: ConntrackRead,
 }
 
 /// One poll's view: the report, the conntrack table and ruleset, and the flows indexed.
@@ -60,6 +64,8 @@ pub struct View<'a> {
     lan: HashSet<&'a str>,
     wan: HashSet<&'a str>,
     index: HashMap<FlowId<'a>, &'a FlowStatus>,
+    /// The flows conntrack entries join with, by numeric 5-tuple.
+    pub joins: conntrack_join::Joins<'a>,
 }
 
 /// Interface, direction, protocol and the two ends: a flow as the map keys it.
@@ -92,14 +98,22 @@ impl<'a> View<'a> {
             .iter()
             .map(|f| (id(f), f))
             .collect::<HashMap<_, _>>();
+        let lan = role("lan");
+        let joins = match conntrack {
+            Some(_) => conntrack_join::Joins::new(report.flows.iter(), |f| {
+                lan.contains(f.interface.as_str())
+            }),
+            None => Default::default(),
+        };
         View {
             report,
             conntrack,
             conntrack_age_s,
             ruleset,
-            lan: role("lan"),
+            lan,
             wan: role("wan"),
             index,
+            joins,
         }
     }
 
@@ -188,6 +202,12 @@ pub fn subject(f: &FlowStatus) -> String {
 }
 
 impl Failures {
+    /// What reading conntrack and joining it with the flows cost (status
+    /// `scale.conntrack`).
+    pub fn conntrack_cost(&self) -> ConntrackRead {
+        self.conntrack_cost.clone()
+    }
+
     pub fn new(cfg: DetectConfig, path_mtu: u32) -> Failures {
         Failures {
             cfg,
@@ -199,6 +219,7 @@ impl Failures {
             conntrack: None,
             conntrack_read: None,
             conntrack_due: None,
+            conntrack_cost: ConntrackRead::default(),
         }
     }
 
@@ -214,12 +235,25 @@ impl Failures {
         if self.conntrack_due.is_none_or(|t| Instant::now() >= t) {
             let started = Instant::now();
             self.conntrack = system::conntrack_entries();
+            let took = started.elapsed();
             self.conntrack_read = Some(started);
-            self.conntrack_due = Some(next_conntrack_read(started, started.elapsed()));
+            let due = next_conntrack_read(started, took);
+            self.conntrack_due = Some(due);
+            let c = &mut self.conntrack_cost;
+            c.reads += 1;
+            c.last_read_ms = took.as_secs_f64() * 1e3;
+            c.interval_s = (due - started).as_secs_f64();
+            c.entries = self.conntrack.as_ref().map(|e| e.len() as u64);
+            c.nat_entries = self
+                .conntrack
+                .as_ref()
+                .map_or(0, |e| e.iter().filter(|e| e.is_snat()).count() as u64);
         }
         let conntrack_age_s = self
             .conntrack_read
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
+        self.conntrack_cost.age_s = conntrack_age_s;
+        let joins_started = Instant::now();
         let view = View::new(
             report,
             self.conntrack.as_deref(),
@@ -228,8 +262,9 @@ impl Failures {
         );
         let mut findings = Vec::new();
         findings.extend(sip_alg::detect(&view));
-        findings.extend(media::detect(&view, &self.cfg));
         findings.extend(self.nat_timeout.detect(&view, &self.cfg, now_unix_s));
+        self.conntrack_cost.last_join_ms = joins_started.elapsed().as_secs_f64() * 1e3;
+        findings.extend(media::detect(&view, &self.cfg));
         findings.extend(nat_exhaustion::detect(&view, &self.cfg));
         findings.extend(
             self.mtu

@@ -8,6 +8,7 @@
 pub mod anomaly_log;
 pub mod otlp;
 pub mod prometheus;
+pub mod prometheus_http;
 pub mod series;
 
 use std::net::SocketAddr;
@@ -152,7 +153,7 @@ async fn run(
     let mut tasks = Vec::new();
     if let Some(listener) = prometheus {
         match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => tasks.push(tokio::spawn(prometheus::serve(
+            Ok(l) => tasks.push(tokio::spawn(prometheus_http::serve(
                 l,
                 report.clone(),
                 settings.max_call_series,

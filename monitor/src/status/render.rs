@@ -545,6 +545,7 @@ pub(crate) mod tests {
             dscp: Vec::new(),
             learned_peers: Vec::new(),
             learn: None,
+            scale: Default::default(),
         }
     }
 

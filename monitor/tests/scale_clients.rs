@@ -55,6 +55,8 @@ fn status_answers_many_clients_past_idle_and_non_reading_ones() {
     let bed = GatewayBed::launch();
     let pid = bed.daemon().pid();
     let socket = bed.socket();
+    // Past the reply reuse window of the daemon's readiness checks: a fresh count.
+    std::thread::sleep(Duration::from_millis(250));
     let before = socket_stats(&bed);
     let rss_before = vm_rss_kib(pid);
 
@@ -112,7 +114,11 @@ fn status_answers_many_clients_past_idle_and_non_reading_ones() {
         if s.request_timeouts == before.request_timeouts + IDLE as u64 && s.served == expected {
             break s;
         }
-        assert!(Instant::now() < deadline, "counters never settled: {s:?}");
+        assert!(
+            Instant::now() < deadline,
+            "counters never settled: {s:?}; served {} before, {expected} expected at poll {polls}",
+            before.served
+        );
         // Past the reply reuse window, so the next poll's report is built afresh.
         std::thread::sleep(Duration::from_millis(250));
     };
@@ -129,6 +135,11 @@ fn status_answers_many_clients_past_idle_and_non_reading_ones() {
     // Only the poll itself is held now.
     assert_eq!(after.clients, 1);
     let rss_after = vm_rss_kib(pid);
+    eprintln!(
+        "slowest of {CONCURRENT} status answers: {slowest:?}; daemon RSS {rss_before} -> \
+         {rss_after} KiB; peak {} connections",
+        after.peak_clients
+    );
     assert!(
         rss_after < rss_before + RSS_GROWTH_MAX_KIB,
         "daemon RSS grew from {rss_before} to {rss_after} KiB"

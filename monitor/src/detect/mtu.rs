@@ -13,7 +13,7 @@
 //! The kernel's counters only grow, so an anomaly stays open while its counter grew within
 //! the last [`HOLD_S`] seconds and clears after.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::anomaly::{Finding, Severity};
 
@@ -134,14 +134,14 @@ impl State {
         }
 
         let mut out = Vec::new();
-        let mut present = Vec::new();
+        let mut present = HashSet::new();
         for s in signs {
             let grew = match self.seen.get(&s.subject) {
                 Some(&(count, last_growth)) if count >= s.count => last_growth,
                 _ => now,
             };
             self.seen.insert(s.subject.clone(), (s.count, grew));
-            present.push(s.subject.clone());
+            present.insert(s.subject.clone());
             if now.saturating_sub(grew) <= HOLD_S {
                 out.push(Finding {
                     id: ID,

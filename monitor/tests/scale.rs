@@ -1,21 +1,30 @@
-//! The daemon under its own clients (issue 16), on the namespace testbed: hundreds of
-//! concurrent status requests past hundreds of idle and non-reading connections, and a
-//! real Prometheus scrape past idle TCP connections. Counts are exact: the test knows
-//! every connection it made.
+//! The daemon at scale and under abuse (issue 16), on the namespace testbed: hundreds of
+//! concurrent status requests past hundreds of idle and non-reading connections, a real
+//! Prometheus scrape past idle TCP connections, and fragments from 10,000 sources folded
+//! to the anomaly cap. Counts are exact: the test knows every connection and packet it
+//! made.
 
 mod prometheus_server;
 
-use std::io::Write as _;
-use std::net::{SocketAddr, TcpStream};
+use std::collections::HashSet;
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv6Addr, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use monitor::anomaly::fold::{CAP_PER_ID, SHOWN_PER_ID};
 use monitor::report::scale::StatusSocket;
 use monitor::status::client;
 use monitor::status::server::REQUEST_TIMEOUT;
 use prometheus_server::{PrometheusServer, http_get, prom_query};
-use xtask::{TempDir, bed::GatewayBed};
+use serde_json::Value;
+use xtask::{
+    Netns, TempDir,
+    bed::GatewayBed,
+    frames::{Ext, Ipv6},
+    testbed::{GW_LAN_IF, LAN_HOST_IF, WEBEX_NODE_V6},
+};
 
 const CONCURRENT: usize = 200;
 const IDLE: usize = 200;
@@ -217,4 +226,177 @@ fn prometheus_scrape_succeeds_past_three_idle_connections() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(idle);
+}
+
+// ---------------------------------------------------------------- anomaly folding
+
+/// Sources of the fragments: distinct, pseudo-random, in the LAN's documentation prefix.
+const FRAGMENT_SOURCES: usize = 10_000;
+/// A status reply stays under this (README "Scale and caps").
+const MAX_STATUS_REPLY_BYTES: usize = 2 * 1024 * 1024;
+
+fn mac(ns: &Netns, ifname: &str) -> [u8; 6] {
+    let out = ns.ip(&["-j", "link", "show", ifname]).expect("ip link");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+    let text = v[0]["address"].as_str().expect("address").to_string();
+    let mut m = [0u8; 6];
+    for (i, part) in text.split(':').enumerate() {
+        m[i] = u8::from_str_radix(part, 16).expect("hex");
+    }
+    m
+}
+
+/// `n` distinct addresses in 2001:db8:1::/64 with pseudo-random interface ids.
+fn random_lan_sources(n: usize) -> Vec<Ipv6Addr> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if seen.insert(x) {
+            let s = |i: u32| (x >> (48 - 16 * i)) as u16;
+            out.push(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, s(0), s(1), s(2), s(3)));
+        }
+    }
+    out
+}
+
+/// Sends one IPv6 later fragment (offset 1480, last) of a UDP datagram from each of
+/// `sources` to the Webex node, as frames from the LAN host straight onto its link.
+fn send_later_fragments(bed: &GatewayBed, sources: &[Ipv6Addr]) {
+    let dst_mac = mac(&bed.tb.gw, GW_LAN_IF);
+    let src_mac = mac(&bed.tb.lan, LAN_HOST_IF);
+    let frames: Vec<Vec<u8>> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, src)| {
+            let mut ip = Ipv6::new(*src, WEBEX_NODE_V6);
+            ip.ext.push(Ext::Fragment {
+                offset: 185,
+                more: false,
+                id: i as u32 + 1,
+            });
+            let mut frame = xtask::frames::ethernet(&[], 0x86dd, &ip.packet(17, &[0x5a; 64]));
+            frame[0..6].copy_from_slice(&dst_mac);
+            frame[6..12].copy_from_slice(&src_mac);
+            frame
+        })
+        .collect();
+    bed.tb.lan.run(|| {
+        // SAFETY: plain socket calls on buffers that outlive them.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(
+                fd >= 0,
+                "packet socket: {}",
+                std::io::Error::last_os_error()
+            );
+            let name = std::ffi::CString::new(LAN_HOST_IF).unwrap();
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_protocol = (libc::ETH_P_IPV6 as u16).to_be();
+            addr.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+            addr.sll_halen = 6;
+            addr.sll_addr[..6].copy_from_slice(&dst_mac);
+            for frame in &frames {
+                // A full transmit queue only delays: retry, bounded.
+                let mut tries = 0;
+                loop {
+                    let sent = libc::sendto(
+                        fd,
+                        frame.as_ptr() as *const libc::c_void,
+                        frame.len(),
+                        0,
+                        &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    );
+                    if sent == frame.len() as isize {
+                        break;
+                    }
+                    tries += 1;
+                    assert!(tries < 1000, "{}", std::io::Error::last_os_error());
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            libc::close(fd);
+        }
+    });
+}
+
+/// The status reply as the socket sends it.
+fn raw_status(bed: &GatewayBed) -> Vec<u8> {
+    let mut s = UnixStream::connect(bed.socket()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"status\n").unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).expect("status reply");
+    reply
+}
+
+#[test]
+fn fragments_from_ten_thousand_sources_fold_to_the_cap() {
+    let bed = GatewayBed::launch();
+    let sources = random_lan_sources(FRAGMENT_SOURCES);
+    send_later_fragments(&bed, &sources);
+    let n = FRAGMENT_SOURCES as u64;
+    // Each source is one port-less flow on lan0 ingress with one fragment, each a
+    // distinct `mtu_fragmentation` finding.
+    let s = bed.wait_status("every fragment counted and analysed", |s| {
+        s["counters"]["fragments_unmatched"] == n && s["scale"]["anomalies"]["findings"] == n
+    });
+    let folding = &s["scale"]["anomalies"];
+    assert_eq!(folding["shown"], SHOWN_PER_ID as u64, "{folding}");
+    assert_eq!(folding["folded"], n - SHOWN_PER_ID as u64, "{folding}");
+    // One peer prefix: one aggregate.
+    assert_eq!(folding["aggregates"], 1, "{folding}");
+    assert_eq!(folding["cap_per_id"], CAP_PER_ID as u64);
+
+    let anomalies = s["anomalies"].as_array().expect("anomalies");
+    let mtu: Vec<&Value> = anomalies
+        .iter()
+        .filter(|a| a["id"] == "mtu_fragmentation" && a["cleared_unix_s"].is_null())
+        .collect();
+    assert_eq!(mtu.len(), SHOWN_PER_ID + 1, "{anomalies:#?}");
+    let aggregate = mtu
+        .iter()
+        .find(|a| a["subject"] == "folded: 2001:db8:ff::/48")
+        .expect("the aggregate");
+    let evidence = |name: &str| {
+        aggregate["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        evidence("folded_findings").as_deref(),
+        Some((n - SHOWN_PER_ID as u64).to_string().as_str())
+    );
+    // Every anomaly shown is about one of the sources sent.
+    let sent: HashSet<String> = sources.iter().map(|a| a.to_string()).collect();
+    for a in mtu.iter().filter(|a| *a != aggregate) {
+        let subject = a["subject"].as_str().unwrap();
+        let src = subject
+            .split_whitespace()
+            .nth(4)
+            .expect("source in the subject");
+        assert!(sent.contains(src), "{subject}");
+    }
+    assert!(
+        anomalies.len() <= 2 * CAP_PER_ID,
+        "{} anomalies",
+        anomalies.len()
+    );
+    let reply = raw_status(&bed);
+    eprintln!("status reply with {n} flows: {} bytes", reply.len());
+    assert!(
+        reply.len() < MAX_STATUS_REPLY_BYTES,
+        "status reply of {} bytes",
+        reply.len()
+    );
+    assert_eq!(s["flows_total"], n, "one flow per source");
 }

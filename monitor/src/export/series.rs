@@ -148,6 +148,13 @@ def!(
     "Flows the kernel could not add (table full)."
 );
 def!(
+    FLOWS_EVICTED,
+    "monitor.flows.evicted",
+    "{flow}",
+    Counter,
+    "Flows evicted from a full flow table, per table (monitor.flow.table: media for audio, video and media flows, other for the rest)."
+);
+def!(
     FLOW_PACKETS,
     "monitor.flow.packets",
     "{packet}",
@@ -247,6 +254,7 @@ pub const ALL: &[&MetricDef] = &[
     &PACKETS_MALFORMED,
     &FLOWS_CREATED,
     &FLOWS_INSERT_FAILED,
+    &FLOWS_EVICTED,
     &FLOW_PACKETS,
     &FLOW_BYTES,
     &FLOW_ACTIVE,
@@ -324,6 +332,17 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
     );
     out.insert(FLOWS_CREATED.name, single(c.flows_created));
     out.insert(FLOWS_INSERT_FAILED.name, single(c.flow_insert_failed));
+    let tables = &report.scale.flow_tables;
+    out.insert(
+        FLOWS_EVICTED.name,
+        [("media", &tables.media), ("other", &tables.other)]
+            .into_iter()
+            .map(|(table, t)| Point {
+                attrs: vec![("monitor.flow.table", s(table))],
+                value: t.evicted,
+            })
+            .collect(),
+    );
 
     // Aggregates per class, interface, direction, transport and IP version.
     let mut agg: BTreeMap<[String; 5], (u64, u64, u64)> = BTreeMap::new();

@@ -9,6 +9,10 @@ pub struct ScaleStatus {
     /// Clients of the status socket.
     #[serde(default)]
     pub status_socket: StatusSocket,
+    /// The kernel's flow tables: media flows in their own, every other class in the
+    /// main one, each with its fill and evictions.
+    #[serde(default)]
+    pub flow_tables: FlowTables,
     /// How the last poll's findings were folded before the anomaly book.
     #[serde(default)]
     pub anomalies: AnomalyFolding,
@@ -80,4 +84,75 @@ pub struct StatusSocket {
     pub reply_timeouts: u64,
     pub request_timeout_ms: u64,
     pub reply_timeout_ms: u64,
+}
+
+/// The two flow tables (README "Scale and caps").
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FlowTables {
+    /// `MEDIA_FLOWS`: audio, video and media flows.
+    pub media: FlowTable,
+    /// `FLOWS`: every other class.
+    pub other: FlowTable,
+}
+
+/// One flow table's fill and turnover.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FlowTable {
+    pub entries: u64,
+    pub max_entries: u64,
+    /// Flows created in it since the maps were created (pinned: across restarts).
+    pub created: u64,
+    /// Of those, no longer present: evicted by the LRU when the table was full (or
+    /// deleted when their learned peer expired).
+    pub evicted: u64,
+}
+
+impl FlowTables {
+    /// From the kernel's counters (`created` in all, `media_created` in the media
+    /// table) and each table's (entries, max_entries).
+    pub fn from_counts(
+        created: u64,
+        media_created: u64,
+        other: (u64, u64),
+        media: (u64, u64),
+    ) -> FlowTables {
+        let table = |created: u64, (entries, max_entries): (u64, u64)| FlowTable {
+            entries,
+            max_entries,
+            created,
+            evicted: created.saturating_sub(entries),
+        };
+        FlowTables {
+            media: table(media_created, media),
+            other: table(created.saturating_sub(media_created), other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evictions_per_table_are_created_minus_present() {
+        let t = FlowTables::from_counts(10_000, 12, (4096, 4096), (12, 1024));
+        assert_eq!(
+            t.other,
+            FlowTable {
+                entries: 4096,
+                max_entries: 4096,
+                created: 9_988,
+                evicted: 5_892
+            }
+        );
+        assert_eq!(
+            t.media,
+            FlowTable {
+                entries: 12,
+                max_entries: 1024,
+                created: 12,
+                evicted: 0
+            }
+        );
+    }
 }

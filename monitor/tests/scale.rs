@@ -8,7 +8,7 @@ mod prometheus_server;
 
 use std::collections::HashSet;
 use std::io::{Read as _, Write as _};
-use std::net::{Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -20,10 +20,15 @@ use monitor::status::server::REQUEST_TIMEOUT;
 use prometheus_server::{PrometheusServer, http_get, prom_query};
 use serde_json::Value;
 use xtask::{
-    Netns, TempDir,
+    Netns, PinDir, TempDir, Testbed,
     bed::GatewayBed,
-    frames::{Ext, Ipv6},
-    testbed::{GW_LAN_IF, LAN_HOST_IF, WEBEX_NODE_V6},
+    frames::{Ext, Ipv4, Ipv6, L4},
+    rtp::RtpStream,
+    testbed::{
+        GW_LAN_IF, GW_WAN_IF, GW_WAN_V4, LAN_HOST_IF, LAN_HOST_V4, WAN_HOST_IF, WEBEX_NODE_V4,
+        WEBEX_NODE_V6,
+    },
+    traffic::udp_sink,
 };
 
 const CONCURRENT: usize = 200;
@@ -246,6 +251,45 @@ fn mac(ns: &Netns, ifname: &str) -> [u8; 6] {
     m
 }
 
+/// Opens a packet socket on `ifname` (in the calling thread's namespace) that sends
+/// frames to `dst_mac`, and hands a send function to `body`.
+fn with_packet_socket<T>(
+    ifname: &str,
+    ether_type: u16,
+    dst_mac: [u8; 6],
+    body: impl FnOnce(&mut dyn FnMut(&[u8]) -> bool) -> T,
+) -> T {
+    // SAFETY: plain socket calls on buffers that outlive them; the fd is closed below.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(
+            fd >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let name = std::ffi::CString::new(ifname).unwrap();
+        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = ether_type.to_be();
+        addr.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&dst_mac);
+        let mut send = |frame: &[u8]| {
+            libc::sendto(
+                fd,
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                0,
+                &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            ) == frame.len() as isize
+        };
+        let out = body(&mut send);
+        libc::close(fd);
+        out
+    }
+}
+
 /// `n` distinct addresses in 2001:db8:1::/64 with pseudo-random interface ids.
 fn random_lan_sources(n: usize) -> Vec<Ipv6Addr> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -286,43 +330,17 @@ fn send_later_fragments(bed: &GatewayBed, sources: &[Ipv6Addr]) {
         })
         .collect();
     bed.tb.lan.run(|| {
-        // SAFETY: plain socket calls on buffers that outlive them.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            assert!(
-                fd >= 0,
-                "packet socket: {}",
-                std::io::Error::last_os_error()
-            );
-            let name = std::ffi::CString::new(LAN_HOST_IF).unwrap();
-            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_protocol = (libc::ETH_P_IPV6 as u16).to_be();
-            addr.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-            addr.sll_halen = 6;
-            addr.sll_addr[..6].copy_from_slice(&dst_mac);
+        with_packet_socket(LAN_HOST_IF, libc::ETH_P_IPV6 as u16, dst_mac, |send| {
             for frame in &frames {
                 // A full transmit queue only delays: retry, bounded.
                 let mut tries = 0;
-                loop {
-                    let sent = libc::sendto(
-                        fd,
-                        frame.as_ptr() as *const libc::c_void,
-                        frame.len(),
-                        0,
-                        &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
-                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                    );
-                    if sent == frame.len() as isize {
-                        break;
-                    }
+                while !send(frame) {
                     tries += 1;
                     assert!(tries < 1000, "{}", std::io::Error::last_os_error());
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
-            libc::close(fd);
-        }
+        })
     });
 }
 
@@ -399,4 +417,142 @@ fn fragments_from_ten_thousand_sources_fold_to_the_cap() {
         reply.len()
     );
     assert_eq!(s["flows_total"], n, "one flow per source");
+}
+
+// ---------------------------------------------------------------- flow flood
+
+/// The main flow table in the flood test: the flood turns it over every few ms.
+const FLOOD_TABLE: u32 = 4096;
+/// The call: RTP at 50 packets a second for 5 s.
+const CALL_PACKETS: u32 = 250;
+/// The flood stops after this many frames or this long, whichever comes first.
+const FLOOD_MAX_FRAMES: u64 = 1_000_000;
+const FLOOD_MAX_TIME: Duration = Duration::from_secs(3);
+
+/// Sends new flows from the WAN host to the gateway as fast as one packet socket can:
+/// UDP from 203.0.113.1-250 port 443 (a Webex address on a port without a rule: class
+/// `other_webex`) to the gateway's WAN address, each frame a new destination port. The
+/// IPv4 header checksum is wrong on purpose: XDP counts the flow, then the gateway's IP
+/// layer drops the frame before conntrack, so the flood loads the flow table only.
+/// Returns the frames sent and the time taken.
+fn flood(bed: &GatewayBed) -> (u64, Duration) {
+    let dst_mac = mac(&bed.tb.gw, GW_WAN_IF);
+    let src_mac = mac(&bed.tb.wan, WAN_HOST_IF);
+    // One template per source address, with its header checksum broken.
+    let templates: Vec<Vec<u8>> = (1..=250u8)
+        .map(|host| {
+            let ip = Ipv4::new(Ipv4Addr::new(203, 0, 113, host), GW_WAN_V4);
+            let mut f = xtask::frames::v4(&ip, &L4::udp(443, 1024, 18));
+            f[0..6].copy_from_slice(&dst_mac);
+            f[6..12].copy_from_slice(&src_mac);
+            f[24] ^= 0xff;
+            f
+        })
+        .collect();
+    bed.tb.wan.run(|| {
+        with_packet_socket(WAN_HOST_IF, libc::ETH_P_IP as u16, dst_mac, |send| {
+            let started = Instant::now();
+            let mut sent = 0u64;
+            let mut frame = templates[0].clone();
+            while sent < FLOOD_MAX_FRAMES && started.elapsed() < FLOOD_MAX_TIME {
+                for t in &templates {
+                    frame.copy_from_slice(t);
+                    let port = 1024 + (sent / templates.len() as u64 % 64_000) as u16;
+                    frame[36..38].copy_from_slice(&port.to_be_bytes());
+                    if send(&frame) {
+                        sent += 1;
+                    }
+                }
+            }
+            (sent, started.elapsed())
+        })
+    })
+}
+
+fn flow_packets(s: &Value, interface: &str, direction: &str) -> Option<u64> {
+    s["flows"].as_array()?.iter().find_map(|f| {
+        (f["interface"] == interface
+            && f["direction"] == direction
+            && f["dst_addr"] == WEBEX_NODE_V4.to_string()
+            && f["dst_port"] == 5004)
+            .then(|| f["packets"].as_u64())?
+    })
+}
+
+#[test]
+fn a_call_keeps_exact_counts_through_a_flow_flood() {
+    let tb = Testbed::new().expect("testbed");
+    let mut bed = GatewayBed {
+        daemon: None,
+        tb,
+        pin: PinDir::new(),
+        dir: TempDir::new().expect("tempdir"),
+    };
+    let config = xtask::config::gateway_config(bed.pin.path(), &bed.socket()).replace(
+        "[daemon]\n",
+        &format!("[daemon]\nflow_table_size = {FLOOD_TABLE}\n"),
+    );
+    std::fs::write(bed.config(), config).expect("config");
+    bed.start();
+    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 5004);
+    let sink = bed.tb.wan.run(|| udp_sink(node)).expect("sink");
+
+    // The call: RTP from the LAN host, 50 packets a second, on its own thread.
+    let call_ns = bed.tb.lan.path().to_path_buf();
+    let call = std::thread::spawn(move || {
+        let ns = std::fs::File::open(call_ns).expect("netns");
+        // SAFETY: setns on this thread only, with a namespace fd we hold.
+        assert_eq!(
+            unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) },
+            0
+        );
+        let socket = UdpSocket::bind(SocketAddr::new(IpAddr::V4(LAN_HOST_V4), 52000)).unwrap();
+        let mut rtp = RtpStream::pcmu(0x5ca1_e001);
+        let start = Instant::now();
+        for i in 0..CALL_PACKETS {
+            let due = start + Duration::from_millis(20) * i;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            socket.send_to(&rtp.next_packet(172), node).unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (sent, took) = flood(&bed);
+    call.join().expect("call thread");
+    eprintln!(
+        "flood: {sent} new flows in {took:?} ({:.0}/s) into a {FLOOD_TABLE}-flow table",
+        sent as f64 / took.as_secs_f64()
+    );
+    assert_eq!(
+        sink.wait_for(CALL_PACKETS as u64, Duration::from_secs(10)),
+        CALL_PACKETS as u64,
+        "the call's packets through the NAT"
+    );
+
+    let n = CALL_PACKETS as u64;
+    let s = bed.wait_status("the call counted on both sides", |s| {
+        flow_packets(s, GW_LAN_IF, "ingress") == Some(n)
+            && flow_packets(s, GW_WAN_IF, "egress") == Some(n)
+    });
+    // Exact: every packet of the call on its two flows, its two streams never evicted.
+    let media = &s["media"];
+    assert_eq!(media["packets"]["rtp"], 2 * n, "{media:#}");
+    assert_eq!(media["streams_created"], 2, "{media:#}");
+    assert_eq!(media["streams_evicted"], 0, "{media:#}");
+    let tables = &s["scale"]["flow_tables"];
+    assert_eq!(tables["media"]["entries"], 2, "{tables:#}");
+    assert_eq!(tables["media"]["evicted"], 0, "{tables:#}");
+    assert_eq!(tables["media"]["max_entries"], 1024, "{tables:#}");
+    // The flood turned the main table over many times, and says so.
+    let other = &tables["other"];
+    assert_eq!(other["max_entries"], FLOOD_TABLE as u64);
+    let created = other["created"].as_u64().unwrap();
+    assert!(created >= sent, "{other:#}: {sent} flood frames");
+    assert_eq!(
+        other["evicted"].as_u64().unwrap(),
+        created - other["entries"].as_u64().unwrap(),
+        "{other:#}"
+    );
+    assert!(other["evicted"].as_u64().unwrap() >= sent - FLOOD_TABLE as u64);
 }

@@ -20,7 +20,7 @@ use monitor::status::server::REQUEST_TIMEOUT;
 use prometheus_server::{PrometheusServer, http_get, prom_query};
 use serde_json::Value;
 use xtask::{
-    Netns, PinDir, TempDir, Testbed,
+    PinDir, TempDir, Testbed,
     bed::GatewayBed,
     frames::{Ext, Ipv4, Ipv6, L4},
     rtp::RtpStream,
@@ -28,7 +28,10 @@ use xtask::{
         GW_LAN_IF, GW_WAN_IF, GW_WAN_V4, LAN_HOST_IF, LAN_HOST_V4, WAN_HOST_IF, WEBEX_NODE_V4,
         WEBEX_NODE_V6,
     },
-    traffic::udp_sink,
+    traffic::{
+        raw::{PacketSocket, mac},
+        udp_sink,
+    },
 };
 
 const CONCURRENT: usize = 200;
@@ -240,56 +243,6 @@ const FRAGMENT_SOURCES: usize = 10_000;
 /// A status reply stays under this (README "Scale and caps").
 const MAX_STATUS_REPLY_BYTES: usize = 2 * 1024 * 1024;
 
-fn mac(ns: &Netns, ifname: &str) -> [u8; 6] {
-    let out = ns.ip(&["-j", "link", "show", ifname]).expect("ip link");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j");
-    let text = v[0]["address"].as_str().expect("address").to_string();
-    let mut m = [0u8; 6];
-    for (i, part) in text.split(':').enumerate() {
-        m[i] = u8::from_str_radix(part, 16).expect("hex");
-    }
-    m
-}
-
-/// Opens a packet socket on `ifname` (in the calling thread's namespace) that sends
-/// frames to `dst_mac`, and hands a send function to `body`.
-fn with_packet_socket<T>(
-    ifname: &str,
-    ether_type: u16,
-    dst_mac: [u8; 6],
-    body: impl FnOnce(&mut dyn FnMut(&[u8]) -> bool) -> T,
-) -> T {
-    // SAFETY: plain socket calls on buffers that outlive them; the fd is closed below.
-    unsafe {
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-        assert!(
-            fd >= 0,
-            "packet socket: {}",
-            std::io::Error::last_os_error()
-        );
-        let name = std::ffi::CString::new(ifname).unwrap();
-        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = ether_type.to_be();
-        addr.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-        addr.sll_halen = 6;
-        addr.sll_addr[..6].copy_from_slice(&dst_mac);
-        let mut send = |frame: &[u8]| {
-            libc::sendto(
-                fd,
-                frame.as_ptr() as *const libc::c_void,
-                frame.len(),
-                0,
-                &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            ) == frame.len() as isize
-        };
-        let out = body(&mut send);
-        libc::close(fd);
-        out
-    }
-}
-
 /// `n` distinct addresses in 2001:db8:1::/64 with pseudo-random interface ids.
 fn random_lan_sources(n: usize) -> Vec<Ipv6Addr> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -311,8 +264,8 @@ fn random_lan_sources(n: usize) -> Vec<Ipv6Addr> {
 /// Sends one IPv6 later fragment (offset 1480, last) of a UDP datagram from each of
 /// `sources` to the Webex node, as frames from the LAN host straight onto its link.
 fn send_later_fragments(bed: &GatewayBed, sources: &[Ipv6Addr]) {
-    let dst_mac = mac(&bed.tb.gw, GW_LAN_IF);
-    let src_mac = mac(&bed.tb.lan, LAN_HOST_IF);
+    let dst_mac = mac(&bed.tb.gw, GW_LAN_IF).expect("MAC");
+    let src_mac = mac(&bed.tb.lan, LAN_HOST_IF).expect("MAC");
     let frames: Vec<Vec<u8>> = sources
         .iter()
         .enumerate()
@@ -330,17 +283,10 @@ fn send_later_fragments(bed: &GatewayBed, sources: &[Ipv6Addr]) {
         })
         .collect();
     bed.tb.lan.run(|| {
-        with_packet_socket(LAN_HOST_IF, libc::ETH_P_IPV6 as u16, dst_mac, |send| {
-            for frame in &frames {
-                // A full transmit queue only delays: retry, bounded.
-                let mut tries = 0;
-                while !send(frame) {
-                    tries += 1;
-                    assert!(tries < 1000, "{}", std::io::Error::last_os_error());
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        })
+        let socket = PacketSocket::open(LAN_HOST_IF, dst_mac).expect("packet socket");
+        for frame in &frames {
+            socket.send(frame).expect("send");
+        }
     });
 }
 
@@ -436,8 +382,8 @@ const FLOOD_MAX_TIME: Duration = Duration::from_secs(3);
 /// layer drops the frame before conntrack, so the flood loads the flow table only.
 /// Returns the frames sent and the time taken.
 fn flood(bed: &GatewayBed) -> (u64, Duration) {
-    let dst_mac = mac(&bed.tb.gw, GW_WAN_IF);
-    let src_mac = mac(&bed.tb.wan, WAN_HOST_IF);
+    let dst_mac = mac(&bed.tb.gw, GW_WAN_IF).expect("MAC");
+    let src_mac = mac(&bed.tb.wan, WAN_HOST_IF).expect("MAC");
     // One template per source address, with its header checksum broken.
     let templates: Vec<Vec<u8>> = (1..=250u8)
         .map(|host| {
@@ -450,22 +396,20 @@ fn flood(bed: &GatewayBed) -> (u64, Duration) {
         })
         .collect();
     bed.tb.wan.run(|| {
-        with_packet_socket(WAN_HOST_IF, libc::ETH_P_IP as u16, dst_mac, |send| {
-            let started = Instant::now();
-            let mut sent = 0u64;
-            let mut frame = templates[0].clone();
-            while sent < FLOOD_MAX_FRAMES && started.elapsed() < FLOOD_MAX_TIME {
-                for t in &templates {
-                    frame.copy_from_slice(t);
-                    let port = 1024 + (sent / templates.len() as u64 % 64_000) as u16;
-                    frame[36..38].copy_from_slice(&port.to_be_bytes());
-                    if send(&frame) {
-                        sent += 1;
-                    }
-                }
+        let socket = PacketSocket::open(WAN_HOST_IF, dst_mac).expect("packet socket");
+        let started = Instant::now();
+        let mut sent = 0u64;
+        let mut frame = templates[0].clone();
+        while sent < FLOOD_MAX_FRAMES && started.elapsed() < FLOOD_MAX_TIME {
+            for t in &templates {
+                frame.copy_from_slice(t);
+                let port = 1024 + (sent / templates.len() as u64 % 64_000) as u16;
+                frame[36..38].copy_from_slice(&port.to_be_bytes());
+                socket.send(&frame).expect("flood frame");
+                sent += 1;
             }
-            (sent, started.elapsed())
-        })
+        }
+        (sent, started.elapsed())
     })
 }
 

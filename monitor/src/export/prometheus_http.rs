@@ -2,11 +2,12 @@
 //! connection, so scrapes are served concurrently and an idle or slow client holds only
 //! its own connection. Each connection has deadlines: [`READ_TIMEOUT`] to send a request
 //! head (also between keep-alive requests) and [`CONNECTION_DEADLINE`] in all; at most
-//! [`MAX_CONNECTIONS`] are open at once (more get `503` and are closed).
+//! [`MAX_CONNECTIONS`] are open at once (more get `503` and are closed). Scrapes close
+//! together share one rendered body ([`BODY_REUSE`]).
 
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -31,14 +32,34 @@ pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(60);
 pub const MAX_CONNECTIONS: usize = 64;
 /// Request heads larger than this are refused (hyper answers 431).
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// One rendered body answers every scrape within this long (scrapers of an HA pair
+/// arrive together; each render copies the whole report).
+pub const BODY_REUSE: Duration = Duration::from_millis(250);
 /// The exposition format served.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What each scrape needs to render the series.
+/// What each scrape needs to render the series, and the last body rendered.
 struct Scrape {
     report: ReportFn,
     max_call_series: u32,
     resource: Vec<(String, String)>,
+    last: Mutex<Option<(Instant, Bytes)>>,
+}
+
+impl Scrape {
+    /// The series as text, rendered at most once per [`BODY_REUSE`].
+    fn body(&self) -> Bytes {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, body)) = last.as_ref()
+            && at.elapsed() < BODY_REUSE
+        {
+            return body.clone();
+        }
+        let series = series::collect(&(self.report)(), self.max_call_series);
+        let body = Bytes::from(render(&series, &self.resource));
+        *last = Some((Instant::now(), body.clone()));
+        body
+    }
 }
 
 /// Serves `GET /metrics` until `shutdown` turns true.
@@ -53,6 +74,7 @@ pub async fn serve(
         report,
         max_call_series,
         resource,
+        last: Mutex::default(),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -98,20 +120,15 @@ pub async fn serve(
 fn respond(scrape: &Scrape, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, content_type, body) =
         if request.method() == Method::GET && request.uri().path() == "/metrics" {
-            let series = series::collect(&(scrape.report)(), scrape.max_call_series);
-            (
-                StatusCode::OK,
-                TEXT_FORMAT,
-                render(&series, &scrape.resource),
-            )
+            (StatusCode::OK, TEXT_FORMAT, scrape.body())
         } else {
             (
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                "only GET /metrics is served\n".to_string(),
+                Bytes::from_static(b"only GET /metrics is served\n"),
             )
         };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(

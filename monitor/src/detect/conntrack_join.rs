@@ -85,3 +85,83 @@ impl<'a> Joins<'a> {
             .contains(&(protocol, orig.src, orig.sport, orig.dst, orig.dport))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::render::tests::sample_report;
+
+    fn flow(iface: &str, dir: &str, class: &str, src: (&str, u16), dst: (&str, u16)) -> FlowStatus {
+        let mut f = sample_report().flows[0].clone();
+        f.interface = iface.into();
+        f.direction = dir.into();
+        f.protocol = "udp".into();
+        f.class = class.into();
+        (f.src_addr, f.src_port, f.dst_addr, f.dst_port) =
+            (src.0.into(), src.1, dst.0.into(), dst.1);
+        (f.inner_addr, f.inner_port, f.peer_addr, f.peer_port) =
+            (src.0.into(), src.1, dst.0.into(), dst.1);
+        f
+    }
+
+    fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
+        Tuple {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            sport,
+            dport,
+        }
+    }
+
+    #[test]
+    fn entries_find_their_signalling_flows_by_numeric_tuple() {
+        let flows = [
+            flow(
+                "lan0",
+                "ingress",
+                "sip_signalling",
+                ("192.0.2.10", 5060),
+                ("203.0.113.10", 5060),
+            ),
+            flow(
+                "wan0",
+                "egress",
+                "sip_signalling",
+                ("198.51.100.1", 40000),
+                ("203.0.113.10", 5060),
+            ),
+            flow(
+                "lan0",
+                "ingress",
+                "media",
+                ("192.0.2.10", 52000),
+                ("203.0.113.10", 5004),
+            ),
+            flow(
+                "lan0",
+                "ingress",
+                "sip_signalling",
+                ("2001:db8:1::10", 5060),
+                ("2001:db8:ff::10", 5060),
+            ),
+        ];
+        let j = Joins::new(flows.iter(), |f| f.interface == "lan0");
+        let lan = j.lan_signalling("udp", &tuple("192.0.2.10", 5060, "203.0.113.10", 5060));
+        assert_eq!(lan.map(|f| f.interface.as_str()), Some("lan0"));
+        // IPv6 text forms are compared as addresses.
+        let v6 = tuple("2001:db8:1:0::10", 5060, "2001:0db8:ff::10", 5060);
+        assert!(j.lan_signalling("udp", &v6).is_some());
+        assert!(j.is_signalling("udp", &v6));
+        // Not signalling, not on the LAN side, or another transport: no match.
+        assert!(
+            j.lan_signalling("udp", &tuple("192.0.2.10", 52000, "203.0.113.10", 5004))
+                .is_none()
+        );
+        assert!(
+            j.lan_signalling("udp", &tuple("198.51.100.1", 40000, "203.0.113.10", 5060))
+                .is_none()
+        );
+        assert!(j.is_signalling("udp", &tuple("198.51.100.1", 40000, "203.0.113.10", 5060)));
+        assert!(!j.is_signalling("tcp", &tuple("192.0.2.10", 5060, "203.0.113.10", 5060)));
+    }
+}

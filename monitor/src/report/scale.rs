@@ -53,7 +53,9 @@ pub struct ConntrackRead {
     pub reads: u64,
     /// How long the last read took (tool or procfs, and parsing), in milliseconds.
     pub last_read_ms: f64,
-    /// How long the last joins of the entries with the flows took, in milliseconds.
+    /// How long the last poll's joins of the entries with the flows took (the index and
+    /// the sip_alg, nat_timeout_short and nat_port_exhaustion detectors), in
+    /// milliseconds.
     pub last_join_ms: f64,
     /// Seconds between reads now: the last read's cost times the spacing factor (a read
     /// takes at most 1/spacing of the time), at least every poll.

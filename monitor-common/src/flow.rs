@@ -132,6 +132,26 @@ impl FlowKey {
             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, octets[0], octets[1], octets[2], octets[3],
         ]
     }
+
+    /// An address of the key as an IP address (IPv4 when the family says so).
+    pub fn ip(family: u8, bytes: &[u8; 16]) -> core::net::IpAddr {
+        use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        if family == FAMILY_V4 {
+            IpAddr::V4(Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(*bytes))
+        }
+    }
+
+    /// The source address.
+    pub fn src_ip(&self) -> core::net::IpAddr {
+        Self::ip(self.family, &self.src_addr)
+    }
+
+    /// The destination address.
+    pub fn dst_ip(&self) -> core::net::IpAddr {
+        Self::ip(self.family, &self.dst_addr)
+    }
 }
 
 #[cfg(test)]
@@ -157,6 +177,21 @@ mod tests {
         assert_eq!(media_table_size(4096), 1024);
         assert_eq!(media_table_size(1000), 1024);
         assert_eq!(media_table_size(1_000_000), 250_000);
+    }
+
+    #[test]
+    fn addresses_by_family() {
+        let k = FlowKey {
+            src_addr: FlowKey::v4_mapped([192, 0, 2, 1]),
+            dst_addr: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            family: FAMILY_V4,
+            ..Default::default()
+        };
+        assert_eq!(k.src_ip().to_string(), "192.0.2.1");
+        assert_eq!(
+            FlowKey::ip(FAMILY_V6, &k.dst_addr).to_string(),
+            "2001:db8::1"
+        );
     }
 
     #[test]

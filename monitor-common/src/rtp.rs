@@ -207,7 +207,13 @@ pub struct RtpStreamState {
     pub payload_type: u32,
     /// `STREAM_*` bits.
     pub flags: u32,
-    pub _pad: u32,
+    /// Gaps in the sequence (runs of consecutive lost packets) of in-order arrivals: with
+    /// the loss, the mean burst length for the E-model's BurstR. Wraps at 65536: readers
+    /// take the difference between two reads.
+    pub loss_bursts: u16,
+    /// Packets whose RTP timestamp is ahead of the previous packet's: one per video frame
+    /// (a frame's packets share a timestamp), for the frame rate. Wraps at 65536.
+    pub frames: u16,
 }
 
 /// The RTP fixed-header fields the accounting uses.
@@ -306,6 +312,22 @@ impl RtpStreamState {
         self.window = 1;
     }
 
+    /// The end of probation at `seq`: the [`MIN_SEQUENTIAL`] packets in sequence that
+    /// ended it all count, so the run is based at the first of them (as tshark counts a
+    /// stream from its first packet: 3 lost of 300 sent is 1 %, not 3 of 299). A base
+    /// before a wrap starts the run one cycle up.
+    #[inline(always)]
+    fn end_probation(&mut self, seq: u32) {
+        self.init_seq(seq);
+        let back = MIN_SEQUENTIAL - 1;
+        if seq < back {
+            self.cycles = RTP_SEQ_MOD;
+        }
+        self.base_seq = seq.wrapping_sub(back) & 0xffff;
+        self.received = MIN_SEQUENTIAL as u64;
+        self.window = (1u64 << MIN_SEQUENTIAL) - 1;
+    }
+
     /// Expected packets of the current run: extended max minus base plus one.
     #[inline(always)]
     pub fn expected_run(&self) -> u64 {
@@ -351,8 +373,7 @@ impl RtpStreamState {
                 self.probation -= 1;
                 self.max_seq = seq;
                 if self.probation == 0 {
-                    self.init_seq(seq);
-                    self.received += 1;
+                    self.end_probation(seq);
                     return true;
                 }
             } else {
@@ -370,6 +391,9 @@ impl RtpStreamState {
                 self.cycles = self.cycles.wrapping_add(RTP_SEQ_MOD);
             }
             self.max_seq = seq;
+            if udelta > 1 {
+                self.loss_bursts = self.loss_bursts.wrapping_add(1);
+            }
             self.window = if udelta >= DUP_WINDOW {
                 1
             } else {
@@ -431,6 +455,9 @@ impl RtpStreamState {
         }
         let dts = f.timestamp.wrapping_sub(self.ref_ts) as i32;
         let in_order = dts >= 0;
+        if dts > 0 {
+            self.frames = self.frames.wrapping_add(1);
+        }
         // Arrival difference in timestamp units. Capped at one hour so the product fits.
         let darr_ns = now_ns.saturating_sub(self.ref_arrival_ns);
         let darr_ns = if darr_ns > 3_600_000_000_000 {

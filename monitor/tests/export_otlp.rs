@@ -258,6 +258,26 @@ fn exports_metrics_and_anomaly_logs(protocol: Protocol, otlp: OtlpProtocol) {
             other => panic!("not a gauge: {other:?}"),
         }
 
+        // One series per detector id and severity, 0 unless open.
+        let open = find_metric(&r, "monitor.anomalies.open");
+        let Data::Gauge(g) = open.data.as_ref().unwrap() else {
+            panic!("not a gauge: {open:?}")
+        };
+        let value = |id: &str, sev: &str| {
+            g.data_points
+                .iter()
+                .find(|p| {
+                    str_value(attr(&p.attributes, "monitor.anomaly.id").unwrap()) == Some(id)
+                        && str_value(attr(&p.attributes, "monitor.anomaly.severity").unwrap())
+                            == Some(sev)
+                })
+                .map(|p| number(&p.value))
+        };
+        assert_eq!(value("sip_alg", "critical"), Some(1));
+        assert_eq!(value("sip_alg", "warning"), Some(0));
+        assert_eq!(value("dscp_missing", "warning"), Some(0));
+        assert_eq!(g.data_points.len(), 11 * 3);
+
         let record = &r.logs[0].resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(record.event_name, "monitor.anomaly.opened");
         assert_eq!(record.severity_text, "ERROR");
@@ -287,8 +307,45 @@ fn exports_metrics_and_anomaly_logs(protocol: Protocol, otlp: OtlpProtocol) {
         );
     }
 
+    // Its severity drops: one de-escalated record at the new severity.
+    run.report.lock().unwrap().anomalies = vec![Anomaly {
+        severity: Severity::Warning,
+        ..sip_alg(None)
+    }];
+    let records = |r: &Received, event: &str| -> Vec<(String, String)> {
+        r.logs
+            .iter()
+            .flat_map(|l| &l.resource_logs)
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| &sl.log_records)
+            .filter(|rec| rec.event_name == event)
+            .map(|rec| {
+                (
+                    rec.severity_text.clone(),
+                    str_value(&rec.body).unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert!(receiver.wait_for(WAIT, |r| {
+        !records(r, "monitor.anomaly.de-escalated").is_empty()
+    }));
+    assert_eq!(
+        records(
+            &receiver.received.lock().unwrap(),
+            "monitor.anomaly.de-escalated"
+        ),
+        [(
+            "WARN".to_string(),
+            "de-escalated to warning: a SIP ALG rewrites SIP on wan0".to_string()
+        )]
+    );
+
     // The anomaly clears: one more record, then no repeats.
-    run.report.lock().unwrap().anomalies = vec![sip_alg(Some(1_700_000_020))];
+    run.report.lock().unwrap().anomalies = vec![Anomaly {
+        severity: Severity::Warning,
+        ..sip_alg(Some(1_700_000_020))
+    }];
     let cleared = |r: &Received| {
         r.logs
             .iter()
@@ -318,7 +375,7 @@ fn exports_metrics_and_anomaly_logs(protocol: Protocol, otlp: OtlpProtocol) {
     let s = run.status.get().unwrap();
     assert!(s.exported >= 3, "{s:?}");
     assert_eq!(s.dropped, 0);
-    assert_eq!(s.log_records_exported, 2);
+    assert_eq!(s.log_records_exported, 3);
     assert!(s.last_success_unix_s.is_some() && s.last_error.is_none());
     assert_eq!(s.otlp_protocol.as_deref(), Some(otlp.as_str()));
 }

@@ -20,6 +20,7 @@ use xtask::{
     PinDir, TempDir, Testbed,
     bed::GatewayBed,
     monitor_bin,
+    rtp::RtpStream,
     testbed::{GW_LAN_IF, GW_WAN_IF, LAN_HOST_V4, WEBEX_NODE_V4},
     traffic::{send_udp, udp_call, udp_echo, udp_sink},
 };
@@ -28,6 +29,9 @@ const MEDIA_PORT: u16 = 5004;
 const SIP_PORT: u16 = 5060;
 /// How long any detector may take to fire once its condition holds.
 const FIRE_WITHIN: Duration = Duration::from_secs(15);
+/// The anomaly book's clear hold-down (README "Anomalies"): an anomaly clears this long
+/// after its condition ended.
+const CLEAR_HOLD: Duration = Duration::from_secs(10);
 
 /// Detector thresholds shared by the scenarios: 5060/udp is SIP signalling (Webex itself
 /// uses TLS; a plaintext SIPp call needs the port classified), media silent for 2 s is
@@ -89,6 +93,35 @@ impl Bed {
                     self.log()
                 );
             }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits until the anomaly `id` whose subject satisfies `subject` is listed as
+    /// cleared (its condition ended `media_silence_s`-style windows ago and the book's
+    /// clear hold-down passed), within `FIRE_WITHIN + CLEAR_HOLD`; returns it.
+    fn wait_cleared(&self, id: &str, subject: impl Fn(&str) -> bool) -> Value {
+        let deadline = Instant::now() + FIRE_WITHIN + CLEAR_HOLD;
+        loop {
+            let status = self.status();
+            let listed: Vec<&Value> = status["anomalies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["id"] == id && subject(a["subject"].as_str().unwrap()))
+                .collect();
+            assert!(!listed.is_empty(), "{id} not listed at all");
+            if listed
+                .iter()
+                .all(|a| a["cleared_unix_s"].as_u64().is_some())
+            {
+                return listed[0].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} never cleared: {listed:#?}\nlog:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     }
@@ -526,6 +559,144 @@ fn udp_media_blocked_by_a_gateway_drop_rule() {
         !open(&status).iter().any(|a| a["id"] == "one_way_media"),
         "media did come back to the WAN: not one-way"
     );
+    // The call is over: the media stopped, the anomaly clears.
+    bed.wait_cleared("udp_media_blocked", |s| {
+        s.starts_with("wan0 ingress udp 203.0.113.10:5004")
+    });
+}
+
+/// A normal hang-up: the phone closes its socket while the node sends 20 more packets,
+/// which the phone answers with ICMP port unreachable. That is the end of a call, not
+/// blocked media: no anomaly at all (of any detector), open or cleared. A new call on the same 5-tuple
+/// right after is clean too (the old ICMP count is not judged again).
+#[test]
+fn hang_up_is_not_blocked_media() {
+    let bed = Bed::new("", |tb| {
+        // Every refused packet answered, so the ICMP count is exact.
+        tb.lan
+            .sysctl("net.ipv4.icmp_ratelimit", "0")
+            .expect("sysctl");
+        // Both ends mark their media EF, as configured phones and media nodes do, so no
+        // DSCP finding either: the list must stay empty.
+        for (ns, port) in [(&tb.lan, "dport"), (&tb.wan, "sport")] {
+            ns.exec(&[
+                "nft",
+                &format!(
+                    "table ip marks {{\n chain out {{\n type filter hook output priority 0; \
+                     policy accept;\n udp {port} 5004 ip dscp set ef\n }}\n}}"
+                ),
+            ])
+            .expect("nft");
+        }
+    });
+    let node_socket = bed
+        .tb
+        .wan
+        .run(|| UdpSocket::bind(node(MEDIA_PORT)))
+        .expect("node socket");
+    node_socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    // A call of `count` RTP exchanges (PCMU, 172-byte datagrams) at 20 ms from the
+    // phone's port 52000, with the streams `ssrc` (phone) and `ssrc + 1` (node); returns
+    // the phone's address as the node sees it (after NAT), the phone's socket and the
+    // node's stream.
+    let call = |count: u32, ssrc: u32| {
+        let mut phone_rtp = RtpStream::pcmu(ssrc);
+        let mut node_rtp = RtpStream::pcmu(ssrc + 1);
+        let phone = bed
+            .tb
+            .lan
+            .run(|| UdpSocket::bind(lan(52000)))
+            .expect("phone socket");
+        phone
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let mut public = None;
+        for _ in 0..count {
+            phone
+                .send_to(&phone_rtp.next_packet(172), node(MEDIA_PORT))
+                .unwrap();
+            let (_, from) = node_socket.recv_from(&mut buf).expect("node receives");
+            node_socket
+                .send_to(&node_rtp.next_packet(172), from)
+                .unwrap();
+            phone.recv_from(&mut buf).expect("phone receives");
+            public = Some(from);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (public.unwrap(), phone, node_rtp)
+    };
+    let (public, phone, mut node_rtp) = call(100, 0x1000);
+    // Hang up, then the node's last 20 packets.
+    drop(phone);
+    for _ in 0..20 {
+        node_socket
+            .send_to(&node_rtp.next_packet(172), public)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let all_anomalies = |s: &Value| -> Vec<Value> { s["anomalies"].as_array().unwrap().clone() };
+    // Ground truth first: the 20 were forwarded and each refused by the phone.
+    let status = bed.settled(|s| {
+        flow(
+            s,
+            GW_LAN_IF,
+            "egress",
+            (NODE, MEDIA_PORT),
+            (LAN_HOST, 52000),
+        )["icmp_unreachable"]
+            == 20
+    });
+    let to_phone = flow(
+        &status,
+        GW_LAN_IF,
+        "egress",
+        (NODE, MEDIA_PORT),
+        (LAN_HOST, 52000),
+    );
+    assert_eq!(to_phone["packets"], 120);
+    assert_eq!(to_phone["dscp"]["matched"], 120, "{to_phone:#}");
+    assert_eq!(to_phone["icmp_unreachable"], 20, "{to_phone:#}");
+    // Watched for longer than media_silence_s (2 s) plus two polls: nothing.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let s = bed.status();
+        assert!(all_anomalies(&s).is_empty(), "{:#}", s["anomalies"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // A new call on the same 5-tuple.
+    let (again, phone, _) = call(100, 0x2000);
+    assert_eq!(again, public, "the same 5-tuple through the NAT");
+    drop(phone);
+    let status = bed.settled(|s| {
+        flow(
+            s,
+            GW_LAN_IF,
+            "ingress",
+            (LAN_HOST, 52000),
+            (NODE, MEDIA_PORT),
+        )["packets"]
+            == 200
+    });
+    assert_eq!(
+        flow(
+            &status,
+            GW_LAN_IF,
+            "egress",
+            (NODE, MEDIA_PORT),
+            (LAN_HOST, 52000),
+        )["icmp_unreachable"],
+        20
+    );
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let s = bed.status();
+        assert!(all_anomalies(&s).is_empty(), "{:#}", s["anomalies"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 #[test]
@@ -573,25 +744,14 @@ fn one_way_media_when_the_far_end_sends_nothing() {
     assert_eq!(ev_u64(&a, "inbound_packets"), 0);
     assert_eq!(evidence(&a, "inbound_idle_s"), "never seen");
     assert_eq!(sink.wait_for(300, Duration::from_secs(5)), 300);
-    // The call is over: the anomaly clears once the flow is idle.
-    let deadline = Instant::now() + FIRE_WITHIN;
-    loop {
-        let status = bed.status();
-        let still = open(&status).iter().any(|a| a["id"] == "one_way_media");
-        if !still {
-            let cleared = status["anomalies"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|a| a["id"] == "one_way_media")
-                .expect("listed as cleared")
-                .clone();
-            assert!(cleared["cleared_unix_s"].as_u64().is_some());
-            break;
-        }
-        assert!(Instant::now() < deadline, "one_way_media never cleared");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    // The call is over: the anomaly clears once the flow is idle for media_silence_s
+    // and the book's 10 s clear hold-down has passed.
+    let cleared = bed.wait_cleared("one_way_media", |s| s.starts_with("wan0 egress"));
+    assert!(
+        cleared["cleared_unix_s"].as_u64().unwrap()
+            >= cleared["last_seen_unix_s"].as_u64().unwrap() + 10,
+        "held down: {cleared:#}"
+    );
 }
 
 #[test]

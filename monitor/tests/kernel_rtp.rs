@@ -73,13 +73,18 @@ fn xdp_counts_loss_reordering_and_duplicates_exactly() {
     });
     let s = stream(&k, key_v4(WEBEX, 5004, LAN, 40000, UDP, 0), ssrc);
     assert_eq!(s.packets, order.len() as u64);
-    // Probation takes packet 0; the run starts at 1: expected 1..=19 = 19.
-    assert_eq!(s.expected(), 19);
-    assert_eq!(s.received, 19);
+    // Both probation packets count, as tshark counts: expected 0..=19 = 20.
+    assert_eq!(s.expected(), 20);
+    assert_eq!(s.received, 20);
     assert_eq!(s.duplicates, 2);
     assert_eq!(s.reordered, 1);
     assert_eq!(s.lost(), 2);
     assert_eq!(s.lost_rfc(), 0);
+    // Gaps 4 -> 7 and 8 -> 10 in the in-order arrivals.
+    assert_eq!(s.loss_bursts, 2);
+    // Timestamps ahead of the previous packet's: all but the first packet, the late 9,
+    // the duplicate 12 and the late 15.
+    assert_eq!(s.frames, 16);
     assert_eq!(s.clock_rate, 8000);
     assert_eq!(s.clock_source, ClockSource::Static as u32);
     assert_eq!(s.payload_type, 0);
@@ -111,12 +116,12 @@ fn tc_counts_a_wrapping_stream_and_ssrcs_apart() {
     let sa = stream(&k, flow, 1);
     assert_eq!(sa.packets, 12);
     assert_eq!(sa.cycles, 1 << 16);
-    // 65531..=(65530 + 12) = 12 expected after probation, 11 received.
-    assert_eq!(sa.expected(), 12);
-    assert_eq!(sa.received, 11);
+    // 65530..=(65530 + 12) = 13 expected, 12 received.
+    assert_eq!(sa.expected(), 13);
+    assert_eq!(sa.received, 12);
     assert_eq!(sa.lost(), 1);
     let sb = stream(&k, flow, 2);
-    assert_eq!((sb.packets, sb.received, sb.lost()), (12, 11, 0));
+    assert_eq!((sb.packets, sb.received, sb.lost()), (12, 12, 0));
 }
 
 #[test]

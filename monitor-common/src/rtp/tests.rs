@@ -43,10 +43,10 @@ fn layouts_have_no_padding() {
 fn in_order_stream_after_probation() {
     let s = run(&[100, 101, 102, 103, 104, 105, 106, 107, 108, 109]);
     assert_eq!(s.packets, 10);
-    // The first packet is the probation packet: A.1 bases the sequence on the second.
-    assert_eq!(s.base_seq, 101);
-    assert_eq!(s.received, 9);
-    assert_eq!(s.expected(), 9);
+    // Both probation packets count: the run is based at the first, as tshark's.
+    assert_eq!(s.base_seq, 100);
+    assert_eq!(s.received, 10);
+    assert_eq!(s.expected(), 10);
     assert_eq!(s.lost_rfc(), 0);
     assert_eq!((s.duplicates, s.reordered, s.restarts), (0, 0, 0));
 }
@@ -56,27 +56,28 @@ fn wrap_at_65535_counts_a_cycle() {
     let s = run(&[65533, 65534, 65535, 0, 1, 2]);
     assert_eq!(s.cycles, RTP_SEQ_MOD);
     assert_eq!(s.max_seq, 2);
-    // Extended max 65538, base 65534.
-    assert_eq!(s.expected(), 5);
-    assert_eq!(s.received, 5);
+    // Extended max 65538, base 65533.
+    assert_eq!(s.expected(), 6);
+    assert_eq!(s.received, 6);
     assert_eq!(s.lost(), 0);
 }
 
 #[test]
 fn loss_across_wrap() {
     let s = run(&[65533, 65534, 0, 3, 4]);
-    // Expected 65534..=65540 (7), received 4: 65535, 1, 2 lost.
-    assert_eq!(s.expected(), 7);
-    assert_eq!(s.received, 4);
+    // Expected 65533..=65540 (8), received 5: 65535, 1, 2 lost, in two bursts.
+    assert_eq!(s.expected(), 8);
+    assert_eq!(s.received, 5);
     assert_eq!(s.lost(), 3);
     assert_eq!(s.lost_rfc(), 3);
+    assert_eq!(s.loss_bursts, 2);
 }
 
 #[test]
 fn reordered_packet_is_not_lost() {
     let s = run(&[1, 2, 3, 5, 4, 6]);
-    assert_eq!(s.expected(), 5);
-    assert_eq!(s.received, 5);
+    assert_eq!(s.expected(), 6);
+    assert_eq!(s.received, 6);
     assert_eq!(s.lost(), 0);
     assert_eq!(s.reordered, 1);
     assert_eq!(s.duplicates, 0);
@@ -86,8 +87,8 @@ fn reordered_packet_is_not_lost() {
 fn reordering_across_the_wrap() {
     let s = run(&[65534, 65535, 1, 0, 2]);
     assert_eq!(s.cycles, RTP_SEQ_MOD);
-    assert_eq!(s.expected(), 4);
-    assert_eq!(s.received, 4);
+    assert_eq!(s.expected(), 5);
+    assert_eq!(s.received, 5);
     assert_eq!(s.reordered, 1);
     assert_eq!(s.lost(), 0);
 }
@@ -95,9 +96,9 @@ fn reordering_across_the_wrap() {
 #[test]
 fn duplicates_make_rfc_loss_negative_and_are_counted() {
     let s = run(&[1, 2, 3, 3, 2, 4]);
-    assert_eq!(s.expected(), 3);
+    assert_eq!(s.expected(), 4);
     // A.1 counts duplicates as received (RFC 3550 A.3: loss may be negative).
-    assert_eq!(s.received, 5);
+    assert_eq!(s.received, 6);
     assert_eq!(s.lost_rfc(), -2);
     assert_eq!(s.duplicates, 2);
     assert_eq!(s.lost(), 0);
@@ -107,7 +108,7 @@ fn duplicates_make_rfc_loss_negative_and_are_counted() {
 #[test]
 fn duplicate_plus_loss() {
     let s = run(&[10, 11, 12, 12, 14, 15]);
-    // Expected 11..=15 (5); received 5 with one duplicate: 13 lost, RFC loss 0.
+    // Expected 10..=15 (6); received 6 with one duplicate: 13 lost, RFC loss 0.
     assert_eq!(s.lost_rfc(), 0);
     assert_eq!(s.lost(), 1);
     assert_eq!(s.duplicates, 1);
@@ -119,10 +120,10 @@ fn large_jump_is_a_restart_after_two_packets() {
     // 20000 is held back as a possible stray; 20001 confirms the restart.
     assert_eq!(s.restarts, 1);
     assert_eq!(s.base_seq, 20001);
-    assert_eq!(s.prior_expected, 2);
-    assert_eq!(s.prior_received, 2);
+    assert_eq!(s.prior_expected, 3);
+    assert_eq!(s.prior_received, 3);
     assert_eq!(s.received, 2);
-    assert_eq!(s.expected(), 4);
+    assert_eq!(s.expected(), 5);
     assert_eq!(s.lost(), 0);
     assert_eq!(s.packets, 6);
 }
@@ -131,27 +132,75 @@ fn large_jump_is_a_restart_after_two_packets() {
 fn single_stray_jump_is_ignored() {
     let s = run(&[1, 2, 3, 40000, 4, 5]);
     assert_eq!(s.restarts, 0);
-    assert_eq!(s.received, 4);
-    assert_eq!(s.expected(), 4);
+    assert_eq!(s.received, 5);
+    assert_eq!(s.expected(), 5);
     assert_eq!(s.packets, 6);
 }
 
 #[test]
 fn probation_restarts_on_a_gap() {
     let s = run(&[10, 50, 51, 52]);
-    assert_eq!(s.base_seq, 51);
-    assert_eq!(s.received, 2);
-    assert_eq!(s.expected(), 2);
+    assert_eq!(s.base_seq, 50);
+    assert_eq!(s.received, 3);
+    assert_eq!(s.expected(), 3);
     assert_eq!(s.probation, 0);
 }
 
 #[test]
 fn gap_within_dropout_is_loss_and_clears_the_window() {
     let s = run(&[1, 2, 102, 103]);
-    assert_eq!(s.expected(), 102);
-    assert_eq!(s.received, 3);
+    assert_eq!(s.expected(), 103);
+    assert_eq!(s.received, 4);
     assert_eq!(s.lost(), 99);
     assert_eq!(s.window, 0b11);
+    assert_eq!(s.loss_bursts, 1);
+}
+
+#[test]
+fn three_lost_of_300_is_one_percent_as_tshark_counts() {
+    let seqs: Vec<u16> = (1000..1300u16)
+        .filter(|q| ![1100, 1150, 1200].contains(q))
+        .collect();
+    let s = run(&seqs);
+    assert_eq!(s.expected(), 300);
+    assert_eq!(s.lost(), 3);
+    assert_eq!(s.loss_bursts, 3);
+    assert_eq!(s.lost() as f64 * 100.0 / s.expected() as f64, 1.0);
+}
+
+#[test]
+fn frames_count_new_timestamps_in_order() {
+    // Video: three frames of three packets each (one timestamp per frame), 90 kHz.
+    let mut s: Option<RtpStreamState> = None;
+    for i in 0..9u16 {
+        let f = RtpFields {
+            marker: i % 3 == 2,
+            payload_type: 26,
+            seq: 500 + i,
+            timestamp: 3000 * (i as u32 / 3),
+            ssrc: 9,
+        };
+        let now = 1_000 * MS + i as u64 * 11 * MS;
+        match s.as_mut() {
+            None => s = Some(RtpStreamState::first(&f, now)),
+            Some(s) => s.update(&f, now),
+        }
+    }
+    let s = s.unwrap();
+    assert_eq!(s.clock_rate, 90000);
+    // The first packet is the reference; the 2nd and 3rd frames start a new timestamp.
+    assert_eq!(s.frames, 2);
+}
+
+#[test]
+fn a_run_starting_at_the_wrap_is_based_one_cycle_up() {
+    // 65535 and 0 end probation: the base is 65535, before the wrap.
+    let s = run(&[65535, 0, 1, 2]);
+    assert_eq!(s.base_seq, 65535);
+    assert_eq!(s.cycles, RTP_SEQ_MOD);
+    assert_eq!(s.expected(), 4);
+    assert_eq!(s.received, 4);
+    assert_eq!(s.lost(), 0);
 }
 
 #[test]

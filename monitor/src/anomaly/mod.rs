@@ -9,26 +9,24 @@
 
 pub mod book;
 pub mod fold;
+pub mod window;
 
-use serde::{Deserialize, Serialize};
+pub use crate::report::anomaly::{Anomaly, Event, Evidence, Severity};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warning => "warning",
-            Self::Critical => "critical",
-        }
-    }
-}
+/// Every detector's id (README "Anomalies"), for series that exist before one opens.
+pub const DETECTOR_IDS: [&str; 11] = [
+    crate::detect::sip_alg::ID,
+    crate::detect::media::BLOCKED,
+    crate::detect::media::ONE_WAY,
+    crate::detect::nat_timeout::ID,
+    crate::detect::nat_exhaustion::ID,
+    crate::detect::mtu::ID,
+    crate::dscp::detect::MISSING,
+    crate::dscp::detect::WRONG,
+    crate::dscp::detect::LOST,
+    crate::dscp::detect::BLEACHED,
+    crate::quality::detect::ID,
+];
 
 /// One detector's finding in one poll.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,25 +43,4 @@ pub struct Finding {
     pub evidence: Vec<(String, String)>,
     /// What to do, in one or two sentences.
     pub remediation: &'static str,
-}
-
-/// An open (or recently cleared) anomaly, as status and export show it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Anomaly {
-    pub id: String,
-    pub severity: Severity,
-    pub subject: String,
-    pub summary: String,
-    pub evidence: Vec<Evidence>,
-    pub remediation: String,
-    pub first_seen_unix_s: u64,
-    pub last_seen_unix_s: u64,
-    /// When the condition ended; `None` while it is open.
-    pub cleared_unix_s: Option<u64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Evidence {
-    pub name: String,
-    pub value: String,
 }

@@ -21,9 +21,19 @@ pub struct QualityConfig {
     pub mos: f64,
     /// MOS below which a call is critical. Default 3.5.
     pub mos_critical: f64,
-    /// A call whose streams have been silent this long (seconds) is no longer listed.
-    /// Default 60.
+    /// A call whose streams have been silent this long (seconds) ends and becomes a call
+    /// record; media on the same 5-tuple after that is a new call. Default 60.
     pub call_idle_s: u64,
+    /// The recent window health, MOS and the quality finding are judged on, seconds.
+    /// Default 10.
+    pub window_s: u64,
+    /// Packets a window must expect (worse direction) before a verdict is made, so the
+    /// first packets of a call never raise one. Default 100 (2 s of 20 ms audio).
+    pub min_window_packets: u64,
+    /// Ended calls kept as records, at most. Default 100.
+    pub max_call_records: usize,
+    /// Records older than this (seconds since the call ended) are dropped. Default 3600.
+    pub call_record_max_age_s: u64,
 }
 
 impl Default for QualityConfig {
@@ -36,6 +46,10 @@ impl Default for QualityConfig {
             mos: 4.0,
             mos_critical: 3.5,
             call_idle_s: 60,
+            window_s: 10,
+            min_window_packets: 100,
+            max_call_records: 100,
+            call_record_max_age_s: 3600,
         }
     }
 }
@@ -104,6 +118,27 @@ pub fn validate(q: &QualityConfig) -> Result<(), Problem> {
             problem: "0 would hide every call; use at least 1".into(),
         });
     }
+    if q.window_s == 0 || q.window_s > 3600 {
+        return Err(Problem {
+            field: "quality.window_s",
+            problem: format!("{} is outside 1 to 3600 seconds", q.window_s),
+        });
+    }
+    if q.min_window_packets == 0 {
+        return Err(Problem {
+            field: "quality.min_window_packets",
+            problem: "0 would judge a call on no packets at all; use at least 1".into(),
+        });
+    }
+    if q.max_call_records > 100_000 {
+        return Err(Problem {
+            field: "quality.max_call_records",
+            problem: format!(
+                "{} records would take too much memory; at most 100000",
+                q.max_call_records
+            ),
+        });
+    }
     Ok(())
 }
 
@@ -119,6 +154,11 @@ mod tests {
             (150.0, 30.0, 1.0, 4.0)
         );
         assert_eq!((q.latency_critical_ms, q.mos_critical), (300.0, 3.5));
+        assert_eq!(
+            (q.call_idle_s, q.window_s, q.min_window_packets),
+            (60, 10, 100)
+        );
+        assert_eq!((q.max_call_records, q.call_record_max_age_s), (100, 3600));
         assert_eq!(validate(&q), Ok(()));
     }
 
@@ -138,6 +178,15 @@ mod tests {
             "quality.latency_critical_ms"
         );
         assert_eq!(bad(|q| q.call_idle_s = 0), "quality.call_idle_s");
+        assert_eq!(bad(|q| q.window_s = 0), "quality.window_s");
+        assert_eq!(
+            bad(|q| q.min_window_packets = 0),
+            "quality.min_window_packets"
+        );
+        assert_eq!(
+            bad(|q| q.max_call_records = 1_000_000),
+            "quality.max_call_records"
+        );
     }
 
     fn parse(quality: &str) -> Result<crate::config::ValidatedConfig, String> {
@@ -149,6 +198,21 @@ mod tests {
 
     #[test]
     fn the_config_file_names_file_and_field() {
+        let calls = parse(
+            "call_idle_s = 5\nwindow_s = 4\nmin_window_packets = 40\nmax_call_records = 7\n\
+             call_record_max_age_s = 60",
+        )
+        .expect("valid");
+        let q = &calls.config.quality;
+        assert_eq!(
+            (q.call_idle_s, q.window_s, q.min_window_packets),
+            (5, 4, 40)
+        );
+        assert_eq!((q.max_call_records, q.call_record_max_age_s), (7, 60));
+        assert_eq!(
+            parse("window_s = 0").unwrap_err(),
+            "config m.toml: quality.window_s: 0 is outside 1 to 3600 seconds"
+        );
         let ok = parse("jitter_ms = 20\nmos = 3.8").expect("valid");
         assert_eq!(ok.config.quality.jitter_ms, 20.0);
         assert_eq!(ok.config.quality.mos, 3.8);

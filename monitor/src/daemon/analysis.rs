@@ -15,6 +15,7 @@ use super::{detectors::Detectors, report};
 use crate::{
     kernel::snapshot::{self, Snapshot},
     learn::run::View as LearnView,
+    quality::tracker::Tracker,
     status::model::{InterfaceStatus, StatusReport},
 };
 
@@ -25,7 +26,19 @@ pub fn build(
     interfaces: &[InterfaceStatus],
     learn: &Mutex<LearnView>,
 ) -> StatusReport {
-    let mut report = report::build_live(info, interfaces, snap, snapshot::monotonic_ns());
+    build_with(snap, info, interfaces, learn, &mut Tracker::new())
+}
+
+/// [`build`] with the calls followed across polls by `tracker`.
+fn build_with(
+    snap: &Snapshot,
+    info: &report::StaticInfo,
+    interfaces: &[InterfaceStatus],
+    learn: &Mutex<LearnView>,
+    tracker: &mut Tracker,
+) -> StatusReport {
+    let mut report =
+        report::build_tracked(info, interfaces, snap, snapshot::monotonic_ns(), tracker);
     if let Ok(v) = learn.lock() {
         v.annotate(&mut report, &snap.counters, snapshot::monotonic_ns());
     }
@@ -38,12 +51,14 @@ pub struct Done {
     pub taken_mono_ns: u64,
 }
 
-type Output = (Detectors, Done);
+type Output = (Detectors, Tracker, Done);
 
 /// At most one analysis runs at a time; a snapshot taken while one runs is not made.
 pub struct Analysis {
     /// The detectors and the anomaly book they keep; away while an analysis runs.
     detectors: Option<Detectors>,
+    /// The calls across polls; away while an analysis runs.
+    tracker: Option<Tracker>,
     running: Option<JoinHandle<Output>>,
     make_detectors: Box<dyn Fn() -> Detectors + Send>,
     skipped: u64,
@@ -55,6 +70,7 @@ impl Analysis {
     pub fn new(make_detectors: impl Fn() -> Detectors + Send + 'static) -> Analysis {
         Analysis {
             detectors: Some(make_detectors()),
+            tracker: Some(Tracker::new()),
             running: None,
             make_detectors: Box::new(make_detectors),
             skipped: 0,
@@ -93,18 +109,20 @@ impl Analysis {
             .detectors
             .take()
             .unwrap_or_else(|| (self.make_detectors)());
+        let mut tracker = self.tracker.take().unwrap_or_default();
         self.running = Some(tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let mut report = build(&snap, &info, &interfaces, &learn);
+            let mut report = build_with(&snap, &info, &interfaces, &learn, &mut tracker);
             let now_unix_s = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            report.anomalies = detectors.poll(&report, now_unix_s);
+            detectors.poll(&mut report, now_unix_s);
             (report.scale.anomalies, report.scale.conntrack) = detectors.scale();
             report.scale.analysis_ms = started.elapsed().as_secs_f64() * 1e3;
             (
                 detectors,
+                tracker,
                 Done {
                     report,
                     taken_mono_ns: snap.taken_mono_ns,
@@ -122,16 +140,18 @@ impl Analysis {
         let result = handle.await;
         self.running = None;
         match result {
-            Ok((detectors, done)) => {
+            Ok((detectors, tracker, done)) => {
                 self.detectors = Some(detectors);
+                self.tracker = Some(tracker);
                 Some(done)
             }
             Err(e) => {
                 error!(
-                    "building the report failed ({e}); the anomaly book starts afresh and \
+                    "building the report failed ({e}); the anomaly book and the calls start afresh and \
                      status shows the previous poll"
                 );
                 self.detectors = Some((self.make_detectors)());
+                self.tracker = Some(Tracker::new());
                 None
             }
         }

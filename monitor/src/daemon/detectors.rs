@@ -1,8 +1,17 @@
 //! The anomaly detectors of each poll, and the book that turns their findings into open
 //! and cleared anomalies. Add a detector by adding its findings in [`Detectors::poll`].
+//!
+//! Every detector judges what changed since the last poll ([`Deltas`]); the first poll
+//! after start is a baseline, so counters pinned by an earlier run never reopen a
+//! finding. Each transition (opened, escalated, de-escalated, cleared) is one journal
+//! line at its level; export sends them as log records.
 
 use crate::{
-    anomaly::{Anomaly, book::Book},
+    anomaly::{
+        Event, Severity,
+        book::{Book, Transition},
+        window::{Counts, Deltas},
+    },
     dscp,
     report::scale::{AnomalyFolding, ConntrackRead},
     status::model::StatusReport,
@@ -11,6 +20,10 @@ use crate::{
 pub struct Detectors {
     book: Book,
     dscp: dscp::Setup,
+    deltas: Deltas,
+    dscp_detect: dscp::detect::State,
+    /// DSCP counters since start, per interface, direction and class (never go down).
+    dscp_totals: dscp::model::Totals,
     /// SIP ALG, blocked/one-way media, NAT timeouts and exhaustion, MTU (`crate::detect`).
     failures: crate::detect::Failures,
     /// Caps each poll's findings before the book (README "Scale and caps").
@@ -22,6 +35,9 @@ impl Detectors {
         Detectors {
             book: Book::default(),
             dscp,
+            deltas: Deltas::default(),
+            dscp_detect: Default::default(),
+            dscp_totals: Default::default(),
             failures: crate::detect::Failures::new(Default::default(), 1500),
             folder: Default::default(),
         }
@@ -33,22 +49,67 @@ impl Detectors {
             crate::detect::Failures::new(cfg.config.detect.clone(), cfg.config.mtu.path_mtu);
     }
 
-    /// Runs every detector on one poll's `report` at `now_unix_s` and returns the
-    /// anomalies to show (open first, then the recently cleared).
-    pub fn poll(&mut self, report: &StatusReport, now_unix_s: u64) -> Vec<Anomaly> {
+    /// Runs every detector on one poll's `report` at `now_unix_s`: sets its anomalies
+    /// (open first, then the recently cleared) and its DSCP rows (totals since start).
+    pub fn poll(&mut self, report: &mut StatusReport, now_unix_s: u64) {
+        let baseline = self.deltas.before_baseline();
+        let deltas = self.deltas.update(&report.flows);
+        self.add_dscp_totals(report, &deltas, baseline);
+
         let mut findings = Vec::new();
-        findings.extend(dscp::detect::detect(&report.flows, &self.dscp));
+        findings.extend(self.dscp_detect.detect(
+            &report.flows,
+            &deltas,
+            baseline,
+            &self.dscp,
+            now_unix_s,
+        ));
         findings.extend(crate::quality::detect::detect(&report.calls));
-        findings.extend(self.failures.poll(report, now_unix_s));
+        findings.extend(self.failures.poll(report, &deltas, baseline, now_unix_s));
         let findings = self.folder.fold(findings);
-        for a in self.book.update(findings, now_unix_s) {
-            log::warn!("anomaly {} on {}: {}", a.id, a.subject, a.summary);
+        for t in self.book.update(findings, now_unix_s) {
+            journal(&t);
         }
-        self.book.list()
+        report.anomalies = self.book.list();
+        report.dscp = self.dscp_totals.rows();
+    }
+
+    /// The first poll counts every flow's packets so far; later ones what each counted
+    /// since.
+    fn add_dscp_totals(&mut self, report: &StatusReport, deltas: &[Counts], baseline: bool) {
+        self.dscp_totals
+            .add(report.flows.iter().zip(deltas).filter_map(|(f, d)| {
+                let m = dscp::marks(f)?;
+                Some((m, if baseline { Counts::of(f) } else { *d }))
+            }));
     }
 
     /// The last poll's folding and conntrack cost, for status `scale`.
     pub fn scale(&self) -> (AnomalyFolding, ConntrackRead) {
         (self.folder.stats(), self.failures.conntrack_cost())
     }
+}
+
+/// The journal line of a transition, at the level of the anomaly's severity (cleared:
+/// info).
+pub fn journal(t: &Transition) {
+    let a = &t.anomaly;
+    let level = match (t.event, a.severity) {
+        (Event::Cleared, _) | (_, Severity::Info) => log::Level::Info,
+        (_, Severity::Warning) => log::Level::Warn,
+        (_, Severity::Critical) => log::Level::Error,
+    };
+    let from = t
+        .from
+        .map(|s| format!(" (was {})", s.as_str()))
+        .unwrap_or_default();
+    log::log!(
+        level,
+        "anomaly {} {} {} on {}{from}: {}",
+        a.id,
+        t.event.as_str(),
+        a.severity.as_str(),
+        a.subject,
+        a.summary
+    );
 }

@@ -38,12 +38,29 @@ pub fn build(info: &StaticInfo, snap: &Snapshot, now_mono_ns: u64) -> StatusRepo
 }
 
 /// [`build`] with the interfaces as they are now (they change when one is deleted and
-/// comes back with a new ifindex).
+/// comes back with a new ifindex), for a single poll (calls start with it).
 pub fn build_live(
     info: &StaticInfo,
     interfaces: &[InterfaceStatus],
     snap: &Snapshot,
     now_mono_ns: u64,
+) -> StatusReport {
+    build_tracked(
+        info,
+        interfaces,
+        snap,
+        now_mono_ns,
+        &mut crate::quality::tracker::Tracker::new(),
+    )
+}
+
+/// [`build_live`] with the calls followed across polls by `tracker`.
+pub fn build_tracked(
+    info: &StaticInfo,
+    interfaces: &[InterfaceStatus],
+    snap: &Snapshot,
+    now_mono_ns: u64,
+    tracker: &mut crate::quality::tracker::Tracker,
 ) -> StatusReport {
     let names: HashMap<u32, &str> = interfaces
         .iter()
@@ -57,7 +74,8 @@ pub fn build_live(
             f
         })
         .collect();
-    let dscp = crate::dscp::model::compliance(&flows);
+    let dscp = crate::dscp::compliance(&flows);
+    let calls = calls(info, snap, tracker);
 
     StatusReport {
         schema_version: SCHEMA_VERSION,
@@ -80,7 +98,11 @@ pub fn build_live(
         flows_total: flows.len() as u64,
         flows,
         anomalies: Vec::new(),
-        calls: calls(info, snap),
+        calls: calls.calls,
+        call_records: calls.records,
+        call_tracking: Some(calls.tracking),
+        call_histograms: calls.histograms,
+        call_window_observations: calls.observations,
         media: media(info, snap),
         export: None,
         dscp,
@@ -168,15 +190,23 @@ fn media(info: &StaticInfo, snap: &Snapshot) -> crate::quality::model::MediaStat
     crate::quality::calls::media_status(&snap.flows, &snap.quality, &quality_ifaces(info))
 }
 
-/// The active calls (see `crate::quality::calls`).
-fn calls(info: &StaticInfo, snap: &Snapshot) -> Vec<crate::quality::model::CallStatus> {
-    let ifaces = quality_ifaces(info);
-    crate::quality::calls::build(
+/// The active calls and the records of ended ones (see `crate::quality::tracker`).
+fn calls(
+    info: &StaticInfo,
+    snap: &Snapshot,
+    tracker: &mut crate::quality::tracker::Tracker,
+) -> crate::quality::tracker::Polled {
+    let now_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    tracker.poll(
         &snap.flows,
         &snap.quality,
-        &ifaces,
+        &quality_ifaces(info),
         &info.quality,
         snap.taken_mono_ns,
+        now_unix_s,
     )
 }
 

@@ -1,7 +1,9 @@
 //! Failure detectors (README "Failure detectors"): SIP ALG, blocked and one-way media,
 //! short NAT timeouts, NAT port exhaustion, MTU and fragmentation. Each reads one poll's
-//! status report plus the gateway's own NAT state ([`system`]) and returns
-//! [`Finding`](crate::anomaly::Finding)s for the anomaly book.
+//! [`View`] (the flows with what each counted since the last poll, plus the gateway's own
+//! NAT state from [`system`]) and returns [`Finding`](crate::anomaly::Finding)s for the
+//! anomaly book. Verdicts come from the deltas and recent activity, never from lifetime
+//! counters alone (README "Anomalies": when each clears).
 
 pub mod conntrack_join;
 pub mod media;
@@ -17,7 +19,7 @@ use std::{
 };
 
 use crate::{
-    anomaly::Finding,
+    anomaly::{Finding, window::Counts},
     config::detect::DetectConfig,
     report::scale::ConntrackRead,
     status::model::{FlowStatus, StatusReport},
@@ -43,6 +45,8 @@ pub struct Failures {
     ruleset_read: Option<Instant>,
     nat_timeout: nat_timeout::State,
     mtu: mtu::State,
+    media: media::State,
+    sip_alg: sip_alg::Rewrites,
     /// The last conntrack read (`None`: unreadable), when it was taken, and when the next
     /// one is due.
     conntrack: Option<Vec<system::Entry>>,
@@ -52,9 +56,14 @@ pub struct Failures {
     conntrack_cost: ConntrackRead,
 }
 
-/// One poll's view: the report, the conntrack table and ruleset, and the flows indexed.
+/// One poll's view: the report's flows with their per-poll deltas, the conntrack table
+/// and ruleset, and the flows indexed.
 pub struct View<'a> {
     pub report: &'a StatusReport,
+    /// Per flow of `report.flows` (same order): counted since the last poll.
+    deltas: &'a [Counts],
+    /// The first poll after start: every delta is zero, nothing is new.
+    pub baseline: bool,
     /// `None` when conntrack cannot be read (no procfs file, no tool).
     pub conntrack: Option<&'a [system::Entry]>,
     pub ruleset: Option<&'a system::Ruleset>,
@@ -63,10 +72,10 @@ pub struct View<'a> {
     pub conntrack_age_s: f64,
     lan: HashSet<&'a str>,
     wan: HashSet<&'a str>,
-    index: HashMap<FlowId<'a>, &'a FlowStatus>,
-    /// The flows conntrack entries join with, by numeric 5-tuple (empty until
-    /// [`View::index_joins`]).
-    pub joins: conntrack_join::Joins<'a>,
+    index: HashMap<FlowId<'a>, usize>,
+    /// The flows conntrack entries join with, by numeric 5-tuple: built on first use
+    /// ([`View::joins`]).
+    joins: std::cell::OnceCell<conntrack_join::Joins<'a>>,
 }
 
 /// Interface, direction, protocol and the two ends: a flow as the map keys it.
@@ -82,6 +91,8 @@ pub struct FlowId<'a> {
 impl<'a> View<'a> {
     pub fn new(
         report: &'a StatusReport,
+        deltas: &'a [Counts],
+        baseline: bool,
         conntrack: Option<&'a [system::Entry]>,
         conntrack_age_s: f64,
         ruleset: Option<&'a system::Ruleset>,
@@ -97,33 +108,44 @@ impl<'a> View<'a> {
         let index = report
             .flows
             .iter()
-            .map(|f| (id(f), f))
+            .enumerate()
+            .map(|(i, f)| (id(f), i))
             .collect::<HashMap<_, _>>();
         View {
             report,
+            deltas,
+            baseline,
             conntrack,
             conntrack_age_s,
             ruleset,
             lan: role("lan"),
             wan: role("wan"),
             index,
-            joins: Default::default(),
+            joins: std::cell::OnceCell::new(),
         }
     }
 
-    /// Indexes the flows conntrack entries join with (only worth it with entries).
-    pub fn index_joins(&mut self) {
-        if self.conntrack.is_some() {
-            let joins = conntrack_join::Joins::new(self.report.flows.iter(), |f| self.is_lan(f));
-            self.joins = joins;
-        }
+    /// The flows conntrack entries join with, indexed on first use.
+    pub fn joins(&self) -> &conntrack_join::Joins<'a> {
+        self.joins.get_or_init(|| {
+            conntrack_join::Joins::new(self.report.flows.iter(), |f| self.is_lan(f))
+        })
     }
 
     pub fn flow<'k>(&'k self, id: &FlowId<'k>) -> Option<&'a FlowStatus> {
         // The key type is covariant: the index keyed by the report's strings can be
         // searched with a key borrowing shorter-lived ones.
-        let index: &'k HashMap<FlowId<'k>, &'a FlowStatus> = &self.index;
-        index.get(id).copied()
+        let index: &'k HashMap<FlowId<'k>, usize> = &self.index;
+        index.get(id).map(|&i| &self.report.flows[i])
+    }
+
+    /// What `f` (a flow of this view's report) counted since the last poll.
+    pub fn delta(&self, f: &FlowStatus) -> Counts {
+        self.index
+            .get(&id(f))
+            .and_then(|&i| self.deltas.get(i))
+            .copied()
+            .unwrap_or_default()
     }
 
     pub fn is_lan(&self, f: &FlowStatus) -> bool {
@@ -218,6 +240,8 @@ impl Failures {
             ruleset_read: None,
             nat_timeout: nat_timeout::State::default(),
             mtu: mtu::State::default(),
+            media: media::State::default(),
+            sip_alg: sip_alg::Rewrites::default(),
             conntrack: None,
             conntrack_read: None,
             conntrack_due: None,
@@ -225,8 +249,16 @@ impl Failures {
         }
     }
 
-    /// Runs every failure detector on one poll's report at `now_unix_s`.
-    pub fn poll(&mut self, report: &StatusReport, now_unix_s: u64) -> Vec<Finding> {
+    /// Runs every failure detector on one poll's report at `now_unix_s`; `deltas` are its
+    /// flows' per-poll deltas (see [`crate::anomaly::window`]), `baseline` true on the
+    /// first poll.
+    pub fn poll(
+        &mut self,
+        report: &StatusReport,
+        deltas: &[Counts],
+        baseline: bool,
+        now_unix_s: u64,
+    ) -> Vec<Finding> {
         if self
             .ruleset_read
             .is_none_or(|t| t.elapsed() >= RULESET_EVERY)
@@ -255,19 +287,21 @@ impl Failures {
             .conntrack_read
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
         self.conntrack_cost.age_s = conntrack_age_s;
-        let mut view = View::new(
+        let view = View::new(
             report,
+            deltas,
+            baseline,
             self.conntrack.as_deref(),
             conntrack_age_s,
             self.ruleset.as_ref(),
         );
-        // The conntrack joins, timed: the index and the three detectors that use it.
+        // The conntrack joins, timed: the index (built on first use) and the three
+        // detectors that use it.
         let started = Instant::now();
-        view.index_joins();
         let mut findings = Vec::new();
-        findings.extend(sip_alg::detect(&view));
+        findings.extend(sip_alg::detect(&view, &mut self.sip_alg, now_unix_s));
         let mut joins = started.elapsed();
-        findings.extend(media::detect(&view, &self.cfg));
+        findings.extend(self.media.detect(&view, &self.cfg, now_unix_s));
         let started = Instant::now();
         findings.extend(self.nat_timeout.detect(&view, &self.cfg, now_unix_s));
         findings.extend(nat_exhaustion::detect(&view, &self.cfg));

@@ -11,7 +11,8 @@
 //!   the kernel does not match errors to flows, so the gateway's IP counters tell it).
 //!
 //! The kernel's counters only grow, so an anomaly stays open while its counter grew within
-//! the last [`HOLD_S`] seconds and clears after.
+//! the last [`HOLD_S`] seconds and clears after. The first poll after start is a baseline:
+//! counts already there (maps pinned by an earlier run) are not growth.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -138,17 +139,21 @@ impl State {
         for s in signs {
             let grew = match self.seen.get(&s.subject) {
                 Some(&(count, last_growth)) if count >= s.count => last_growth,
+                // Counted before this daemon started (pinned maps): history, not growth.
+                None if view.baseline => 0,
                 _ => now,
             };
             self.seen.insert(s.subject.clone(), (s.count, grew));
             present.insert(s.subject.clone());
             if now.saturating_sub(grew) <= HOLD_S {
+                let mut evidence = s.evidence;
+                evidence.push(("hold_s".into(), HOLD_S.to_string()));
                 out.push(Finding {
                     id: ID,
                     severity: Severity::Warning,
                     subject: s.subject,
                     summary: s.summary,
-                    evidence: s.evidence,
+                    evidence,
                     remediation: REMEDIATION,
                 });
             }

@@ -195,7 +195,7 @@ impl State {
         if let Some(entries) = view.conntrack {
             for e in entries.iter().filter(|e| e.is_snat()) {
                 // One look-up per entry; text only for signalling bindings.
-                if !view.joins.is_signalling(e.protocol, &e.orig) {
+                if !view.joins().is_signalling(e.protocol, &e.orig) {
                     continue;
                 }
                 let (inner, peer) = (

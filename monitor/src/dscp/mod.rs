@@ -1,6 +1,6 @@
 //! DSCP in userspace: how each flow was classified (port range, port rule or measured
 //! profile), its expected mark and counters for status, per-class compliance, and the
-//! detectors (`dscp_bleached`, `dscp_missing`, `dscp_wrong`).
+//! detectors (`dscp_missing`, `dscp_wrong`, `dscp_lost`, `dscp_bleached`).
 //!
 //! The kernel does the per-packet work (see `monitor-ebpf/src/dscp.rs`); everything here
 //! reads the flow counters of one poll.
@@ -105,6 +105,25 @@ pub fn flow_dscp(stats: &FlowStats, marks: &DscpConfig, effective: Class) -> Opt
             .filter(|m| stats.dscp_seen & (1u64 << m) != 0)
             .collect(),
     })
+}
+
+/// A flow's DSCP counters for compliance; `None` for flows that are not Webex.
+pub fn marks(f: &crate::status::model::FlowStatus) -> Option<model::FlowMarks<'_>> {
+    let d = f.dscp.as_ref()?;
+    Some(model::FlowMarks {
+        interface: &f.interface,
+        direction: &f.direction,
+        class: f.dscp_class.as_deref().unwrap_or(&f.class),
+        expected: d.expected,
+        matched: d.matched,
+        mismatched: d.mismatched,
+        rewritten: d.rewritten,
+    })
+}
+
+/// Per-class compliance of one poll's flows (the first report, before any totals).
+pub fn compliance(flows: &[crate::status::model::FlowStatus]) -> Vec<model::DscpCompliance> {
+    model::compliance(flows.iter().filter_map(marks))
 }
 
 /// Fills the DSCP fields of a flow's status from its kernel counters.

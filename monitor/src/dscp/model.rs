@@ -1,74 +1,94 @@
-//! The DSCP parts of the status report (README "DSCP"), and per-class compliance.
+//! The DSCP parts of the status report (README "DSCP"): the report types (a leaf module,
+//! `crate::report::dscp`), per-class compliance of one poll's flows, and the totals a
+//! running daemon keeps so its counters never go down.
 
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::status::model::FlowStatus;
+pub use crate::report::dscp::{DscpCompliance, FlowDscp};
 
-/// DSCP of one flow (`flows[].dscp`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct FlowDscp {
-    /// The mark the flow's class should carry (`null`: none configured for the class).
-    pub expected: Option<u8>,
-    /// Packets that left with / arrived with the expected mark (rewritten ones included).
-    pub matched: u64,
-    /// Packets with another mark (on egress in rewrite mode: only if a rewrite failed).
-    pub mismatched: u64,
-    /// Packets whose mark this monitor set (TC egress, rewrite mode).
-    pub rewritten: u64,
-    /// Every DSCP value the flow's packets carried, as they reached the monitor (before
-    /// any rewrite), ascending.
-    pub seen: Vec<u8>,
-}
+use crate::anomaly::window::Counts;
 
-/// Compliance of one class on one interface in one direction (`dscp[]`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct DscpCompliance {
-    pub interface: String,
-    /// "ingress" or "egress".
-    pub direction: String,
-    /// The class the marks are judged by (media profiled as audio/video counts there).
-    pub class: String,
+/// One flow's DSCP counters as compliance sums them: where, the class they are judged
+/// by, the expected mark, and the counts.
+pub struct FlowMarks<'a> {
+    pub interface: &'a str,
+    pub direction: &'a str,
+    pub class: &'a str,
     pub expected: Option<u8>,
-    pub flows: u64,
     pub matched: u64,
     pub mismatched: u64,
     pub rewritten: u64,
-    /// matched / (matched + mismatched) x 100: packets carrying the right mark on the
-    /// wire; `null` when no packet was checked.
-    pub compliance_pct: Option<f64>,
 }
 
-/// Sums the flows' counters per (interface, direction, class), in that order.
-pub fn compliance(flows: &[FlowStatus]) -> Vec<DscpCompliance> {
-    let mut rows: BTreeMap<(String, String, String), DscpCompliance> = BTreeMap::new();
+/// Sums one poll's flows per (interface, direction, class), in that order.
+pub fn compliance<'a>(flows: impl IntoIterator<Item = FlowMarks<'a>>) -> Vec<DscpCompliance> {
+    let mut rows = Rows::new();
     for f in flows {
-        let Some(d) = &f.dscp else { continue };
-        if d.expected.is_none() || d.matched + d.mismatched == 0 {
+        if f.expected.is_none() || f.matched + f.mismatched == 0 {
             continue;
         }
-        let class = f.dscp_class.clone().unwrap_or_else(|| f.class.clone());
-        let row = rows
-            .entry((f.interface.clone(), f.direction.clone(), class.clone()))
-            .or_insert_with(|| DscpCompliance {
-                interface: f.interface.clone(),
-                direction: f.direction.clone(),
-                class,
-                expected: d.expected,
-                ..Default::default()
-            });
+        let row = row(&mut rows, &f);
         row.flows += 1;
-        row.matched += d.matched;
-        row.mismatched += d.mismatched;
-        row.rewritten += d.rewritten;
+        row.matched += f.matched;
+        row.mismatched += f.mismatched;
+        row.rewritten += f.rewritten;
     }
-    rows.into_values()
-        .map(|mut r| {
-            let checked = r.matched + r.mismatched;
-            r.compliance_pct = (checked > 0).then(|| r.matched as f64 * 100.0 / checked as f64);
-            r
+    rows.into_values().map(with_pct).collect()
+}
+
+type Rows = BTreeMap<(String, String, String), DscpCompliance>;
+
+/// The row of `f`'s interface, direction and class, made empty if new.
+fn row<'r>(rows: &'r mut Rows, f: &FlowMarks) -> &'r mut DscpCompliance {
+    rows.entry((f.interface.into(), f.direction.into(), f.class.into()))
+        .or_insert_with(|| DscpCompliance {
+            interface: f.interface.into(),
+            direction: f.direction.into(),
+            class: f.class.into(),
+            expected: f.expected,
+            ..Default::default()
         })
-        .collect()
+}
+
+fn with_pct(mut r: DscpCompliance) -> DscpCompliance {
+    let checked = r.matched + r.mismatched;
+    r.compliance_pct = (checked > 0).then(|| r.matched as f64 * 100.0 / checked as f64);
+    r
+}
+
+/// Per-class DSCP totals since the daemon started: each poll adds what every flow counted
+/// since the last one, under the class the flow had then, so flows the kernel evicted
+/// keep their packets and a row never goes down or disappears. `flows` is the flows of
+/// the row in the map now.
+#[derive(Debug, Default)]
+pub struct Totals {
+    rows: Rows,
+}
+
+impl Totals {
+    /// Adds one poll. `counted[i]` is what flow `marks[i]` counted since the last poll
+    /// (on the first poll: everything it has). `marks` carry the flows' counters as they
+    /// are now (for `flows`).
+    pub fn add<'a>(&mut self, marks: impl IntoIterator<Item = (FlowMarks<'a>, Counts)>) {
+        for r in self.rows.values_mut() {
+            r.flows = 0;
+        }
+        for (f, c) in marks {
+            if f.expected.is_none() || f.matched + f.mismatched == 0 {
+                continue;
+            }
+            let row = row(&mut self.rows, &f);
+            row.flows += 1;
+            row.expected = f.expected;
+            row.matched += c.dscp_matched;
+            row.mismatched += c.dscp_mismatched;
+            row.rewritten += c.dscp_rewritten;
+        }
+    }
+
+    pub fn rows(&self) -> Vec<DscpCompliance> {
+        self.rows.values().cloned().map(with_pct).collect()
+    }
 }
 
 #[cfg(test)]
@@ -94,12 +114,13 @@ mod tests {
         };
         let mut unchecked = f("wan0", "dns", 0, 0, 0);
         unchecked.dscp.as_mut().unwrap().expected = None;
-        let rows = compliance(&[
+        let flows = [
             f("wan0", "audio", 30, 10, 5),
             f("wan0", "audio", 50, 10, 0),
             f("lan0", "audio", 0, 4, 0),
             unchecked,
-        ]);
+        ];
+        let rows = compliance(flows.iter().filter_map(crate::dscp::marks));
         assert_eq!(rows.len(), 2);
         assert_eq!(
             (rows[0].interface.as_str(), rows[0].compliance_pct),
@@ -111,5 +132,40 @@ mod tests {
             (2, 80, 20, 5)
         );
         assert_eq!(w.compliance_pct, Some(80.0));
+    }
+
+    #[test]
+    fn totals_keep_evicted_flows_and_the_class_of_when_they_were_counted() {
+        let marks = |class, matched, mismatched| FlowMarks {
+            interface: "lan0",
+            direction: "ingress",
+            class,
+            expected: Some(46),
+            matched,
+            mismatched,
+            rewritten: 0,
+        };
+        let counted = |m, mm| Counts {
+            dscp_matched: m,
+            dscp_mismatched: mm,
+            ..Default::default()
+        };
+        let mut t = Totals::default();
+        // Unsettled media first, then the same flow as audio.
+        t.add([(marks("media", 0, 10), counted(0, 10))]);
+        t.add([(marks("audio", 0, 25), counted(0, 15))]);
+        let rows = t.rows();
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.class.as_str(), r.flows, r.mismatched))
+                .collect::<Vec<_>>(),
+            [("audio", 1, 15), ("media", 0, 10)]
+        );
+        // The flow is evicted: its row stays, with its packets.
+        t.add([]);
+        let rows = t.rows();
+        assert_eq!(rows[0].mismatched, 15);
+        assert_eq!(rows[0].flows, 0);
+        assert_eq!(rows[0].compliance_pct, Some(0.0));
     }
 }

@@ -1,61 +1,68 @@
-//! Anomalies as OTel log records: one when an anomaly opens and one when it clears,
-//! found by comparing each export's anomaly list with what was already sent.
+//! Anomaly transitions as OTel log records `monitor.anomaly.<event>`: opened, escalated,
+//! de-escalated, cleared. Found by comparing each export's anomaly list with what was
+//! already sent, so an export sees every anomaly's latest state once (a change and its
+//! reversal between two exports send nothing; the book already damps flapping).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::logs::{AnyValue, Severity as OtelSeverity};
 
-use crate::anomaly::{Anomaly, Severity};
+use crate::anomaly::{Anomaly, Event, Severity};
 
-/// An anomaly that opened or cleared since the last export.
+/// An anomaly that changed since the last export.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Transition {
-    Opened(Anomaly),
-    Cleared(Anomaly),
+pub struct Transition {
+    pub event: Event,
+    /// The anomaly as it is after the change.
+    pub anomaly: Anomaly,
 }
 
 impl Transition {
     fn anomaly(&self) -> &Anomaly {
-        match self {
-            Self::Opened(a) | Self::Cleared(a) => a,
-        }
+        &self.anomaly
     }
 
     /// The log record's event name.
     pub fn event_name(&self) -> &'static str {
-        match self {
-            Self::Opened(_) => "monitor.anomaly.opened",
-            Self::Cleared(_) => "monitor.anomaly.cleared",
+        match self.event {
+            Event::Opened => "monitor.anomaly.opened",
+            Event::Escalated => "monitor.anomaly.escalated",
+            Event::DeEscalated => "monitor.anomaly.de-escalated",
+            Event::Cleared => "monitor.anomaly.cleared",
         }
     }
 
-    /// When it happened.
+    /// When it happened (a severity change: the last poll that saw it).
     pub fn at(&self) -> SystemTime {
-        let s = match self {
-            Self::Opened(a) => a.first_seen_unix_s,
-            Self::Cleared(a) => a.cleared_unix_s.unwrap_or(a.last_seen_unix_s),
+        let a = &self.anomaly;
+        let s = match self.event {
+            Event::Opened => a.first_seen_unix_s,
+            Event::Cleared => a.cleared_unix_s.unwrap_or(a.last_seen_unix_s),
+            Event::Escalated | Event::DeEscalated => a.last_seen_unix_s,
         };
         UNIX_EPOCH + Duration::from_secs(s)
     }
 
-    /// Opening: the anomaly's severity (critical is ERROR); clearing: INFO.
+    /// The anomaly's (new) severity: critical is ERROR; clearing: INFO.
     pub fn severity(&self) -> (OtelSeverity, &'static str) {
-        match self {
-            Self::Opened(a) => match a.severity {
-                Severity::Info => (OtelSeverity::Info, "INFO"),
-                Severity::Warning => (OtelSeverity::Warn, "WARN"),
-                Severity::Critical => (OtelSeverity::Error, "ERROR"),
-            },
-            Self::Cleared(_) => (OtelSeverity::Info, "INFO"),
+        if self.event == Event::Cleared {
+            return (OtelSeverity::Info, "INFO");
+        }
+        match self.anomaly.severity {
+            Severity::Info => (OtelSeverity::Info, "INFO"),
+            Severity::Warning => (OtelSeverity::Warn, "WARN"),
+            Severity::Critical => (OtelSeverity::Error, "ERROR"),
         }
     }
 
-    /// The body: the summary, prefixed with "cleared: " when it ended.
+    /// The body: the summary, prefixed with the event unless it opened.
     pub fn body(&self) -> String {
-        match self {
-            Self::Opened(a) => a.summary.clone(),
-            Self::Cleared(a) => format!("cleared: {}", a.summary),
+        let a = &self.anomaly;
+        match self.event {
+            Event::Opened => a.summary.clone(),
+            Event::Cleared => format!("cleared: {}", a.summary),
+            e => format!("{} to {}: {}", e.as_str(), a.severity.as_str(), a.summary),
         }
     }
 
@@ -95,12 +102,12 @@ impl Transition {
     }
 }
 
-/// What was already sent, keyed by (id, subject, first seen): only anomalies still in the
-/// report's list are remembered, so memory follows the list.
+/// What was already sent per anomaly (id, subject, first seen): the severity, and
+/// whether its clearing went. Only anomalies still in the report's list are remembered,
+/// so memory follows the list.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    opened: BTreeSet<(String, String, u64)>,
-    cleared: BTreeSet<(String, String, u64)>,
+    sent: BTreeMap<(String, String, u64), (Severity, bool)>,
 }
 
 impl Tracker {
@@ -111,18 +118,40 @@ impl Tracker {
         for a in anomalies {
             let key = (a.id.clone(), a.subject.clone(), a.first_seen_unix_s);
             present.insert(key.clone());
-            if self.opened.insert(key.clone()) {
-                out.push(Transition::Opened(Anomaly {
-                    cleared_unix_s: None,
-                    ..a.clone()
-                }));
+            let cleared = a.cleared_unix_s.is_some();
+            match self.sent.get(&key).copied() {
+                None => {
+                    out.push(Transition {
+                        event: Event::Opened,
+                        anomaly: Anomaly {
+                            cleared_unix_s: None,
+                            ..a.clone()
+                        },
+                    });
+                }
+                Some((sev, _)) if sev != a.severity => out.push(Transition {
+                    event: if a.severity > sev {
+                        Event::Escalated
+                    } else {
+                        Event::DeEscalated
+                    },
+                    anomaly: Anomaly {
+                        cleared_unix_s: None,
+                        ..a.clone()
+                    },
+                }),
+                Some(_) => {}
             }
-            if a.cleared_unix_s.is_some() && self.cleared.insert(key) {
-                out.push(Transition::Cleared(a.clone()));
+            let was_cleared = self.sent.get(&key).is_some_and(|s| s.1);
+            if cleared && !was_cleared {
+                out.push(Transition {
+                    event: Event::Cleared,
+                    anomaly: a.clone(),
+                });
             }
+            self.sent.insert(key, (a.severity, cleared));
         }
-        self.opened.retain(|k| present.contains(k));
-        self.cleared.retain(|k| present.contains(k));
+        self.sent.retain(|k, _| present.contains(k));
         out
     }
 }
@@ -155,7 +184,31 @@ mod tests {
         assert!(t.update(&[anomaly("sip_alg", Some(120))]).is_empty());
         // Forgotten once it leaves the list.
         assert!(t.update(&[]).is_empty());
-        assert!(t.opened.is_empty() && t.cleared.is_empty());
+        assert!(t.sent.is_empty());
+    }
+
+    #[test]
+    fn severity_changes_are_escalated_and_de_escalated() {
+        let mut t = Tracker::default();
+        let warn = |cleared| Anomaly {
+            severity: Severity::Warning,
+            ..anomaly("nat_port_exhaustion", cleared)
+        };
+        assert_eq!(t.update(&[warn(None)])[0].event, Event::Opened);
+        let up = t.update(&[anomaly("nat_port_exhaustion", None)]);
+        assert_eq!(up.len(), 1);
+        assert_eq!(up[0].event_name(), "monitor.anomaly.escalated");
+        assert_eq!(up[0].severity().1, "ERROR");
+        assert!(up[0].body().starts_with("escalated to critical: "));
+        let down = t.update(&[warn(None)]);
+        assert_eq!(down[0].event_name(), "monitor.anomaly.de-escalated");
+        assert_eq!(down[0].severity().1, "WARN");
+        let gone = t.update(&[warn(Some(130))]);
+        assert_eq!(
+            gone.iter().map(Transition::event_name).collect::<Vec<_>>(),
+            ["monitor.anomaly.cleared"]
+        );
+        assert!(t.update(&[warn(Some(130))]).is_empty());
     }
 
     #[test]
@@ -167,6 +220,7 @@ mod tests {
             ["monitor.anomaly.opened", "monitor.anomaly.cleared"]
         );
         let attrs = v[1].attributes();
+        assert_eq!(v[1].event, Event::Cleared);
         assert_eq!(attrs[0], ("monitor.anomaly.id".into(), "sip_alg".into()));
         assert_eq!(
             attrs.last().unwrap(),

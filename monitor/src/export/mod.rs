@@ -6,6 +6,8 @@
 //! through it when an interval comes round (nothing is queued between the two).
 
 pub mod anomaly_log;
+pub mod call_log;
+pub mod call_series;
 pub mod otlp;
 pub mod prometheus;
 pub mod prometheus_http;
@@ -215,6 +217,7 @@ async fn export_loop(
     // in practice; if the runtime itself was starved, start afresh instead of bursting.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut tracker = anomaly_log::Tracker::default();
+    let mut records = call_log::Sent::default();
     let mut failing = false;
     loop {
         tokio::select! {
@@ -225,6 +228,13 @@ async fn export_loop(
         for t in tracker.update(&report.anomalies) {
             pipeline.log(&t);
         }
+        for r in records.update(&report.call_records) {
+            pipeline.log_call(&r);
+        }
+        pipeline.set_calls(
+            call_series::collect(&report, max_call_series),
+            &report.call_window_observations,
+        );
         let outcome = pipeline
             .export(series::collect(&report, max_call_series))
             .await;

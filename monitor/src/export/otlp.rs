@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
-use opentelemetry::metrics::{MeterProvider as _, ObservableCounter, ObservableGauge};
+use opentelemetry::metrics::{Histogram, MeterProvider as _, ObservableCounter, ObservableGauge};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{
     LogExporter, MetricExporter, Protocol, WithExportConfig as _, WithHttpConfig as _,
@@ -40,8 +40,10 @@ use opentelemetry_sdk::metrics::{
 };
 
 use super::anomaly_log::Transition;
+use super::call_series::{self, CallSeries};
 use super::series::{self, AttrValue, Kind, Series};
 use crate::config::export::{OtlpProtocol, OtlpSettings};
+use crate::report::calls::{CallRecord, WindowObservation};
 
 /// Anomaly log records kept for the next export while the collector is unreachable.
 pub const LOG_QUEUE: usize = 256;
@@ -115,6 +117,12 @@ pub struct Otlp {
     _counters: Vec<ObservableCounter<u64>>,
     _gauges: Vec<ObservableGauge<u64>>,
     slot: Arc<Mutex<Arc<Series>>>,
+    /// The call gauges (floating point) and their series.
+    _call_gauges: Vec<ObservableGauge<f64>>,
+    call_slot: Arc<Mutex<Arc<CallSeries>>>,
+    /// The window histograms by measure, fed each observation once.
+    histograms: HashMap<&'static str, Histogram<f64>>,
+    last_observation: Mutex<u64>,
     metrics: MetricExporter,
     logs: LogExporter,
     _log_provider: SdkLoggerProvider,
@@ -186,7 +194,7 @@ impl Otlp {
                         .with_callback(move |o| observe(&|v, a| o.observe(v, a)))
                         .build(),
                 ),
-                Kind::Gauge => gauges.push(
+                Kind::Gauge | Kind::Histogram => gauges.push(
                     meter
                         .u64_observable_gauge(Cow::Borrowed(def.name))
                         .with_unit(def.unit)
@@ -196,6 +204,40 @@ impl Otlp {
                 ),
             }
         }
+        let call_slot: Arc<Mutex<Arc<CallSeries>>> = Arc::default();
+        let call_gauges = call_series::GAUGES
+            .iter()
+            .map(|def| {
+                let slot = call_slot.clone();
+                let name = def.name;
+                meter
+                    .f64_observable_gauge(Cow::Borrowed(def.name))
+                    .with_unit(def.unit)
+                    .with_description(def.description)
+                    .with_callback(move |o| {
+                        let series = slot.lock().map(|s| s.clone()).unwrap_or_default();
+                        for p in series.gauges.get(name).into_iter().flatten() {
+                            let attrs: Vec<KeyValue> =
+                                p.attrs.iter().map(|(k, v)| key_value(k, v)).collect();
+                            o.observe(p.value, &attrs);
+                        }
+                    })
+                    .build()
+            })
+            .collect();
+        let histograms = call_series::HISTOGRAMS
+            .iter()
+            .map(|(measure, def)| {
+                let bounds = crate::quality::histograms::bounds(measure).to_vec();
+                let h = meter
+                    .f64_histogram(Cow::Borrowed(def.name))
+                    .with_unit(def.unit)
+                    .with_description(def.description)
+                    .with_boundaries(bounds)
+                    .build();
+                (*measure, h)
+            })
+            .collect();
 
         let (metrics, mut logs) = exporters(settings)?;
         logs.set_resource(&resource);
@@ -211,6 +253,10 @@ impl Otlp {
             _counters: counters,
             _gauges: gauges,
             slot,
+            _call_gauges: call_gauges,
+            call_slot,
+            histograms,
+            last_observation: Mutex::new(0),
             metrics,
             logs,
             _log_provider: log_provider,
@@ -234,6 +280,56 @@ impl Otlp {
             r.add_attribute(k, v);
         }
         self.logger.emit(r);
+    }
+
+    /// Queues one call record as a log record (event `monitor.call.record`).
+    pub fn log_call(&self, rec: &CallRecord) {
+        use super::call_log;
+        let mut r = self.logger.create_log_record();
+        r.set_event_name(call_log::EVENT_NAME);
+        r.set_timestamp(call_log::at(rec));
+        r.set_observed_timestamp(SystemTime::now());
+        let (number, text) = call_log::severity(rec);
+        r.set_severity_number(number);
+        r.set_severity_text(text);
+        r.set_body(AnyValue::from(call_log::body(rec)));
+        for (k, v) in call_log::attributes(rec) {
+            r.add_attribute(k, v);
+        }
+        self.logger.emit(r);
+    }
+
+    /// Sets the call gauges for the next export and records the window observations
+    /// not recorded yet into the histograms.
+    pub fn set_calls(&self, series: CallSeries, observations: &[WindowObservation]) {
+        if let Ok(mut s) = self.call_slot.lock() {
+            *s = Arc::new(series);
+        }
+        let Ok(mut last) = self.last_observation.lock() else {
+            return;
+        };
+        if let Some(first) = observations.first()
+            && first.serial > *last + 1
+            && *last != 0
+        {
+            log::warn!(
+                "OTLP: {} call window observations were dropped before this export (more \
+                 than {} per export interval); the histograms undercount them",
+                first.serial - *last - 1,
+                crate::quality::histograms::RING
+            );
+        }
+        let from = *last;
+        for o in observations.iter().filter(|o| o.serial > from) {
+            if let Some(h) = self.histograms.get(o.measure.as_str()) {
+                let attrs: Vec<KeyValue> = call_series::histogram_attrs(&o.class, &o.interface)
+                    .iter()
+                    .map(|(k, v)| key_value(k, v))
+                    .collect();
+                h.record(o.value, &attrs);
+            }
+            *last = o.serial;
+        }
     }
 
     /// Log records dropped because the queue was full.

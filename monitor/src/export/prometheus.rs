@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use super::call_series::{self, CallSeries};
 use super::series::{self, Kind, MetricDef, Series};
 
 /// The Prometheus name of an OTel metric.
@@ -15,6 +16,7 @@ pub fn prom_name(def: &MetricDef) -> String {
         "By" => "bytes",
         "ms" => "milliseconds",
         "s" => "seconds",
+        "1" => "ratio",
         _ => "",
     };
     if !suffix.is_empty() && !name.ends_with(suffix) {
@@ -57,6 +59,7 @@ pub fn render(series: &Series, resource: &[(String, String)]) -> String {
         let kind = match def.kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         };
         let _ = writeln!(out, "# HELP {name} {}", def.description);
         let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -70,6 +73,53 @@ pub fn render(series: &Series, resource: &[(String, String)]) -> String {
         }
     }
     out
+}
+
+/// Appends the call gauges and window histograms (`_bucket` with cumulative `le`
+/// counts, `_sum`, `_count`).
+pub fn render_calls(out: &mut String, calls: &CallSeries) {
+    let attrs = |p: &[(&'static str, series::AttrValue)]| -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    for def in call_series::GAUGES {
+        let name = prom_name(def);
+        let _ = writeln!(out, "# HELP {name} {}", def.description);
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for p in calls.gauges.get(def.name).into_iter().flatten() {
+            out.push_str(&name);
+            labels(out, &mut attrs(&p.attrs).into_iter());
+            let _ = writeln!(out, " {}", p.value);
+        }
+    }
+    for (_, def) in call_series::HISTOGRAMS {
+        let name = prom_name(def);
+        let _ = writeln!(out, "# HELP {name} {}", def.description);
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for p in calls.histograms.get(def.name).into_iter().flatten() {
+            let mut cumulative = 0;
+            let les = p
+                .bounds
+                .iter()
+                .map(|b| b.to_string())
+                .chain(std::iter::once("+Inf".to_string()));
+            for (le, n) in les.zip(&p.counts) {
+                cumulative += n;
+                let _ = write!(out, "{name}_bucket");
+                let mut pairs = attrs(&p.attrs);
+                pairs.push(("le".to_string(), le));
+                labels(out, &mut pairs.into_iter());
+                let _ = writeln!(out, " {cumulative}");
+            }
+            let _ = write!(out, "{name}_sum");
+            labels(out, &mut attrs(&p.attrs).into_iter());
+            let _ = writeln!(out, " {}", p.sum);
+            let _ = write!(out, "{name}_count");
+            labels(out, &mut attrs(&p.attrs).into_iter());
+            let _ = writeln!(out, " {}", p.count);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use super::ReportFn;
-use super::prometheus::render;
-use super::series;
+use super::prometheus::{render, render_calls};
+use super::{call_series, series};
 
 /// How long a client may take to send a request head (from connecting, or from the
 /// previous response on a kept-alive connection).
@@ -55,8 +55,16 @@ impl Scrape {
         {
             return body.clone();
         }
-        let series = series::collect(&(self.report)(), self.max_call_series);
-        let body = Bytes::from(render(&series, &self.resource));
+        let report = (self.report)();
+        let mut text = render(
+            &series::collect(&report, self.max_call_series),
+            &self.resource,
+        );
+        render_calls(
+            &mut text,
+            &call_series::collect(&report, self.max_call_series),
+        );
+        let body = Bytes::from(text);
         *last = Some((Instant::now(), body.clone()));
         body
     }

@@ -17,6 +17,9 @@ pub enum Kind {
     Counter,
     /// Current value (Prometheus `gauge`).
     Gauge,
+    /// Cumulative explicit-bucket histogram (Prometheus `histogram`: `_bucket`, `_sum`,
+    /// `_count`); the call window histograms (`super::call_series`).
+    Histogram,
 }
 
 /// One metric's identity.
@@ -62,6 +65,7 @@ macro_rules! def {
         };
     };
 }
+pub(crate) use def;
 
 def!(
     PACKETS_SEEN,
@@ -208,7 +212,7 @@ def!(
     "monitor.anomalies.open",
     "{anomaly}",
     Gauge,
-    "Open anomalies by monitor.anomaly.severity (info, warning, critical)."
+    "Open anomalies by monitor.anomaly.id (the detector) and monitor.anomaly.severity (info, warning, critical); every detector's series is there, 0 when nothing is open."
 );
 def!(
     SNAPSHOT_AGE,
@@ -380,10 +384,9 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
     out.insert(FLOW_BYTES.name, pick(|v| v.1));
     out.insert(FLOW_ACTIVE.name, pick(|v| v.2));
 
-    // Per-call series. HOOK: until the status report carries calls, a "call" here is one
-    // media flow (one direction of one call leg on one interface), the busiest first;
-    // `report.flows` is already sorted busiest first. When calls are reported, key these
-    // series by call instead and keep the same cap.
+    // Packets and bytes of the busiest media flows (one direction of one call leg on one
+    // interface; `report.flows` is sorted busiest first), capped like the per-call
+    // gauges of `super::call_series`.
     let calls: Vec<_> = report
         .flows
         .iter()
@@ -436,17 +439,24 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
     out.insert(MAP_ENTRIES.name, map_points(|m| m.entries));
     out.insert(MAP_CAPACITY.name, map_points(|m| m.max_entries));
 
+    // Every detector's id at every severity, open or not, so the series never vanish
+    // (an alert on `> 0` sees the drop to 0); ids of other findings are added.
     use crate::anomaly::Severity;
+    let mut ids: std::collections::BTreeSet<&str> = crate::anomaly::DETECTOR_IDS.into();
+    ids.extend(report.anomalies.iter().map(|a| a.id.as_str()));
     out.insert(
         ANOMALIES_OPEN.name,
-        [Severity::Info, Severity::Warning, Severity::Critical]
-            .into_iter()
-            .map(|sev| Point {
-                attrs: vec![("monitor.anomaly.severity", s(sev.as_str()))],
+        ids.iter()
+            .flat_map(|id| Severity::ALL.map(|sev| (*id, sev)))
+            .map(|(id, sev)| Point {
+                attrs: vec![
+                    ("monitor.anomaly.id", s(id)),
+                    ("monitor.anomaly.severity", s(sev.as_str())),
+                ],
                 value: report
                     .anomalies
                     .iter()
-                    .filter(|a| a.cleared_unix_s.is_none() && a.severity == sev)
+                    .filter(|a| a.cleared_unix_s.is_none() && a.severity == sev && a.id == id)
                     .count() as u64,
             })
             .collect(),

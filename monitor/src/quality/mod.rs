@@ -1,12 +1,19 @@
 //! Call quality in userspace: reads the kernel's RTP stream, STUN RTT and media maps,
-//! groups streams into calls, computes loss, jitter, RTT, MOS (ITU-T G.107 E-model) and
-//! health against the `[quality]` thresholds, and reports threshold breaches.
+//! groups streams into calls ([`calls`]), follows them across polls ([`tracker`]: per-poll
+//! deltas, the recent window, call start and end, records), computes loss per segment,
+//! jitter, RTT, MOS per voice stream (ITU-T G.107 E-model) and health on the window
+//! ([`measure`], [`health`]), and reports threshold breaches ([`detect`]).
 
 pub mod calls;
 pub mod detect;
+pub mod health;
+pub mod histograms;
+pub mod measure;
 pub mod model;
 pub mod mos;
 pub mod render;
+pub mod tracker;
+pub mod window;
 
 use aya::{
     Ebpf,

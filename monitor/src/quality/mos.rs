@@ -5,8 +5,9 @@
 //! - Id from the one-way mouth-to-ear delay `d` in ms, G.107's curve in the usual
 //!   simplified form (Cole and Rosenbluth, 2001): `Id = 0.024 d + 0.11 (d − 177.3)` for
 //!   `d > 177.3`, else `0.024 d`.
-//! - `Ie,eff = Ie + (95 − Ie) · Ppl / (Ppl / BurstR + Bpl)` (G.107 section 7.4) with
-//!   random loss (BurstR = 1).
+//! - `Ie,eff = Ie + (95 − Ie) · Ppl / (Ppl / BurstR + Bpl)` (G.107 section 7.4), with
+//!   BurstR from the loss bursts the kernel counted ([`burst_r`]): 1 for random loss,
+//!   above 1 when losses come in runs.
 //! - `MOS = 1 + 0.035 R + R (R − 60) (100 − R) · 7·10⁻⁶` (G.107 Annex B), 1 below R = 0
 //!   and 4.5 above R = 100.
 //!
@@ -64,15 +65,32 @@ pub fn id(delay_ms: f64) -> f64 {
     0.024 * d + 0.11 * over
 }
 
-/// Effective equipment impairment at `loss_pct` percent random loss.
-pub fn ie_eff(codec: Codec, loss_pct: f64) -> f64 {
+/// G.107's BurstR from the observed loss: `expected` packets of which `lost` were lost
+/// in `bursts` runs. As a two-state (Gilbert) model: p, the chance a received packet is
+/// followed by a loss, is bursts / received; q, the chance a lost one is followed by a
+/// received one, is bursts / lost (1 / the mean burst length); BurstR = 1 / (p + q).
+/// Random loss gives about 1; no loss or no bursts count gives 1.
+pub fn burst_r(expected: u64, lost: u64, bursts: u64) -> f64 {
+    let received = expected.saturating_sub(lost);
+    if lost == 0 || bursts == 0 || received == 0 {
+        return 1.0;
+    }
+    let bursts = bursts.min(lost) as f64;
+    let p = bursts / received as f64;
+    let q = bursts / lost as f64;
+    (1.0 / (p + q)).max(1.0)
+}
+
+/// Effective equipment impairment at `loss_pct` percent loss with burst ratio `burst_r`.
+pub fn ie_eff(codec: Codec, loss_pct: f64, burst_r: f64) -> f64 {
     let ppl = loss_pct.clamp(0.0, 100.0);
-    codec.ie + (95.0 - codec.ie) * ppl / (ppl + codec.bpl)
+    let burst_r = burst_r.max(1.0);
+    codec.ie + (95.0 - codec.ie) * ppl / (ppl / burst_r + codec.bpl)
 }
 
 /// The rating factor R.
-pub fn r_factor(codec: Codec, delay_ms: f64, loss_pct: f64) -> f64 {
-    93.2 - id(delay_ms) - ie_eff(codec, loss_pct)
+pub fn r_factor(codec: Codec, delay_ms: f64, loss_pct: f64, burst_r: f64) -> f64 {
+    93.2 - id(delay_ms) - ie_eff(codec, loss_pct, burst_r)
 }
 
 /// R to MOS (G.107 Annex B).
@@ -86,8 +104,8 @@ pub fn mos_from_r(r: f64) -> f64 {
     }
 }
 
-pub fn mos(codec: Codec, delay_ms: f64, loss_pct: f64) -> f64 {
-    mos_from_r(r_factor(codec, delay_ms, loss_pct))
+pub fn mos(codec: Codec, delay_ms: f64, loss_pct: f64, burst_r: f64) -> f64 {
+    mos_from_r(r_factor(codec, delay_ms, loss_pct, burst_r))
 }
 
 #[cfg(test)]
@@ -101,7 +119,7 @@ mod tests {
     #[test]
     fn perfect_g711_is_4_41() {
         // R = 93.2: 1 + 3.262 + 93.2 · 33.2 · 6.8 · 7e-6 = 4.4093.
-        close(mos(G711, 0.0, 0.0), 4.409);
+        close(mos(G711, 0.0, 0.0, 1.0), 4.409);
     }
 
     #[test]
@@ -109,11 +127,13 @@ mod tests {
         // d = 200 ms: Id = 4.8 + 0.11 · 22.7 = 7.297.
         close(id(200.0), 7.297);
         // 1 % loss on G.711: 95 · 1 / 26.1 = 3.640.
-        close(ie_eff(G711, 1.0), 3.640);
+        close(ie_eff(G711, 1.0, 1.0), 3.640);
         // G.729: 11 + 84 · 2 / 21 = 19.0 at 2 %.
-        close(ie_eff(G729, 2.0), 19.0);
+        close(ie_eff(G729, 2.0, 1.0), 19.0);
+        // Bursty: BurstR 2 at 2 %: 95 · 2 / (1 + 25.1) = 7.280.
+        close(ie_eff(G711, 2.0, 2.0), 7.280);
         // R = 93.2 − 7.297 − 3.640 = 82.263 -> MOS 4.10.
-        let r = r_factor(G711, 200.0, 1.0);
+        let r = r_factor(G711, 200.0, 1.0, 1.0);
         close(r, 82.263);
         close(
             mos_from_r(r),
@@ -125,7 +145,20 @@ mod tests {
     fn bounds() {
         assert_eq!(mos_from_r(-5.0), 1.0);
         assert_eq!(mos_from_r(120.0), 4.5);
-        assert!(mos(G711, 400.0, 10.0) < 3.0);
+        assert!(mos(G711, 400.0, 10.0, 1.0) < 3.0);
+    }
+
+    #[test]
+    fn burst_r_from_the_burst_structure() {
+        // No loss, or no bursts counted: random.
+        assert_eq!(burst_r(1000, 0, 0), 1.0);
+        // 100 lost of 1000 in 90 runs (random loss at 10 % has mean run 1/0.9): p = 90 /
+        // 900 = 0.1, q = 0.9: BurstR 1.
+        close(burst_r(1000, 100, 90), 1.0);
+        // 100 lost in 10 runs of 10: p = 10 / 900, q = 0.1: BurstR = 1 / 0.1111 = 9.0.
+        close(burst_r(1000, 100, 10), 9.0);
+        // Bursts lower the MOS for the same loss.
+        assert!(mos(G711, 0.0, 10.0, 9.0) < mos(G711, 0.0, 10.0, 1.0));
     }
 
     #[test]

@@ -1,4 +1,8 @@
-//! Report types per area, as leaf modules that import nothing from the crate
-//! (STYLE.md knot 1); `status::model` assembles them into the status report.
+//! Report types, one leaf module per area (STYLE.md knot 1): what status serves and
+//! export reads. They import nothing from the crate; each area builds its section from
+//! the poll's typed view, and `status::model` re-exports them so the JSON keeps its shape.
 
+pub mod anomaly;
+pub mod calls;
+pub mod dscp;
 pub mod scale;

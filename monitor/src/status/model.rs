@@ -34,6 +34,10 @@ impl StatusReport {
             flows_total: self.flows_total.max(self.flows.len() as u64),
             anomalies: self.anomalies.clone(),
             calls: self.calls.clone(),
+            call_records: self.call_records.clone(),
+            call_tracking: self.call_tracking.clone(),
+            call_histograms: self.call_histograms.clone(),
+            call_window_observations: self.call_window_observations.clone(),
             media: self.media.clone(),
             export: self.export.clone(),
             dscp: self.dscp.clone(),
@@ -62,10 +66,24 @@ pub struct StatusReport {
     pub anomalies: Vec<crate::anomaly::Anomaly>,
     /// Active calls with their quality, busiest first (README "Call quality").
     #[serde(default)]
-    pub calls: Vec<crate::quality::model::CallStatus>,
+    pub calls: Vec<crate::report::calls::CallStatus>,
+    /// Ended calls, newest first (README "Call quality: records").
+    #[serde(default)]
+    pub call_records: Vec<crate::report::calls::CallRecord>,
+    /// The call windows and caps in effect; `null` when not built by a daemon poll.
+    #[serde(default)]
+    pub call_tracking: Option<crate::report::calls::CallTracking>,
+    /// Histograms of the calls' window MOS, jitter and loss per class and interface
+    /// (README "Call quality: histograms").
+    #[serde(default)]
+    pub call_histograms: Vec<crate::report::calls::WindowHistogram>,
+    /// The latest observations behind `call_histograms`, for the OTLP exporter (not in
+    /// the JSON).
+    #[serde(skip)]
+    pub call_window_observations: Vec<crate::report::calls::WindowObservation>,
     /// Media demultiplexing, STUN and TCP handshake RTT counters (README "Call quality").
     #[serde(default)]
-    pub media: crate::quality::model::MediaStatus,
+    pub media: crate::report::calls::MediaStatus,
     /// OTLP export and Prometheus endpoint health; `null` when export is off.
     #[serde(default)]
     pub export: Option<ExportStatus>,

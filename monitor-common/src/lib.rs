@@ -11,6 +11,7 @@ pub mod counters;
 pub mod dscp;
 pub mod flow;
 pub mod learn;
+pub mod link;
 pub mod ports;
 pub mod rtp;
 pub mod settings;
@@ -48,8 +49,13 @@ pub mod map_names {
     pub const LEARN_SAMPLES: &str = "LEARN_SAMPLES";
     /// The daemon's persistent learning state (`learn::STATE_*` indices, u64 values).
     pub const LEARN_STATE: &str = "LEARN_STATE";
+    /// Link kind of each interface by ifindex (`link::LINK_*`, u8).
+    pub const LINK_KINDS: &str = "LINK_KINDS";
+    /// Per-client token buckets of the learning samples (`learn::RateBucket`; not
+    /// pinned: a restart only gives every client a fresh burst).
+    pub const LEARN_RATE: &str = "LEARN_RATE";
     /// Every pinned map, for checks and clean-up.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         FLOWS,
         MEDIA_FLOWS,
         COUNTERS,
@@ -63,6 +69,7 @@ pub mod map_names {
         MEDIA_RTT,
         MEDIA_COUNTERS,
         LEARN_STATE,
+        LINK_KINDS,
     ];
 }
 
@@ -91,4 +98,6 @@ mod pod {
     unsafe impl aya::Pod for crate::rtp::RttStats {}
     unsafe impl aya::Pod for crate::rtp::MediaCounters {}
     unsafe impl aya::Pod for crate::learn::LearnSample {}
+    unsafe impl aya::Pod for crate::learn::RateBucket {}
+    unsafe impl aya::Pod for crate::learn::HelloCont {}
 }

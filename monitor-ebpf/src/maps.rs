@@ -53,7 +53,33 @@ pub static DSCP_POLICY: aya_ebpf::maps::HashMap<u32, monitor_common::dscp::Polic
 pub static LEARN_SAMPLES: aya_ebpf::maps::RingBuf =
     aya_ebpf::maps::RingBuf::with_byte_size(monitor_common::learn::RING_BYTES, 0);
 
-/// The daemon's persistent learning state (`learn::STATE_*`). The kernel never touches
-/// it; it lives here so it is pinned with the other maps.
+/// The persistent learning state (`learn::STATE_*`): the daemon's deleted flows, and the
+/// kernel's count of rate-limited samples. Pinned with the other maps.
 #[map]
 pub static LEARN_STATE: Array<u64> = Array::pinned(monitor_common::learn::STATE_ENTRIES, 0);
+
+/// How each interface's frames are read (`link::LINK_*` by ifindex; 0, Ethernet, by
+/// default). Filled by the daemon at attach.
+#[map]
+pub static LINK_KINDS: Array<u8> = Array::pinned(monitor_common::link::LINK_KIND_ENTRIES, 0);
+
+/// True when packets of `ifindex` start with the IP header (no link-layer header).
+#[inline(always)]
+pub fn is_l3(ifindex: u32) -> bool {
+    matches!(
+        LINK_KINDS.get(ifindex),
+        Some(&monitor_common::link::LINK_L3)
+    )
+}
+
+/// Token buckets of the learning samples' clients (`learn::RateBucket` by address,
+/// v4-mapped), LRU-bounded. Not pinned: a restart only gives each client a fresh burst.
+#[map]
+pub static LEARN_RATE: LruHashMap<[u8; 16], monitor_common::learn::RateBucket> =
+    LruHashMap::with_max_entries(monitor_common::learn::RATE_CLIENTS, 0);
+
+/// ClientHellos whose next segment is awaited (`learn::HelloCont`, direct-mapped by
+/// `learn::hello_slot`). Not pinned.
+#[map]
+pub static HELLO_CONT: Array<monitor_common::learn::HelloCont> =
+    Array::with_max_entries(monitor_common::learn::HELLO_SLOTS, 0);

@@ -121,7 +121,7 @@ fn try_parse(
     let counters = counters()?;
     let job = stage::job(slot)?;
     counters.seen += 1;
-    match parse(pkt, wire_len, &mut job.parsed) {
+    match parse(pkt, wire_len, crate::maps::is_l3(ifindex), &mut job.parsed) {
         Err(reason) => {
             if let Some(slot) = counters.malformed.get_mut(reason as usize) {
                 *slot += 1;

@@ -28,6 +28,8 @@ pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/monitor";
 /// Where the daemon serves status by default.
 pub const DEFAULT_STATUS_SOCKET: &str = "/run/monitor/monitor.sock";
 /// Valid `daemon.poll_interval_ms` values.
+/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
+pub const MAX_INTERFACE_NAME: usize = 15;
 pub const POLL_INTERVAL_MS: RangeInclusive<u64> = 50..=60_000;
 /// Valid `daemon.flow_table_size` values.
 pub const FLOW_TABLE_SIZE: RangeInclusive<u32> = 256..=16_777_216;
@@ -102,7 +104,8 @@ impl Default for DaemonConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InterfaceConfig {
-    /// Interface name; required, and it must exist on this host.
+    /// Interface name; required. One that does not exist yet is waited for (an anomaly
+    /// names it meanwhile).
     pub name: String,
     /// Which side of the site it faces; required.
     pub role: Role,
@@ -226,7 +229,8 @@ impl Default for PortsConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidatedConfig {
     pub config: Config,
-    /// Interface indexes, in the order of `config.interfaces`.
+    /// Interface indexes, in the order of `config.interfaces`; 0 for an interface that
+    /// does not exist (yet): the daemon waits for it.
     pub ifindexes: Vec<u32>,
     /// Default prefixes (when enabled) then the configured ones, without duplicates.
     pub prefixes: Vec<Prefix>,
@@ -326,14 +330,21 @@ pub fn parse_and_validate(
             );
             return Err(invalid(field, problem));
         }
-        match resolve_ifindex(name) {
-            Some(index) => ifindexes.push(index),
-            None => {
-                let problem =
-                    format!("no network interface \"{name}\" on this host (`ip link` lists them)");
-                return Err(invalid(field, problem));
-            }
+        // One that does not exist yet (PPP, WireGuard, a VLAN made later) is waited for
+        // by the daemon, loudly; a name that can never exist is refused here.
+        if name.is_empty()
+            || name.len() > MAX_INTERFACE_NAME
+            || name.contains(|c: char| c == '/' || c.is_whitespace())
+            || name == "."
+            || name == ".."
+        {
+            let problem = format!(
+                "\"{name}\" is not a valid interface name (1 to {MAX_INTERFACE_NAME} characters, \
+                 no '/' or spaces; `ip link` lists them)"
+            );
+            return Err(invalid(field, problem));
         }
+        ifindexes.push(resolve_ifindex(name).unwrap_or(0));
     }
 
     let mut prefixes = Vec::new();

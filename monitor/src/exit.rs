@@ -8,3 +8,6 @@ pub const FAILURE: i32 = 1;
 pub const STATUS_UNAVAILABLE: i32 = 3;
 /// Bad command line or bad configuration (sysexits EX_USAGE).
 pub const USAGE: i32 = 64;
+/// The daemon lacks a capability it needs (sysexits EX_NOPERM). The unit does not restart
+/// on it (`RestartPreventExitStatus`): retrying cannot help.
+pub const NO_PERMISSION: i32 = 77;

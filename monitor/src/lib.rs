@@ -11,6 +11,7 @@ pub mod exit;
 pub mod export;
 pub mod kernel;
 pub mod learn;
+pub mod logging;
 pub mod quality;
 pub mod report;
 pub mod status;

@@ -1,6 +1,6 @@
 //! `monitor`: Webex Calling edge monitor (eBPF/XDP) — daemon and CLI.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use monitor::{cli, exit};
 
 /// Webex Calling edge monitor: classifies Webex flows in the kernel (XDP/TC) on the
@@ -16,7 +16,10 @@ struct Cli {
 enum Command {
     Run(cli::run::RunArgs),
     Check(cli::check::CheckArgs),
+    Detach(cli::detach::DetachArgs),
     Status(cli::status::StatusArgs),
+    Completions(cli::completions::CompletionsArgs),
+    Man(cli::man::ManArgs),
 }
 
 fn main() {
@@ -37,7 +40,10 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => cli::run::execute(args),
         Command::Check(args) => cli::check::execute(args),
+        Command::Detach(args) => cli::detach::execute(args),
         Command::Status(args) => cli::status::execute(args),
+        Command::Completions(args) => cli::completions::execute(args, Cli::command()),
+        Command::Man(args) => cli::man::execute(args, Cli::command()),
     };
     std::process::exit(code);
 }

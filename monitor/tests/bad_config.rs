@@ -54,12 +54,14 @@ fn cases() -> Vec<Case> {
             )),
             expect: &["webex.prefixes", "203.0.113.0/24"],
         },
+        // A missing interface is waited for (tests/interface_health.rs); a name no interface
+        // can have is not.
         Case {
-            name: "unknown interface",
+            name: "impossible interface name",
             body: Some(format!(
-                "{VALID_INTERFACES}\n[[interfaces]]\nname = \"nosuch9\"\nrole = \"wan\"\n{webex}"
+                "{VALID_INTERFACES}\n[[interfaces]]\nname = \"no such/if\"\nrole = \"wan\"\n{webex}"
             )),
-            expect: &["interfaces[2]", "nosuch9"],
+            expect: &["interfaces[2]", "no such/if", "not a valid interface name"],
         },
         Case {
             name: "bad port range",

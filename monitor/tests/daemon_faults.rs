@@ -70,26 +70,27 @@ fn sigkill_mid_stream_then_restart_loses_no_counter() {
 
     let status = bed.kill();
     assert!(!status.success(), "killed, not exited: {status:?}");
-    // The links died with the process: nothing stays attached.
+    // The links are pinned: the programs stay attached and count without the daemon.
     let out = bed.tb.gw.ip(&["-d", "link", "show", GW_LAN_IF]).unwrap();
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("prog/xdp"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("prog/xdp"));
     send(&bed, &sink, webex(), 30);
 
     bed.start();
     let s = bed.status();
     assert_eq!(s["daemon"]["adopted_pinned_maps"], true);
-    bed.wait_status("the 50 from before the kill", |s| {
-        lan_packets(s, webex()) == Some(50)
+    assert_eq!(s["interfaces"][0]["adopted"], true);
+    bed.wait_status("the 80 from before the restart", |s| {
+        lan_packets(s, webex()) == Some(80)
     });
     send(&bed, &sink, webex(), 40);
-    let s = bed.wait_status("90 packets", |s| lan_packets(s, webex()) == Some(90));
+    let s = bed.wait_status("120 packets", |s| lan_packets(s, webex()) == Some(120));
     let flow = s["flows"]
         .as_array()
         .unwrap()
         .iter()
         .find(|f| f["interface"] == GW_LAN_IF && f["direction"] == "ingress")
         .unwrap();
-    assert_eq!(flow["bytes"], 90 * IP_BYTES);
+    assert_eq!(flow["bytes"], 120 * IP_BYTES);
     assert!(bed.pin.path().join("FLOWS").exists());
 }
 

@@ -100,7 +100,12 @@ fn start(endpoint: String, protocol: OtlpProtocol, timeout_ms: u64) -> Running {
         resource_attributes: Some([("site".to_string(), "lab".to_string())].into()),
         ..Default::default()
     };
-    let settings = resolve(&cfg, &|_| None).unwrap();
+    start_with(&cfg, &|_| None)
+}
+
+/// Starts export with `cfg`, the environment looked up in `env`.
+fn start_with(cfg: &ExportConfig, env: &dyn Fn(&str) -> Option<String>) -> Running {
+    let settings = resolve(cfg, env).unwrap();
     let status = StatusCell::new(&settings);
     let report = Arc::new(Mutex::new(report()));
     let report_fn: export::ReportFn = {
@@ -276,7 +281,10 @@ fn exports_metrics_and_anomaly_logs(protocol: Protocol, otlp: OtlpProtocol) {
         assert_eq!(value("sip_alg", "critical"), Some(1));
         assert_eq!(value("sip_alg", "warning"), Some(0));
         assert_eq!(value("dscp_missing", "warning"), Some(0));
-        assert_eq!(g.data_points.len(), 11 * 3);
+        assert_eq!(
+            g.data_points.len(),
+            monitor::anomaly::DETECTOR_IDS.len() * 3
+        );
 
         let record = &r.logs[0].resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(record.event_name, "monitor.anomaly.opened");
@@ -410,14 +418,69 @@ fn wait_status(run: &Running, pred: impl Fn(&monitor::status::model::ExportStatu
     panic!("export status never got there: {:?}", run.status.get());
 }
 
+/// A loopback port bound but not listening: connections to it are refused, and the
+/// kernel cannot hand it to another test (a dropped listener's port often comes back
+/// from the very next bind to port 0) until [`ReservedPort::listen`] serves on it.
+struct ReservedPort {
+    fd: std::os::fd::OwnedFd,
+    addr: std::net::SocketAddr,
+}
+
+impl ReservedPort {
+    fn new() -> Self {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: plain socket calls on a socket we own; sockaddr_in is fully set.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            use std::os::fd::AsRawFd as _;
+            assert_eq!(
+                libc::bind(
+                    fd.as_raw_fd(),
+                    &sa as *const _ as *const libc::sockaddr,
+                    len
+                ),
+                0
+            );
+            let mut len = len;
+            assert_eq!(
+                libc::getsockname(
+                    fd.as_raw_fd(),
+                    &mut sa as *mut _ as *mut libc::sockaddr,
+                    &mut len
+                ),
+                0
+            );
+            let addr = std::net::SocketAddr::from((
+                std::net::Ipv4Addr::LOCALHOST,
+                u16::from_be(sa.sin_port),
+            ));
+            ReservedPort { fd, addr }
+        }
+    }
+
+    fn listen(self) -> TcpListener {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: listen(2) on our bound socket.
+        assert_eq!(unsafe { libc::listen(self.fd.as_raw_fd(), 128) }, 0);
+        TcpListener::from(self.fd)
+    }
+}
+
 #[test]
 fn collector_down_costs_no_memory_and_export_resumes() {
     for (protocol, otlp) in [
         (Protocol::Grpc, OtlpProtocol::Grpc),
         (Protocol::Http, OtlpProtocol::HttpProtobuf),
     ] {
-        // A port with nobody listening.
-        let addr = loopback().local_addr().unwrap();
+        // A port with nobody listening, kept reserved so no parallel test gets it.
+        let reserved = ReservedPort::new();
+        let addr = reserved.addr;
         let mut run = start(endpoint(addr), otlp, 800);
         wait_status(&run, |s| s.dropped >= 2);
         let rss_before = vm_rss_kib();
@@ -429,10 +492,11 @@ fn collector_down_costs_no_memory_and_export_resumes() {
         );
         let s = run.status.get().unwrap();
         assert_eq!(s.exported, 0);
-        assert!(s.last_error.is_some());
+        let error = s.last_error.unwrap();
+        assert!(error.contains("Connection refused"), "{otlp:?}: {error}");
 
         // The collector comes up on that port: the next export arrives.
-        let receiver = Receiver::start(TcpListener::bind(addr).unwrap(), protocol, false);
+        let receiver = Receiver::start(reserved.listen(), protocol, false);
         assert!(receiver.wait_for(WAIT, |r| !r.metrics.is_empty()));
         wait_status(&run, |s| s.exported >= 1 && s.last_error.is_none());
         drop(run.exporter.take());
@@ -471,6 +535,7 @@ fn prometheus_endpoint_serves_the_same_series() {
     let cfg = ExportConfig {
         prometheus: true,
         prometheus_listen: Some("127.0.0.1:0".into()),
+        site_name: Some("lab".into()),
         ..Default::default()
     };
     let settings = resolve(&cfg, &|_| None).unwrap();
@@ -490,10 +555,248 @@ fn prometheus_endpoint_serves_the_same_series() {
     };
     let text = get("/metrics");
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-    assert!(text.contains("\nmonitor_packets_seen_total 1234\n"));
+    assert!(text.contains("\nmonitor_packets_seen_total{site_name=\"lab\"} 1234\n"));
     assert!(text.contains(
-        "\nmonitor_flow_packets_total{monitor_class=\"media\",network_interface_name=\"wan0\",\
+        "\nmonitor_flow_packets_total{site_name=\"lab\",monitor_class=\"media\",network_interface_name=\"wan0\",\
          network_io_direction=\"transmit\",network_transport=\"udp\",network_type=\"ipv4\"} 150\n"
     ));
     assert!(get("/other").starts_with("HTTP/1.1 404"));
+}
+
+// ---------------------------------------------------------------- TLS, gzip, connections
+
+fn log_records(r: &Received) -> usize {
+    r.logs
+        .iter()
+        .flat_map(|l| &l.resource_logs)
+        .flat_map(|rl| &rl.scope_logs)
+        .map(|sl| sl.log_records.len())
+        .sum()
+}
+
+fn path(p: &std::path::Path) -> Option<String> {
+    Some(p.to_string_lossy().into_owned())
+}
+
+/// OTLP over TLS to a receiver whose certificate a test CA signed, with a client
+/// certificate (the receiver requires one) and gzip: metrics and log records arrive,
+/// every request compressed, and the resource carries the site.
+fn tls_and_gzip(protocol: Protocol, otlp: OtlpProtocol) {
+    let dir = xtask::TempDir::new().unwrap();
+    let pki = otlp_receiver::TestPki::create(dir.path());
+    let receiver = Receiver::start_tls(loopback(), protocol, pki.server());
+    let cfg = ExportConfig {
+        otlp_endpoint: Some(format!("https://{}", receiver.addr)),
+        otlp_protocol: Some(otlp),
+        otlp_compression: Some(monitor::config::export::OtlpCompression::Gzip),
+        otlp_ca_file: path(&pki.ca),
+        otlp_client_cert_file: path(&pki.client_cert),
+        otlp_client_key_file: path(&pki.client_key),
+        site_name: Some("hq".into()),
+        interval_ms: Some(1000),
+        ..Default::default()
+    };
+    let run = start_with(&cfg, &|_| None);
+    assert!(
+        receiver.wait_for(WAIT, |r| r.metrics.len() >= 2 && log_records(r) == 1),
+        "no export over TLS arrived: {:?}",
+        run.status.get()
+    );
+    let s = run.status.get().unwrap();
+    assert!(s.otlp_tls, "{s:?}");
+    assert_eq!(s.otlp_compression.as_deref(), Some("gzip"));
+    assert_eq!(s.timeout_ms, 800, "the default for a 1 s interval");
+    let r = receiver.received.lock().unwrap();
+    assert_eq!(
+        r.gzip_requests,
+        r.metrics.len() + r.logs.len(),
+        "every request gzip-compressed"
+    );
+    let resource = r.metrics[0].resource_metrics[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .clone();
+    assert_eq!(str_value(attr(&resource, "site.name").unwrap()), Some("hq"));
+    let log_resource = r.logs[0].resource_logs[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .clone();
+    assert_eq!(
+        str_value(attr(&log_resource, "site.name").unwrap()),
+        Some("hq")
+    );
+    assert_eq!(
+        sum_points(find_metric(&r, "monitor.packets.seen")),
+        vec![(vec![], 1234)]
+    );
+}
+
+#[test]
+fn grpc_over_tls_with_gzip_and_a_client_certificate() {
+    tls_and_gzip(Protocol::Grpc, OtlpProtocol::Grpc);
+}
+
+#[test]
+fn http_over_tls_with_gzip_and_a_client_certificate() {
+    tls_and_gzip(Protocol::Http, OtlpProtocol::HttpProtobuf);
+}
+
+/// The collector's certificate is not signed by the configured CA: every export fails
+/// with a message that says so, nothing is received, and the rest goes on (the
+/// Prometheus endpoint answers, exports keep being attempted on schedule).
+#[test]
+fn a_wrong_ca_fails_with_a_clear_error_and_nothing_else_stops() {
+    let dir = xtask::TempDir::new().unwrap();
+    let pki = otlp_receiver::TestPki::create(dir.path());
+    for (protocol, otlp) in [
+        (Protocol::Grpc, OtlpProtocol::Grpc),
+        (Protocol::Http, OtlpProtocol::HttpProtobuf),
+    ] {
+        let receiver = Receiver::start_tls(loopback(), protocol, pki.server());
+        let cfg = ExportConfig {
+            otlp_endpoint: Some(format!("https://{}", receiver.addr)),
+            otlp_protocol: Some(otlp),
+            otlp_ca_file: path(&pki.wrong_ca),
+            otlp_client_cert_file: path(&pki.client_cert),
+            otlp_client_key_file: path(&pki.client_key),
+            interval_ms: Some(1000),
+            prometheus: true,
+            prometheus_listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let mut run = start_with(&cfg, &|_| None);
+        wait_status(&run, |s| s.dropped >= 3);
+        let s = run.status.get().unwrap();
+        assert_eq!(s.exported, 0);
+        let error = s.last_error.unwrap();
+        assert!(
+            error.starts_with("exporting metrics: ")
+                && error.contains("invalid peer certificate: UnknownIssuer")
+                && error.contains("otlp_ca_file")
+                && error.contains("signed the collector's certificate"),
+            "{otlp:?}: {error}"
+        );
+        assert!(receiver.received.lock().unwrap().metrics.is_empty());
+        // The Prometheus endpoint of the same export thread still answers.
+        let addr = run.exporter.as_ref().unwrap().prometheus_addr.unwrap();
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        use std::io::{Read as _, Write as _};
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        c.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("\nmonitor_export_dropped_total{site_name="));
+        drop(run.exporter.take());
+    }
+}
+
+/// The connection goes half-open (the proxy silences it; new connections are still
+/// answered): the export on it times out, the next one runs on a new connection, and
+/// data arrives again within two intervals.
+fn half_open_connection_recovers(protocol: Protocol, otlp: OtlpProtocol) {
+    let receiver = Receiver::start(loopback(), protocol, false);
+    let proxy = otlp_receiver::SilencingProxy::start(receiver.addr);
+    let cfg = ExportConfig {
+        otlp_endpoint: Some(endpoint(proxy.addr)),
+        otlp_protocol: Some(otlp),
+        interval_ms: Some(1000),
+        ..Default::default()
+    };
+    let mut run = start_with(&cfg, &|_| None);
+    wait_status(&run, |s| s.exported >= 2);
+    let before = receiver.received.lock().unwrap().metrics.len();
+    let dropped_before = run.status.get().unwrap().dropped;
+    proxy.silence();
+    let silenced = Instant::now();
+    assert!(
+        receiver.wait_for(WAIT, |r| r.metrics.len() > before),
+        "{otlp:?}: no export after the connection went half-open: {:?}",
+        run.status.get()
+    );
+    let recovered = silenced.elapsed();
+    // One interval for the export that hangs (it times out at 800 ms), one for the next
+    // on a fresh connection; slack for a loaded machine.
+    assert!(
+        recovered < Duration::from_millis(2 * 1000 + 500),
+        "{otlp:?}: recovered after {recovered:?}"
+    );
+    wait_status(&run, |s| s.last_error.is_none());
+    let s = run.status.get().unwrap();
+    assert_eq!(
+        s.dropped,
+        dropped_before + 1,
+        "{otlp:?}: exactly the one export that hung"
+    );
+    drop(run.exporter.take());
+}
+
+#[test]
+fn half_open_grpc_connection_recovers_within_two_intervals() {
+    half_open_connection_recovers(Protocol::Grpc, OtlpProtocol::Grpc);
+}
+
+#[test]
+fn half_open_http_connection_recovers_within_two_intervals() {
+    half_open_connection_recovers(Protocol::Http, OtlpProtocol::HttpProtobuf);
+}
+
+/// The per-signal variable alone turns metrics export on, its URL used as given; no logs
+/// endpoint, so no log records are sent.
+#[test]
+fn the_metrics_endpoint_variable_alone_enables_export() {
+    let receiver = Receiver::start(loopback(), Protocol::Http, false);
+    let url = format!("http://{}/v1/metrics", receiver.addr);
+    let env = move |name: &str| match name {
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" => Some(url.clone()),
+        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf".to_string()),
+        "OTEL_METRIC_EXPORT_INTERVAL" => Some("1000".to_string()),
+        _ => None,
+    };
+    let mut run = start_with(&ExportConfig::default(), &env);
+    assert!(receiver.wait_for(WAIT, |r| r.metrics.len() >= 2));
+    let s = run.status.get().unwrap();
+    assert_eq!(s.dropped, 0);
+    assert_eq!(s.log_records_exported, 0);
+    assert_eq!(s.log_records_dropped, 0, "not wanted is not dropped");
+    assert!(receiver.received.lock().unwrap().logs.is_empty());
+    drop(run.exporter.take());
+}
+
+/// `promtool check metrics` (Prometheus' own linter) accepts the exposition.
+#[test]
+fn prometheus_exposition_passes_promtool_check_metrics() {
+    let series = monitor::export::series::collect(&report(), 10);
+    let text = monitor::export::prometheus::render(
+        &series,
+        &[
+            ("service.name".into(), "monitor".into()),
+            ("site.name".into(), "hq".into()),
+        ],
+    );
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (package prometheus, installed by `cargo xtask setup`)");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

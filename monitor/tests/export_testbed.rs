@@ -5,7 +5,6 @@
 //! while polling goes on. Everything listens on 127.0.0.1 inside the gateway namespace.
 
 mod otlp_receiver;
-mod prometheus_server;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::Path;
@@ -14,8 +13,8 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use otlp_receiver::{Protocol, Received, Receiver};
-use prometheus_server::{PrometheusServer, http_get, prom_query};
 use serde_json::Value as Json;
+use xtask::prometheus::{PrometheusServer, http_get};
 use xtask::{
     Daemon, Netns, PinDir, TempDir, Testbed,
     testbed::{GW_LAN_IF, GW_WAN_IF, LAN_HOST_V4, WEBEX_NODE_V4},
@@ -149,6 +148,15 @@ fn media_flow_packets(status: &Json, interface: &str, direction: &str) -> Option
 
 // ---------------------------------------------------------------- Prometheus
 
+/// Prometheus instant query: the value of the single resulting series, if exactly one.
+fn prom_query(ns: &Netns, query: &str) -> Option<String> {
+    let result = xtask::prometheus::query(ns, query).ok()?;
+    match result.as_slice() {
+        [one] => one["value"][1].as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
 #[test]
 fn prometheus_scrapes_exact_flow_counts() {
     let bed = Bed::testbed().start(&format!(
@@ -159,7 +167,8 @@ fn prometheus_scrapes_exact_flow_counts() {
         PROMETHEUS_ENDPOINT
     );
     let dir = TempDir::new().expect("tempdir");
-    let prometheus = PrometheusServer::start(&bed.tb.gw, dir.path(), PROMETHEUS_ENDPOINT);
+    let prometheus =
+        PrometheusServer::start(&bed.tb.gw, dir.path(), PROMETHEUS_ENDPOINT).expect("prometheus");
     let sink = bed.sink();
     bed.send(&sink, N);
 

@@ -22,7 +22,7 @@ use monitor_common::program_names;
 use xtask::PinDir;
 
 /// At most this many verified instructions per program on the kernel under test: a
-/// tenth of the kernel's limit (the largest program needs about 23,000 on 6.18).
+/// tenth of the kernel's limit (the largest program needs about 22,000 on 6.18).
 const BUDGET: u32 = 100_000;
 
 #[test]

@@ -5,7 +5,7 @@ mod support;
 
 use std::{collections::HashSet, net::Ipv4Addr, process::Command};
 
-use monitor::kernel::{KernelError, loader};
+use monitor::kernel::loader;
 use support::{Kernel, XDP_PASS, key_v4};
 use xtask::{
     PinDir,
@@ -42,7 +42,7 @@ fn batched_snapshot_returns_every_flow_exactly_once() {
 }
 
 #[test]
-fn a_pinned_flow_map_of_another_layout_is_refused_with_the_fix() {
+fn a_pinned_flow_map_of_another_layout_is_moved_aside_and_migrated() {
     let pin = PinDir::new();
     std::fs::create_dir_all(pin.path()).unwrap();
     // What an older version with a 56-byte flow value would have left behind.
@@ -62,16 +62,27 @@ fn a_pinned_flow_map_of_another_layout_is_refused_with_the_fix() {
     );
 
     let cfg = support::config(pin.path(), "", "");
-    let err = match loader::load(&cfg) {
-        Ok(_) => panic!("an incompatible pinned map was adopted"),
-        Err(e) => e,
-    };
-    assert!(matches!(err, KernelError::IncompatiblePin { .. }), "{err}");
-    let msg = err.to_string();
-    assert!(msg.contains("44/56"), "{msg}");
-    assert!(msg.contains(&pin.path().display().to_string()), "{msg}");
-    // The old map is left alone for the operator to decide.
-    assert!(flows.exists());
+    let loaded = loader::load(&cfg).unwrap_or_else(|e| panic!("loading: {e}"));
+    let aside = pin.path().join("replaced").join("FLOWS");
+    assert_eq!(loaded.pins.replaced.len(), 1);
+    assert_eq!(loaded.pins.replaced[0].aside, aside);
+    assert!(aside.exists(), "the old map waits for its migration");
+    let fresh = aya::maps::MapInfo::from_pin(&flows).unwrap();
+    assert_eq!(
+        fresh.value_size() as usize,
+        std::mem::size_of::<monitor_common::FlowStats>()
+    );
+    let migration = monitor::kernel::migrate::Migration::copy(pin.path(), &loaded.pins.replaced);
+    let lines = migration.finish();
+    assert_eq!(
+        lines,
+        [format!(
+            "FLOWS: layout changed (key/value bytes 44/{} were 44/56); all 0 entries \
+             migrated, added bytes start at zero",
+            fresh.value_size()
+        )]
+    );
+    assert!(!aside.exists(), "released after the migration");
 }
 
 #[test]

@@ -40,6 +40,7 @@ fn info() -> StaticInfo {
         pin_path: String::new(),
         poll_interval_ms: 1000,
         adopted_pinned_maps: false,
+        pin_migrations: Vec::new(),
         interfaces: Vec::new(),
         dscp: Default::default(),
         quality: Default::default(),

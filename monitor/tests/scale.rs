@@ -4,8 +4,6 @@
 //! to the anomaly cap. Counts are exact: the test knows every connection and packet it
 //! made.
 
-mod prometheus_server;
-
 use std::collections::HashSet;
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
@@ -17,8 +15,8 @@ use monitor::anomaly::fold::{CAP_PER_ID, SHOWN_PER_ID};
 use monitor::report::scale::StatusSocket;
 use monitor::status::client;
 use monitor::status::server::REQUEST_TIMEOUT;
-use prometheus_server::{PrometheusServer, http_get, prom_query};
 use serde_json::Value;
+use xtask::prometheus::{PrometheusServer, http_get};
 use xtask::{
     PinDir, TempDir, Testbed,
     bed::GatewayBed,
@@ -42,6 +40,15 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 /// The daemon's resident memory may grow at most this much under the clients.
 const RSS_GROWTH_MAX_KIB: u64 = 16 * 1024;
 const PROMETHEUS_ENDPOINT: &str = "127.0.0.1:9464";
+
+/// Prometheus instant query: the value of the single resulting series, if exactly one.
+fn prom_query(ns: &xtask::Netns, query: &str) -> Option<String> {
+    let result = xtask::prometheus::query(ns, query).ok()?;
+    match result.as_slice() {
+        [one] => one["value"][1].as_str().map(str::to_string),
+        _ => None,
+    }
+}
 
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
@@ -173,7 +180,8 @@ fn prometheus_scrape_succeeds_past_three_idle_connections() {
     let addr: SocketAddr = PROMETHEUS_ENDPOINT.parse().unwrap();
     // A real Prometheus server, scraping every second with a 1 s scrape timeout.
     let dir = TempDir::new().expect("tempdir");
-    let prometheus = PrometheusServer::start(&bed.tb.gw, dir.path(), PROMETHEUS_ENDPOINT);
+    let prometheus =
+        PrometheusServer::start(&bed.tb.gw, dir.path(), PROMETHEUS_ENDPOINT).expect("prometheus");
     let up = "up{job=\"monitor\"}";
     let deadline = Instant::now() + Duration::from_secs(30);
     while prom_query(&bed.tb.gw, up).as_deref() != Some("1") {

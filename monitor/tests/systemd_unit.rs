@@ -87,4 +87,24 @@ fn security_exposure_is_what_the_readme_says() {
         readme.contains(&format!("**{score}**")),
         "README must state the unit's `systemd-analyze security` exposure, now {score}"
     );
+    // Every item it reports as exposed is in README's table of what stays and why.
+    let section = readme
+        .split("### The systemd unit")
+        .nth(1)
+        .expect("README section \"The systemd unit\"");
+    let section = section.split("\n## ").next().unwrap();
+    let exposed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("✗ "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(exposed.len() >= 10, "{text}");
+    let missing: Vec<&&str> = exposed
+        .iter()
+        .filter(|name| !section.contains(&format!("`{}`", name.replace('|', "\\|"))))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README's systemd section does not list {missing:?} that systemd-analyze security reports:\n{text}"
+    );
 }

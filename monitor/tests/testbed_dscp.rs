@@ -8,14 +8,15 @@
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
-    path::{Path, PathBuf},
-    process::{Child, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use xtask::{
-    Daemon, Netns, PinDir, TempDir, Testbed, monitor_bin,
+    Daemon, Netns, PinDir, TempDir, Testbed,
+    capture::Capture,
+    monitor_bin,
     testbed::{GW_WAN_V4, LAN_HOST_V4, WAN_HOST_V4, WEBEX_NODE_V4},
     traffic::{send_udp, tcp_echo_server, tcp_exchange, udp_call, udp_echo, udp_sink},
 };
@@ -96,121 +97,45 @@ impl Bed {
 /// Captured packets per (transport and destination address, port, DSCP, ECN).
 type Counts = BTreeMap<(String, u16, u8, u8), u64>;
 
-/// A tshark capture on the WAN host; stopped (SIGINT, then waited for) on drop.
-struct Capture {
-    child: Option<Child>,
-    file: PathBuf,
-}
-
-impl Capture {
-    fn start(ns: &Netns, dir: &Path) -> Capture {
-        let file = dir.join("wan.pcap");
-        let stderr = std::fs::File::create(dir.join("tshark.err")).expect("tshark log");
-        let child = ns
-            .command(&["tshark", "-q", "-i", "eth0", "-F", "pcap", "-w"])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("tshark");
-        let capture = Capture {
-            child: Some(child),
-            file,
+/// For packets from `src` in `capture`, the number of packets per (transport and
+/// destination, destination port, DSCP, ECN) and the largest IP length per destination
+/// port.
+fn finish(capture: Capture, src: IpAddr) -> (Counts, BTreeMap<u16, u64>) {
+    let rows = capture.fields(
+        "ip",
+        &[
+            "ip.src",
+            "ip.dst",
+            "udp.dstport",
+            "tcp.dstport",
+            "ip.dsfield.dscp",
+            "ip.dsfield.ecn",
+            "ip.len",
+        ],
+    );
+    let mut counts = BTreeMap::new();
+    let mut max_len = BTreeMap::new();
+    for f in rows {
+        if f.len() < 7 || f[0] != src.to_string() {
+            continue;
+        }
+        let (proto, port) = if !f[2].is_empty() {
+            ("udp", &f[2])
+        } else {
+            ("tcp", &f[3])
         };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let err = dir.join("tshark.err");
-        while !std::fs::read_to_string(&err)
-            .unwrap_or_default()
-            .contains("Capturing on")
-        {
-            assert!(Instant::now() < deadline, "tshark did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // tshark reports "Capturing on" a moment before dumpcap's socket sees packets.
-        std::thread::sleep(Duration::from_secs(1));
-        capture
+        let key = (
+            format!("{proto} {}", f[1]),
+            port.parse().unwrap_or(0),
+            f[4].parse().unwrap_or(255),
+            f[5].parse().unwrap_or(255),
+        );
+        let len = f[6].parse::<u64>().unwrap_or(0);
+        let largest = max_len.entry(key.1).or_insert(0);
+        *largest = len.max(*largest);
+        *counts.entry(key).or_insert(0) += 1;
     }
-
-    /// Stops the capture and returns, for packets from `src`, the number of packets per
-    /// (transport and destination, destination port, DSCP, ECN) and the largest IP length
-    /// per destination port.
-    fn finish(mut self, src: IpAddr) -> (Counts, BTreeMap<u16, u64>) {
-        self.stop();
-        let out = std::process::Command::new("tshark")
-            .args(["-r"])
-            .arg(&self.file)
-            .args([
-                "-T",
-                "fields",
-                "-E",
-                "separator=,",
-                "-e",
-                "ip.src",
-                "-e",
-                "ip.dst",
-                "-e",
-                "udp.dstport",
-                "-e",
-                "tcp.dstport",
-                "-e",
-                "ip.dsfield.dscp",
-                "-e",
-                "ip.dsfield.ecn",
-                "-e",
-                "ip.len",
-                "ip",
-            ])
-            .output()
-            .expect("tshark -r");
-        assert!(out.status.success(), "tshark -r failed: {out:?}");
-        let mut counts = BTreeMap::new();
-        let mut max_len = BTreeMap::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let f: Vec<&str> = line.split(',').collect();
-            if f.len() < 7 || f[0] != src.to_string() {
-                continue;
-            }
-            let (proto, port) = if !f[2].is_empty() {
-                ("udp", f[2])
-            } else {
-                ("tcp", f[3])
-            };
-            let key = (
-                format!("{proto} {}", f[1]),
-                port.parse().unwrap_or(0),
-                f[4].parse().unwrap_or(255),
-                f[5].parse().unwrap_or(255),
-            );
-            let len = f[6].parse::<u64>().unwrap_or(0);
-            let largest = max_len.entry(key.1).or_insert(0);
-            *largest = len.max(*largest);
-            *counts.entry(key).or_insert(0) += 1;
-        }
-        (counts, max_len)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on the pid of the tshark this guard started.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        self.stop();
-    }
+    (counts, max_len)
 }
 
 fn flows(status: &Value) -> Vec<Value> {
@@ -313,7 +238,7 @@ fn rewrite_on_wan_egress_marks_each_class_and_leaves_other_traffic_alone() {
         .wan
         .run(|| tcp_echo_server(node(5062)))
         .expect("echo");
-    let capture = Capture::start(&bed.tb.wan, bed.dir.path());
+    let capture = Capture::start(&bed.tb.wan, "eth0", bed.dir.path());
 
     bed.send(AUDIO_PORT, node(5004), AUDIO);
     bed.send(VIDEO_PORT, node(9000), VIDEO);
@@ -339,7 +264,7 @@ fn rewrite_on_wan_egress_marks_each_class_and_leaves_other_traffic_alone() {
                 && f["idle_s"].as_f64() > Some(0.5)
         })
     });
-    let (counts, max_len) = capture.finish(IpAddr::V4(GW_WAN_V4));
+    let (counts, max_len) = finish(capture, IpAddr::V4(GW_WAN_V4));
     drop(echo);
     drop(echo_gw);
 

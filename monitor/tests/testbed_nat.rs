@@ -116,7 +116,7 @@ fn exact_packets_and_bytes_on_both_sides_of_the_nat() {
 }
 
 #[test]
-fn restart_continues_counters_and_leaves_nothing_attached_while_stopped() {
+fn restart_continues_counters_and_keeps_counting_while_stopped() {
     let mut bed = GatewayBed::launch();
     let sink = sink(&bed.tb);
 
@@ -125,7 +125,8 @@ fn restart_continues_counters_and_leaves_nothing_attached_while_stopped() {
     assert_eq!(bed.status()["daemon"]["adopted_pinned_maps"], false);
 
     bed.stop();
-    // Detached: no XDP program on either gateway interface while the daemon is down ...
+    // The links are pinned: XDP stays on both gateway interfaces while the daemon is
+    // down (`monitor detach` removes it) ...
     for iface in [GW_LAN_IF, GW_WAN_IF] {
         let out = bed
             .tb
@@ -133,25 +134,25 @@ fn restart_continues_counters_and_leaves_nothing_attached_while_stopped() {
             .ip(&["-d", "link", "show", iface])
             .expect("ip link");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(!text.contains("prog/xdp"), "{iface} still has XDP: {text}");
+        assert!(text.contains("prog/xdp"), "{iface} lost XDP: {text}");
     }
-    // ... yet the maps are still pinned.
+    // ... with the maps it counts into.
     assert!(
         bed.pin.path().join("FLOWS").exists(),
         "pinned flow map kept"
     );
-    // Traffic still flows, uncounted, while nothing is attached.
+    // Traffic while the daemon is down is counted all the same.
     send(&bed, &sink, 30);
 
     bed.start();
     let status = bed.status();
     assert_eq!(status["daemon"]["adopted_pinned_maps"], true);
-    // Nothing reset: the counts from before the restart are all there.
-    let (lan2, _) = wait_for_packets(&bed, 50);
+    // Nothing reset, nothing missed.
+    let (lan2, _) = wait_for_packets(&bed, 80);
     assert!(lan2["age_s"].as_f64().unwrap() >= lan1["age_s"].as_f64().unwrap());
 
     send(&bed, &sink, 40);
-    let (lan, wan) = wait_for_packets(&bed, 90);
-    assert_eq!(lan["bytes"], 90 * IP_BYTES);
-    assert_eq!(wan["bytes"], 90 * IP_BYTES);
+    let (lan, wan) = wait_for_packets(&bed, 120);
+    assert_eq!(lan["bytes"], 120 * IP_BYTES);
+    assert_eq!(wan["bytes"], 120 * IP_BYTES);
 }

@@ -205,6 +205,30 @@ fn terminate(mut child: Child, signal: libc::c_int) -> ExitStatus {
         .unwrap_or_else(|e| panic!("cannot reap the monitor daemon (pid {}): {e}", child.id()))
 }
 
+/// Runs `<monitor_bin> detach --config <config>` in `netns` (through nsenter, so bpffs
+/// stays visible): removes the XDP and TC links a stopped daemon leaves attached (they are
+/// pinned, so the data path outlives the daemon), e.g. before measuring without it.
+pub fn detach(monitor_bin: &Path, netns: &Netns, config: &Path) -> Result<()> {
+    let mut command = Command::new("nsenter");
+    command
+        .arg(format!("--net={}", netns.path().display()))
+        .arg("--")
+        .arg(monitor_bin)
+        .arg("detach")
+        .arg("--config")
+        .arg(config);
+    let output = cmd::output_timeout(&mut command, STATUS_TIMEOUT)?;
+    if !output.status.success() {
+        bail!(
+            "`{}` failed ({}): {}",
+            cmd::describe(&command),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// `<config dir>/<config stem>.log`.
 fn log_path(config: &Path) -> PathBuf {
     let stem = config

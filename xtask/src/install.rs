@@ -154,7 +154,7 @@ pub fn run(root: &Path, binary: Option<&Path>) -> Result<()> {
 }
 
 /// `cargo build --release -p monitor`; returns the binary's path.
-fn build_release() -> Result<PathBuf> {
+pub fn build_release() -> Result<PathBuf> {
     // The cargo that runs us (`cargo xtask`), so the same toolchain builds.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);

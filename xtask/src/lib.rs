@@ -12,6 +12,7 @@
 //! test (panic) or an interrupted demo (see [`interrupt`]) still cleans up.
 
 pub mod bed;
+pub mod capture;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
@@ -19,7 +20,9 @@ pub mod frames;
 pub mod install;
 pub mod interrupt;
 pub mod netns;
+pub mod package;
 pub mod paths;
+pub mod prometheus;
 pub mod rtp;
 pub mod rtpgen;
 pub mod scratch;

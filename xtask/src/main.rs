@@ -111,6 +111,20 @@ enum Task {
         #[arg(long, value_name = "PATH")]
         binary: Option<std::path::PathBuf>,
     },
+    /// Build the Debian package (dpkg-deb): the release binary, the systemd unit, the
+    /// default config as a conffile, completions, the man page, the README, the Grafana
+    /// dashboard and the Prometheus alert rules.
+    Package {
+        /// Package this already-built binary instead of building one.
+        #[arg(long, value_name = "PATH")]
+        binary: Option<std::path::PathBuf>,
+        /// Package version (default: the crate's).
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+        /// Where the .deb goes (default: debian/ in the target directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -124,6 +138,15 @@ fn main() -> ExitCode {
         Task::Demo => demo::run(),
         Task::Bench { quick, daemon_only } => bench::run(quick, daemon_only),
         Task::Install { root, binary } => xtask::install::run(&root, binary.as_deref()),
+        Task::Package {
+            binary,
+            version,
+            out,
+        } => xtask::package::run(
+            binary.as_deref(),
+            version.as_deref(),
+            &out.unwrap_or_else(|| xtask::paths::target_dir().join("debian")),
+        ),
         Task::Fuzz { frames, seed } => fuzz::run(frames, seed),
         Task::KernelMatrix {
             kernels,

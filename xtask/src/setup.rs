@@ -23,6 +23,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "systemd",
     // A real resolver answering Webex names in the peer-learning tests.
     "dnsmasq",
+    // The test CA and certificates of the OTLP-over-TLS tests.
+    "openssl",
+    // `cargo xtask package`: objdump (the glibc version the binary needs) and strip.
+    "binutils",
 ];
 /// aya-build links the eBPF object with this exact bpf-linker.
 const BPF_LINKER_VERSION: &str = "0.10.0";

@@ -72,11 +72,36 @@ impl Testbed {
     /// and creates it again with the same names and addresses, as when a cable or a VM
     /// interface is replugged: the gateway's `lan0` comes back with a new ifindex.
     pub fn replug_lan(&self) -> Result<()> {
-        self.gw.ip(&["link", "del", GW_LAN_IF])?;
+        self.unplug_lan()?;
+        self.plug_lan()
+    }
+
+    /// Deletes the LAN link (the first half of [`replug_lan`](Self::replug_lan)).
+    pub fn unplug_lan(&self) -> Result<()> {
+        self.gw.ip(&["link", "del", GW_LAN_IF]).map(drop)
+    }
+
+    /// Creates the LAN link again after [`unplug_lan`](Self::unplug_lan).
+    pub fn plug_lan(&self) -> Result<()> {
         wiring::veth(&self.lan, LAN_HOST_IF, &self.gw, GW_LAN_IF)?;
         wiring::lan_host(&self.lan)?;
         wiring::gateway_lan(&self.gw)?;
         wiring::wait_ready(&[(&self.lan, LAN_HOST_IF), (&self.gw, GW_LAN_IF)])
+    }
+
+    /// Deletes the WAN link (the gateway's `wan0` and the WAN host's `eth0` go together),
+    /// as when a PPP or VPN uplink is not there yet.
+    pub fn unplug_wan(&self) -> Result<()> {
+        self.gw.ip(&["link", "del", GW_WAN_IF]).map(drop)
+    }
+
+    /// Creates the WAN link again after [`unplug_wan`](Self::unplug_wan), with the same
+    /// names, addresses and the gateway's routes to the Webex prefixes.
+    pub fn plug_wan(&self) -> Result<()> {
+        wiring::veth(&self.wan, WAN_HOST_IF, &self.gw, GW_WAN_IF)?;
+        wiring::wan_host_link(&self.wan)?;
+        wiring::gateway_wan(&self.gw)?;
+        wiring::wait_ready(&[(&self.wan, WAN_HOST_IF), (&self.gw, GW_WAN_IF)])
     }
 
     /// `mtb<pid>x<n>`: the common prefix of the three namespace names.

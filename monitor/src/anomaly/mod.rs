@@ -14,7 +14,7 @@ pub mod window;
 pub use crate::report::anomaly::{Anomaly, Event, Evidence, Severity};
 
 /// Every detector's id (README "Anomalies"), for series that exist before one opens.
-pub const DETECTOR_IDS: [&str; 11] = [
+pub const DETECTOR_IDS: [&str; 17] = [
     crate::detect::sip_alg::ID,
     crate::detect::media::BLOCKED,
     crate::detect::media::ONE_WAY,
@@ -26,6 +26,12 @@ pub const DETECTOR_IDS: [&str; 11] = [
     crate::dscp::detect::LOST,
     crate::dscp::detect::BLEACHED,
     crate::quality::detect::ID,
+    crate::detect::interfaces::DOWN,
+    crate::detect::interfaces::MISSING,
+    crate::detect::interfaces::WAITING,
+    crate::detect::interfaces::REFUSED,
+    crate::detect::interfaces::ATTACH_FAILED,
+    crate::detect::interfaces::XDP_FALLBACK,
 ];
 
 /// One detector's finding in one poll.

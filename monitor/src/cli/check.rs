@@ -116,8 +116,9 @@ pub fn run(cfg: Option<&config::ValidatedConfig>) -> Vec<Check> {
     checks.extend(timeouts(&detect));
     checks.push(conntrack_table(&detect));
     if let Some(cfg) = cfg {
-        for i in &cfg.config.interfaces {
+        for (i, ifindex) in cfg.config.interfaces.iter().zip(&cfg.ifindexes) {
             checks.push(interface_mtu(&i.name, cfg.config.mtu.path_mtu));
+            checks.push(attachment(cfg, i, *ifindex));
         }
     }
     checks.push(kernel_version());
@@ -338,10 +339,14 @@ fn interface_mtu(name: &str, path_mtu: u32) -> Check {
     match interface_mtu_of(name) {
         None => check(
             &check_name,
-            Verdict::Fail,
+            Verdict::Warn,
             "missing".into(),
-            format!("interface {name} does not exist in this network namespace"),
-            "fix [[interfaces]] in the config or create the interface",
+            format!(
+                "interface {name} does not exist in this network namespace: the daemon waits \
+                 for it and attaches when it appears"
+            ),
+            "if it is not created later (PPP, WireGuard, a VLAN), fix the name in \
+             [[interfaces]] (`ip link` lists them)",
         ),
         Some(mtu) if mtu < path_mtu => check(
             &check_name,
@@ -361,6 +366,102 @@ fn interface_mtu(name: &str, path_mtu: u32) -> Check {
             fix,
         ),
     }
+}
+
+/// Whether the data path is on the interface (pinned links, which stay while the daemon
+/// is stopped) and whether DSCP rewrite is active there (configured, TC attached, and
+/// the pinned policy says rewrite for its index).
+fn attachment(
+    cfg: &config::ValidatedConfig,
+    iface: &config::InterfaceConfig,
+    ifindex: u32,
+) -> Check {
+    use crate::kernel::{netdev, pins};
+    let name = &iface.name;
+    let check_name = format!("attached_{name}");
+    let pin_dir = &cfg.config.daemon.pin_path;
+    let rewrite_wanted = iface.dscp_egress == config::DscpMode::Rewrite;
+    if ifindex == 0 {
+        return check(
+            &check_name,
+            Verdict::Warn,
+            "waiting".into(),
+            format!(
+                "{name} does not exist: nothing is monitored{} there until it appears",
+                if rewrite_wanted { " or rewritten" } else { "" }
+            ),
+            "create the interface, or fix the name in [[interfaces]]",
+        );
+    }
+    let link_type = netdev::link_type(name).unwrap_or(u16::MAX);
+    let l3_beyond_table = netdev::link_kind(link_type)
+        .is_some_and(|k| k == monitor_common::link::LINK_L3)
+        && ifindex >= monitor_common::link::LINK_KIND_ENTRIES;
+    if !netdev::parser_reads(link_type) || l3_beyond_table {
+        return check(
+            &check_name,
+            Verdict::Fail,
+            "refused".into(),
+            format!(
+                "{name} has link type {} ({link_type}), which the parser cannot read: the \
+                 daemon does not attach to it",
+                netdev::link_type_name(link_type)
+            ),
+            "monitor the Ethernet interface under it instead, or remove it from [[interfaces]]",
+        );
+    }
+    let links: Vec<String> = pins::pinned_links(pin_dir)
+        .into_iter()
+        .filter(|(interface, _, _)| interface == name)
+        .map(|(_, kind, _)| kind)
+        .collect();
+    let tc = links.iter().any(|k| k == "tcx");
+    let rewrite_active = tc && rewrite_wanted && policy_rewrites(pin_dir, ifindex);
+    let dscp = if rewrite_active {
+        "; DSCP rewrite active (also while the daemon is down)"
+    } else if rewrite_wanted {
+        "; DSCP rewrite configured but NOT active"
+    } else {
+        ""
+    };
+    if links.is_empty() {
+        return check(
+            &check_name,
+            if rewrite_wanted {
+                Verdict::Warn
+            } else {
+                Verdict::Pass
+            },
+            "not attached".into(),
+            format!("no pinned links on {name}: the daemon has not run or was detached{dscp}"),
+            "start the daemon (`systemctl start monitor`)",
+        );
+    }
+    check(
+        &check_name,
+        if rewrite_wanted && !rewrite_active {
+            Verdict::Warn
+        } else {
+            Verdict::Pass
+        },
+        format!("attached ({})", links.join(", ")),
+        format!("XDP and TC stay on {name} across daemon restarts{dscp}"),
+        "start the daemon once to attach the TC program (`systemctl start monitor`)",
+    )
+}
+
+/// The pinned DSCP policy map holds rewrite on egress for `ifindex`.
+fn policy_rewrites(pin_dir: &std::path::Path, ifindex: u32) -> bool {
+    use aya::maps::{HashMap, Map, MapData};
+    use monitor_common::dscp::{Mode, Policy};
+    let Ok(data) = MapData::from_pin(pin_dir.join(monitor_common::map_names::DSCP_POLICY)) else {
+        return false;
+    };
+    let Ok(map) = HashMap::<_, u32, Policy>::try_from(Map::HashMap(data)) else {
+        return false;
+    };
+    map.get(&ifindex, 0)
+        .is_ok_and(|p| Mode::from_u8(p.egress) == Mode::Rewrite)
 }
 
 /// "6.18.44-fc" -> (6, 18)

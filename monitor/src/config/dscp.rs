@@ -148,7 +148,8 @@ pub fn validate(config: &Config) -> Result<(), Problem> {
     Ok(())
 }
 
-/// The kernel policy of each interface, by ifindex (in the order of `ifindexes`).
+/// The kernel policy of each interface, by ifindex (in the order of `ifindexes`;
+/// interfaces that do not exist, ifindex 0, have none).
 pub fn policies(config: &Config, ifindexes: &[u32]) -> Vec<(u32, Policy)> {
     let mut expected = [NO_MARK; dscp::CLASS_SLOTS];
     for (class, _, mark) in config.dscp.marks() {
@@ -158,6 +159,7 @@ pub fn policies(config: &Config, ifindexes: &[u32]) -> Vec<(u32, Policy)> {
         .interfaces
         .iter()
         .zip(ifindexes)
+        .filter(|(_, ifindex)| **ifindex != 0)
         .map(|(interface, &ifindex)| {
             let policy = Policy {
                 ingress: interface.dscp_ingress.kernel() as u8,

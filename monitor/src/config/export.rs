@@ -15,6 +15,10 @@ pub const INTERVAL_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
 pub const DEFAULT_INTERVAL_MS: u64 = 10_000;
 /// Default per-export timeout (the OTel default is 10 s; it must fit in one interval).
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// With a short interval and no timeout set, the timeout is this share of the interval
+/// (percent), so an export that hangs ends before the next one is due and the next
+/// one starts on a fresh connection.
+pub const DEFAULT_TIMEOUT_SHARE_PCT: u64 = 80;
 /// Default cap on per-call (per media flow) series.
 pub const DEFAULT_MAX_CALL_SERIES: u32 = 100;
 /// Hard ceiling for `max_call_series`: keeps every metric stream far below the SDK's
@@ -51,15 +55,64 @@ impl OtlpProtocol {
     }
 }
 
+/// OTLP request compression.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum OtlpCompression {
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "gzip")]
+    Gzip,
+}
+
+impl OtlpCompression {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "none" => Some(Self::None),
+            "gzip" => Some(Self::Gzip),
+            _ => None,
+        }
+    }
+}
+
 /// `[export]`
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExportConfig {
     /// OTLP collector endpoint, e.g. "http://127.0.0.1:4317" (gRPC) or
-    /// "http://127.0.0.1:4318" (HTTP; "/v1/metrics" and "/v1/logs" are appended).
-    /// Unset (the default) and no OTEL_EXPORTER_OTLP_ENDPOINT: no OTLP export.
-    /// Plain http:// only (no TLS stack is built in): export to a local collector/agent.
+    /// "https://collector.example:4318" (HTTP; "/v1/metrics" and "/v1/logs" are
+    /// appended). https:// is TLS (rustls; the system's roots plus `otlp_ca_file`).
+    /// Unset (the default) and no OTEL_EXPORTER_OTLP_ENDPOINT: no OTLP export (unless a
+    /// per-signal endpoint below is set).
     pub otlp_endpoint: Option<String>,
+    /// Metrics endpoint, used exactly as given (no path appended). Default
+    /// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, else derived from `otlp_endpoint`.
+    pub otlp_metrics_endpoint: Option<String>,
+    /// Logs (anomaly records) endpoint, used exactly as given. Default
+    /// OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, else derived from `otlp_endpoint`; with only a
+    /// metrics endpoint, no log records are exported.
+    pub otlp_logs_endpoint: Option<String>,
+    /// PEM file of the CA(s) that signed the collector's certificate, trusted besides
+    /// the system's roots. Default OTEL_EXPORTER_OTLP_CERTIFICATE.
+    pub otlp_ca_file: Option<String>,
+    /// PEM client certificate for mutual TLS (with `otlp_client_key_file`). Default
+    /// OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE.
+    pub otlp_client_cert_file: Option<String>,
+    /// PEM private key of the client certificate. Default OTEL_EXPORTER_OTLP_CLIENT_KEY.
+    pub otlp_client_key_file: Option<String>,
+    /// "gzip" or "none". Default OTEL_EXPORTER_OTLP_COMPRESSION, else "none".
+    pub otlp_compression: Option<OtlpCompression>,
+    /// This site's name: resource attribute `site.name` on every OTLP series and log
+    /// record, and label `site_name` on every Prometheus series. Default `site.name` of
+    /// OTEL_RESOURCE_ATTRIBUTES / `resource_attributes`, else the host name.
+    pub site_name: Option<String>,
     /// "grpc" or "http/protobuf". Default OTEL_EXPORTER_OTLP_PROTOCOL, else "grpc".
     pub otlp_protocol: Option<OtlpProtocol>,
     /// Extra request headers (e.g. an API key). Default from OTEL_EXPORTER_OTLP_HEADERS
@@ -69,7 +122,8 @@ pub struct ExportConfig {
     /// OTEL_METRIC_EXPORT_INTERVAL, else 10000.
     pub interval_ms: Option<u64>,
     /// Milliseconds one export may take before it is abandoned and counted as dropped
-    /// (100 to interval_ms). Default OTEL_EXPORTER_OTLP_TIMEOUT, else 5000.
+    /// (100 to interval_ms). Default OTEL_EXPORTER_OTLP_TIMEOUT, else 5000 or 80 % of
+    /// interval_ms, whichever is shorter.
     pub timeout_ms: Option<u64>,
     /// At most this many per-call series (the busiest media flows) per metric
     /// (0 to 1000). Default 100. Aggregates per class and interface are always exported.
@@ -99,11 +153,49 @@ pub struct ExportSettings {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct OtlpSettings {
+    /// What status and the journal show: the base endpoint, else the metrics endpoint.
     pub endpoint: String,
+    /// Full URL metrics are sent to (HTTP: with its path).
+    pub metrics_url: String,
+    /// Full URL log records are sent to; `None`: log records are not exported.
+    pub logs_url: Option<String>,
     pub protocol: OtlpProtocol,
     pub headers: BTreeMap<String, String>,
     pub interval: Duration,
     pub timeout: Duration,
+    pub compression: OtlpCompression,
+    pub tls: TlsFiles,
+}
+
+/// TLS material beyond the system's roots (paths to PEM files, checked readable).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsFiles {
+    pub ca_file: Option<String>,
+    /// Client certificate and key, always both or neither.
+    pub client: Option<(String, String)>,
+}
+
+impl OtlpSettings {
+    /// Whether any endpoint is https:// (the TLS settings matter).
+    pub fn uses_tls(&self) -> bool {
+        std::iter::once(&self.metrics_url)
+            .chain(self.logs_url.as_ref())
+            .any(|u| u.starts_with("https://"))
+    }
+}
+
+/// The site name every series carries (resource `site.name`, Prometheus `site_name`).
+pub const SITE_ATTRIBUTE: &str = "site.name";
+
+impl ExportSettings {
+    /// The value of resource attribute `site.name` (always present).
+    pub fn site_name(&self) -> &str {
+        self.resource
+            .iter()
+            .find(|(k, _)| k == SITE_ATTRIBUTE)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
 }
 
 impl ExportSettings {
@@ -134,13 +226,36 @@ pub fn resolve(
 ) -> Result<ExportSettings, Problem> {
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
 
-    let endpoint = match &c.otlp_endpoint {
-        Some(e) => Some((e.clone(), "export.otlp_endpoint")),
-        None => env("OTEL_EXPORTER_OTLP_ENDPOINT").map(|e| (e, "OTEL_EXPORTER_OTLP_ENDPOINT")),
-    };
-    let otlp = match endpoint {
-        None => None,
-        Some((endpoint, field)) => Some(resolve_otlp(c, &env, endpoint.trim(), field)?),
+    let endpoint = from_file_or_env(
+        &c.otlp_endpoint,
+        "export.otlp_endpoint",
+        &env,
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    );
+    let metrics_endpoint = from_file_or_env(
+        &c.otlp_metrics_endpoint,
+        "export.otlp_metrics_endpoint",
+        &env,
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    );
+    let logs_endpoint = from_file_or_env(
+        &c.otlp_logs_endpoint,
+        "export.otlp_logs_endpoint",
+        &env,
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    );
+    let otlp = if endpoint.is_none() && metrics_endpoint.is_none() && logs_endpoint.is_none() {
+        None
+    } else {
+        Some(resolve_otlp(
+            c,
+            &env,
+            Endpoints {
+                base: endpoint,
+                metrics: metrics_endpoint,
+                logs: logs_endpoint,
+            },
+        )?)
     };
 
     let max_call_series = c.max_call_series.unwrap_or(DEFAULT_MAX_CALL_SERIES);
@@ -166,13 +281,29 @@ pub fn resolve(
         extra.remove("service.name");
         service_name
     };
+    // export.site_name wins over a site.name attribute; without either, the host name
+    // (every series of a fleet then still says where it came from).
+    let host = host_name();
+    let attribute_site = extra.remove(SITE_ATTRIBUTE);
+    let site_name = match (&c.site_name, attribute_site) {
+        (Some(name), _) if name.trim().is_empty() => {
+            return Err(problem(
+                "export.site_name",
+                "is empty; name the site (e.g. \"hq\") or leave the key out".into(),
+            ));
+        }
+        (Some(name), _) => name.trim().to_string(),
+        (None, Some(name)) if !name.trim().is_empty() => name.trim().to_string(),
+        (None, _) => host.clone(),
+    };
     let mut resource = vec![
         ("service.name".to_string(), service_name),
         (
             "service.version".to_string(),
             env!("CARGO_PKG_VERSION").to_string(),
         ),
-        ("host.name".to_string(), host_name()),
+        ("host.name".to_string(), host),
+        (SITE_ATTRIBUTE.to_string(), site_name),
     ];
     for (k, v) in extra {
         match resource.iter_mut().find(|(name, _)| *name == k) {
@@ -204,20 +335,52 @@ pub fn resolve(
     })
 }
 
+/// A value and the key or variable it came from (for messages).
+type Sourced = Option<(String, &'static str)>;
+
+fn from_file_or_env(
+    configured: &Option<String>,
+    key: &'static str,
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Sourced {
+    match configured {
+        Some(v) => Some((v.trim().to_string(), key)),
+        None => env(var).map(|v| (v.trim().to_string(), var)),
+    }
+}
+
+struct Endpoints {
+    base: Sourced,
+    metrics: Sourced,
+    logs: Sourced,
+}
+
+fn check_url((url, field): &(String, &'static str)) -> Result<(), Problem> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
+        _ => Err(problem(
+            field,
+            format!(
+                "\"{url}\" is not an http:// or https:// URL such as \"https://collector:4317\""
+            ),
+        )),
+    }
+}
+
 fn resolve_otlp(
     c: &ExportConfig,
     env: &dyn Fn(&str) -> Option<String>,
-    endpoint: &str,
-    endpoint_field: &str,
+    endpoints: Endpoints,
 ) -> Result<OtlpSettings, Problem> {
-    if !endpoint.starts_with("http://") {
-        return Err(problem(
-            endpoint_field,
-            format!(
-                "\"{endpoint}\" must start with http:// (this build has no TLS: export to a \
-                 local collector or agent)"
-            ),
-        ));
+    for e in [&endpoints.base, &endpoints.metrics, &endpoints.logs]
+        .into_iter()
+        .flatten()
+    {
+        check_url(e)?;
     }
     let protocol = match c.otlp_protocol {
         Some(p) => p,
@@ -231,6 +394,33 @@ fn resolve_otlp(
             None => OtlpProtocol::Grpc,
         },
     };
+    // The base endpoint gets the signal's path (HTTP only); a per-signal one is used as
+    // given (OTel specification).
+    let base = endpoints
+        .base
+        .as_ref()
+        .map(|(u, _)| u.trim_end_matches('/').to_string());
+    let derive = |path: &str| {
+        base.as_ref().map(|b| match protocol {
+            OtlpProtocol::Grpc => b.clone(),
+            OtlpProtocol::HttpProtobuf => format!("{b}{path}"),
+        })
+    };
+    let metrics_url = match endpoints.metrics {
+        Some((u, _)) => u,
+        None => derive("/v1/metrics").ok_or_else(|| {
+            problem(
+                "export.otlp_metrics_endpoint",
+                "only a logs endpoint is set; set otlp_endpoint (or \
+                 OTEL_EXPORTER_OTLP_ENDPOINT) or a metrics endpoint too"
+                    .into(),
+            )
+        })?,
+    };
+    let logs_url = match endpoints.logs {
+        Some((u, _)) => Some(u),
+        None => derive("/v1/logs"),
+    };
     let headers = match &c.otlp_headers {
         Some(h) => h.clone(),
         None => match env("OTEL_EXPORTER_OTLP_HEADERS") {
@@ -238,11 +428,28 @@ fn resolve_otlp(
             None => BTreeMap::new(),
         },
     };
-    let interval_ms =
-        number(c.interval_ms, env, "OTEL_METRIC_EXPORT_INTERVAL")?.unwrap_or(DEFAULT_INTERVAL_MS);
+    let compression = match c.otlp_compression {
+        Some(v) => v,
+        None => match env("OTEL_EXPORTER_OTLP_COMPRESSION") {
+            Some(text) => OtlpCompression::parse(&text).ok_or_else(|| {
+                problem(
+                    "OTEL_EXPORTER_OTLP_COMPRESSION",
+                    format!("\"{text}\" is not supported; use \"gzip\" or \"none\""),
+                )
+            })?,
+            None => OtlpCompression::None,
+        },
+    };
+    let interval = number(
+        c.interval_ms,
+        "export.interval_ms",
+        env,
+        "OTEL_METRIC_EXPORT_INTERVAL",
+    )?;
+    let interval_ms = interval.map(|(v, _)| v).unwrap_or(DEFAULT_INTERVAL_MS);
     if !INTERVAL_MS.contains(&interval_ms) {
         return Err(problem(
-            "export.interval_ms",
+            interval.map(|(_, f)| f).unwrap_or("export.interval_ms"),
             format!(
                 "{interval_ms} is out of range; use {} to {} (milliseconds)",
                 INTERVAL_MS.start(),
@@ -250,38 +457,120 @@ fn resolve_otlp(
             ),
         ));
     }
-    let timeout_ms =
-        number(c.timeout_ms, env, "OTEL_EXPORTER_OTLP_TIMEOUT")?.unwrap_or(DEFAULT_TIMEOUT_MS);
-    if !(100..=interval_ms).contains(&timeout_ms) {
-        return Err(problem(
-            "export.timeout_ms",
-            format!(
-                "{timeout_ms} is out of range; use 100 to interval_ms ({interval_ms}): an \
-                 export must end before the next one starts"
-            ),
-        ));
-    }
+    let timeout = number(
+        c.timeout_ms,
+        "export.timeout_ms",
+        env,
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    )?;
+    let timeout_ms = match timeout {
+        Some((ms, field)) => {
+            if !(100..=interval_ms).contains(&ms) {
+                return Err(problem(
+                    field,
+                    format!(
+                        "{ms} is out of range; use 100 to interval_ms ({interval_ms}): an \
+                         export must end before the next one starts"
+                    ),
+                ));
+            }
+            ms
+        }
+        None => default_timeout_ms(interval_ms),
+    };
+    let tls = TlsFiles {
+        ca_file: pem_file(
+            &c.otlp_ca_file,
+            "export.otlp_ca_file",
+            env,
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        )?,
+        client: match (
+            pem_file(
+                &c.otlp_client_cert_file,
+                "export.otlp_client_cert_file",
+                env,
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            )?,
+            pem_file(
+                &c.otlp_client_key_file,
+                "export.otlp_client_key_file",
+                env,
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            )?,
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(problem(
+                    "export.otlp_client_key_file",
+                    "a client certificate needs its key (or OTEL_EXPORTER_OTLP_CLIENT_KEY)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(problem(
+                    "export.otlp_client_cert_file",
+                    "a client key needs its certificate (or \
+                     OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE)"
+                        .into(),
+                ));
+            }
+        },
+    };
     Ok(OtlpSettings {
-        endpoint: endpoint.trim_end_matches('/').to_string(),
+        endpoint: base.unwrap_or_else(|| metrics_url.clone()),
+        metrics_url,
+        logs_url,
         protocol,
         headers,
         interval: Duration::from_millis(interval_ms),
         timeout: Duration::from_millis(timeout_ms),
+        compression,
+        tls,
     })
+}
+
+/// The timeout when none is set: [`DEFAULT_TIMEOUT_MS`], or a share of a short interval.
+pub fn default_timeout_ms(interval_ms: u64) -> u64 {
+    DEFAULT_TIMEOUT_MS.min(interval_ms * DEFAULT_TIMEOUT_SHARE_PCT / 100)
+}
+
+/// A PEM file named by a key or variable: it must be readable and hold a PEM block
+/// (checked here, so a typo is a config error, not a failing export).
+fn pem_file(
+    configured: &Option<String>,
+    key: &'static str,
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<Option<String>, Problem> {
+    let Some((path, field)) = from_file_or_env(configured, key, env, var) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| problem(field, format!("cannot read \"{path}\": {e}")))?;
+    if !text.contains("-----BEGIN ") {
+        return Err(problem(
+            field,
+            format!("\"{path}\" holds no PEM block (\"-----BEGIN ...\"); give a PEM file"),
+        ));
+    }
+    Ok(Some(path))
 }
 
 fn number(
     configured: Option<u64>,
+    key: &'static str,
     env: &dyn Fn(&str) -> Option<String>,
-    var: &str,
-) -> Result<Option<u64>, Problem> {
-    if configured.is_some() {
-        return Ok(configured);
+    var: &'static str,
+) -> Result<Option<(u64, &'static str)>, Problem> {
+    if let Some(v) = configured {
+        return Ok(Some((v, key)));
     }
     env(var)
         .map(|text| {
             text.trim()
                 .parse::<u64>()
+                .map(|v| (v, var))
                 .map_err(|_| problem(var, format!("\"{text}\" is not a number of milliseconds")))
         })
         .transpose()
@@ -341,158 +630,5 @@ pub fn host_name() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn off_by_default() {
-        let s = resolve(&ExportConfig::default(), &env_of(&[])).unwrap();
-        assert_eq!(s.otlp, None);
-        assert_eq!(s.prometheus_listen, None);
-        assert!(!s.enabled());
-        assert_eq!(s.max_call_series, 100);
-        assert_eq!(s.resource[0], ("service.name".into(), "monitor".into()));
-        assert_eq!(s.resource[1].0, "service.version");
-        assert_eq!(s.resource[2], ("host.name".into(), host_name()));
-    }
-
-    #[test]
-    fn environment_fills_what_the_file_leaves_unset() {
-        let env = env_of(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s%3Dcret, x=1"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "15000"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "site=lab,service.name=ignored"),
-            ("OTEL_SERVICE_NAME", "edge-1"),
-        ]);
-        let s = resolve(&ExportConfig::default(), &env).unwrap();
-        let o = s.otlp.unwrap();
-        assert_eq!(o.endpoint, "http://collector:4318");
-        assert_eq!(o.protocol, OtlpProtocol::HttpProtobuf);
-        assert_eq!(o.headers["api-key"], "s=cret");
-        assert_eq!(o.headers["x"], "1");
-        assert_eq!(o.timeout, Duration::from_millis(2000));
-        assert_eq!(o.interval, Duration::from_millis(15000));
-        assert_eq!(s.resource[0].1, "edge-1");
-        assert_eq!(s.resource[3], ("site".into(), "lab".into()));
-
-        let file = ExportConfig {
-            otlp_endpoint: Some("http://127.0.0.1:4317".into()),
-            otlp_protocol: Some(OtlpProtocol::Grpc),
-            timeout_ms: Some(1000),
-            ..Default::default()
-        };
-        let o = resolve(&file, &env).unwrap().otlp.unwrap();
-        assert_eq!(o.endpoint, "http://127.0.0.1:4317");
-        assert_eq!(o.protocol, OtlpProtocol::Grpc);
-        assert_eq!(o.timeout, Duration::from_millis(1000));
-    }
-
-    #[test]
-    fn problems_name_the_key_or_variable() {
-        let bad = |c: ExportConfig, env: &'static [(&'static str, &'static str)]| {
-            resolve(&c, &env_of(env)).unwrap_err().field
-        };
-        let with_endpoint = || ExportConfig {
-            otlp_endpoint: Some("http://127.0.0.1:4317".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            bad(
-                ExportConfig {
-                    otlp_endpoint: Some("https://x:4317".into()),
-                    ..Default::default()
-                },
-                &[]
-            ),
-            "export.otlp_endpoint"
-        );
-        assert_eq!(
-            bad(
-                ExportConfig::default(),
-                &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")]
-            ),
-            "OTEL_EXPORTER_OTLP_ENDPOINT"
-        );
-        assert_eq!(
-            bad(
-                with_endpoint(),
-                &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]
-            ),
-            "OTEL_EXPORTER_OTLP_PROTOCOL"
-        );
-        assert_eq!(
-            bad(with_endpoint(), &[("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")]),
-            "OTEL_EXPORTER_OTLP_TIMEOUT"
-        );
-        assert_eq!(
-            bad(
-                ExportConfig {
-                    timeout_ms: Some(20_000),
-                    ..with_endpoint()
-                },
-                &[]
-            ),
-            "export.timeout_ms"
-        );
-        assert_eq!(
-            bad(
-                ExportConfig {
-                    interval_ms: Some(10),
-                    ..with_endpoint()
-                },
-                &[]
-            ),
-            "export.interval_ms"
-        );
-        assert_eq!(
-            bad(
-                ExportConfig {
-                    max_call_series: Some(5000),
-                    ..Default::default()
-                },
-                &[]
-            ),
-            "export.max_call_series"
-        );
-        assert_eq!(
-            bad(
-                ExportConfig {
-                    prometheus: true,
-                    prometheus_listen: Some("localhost".into()),
-                    ..Default::default()
-                },
-                &[]
-            ),
-            "export.prometheus_listen"
-        );
-        assert_eq!(
-            bad(
-                ExportConfig::default(),
-                &[("OTEL_RESOURCE_ATTRIBUTES", "novalue")]
-            ),
-            "OTEL_RESOURCE_ATTRIBUTES"
-        );
-    }
-
-    #[test]
-    fn prometheus_is_loopback_by_default() {
-        let c = ExportConfig {
-            prometheus: true,
-            ..Default::default()
-        };
-        let s = resolve(&c, &env_of(&[])).unwrap();
-        assert_eq!(s.prometheus_listen, Some("127.0.0.1:9464".parse().unwrap()));
-        assert!(s.enabled());
-    }
-}
+#[path = "export_tests.rs"]
+mod tests;

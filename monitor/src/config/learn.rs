@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+use super::Prefix;
+
 /// The default domains: Webex Calling's signalling and control names.
 pub const DEFAULT_DOMAINS: [&str; 4] = [
     "*.webex.com",
@@ -36,6 +38,23 @@ pub struct LearnConfig {
     /// Most peers learned at once; further addresses are refused (and counted) until
     /// some expire. Default 4096 (the prefix tries hold 16384 entries each).
     pub max_peers: u32,
+    /// A learned peer stays, past its TTL, while a Webex flow to it carried a packet
+    /// within this many seconds: a call outlives the DNS TTL of its media node. Default
+    /// 300; 1 to 86400.
+    pub idle_s: u32,
+    /// Private addresses (RFC 1918, 100.64.0.0/10, fc00::/7) are never learned unless a
+    /// prefix here covers them (a Webex node reached through a private link). Default
+    /// none.
+    pub private_prefixes: Vec<Prefix>,
+    /// LAN-side prefixes never learned, besides those of the LAN interfaces' own
+    /// addresses (found at start and on every poll). Default none.
+    pub lan_prefixes: Vec<Prefix>,
+    /// Samples (DNS queries and answers, hellos, SYN-ACKs) one client may send the daemon
+    /// per second, on average, with bursts of twice that; the kernel passes the rest
+    /// uncopied and counts them. Behind NAT the gateway's WAN address is one client for
+    /// the whole site's WAN side (its LAN side still counts per host). Default 50;
+    /// 1 to 100000.
+    pub client_rate_per_s: u32,
 }
 
 impl Default for LearnConfig {
@@ -47,6 +66,10 @@ impl Default for LearnConfig {
             ttl_cap_s: 3600,
             sni_ttl_s: 3600,
             max_peers: 4096,
+            idle_s: 300,
+            private_prefixes: Vec::new(),
+            lan_prefixes: Vec::new(),
+            client_rate_per_s: monitor_common::learn::DEFAULT_RATE_PER_S as u32,
         }
     }
 }
@@ -81,6 +104,18 @@ pub fn validate(l: &LearnConfig) -> Result<(), Problem> {
         return Err(Problem {
             field: "learn.sni_ttl_s".into(),
             problem: "0 would forget a peer as soon as it is learned; use at least 1".into(),
+        });
+    }
+    if !(1..=86_400).contains(&l.idle_s) {
+        return Err(Problem {
+            field: "learn.idle_s".into(),
+            problem: format!("{} is outside 1 to 86400", l.idle_s),
+        });
+    }
+    if !(1..=100_000).contains(&l.client_rate_per_s) {
+        return Err(Problem {
+            field: "learn.client_rate_per_s".into(),
+            problem: format!("{} is outside 1 to 100000", l.client_rate_per_s),
         });
     }
     if !(1..=16384).contains(&l.max_peers) {
@@ -186,5 +221,25 @@ mod tests {
         l.sni_ttl_s = 1;
         l.max_peers = 0;
         assert_eq!(validate(&l).unwrap_err().field, "learn.max_peers");
+        l.max_peers = 1;
+        l.idle_s = 0;
+        assert_eq!(validate(&l).unwrap_err().field, "learn.idle_s");
+        l.idle_s = 1;
+        l.client_rate_per_s = 0;
+        assert_eq!(validate(&l).unwrap_err().field, "learn.client_rate_per_s");
+    }
+
+    #[test]
+    fn trust_keys_parse() {
+        let l: LearnConfig = toml::from_str(
+            "idle_s = 60\nprivate_prefixes = [\"10.20.0.0/16\"]\nlan_prefixes = [\"172.16.0.0/12\"]",
+        )
+        .unwrap();
+        assert_eq!(l.idle_s, 60);
+        assert_eq!(l.private_prefixes[0].to_string(), "10.20.0.0/16");
+        assert_eq!(l.lan_prefixes[0].to_string(), "172.16.0.0/12");
+        assert_eq!(validate(&l), Ok(()));
+        assert_eq!(LearnConfig::default().idle_s, 300);
+        assert_eq!(LearnConfig::default().client_rate_per_s, 50);
     }
 }

@@ -307,16 +307,22 @@ fn wrong_types_and_values_name_the_field() {
 }
 
 #[test]
-fn interfaces_are_required_unique_and_must_exist() {
+fn interfaces_are_required_unique_and_validly_named() {
     let none = "config /etc/monitor/monitor.toml: interfaces: no interface to monitor; add at \
                 least one [[interfaces]] section with a name and a role (\"lan\" or \"wan\")";
     assert_eq!(error(""), none);
     assert_eq!(error("[daemon]\npoll_interval_ms = 100\n"), none);
     assert_eq!(error("interfaces = []\n"), none);
+    // One that does not exist yet is waited for (ifindex 0); an impossible name is not.
+    let later = parse(&with("[[interfaces]]\nname = \"ppp0\"\nrole = \"wan\"\n"))
+        .expect("a missing interface is waited for");
+    assert_eq!(later.ifindexes, vec![2, 0]);
     assert_eq!(
-        error(&with("[[interfaces]]\nname = \"eth9\"\nrole = \"lan\"\n")),
-        "config /etc/monitor/monitor.toml: interfaces[1].name: no network interface \"eth9\" on \
-         this host (`ip link` lists them)"
+        error(&with(
+            "[[interfaces]]\nname = \"a-name-far-too-long0\"\nrole = \"lan\"\n"
+        )),
+        "config /etc/monitor/monitor.toml: interfaces[1].name: \"a-name-far-too-long0\" is not a \
+         valid interface name (1 to 15 characters, no '/' or spaces; `ip link` lists them)"
     );
     assert_eq!(
         error(&with("[[interfaces]]\nname = \"eth0\"\nrole = \"lan\"\n")),

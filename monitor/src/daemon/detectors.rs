@@ -66,6 +66,7 @@ impl Detectors {
         ));
         findings.extend(crate::quality::detect::detect(&report.calls));
         findings.extend(self.failures.poll(report, &deltas, baseline, now_unix_s));
+        findings.extend(crate::detect::interfaces::detect(&report.interfaces));
         let findings = self.folder.fold(findings);
         for t in self.book.update(findings, now_unix_s) {
             journal(&t);

@@ -26,6 +26,8 @@ pub struct StaticInfo {
     pub pin_path: String,
     pub poll_interval_ms: u64,
     pub adopted_pinned_maps: bool,
+    /// What an upgrade across a map layout change kept and did not keep, per map.
+    pub pin_migrations: Vec<String>,
     pub interfaces: Vec<InterfaceStatus>,
     /// DSCP marks and modes, for the per-flow DSCP fields and compliance.
     pub dscp: crate::dscp::Setup,
@@ -62,9 +64,16 @@ pub fn build_tracked(
     now_mono_ns: u64,
     tracker: &mut crate::quality::tracker::Tracker,
 ) -> StatusReport {
+    // Flows of an interface's earlier indexes (deleted and created again) keep its name.
     let names: HashMap<u32, &str> = interfaces
         .iter()
-        .map(|i| (i.ifindex, i.name.as_str()))
+        .flat_map(|i| {
+            i.previous_ifindexes
+                .iter()
+                .chain(std::iter::once(&i.ifindex))
+                .filter(|index| **index != 0)
+                .map(|index| (*index, i.name.as_str()))
+        })
         .collect();
     let flows: Vec<FlowStatus> = busiest_first(&snap.flows, &names)
         .into_iter()
@@ -89,6 +98,7 @@ pub fn build_tracked(
             poll_interval_ms: info.poll_interval_ms,
             snapshot_age_ms: now_mono_ns.saturating_sub(snap.taken_mono_ns) / 1_000_000,
             adopted_pinned_maps: info.adopted_pinned_maps,
+            pin_migrations: info.pin_migrations.clone(),
             last_poll_ms: snap.took_ns as f64 / 1e6,
             last_reload: None,
         },
@@ -320,6 +330,7 @@ mod tests {
             pin_path: "/sys/fs/bpf/monitor".into(),
             poll_interval_ms: 1000,
             adopted_pinned_maps: false,
+            pin_migrations: Vec::new(),
             interfaces: vec![InterfaceStatus {
                 name: "wan0".into(),
                 ifindex: 3,
@@ -328,6 +339,7 @@ mod tests {
                 tc_attach: "tcx".into(),
                 state: "attached".into(),
                 reattached: 0,
+                ..Default::default()
             }],
             dscp: Default::default(),
             quality: Default::default(),

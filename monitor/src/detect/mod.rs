@@ -6,6 +6,7 @@
 //! counters alone (README "Anomalies": when each clears).
 
 pub mod conntrack_join;
+pub mod interfaces;
 pub mod media;
 pub mod mtu;
 pub mod nat_exhaustion;

@@ -12,6 +12,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod prometheus_http;
 pub mod series;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,9 @@ impl StatusCell {
             interval_ms: o.map(|o| o.interval.as_millis() as u64).unwrap_or(0),
             timeout_ms: o.map(|o| o.timeout.as_millis() as u64).unwrap_or(0),
             prometheus_listen: settings.prometheus_listen.map(|a| a.to_string()),
+            site_name: settings.site_name().to_string(),
+            otlp_tls: o.is_some_and(|o| o.uses_tls()),
+            otlp_compression: o.map(|o| o.compression.as_str().to_string()),
             ..Default::default()
         }))))
     }
@@ -175,7 +179,7 @@ async fn run(
         }
         return;
     };
-    let pipeline =
+    let mut pipeline =
         match otlp::Otlp::new(&otlp_settings, &settings.resource, settings.max_call_series) {
             Ok(p) => p,
             Err(e) => {
@@ -185,13 +189,29 @@ async fn run(
         };
     let _ = ready.send(Ok(()));
     log::info!(
-        "exporting OTLP ({}) to {} every {} ms",
+        "exporting OTLP ({}{}{}) to {} every {} ms (timeout {} ms){}",
         otlp_settings.protocol.as_str(),
+        if otlp_settings.uses_tls() {
+            ", TLS"
+        } else {
+            ""
+        },
+        if otlp_settings.compression == crate::config::export::OtlpCompression::Gzip {
+            ", gzip"
+        } else {
+            ""
+        },
         otlp_settings.endpoint,
-        otlp_settings.interval.as_millis()
+        otlp_settings.interval.as_millis(),
+        otlp_settings.timeout.as_millis(),
+        if otlp_settings.logs_url.is_none() {
+            "; no logs endpoint: anomaly log records are not exported"
+        } else {
+            ""
+        }
     );
     export_loop(
-        &pipeline,
+        &mut pipeline,
         &otlp_settings,
         settings.max_call_series,
         &report,
@@ -205,7 +225,7 @@ async fn run(
 }
 
 async fn export_loop(
-    pipeline: &otlp::Otlp,
+    pipeline: &mut otlp::Otlp,
     settings: &crate::config::export::OtlpSettings,
     max_call_series: u32,
     report: &ReportFn,

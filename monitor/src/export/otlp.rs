@@ -14,6 +14,16 @@
 //! The SDK's cardinality limit (2,000 attribute sets per stream by default, silently
 //! folding the rest into an overflow series) is set from `export.max_call_series`;
 //! `series::collect` already bounds every metric far below it.
+//!
+//! Connections: an export that failed or timed out may have left a half-open connection
+//! behind (a NAT or firewall that dropped its state, a collector that hung): gRPC would
+//! keep multiplexing every later export onto it. So after a failed export both
+//! exporters are rebuilt on fresh channels, and the next interval connects anew. (HTTP/2 keepalive
+//! pings are not used: the OTel Collector's gRPC server, like any grpc-go server with its
+//! default policy, answers pings more frequent than every 5 minutes with GOAWAY.)
+//!
+//! TLS (https:// endpoints) is rustls with the `ring` provider: the system's root
+//! certificates plus `export.otlp_ca_file`, and an optional client certificate.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -23,10 +33,6 @@ use std::time::{Duration, SystemTime};
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::metrics::{Histogram, MeterProvider as _, ObservableCounter, ObservableGauge};
 use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{
-    LogExporter, MetricExporter, Protocol, WithExportConfig as _, WithHttpConfig as _,
-    WithTonicConfig as _,
-};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{
@@ -42,7 +48,8 @@ use opentelemetry_sdk::metrics::{
 use super::anomaly_log::Transition;
 use super::call_series::{self, CallSeries};
 use super::series::{self, AttrValue, Kind, Series};
-use crate::config::export::{OtlpProtocol, OtlpSettings};
+use super::transport::{Exporters, exporters};
+use crate::config::export::OtlpSettings;
 use crate::report::calls::{CallRecord, WindowObservation};
 
 /// Anomaly log records kept for the next export while the collector is unreachable.
@@ -123,8 +130,9 @@ pub struct Otlp {
     /// The window histograms by measure, fed each observation once.
     histograms: HashMap<&'static str, Histogram<f64>>,
     last_observation: Mutex<u64>,
-    metrics: MetricExporter,
-    logs: LogExporter,
+    exporters: Exporters,
+    resource: Resource,
+    settings: OtlpSettings,
     _log_provider: SdkLoggerProvider,
     logger: SdkLogger,
     log_queue: LogQueue,
@@ -239,11 +247,10 @@ impl Otlp {
             })
             .collect();
 
-        let (metrics, mut logs) = exporters(settings)?;
-        logs.set_resource(&resource);
+        let exporters = exporters(settings, &resource)?;
         let log_queue = LogQueue::default();
         let log_provider = SdkLoggerProvider::builder()
-            .with_resource(resource)
+            .with_resource(resource.clone())
             .with_log_processor(log_queue.clone())
             .build();
         let logger = log_provider.logger(SCOPE);
@@ -257,8 +264,9 @@ impl Otlp {
             call_slot,
             histograms,
             last_observation: Mutex::new(0),
-            metrics,
-            logs,
+            exporters,
+            resource,
+            settings: settings.clone(),
             _log_provider: log_provider,
             logger,
             log_queue,
@@ -338,12 +346,28 @@ impl Otlp {
     }
 
     /// Collects the current series and exports them, then the queued log records, all
-    /// within the timeout.
-    pub async fn export(&self, series: Series) -> Outcome {
-        match tokio::time::timeout(self.timeout, self.export_inner(series)).await {
+    /// within the timeout. After a failure or a timeout the exporters start over on
+    /// fresh connections (see the module comment).
+    pub async fn export(&mut self, series: Series) -> Outcome {
+        let outcome = match tokio::time::timeout(self.timeout, self.export_inner(series)).await {
             Ok(outcome) => outcome,
-            Err(_) => Outcome::Failed(format!("timed out after {} ms", self.timeout.as_millis())),
+            Err(_) => Outcome::Failed(format!(
+                "timed out after {} ms (the next export uses a new connection)",
+                self.timeout.as_millis()
+            )),
+        };
+        // Whichever deadline fired first (ours, or the channel's own, which reports a
+        // cancelled call), the connection may be half-open: never reuse it.
+        if let Outcome::Failed(text) = outcome {
+            return Outcome::Failed(match exporters(&self.settings, &self.resource) {
+                Ok(fresh) => {
+                    self.exporters = fresh;
+                    text
+                }
+                Err(e) => format!("{text}; reconnecting failed: {e:#}"),
+            });
         }
+        outcome
     }
 
     async fn export_inner(&self, series: Series) -> Outcome {
@@ -354,9 +378,20 @@ impl Otlp {
         if let Err(e) = self.reader.collect(&mut rm) {
             return Outcome::Failed(format!("collecting metrics: {e}"));
         }
-        if let Err(e) = self.metrics.export(&rm).await {
-            return Outcome::Failed(format!("exporting metrics: {e}"));
+        if let Err(e) = self.exporters.metrics.export(&rm).await {
+            return Outcome::Failed(format!("exporting metrics: {}", self.explain(&e)));
         }
+        let Some(logs) = &self.exporters.logs else {
+            // No logs endpoint configured: the records are not wanted, keep no backlog
+            // (and count no drops).
+            self.log_queue
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .records
+                .clear();
+            return Outcome::Ok { log_records: 0 };
+        };
         let batch: Vec<_> = {
             let q = self.log_queue.0.lock().unwrap_or_else(|e| e.into_inner());
             q.records.iter().cloned().collect()
@@ -366,8 +401,11 @@ impl Otlp {
         }
         let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
             batch.iter().map(|(r, s)| (r, s)).collect();
-        if let Err(e) = self.logs.export(LogBatch::new(&refs)).await {
-            return Outcome::Failed(format!("exporting anomaly log records: {e}"));
+        if let Err(e) = logs.export(LogBatch::new(&refs)).await {
+            return Outcome::Failed(format!(
+                "exporting anomaly log records: {}",
+                self.explain(&e)
+            ));
         }
         // Delivered: remove them (new ones may have been queued meanwhile, behind them).
         let mut q = self.log_queue.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -379,55 +417,34 @@ impl Otlp {
     }
 }
 
-fn exporters(s: &OtlpSettings) -> anyhow::Result<(MetricExporter, LogExporter)> {
-    Ok(match s.protocol {
-        OtlpProtocol::Grpc => {
-            let metadata = || {
-                let mut map = tonic::metadata::MetadataMap::new();
-                for (k, v) in &s.headers {
-                    if let (Ok(k), Ok(v)) = (
-                        k.to_ascii_lowercase()
-                            .parse::<tonic::metadata::MetadataKey<_>>(),
-                        v.parse(),
-                    ) {
-                        map.insert(k, v);
-                    }
-                }
-                map
-            };
-            let m = MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(s.endpoint.clone())
-                .with_protocol(Protocol::Grpc)
-                .with_timeout(s.timeout)
-                .with_metadata(metadata())
-                .build()?;
-            let l = LogExporter::builder()
-                .with_tonic()
-                .with_endpoint(s.endpoint.clone())
-                .with_protocol(Protocol::Grpc)
-                .with_timeout(s.timeout)
-                .with_metadata(metadata())
-                .build()?;
-            (m, l)
+impl Otlp {
+    /// The SDK's error text, with what to check when TLS is the likely cause.
+    fn explain(&self, e: &opentelemetry_sdk::error::OTelSdkError) -> String {
+        let mut text = e.to_string();
+        if let Some(cause) = self
+            .exporters
+            .http_error
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take())
+        {
+            text = format!("{text} ({cause})");
         }
-        OtlpProtocol::HttpProtobuf => {
-            let headers: HashMap<String, String> = s.headers.clone().into_iter().collect();
-            let m = MetricExporter::builder()
-                .with_http()
-                .with_endpoint(format!("{}/v1/metrics", s.endpoint))
-                .with_protocol(Protocol::HttpBinary)
-                .with_timeout(s.timeout)
-                .with_headers(headers.clone())
-                .build()?;
-            let l = LogExporter::builder()
-                .with_http()
-                .with_endpoint(format!("{}/v1/logs", s.endpoint))
-                .with_protocol(Protocol::HttpBinary)
-                .with_timeout(s.timeout)
-                .with_headers(headers)
-                .build()?;
-            (m, l)
+        let lower = text.to_ascii_lowercase();
+        // Words of rustls' and tonic's TLS errors (not of a refused connection).
+        let tls_trouble = ["certificate", "tls", "handshake", "alert"]
+            .iter()
+            .any(|w| lower.contains(w));
+        if !(self.settings.uses_tls() && tls_trouble) {
+            return text;
         }
-    })
+        let hint = if self.settings.tls.ca_file.is_some() {
+            "check that export.otlp_ca_file (OTEL_EXPORTER_OTLP_CERTIFICATE) signed the \
+             collector's certificate and that its name matches the endpoint"
+        } else {
+            "check that the system's CAs trust the collector's certificate (or set \
+             export.otlp_ca_file) and that its name matches the endpoint"
+        };
+        format!("{text} (TLS: {hint})")
+    }
 }

@@ -1,6 +1,7 @@
 //! The Prometheus scrape endpoint: the same series as OTLP, in the text exposition
 //! format, named by the OTel-to-Prometheus rules (dots to underscores, unit suffix,
-//! `_total` on counters, resource attributes on `target_info`).
+//! `_total` on counters, resource attributes on `target_info`), every series labelled
+//! with the site (`site_name`) so one Prometheus can scrape a fleet and tell sites apart.
 //!
 //! The HTTP server is in [`super::prometheus_http`].
 
@@ -8,8 +9,14 @@ use std::fmt::Write as _;
 
 use super::call_series::{self, CallSeries};
 use super::series::{self, Kind, MetricDef, Series};
+use crate::config::export::SITE_ATTRIBUTE;
 
-/// The Prometheus name of an OTel metric.
+/// The label every series carries: the resource attribute `site.name`.
+pub const SITE_LABEL: &str = "site_name";
+
+/// The Prometheus name of an OTel metric (the OTel compatibility rules: dots become
+/// underscores, the unit becomes a suffix, `1` becomes `_ratio`, `{...}` annotations add
+/// nothing, counters end in `_total`).
 pub fn prom_name(def: &MetricDef) -> String {
     let mut name = def.name.replace('.', "_");
     let suffix = match def.unit {
@@ -48,8 +55,14 @@ fn labels(out: &mut String, pairs: &mut dyn Iterator<Item = (String, String)>) {
     }
 }
 
-/// Renders every series, after a `target_info` carrying the resource attributes.
+/// Renders every series, after a `target_info` carrying the resource attributes; every
+/// series starts with the `site_name` label.
 pub fn render(series: &Series, resource: &[(String, String)]) -> String {
+    let site = resource
+        .iter()
+        .find(|(k, _)| k == SITE_ATTRIBUTE)
+        .map(|(_, v)| v.clone());
+    let site_label = || site.iter().map(|v| (SITE_LABEL.to_string(), v.clone()));
     let mut out = String::new();
     out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info");
     labels(&mut out, &mut resource.iter().cloned());
@@ -67,7 +80,8 @@ pub fn render(series: &Series, resource: &[(String, String)]) -> String {
             out.push_str(&name);
             labels(
                 &mut out,
-                &mut p.attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+                &mut site_label()
+                    .chain(p.attrs.iter().map(|(k, v)| (k.to_string(), v.to_string()))),
             );
             let _ = writeln!(out, " {}", p.value);
         }
@@ -77,10 +91,16 @@ pub fn render(series: &Series, resource: &[(String, String)]) -> String {
 
 /// Appends the call gauges and window histograms (`_bucket` with cumulative `le`
 /// counts, `_sum`, `_count`).
-pub fn render_calls(out: &mut String, calls: &CallSeries) {
+/// Every series starts with the `site_name` label, as in [`render`].
+pub fn render_calls(out: &mut String, calls: &CallSeries, resource: &[(String, String)]) {
+    let site = resource
+        .iter()
+        .find(|(k, _)| k == SITE_ATTRIBUTE)
+        .map(|(_, v)| (SITE_LABEL.to_string(), v.clone()));
     let attrs = |p: &[(&'static str, series::AttrValue)]| -> Vec<(String, String)> {
-        p.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+        site.iter()
+            .cloned()
+            .chain(p.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .collect()
     };
     for def in call_series::GAUGES {
@@ -137,8 +157,26 @@ mod tests {
         assert_eq!(prom_name(&series::FLOW_ACTIVE), "monitor_flow_active");
         assert_eq!(
             prom_name(&series::SNAPSHOT_AGE),
-            "monitor_snapshot_age_milliseconds"
+            "monitor_snapshot_age_seconds"
         );
+        assert_eq!(
+            prom_name(&series::FLOWS_EVICTED),
+            "monitor_flows_evicted_total"
+        );
+        let ratio = MetricDef {
+            name: "monitor.call.loss",
+            unit: "1",
+            kind: Kind::Gauge,
+            description: "",
+        };
+        assert_eq!(prom_name(&ratio), "monitor_call_loss_ratio");
+        let mos = MetricDef {
+            name: "monitor.call.mos",
+            unit: "{mos}",
+            kind: Kind::Gauge,
+            description: "",
+        };
+        assert_eq!(prom_name(&mos), "monitor_call_mos");
     }
 
     #[test]
@@ -146,20 +184,27 @@ mod tests {
         let report = sample_report();
         let text = render(
             &series::collect(&report, 10),
-            &[("service.name".into(), "mon\"itor".into())],
+            &[
+                ("service.name".into(), "mon\"itor".into()),
+                ("site.name".into(), "hq".into()),
+            ],
         );
         assert!(text.starts_with(
             "# HELP target_info Target metadata\n# TYPE target_info gauge\n\
-             target_info{service_name=\"mon\\\"itor\"} 1\n"
+             target_info{service_name=\"mon\\\"itor\",site_name=\"hq\"} 1\n"
         ));
         assert!(text.contains("# TYPE monitor_packets_seen_total counter\n"));
         assert!(text.contains(&format!(
-            "\nmonitor_packets_seen_total {}\n",
+            "\nmonitor_packets_seen_total{{site_name=\"hq\"}} {}\n",
             report.counters.seen
         )));
         assert!(text.contains(
-            "monitor_packets_malformed_total{monitor_malformed_reason=\"truncated_l4\"} 3\n"
+            "monitor_packets_malformed_total{site_name=\"hq\",monitor_malformed_reason=\"truncated_l4\"} 3\n"
         ));
+        // Every sample line carries the site.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.contains("site_name=\"hq\""), "{line}");
+        }
         assert!(text.contains("# TYPE monitor_map_entries gauge\n"));
         assert!(text.ends_with('\n'));
     }

@@ -63,6 +63,7 @@ impl Scrape {
         render_calls(
             &mut text,
             &call_series::collect(&report, self.max_call_series),
+            &self.resource,
         );
         let body = Bytes::from(text);
         *last = Some((Instant::now(), body.clone()));

@@ -156,7 +156,7 @@ def!(
     "monitor.flows.evicted",
     "{flow}",
     Counter,
-    "Flows evicted from a full flow table, per table (monitor.flow.table: media for audio, video and media flows, other for the rest)."
+    "Flows the kernel's LRU flow tables evicted to make room, per table (monitor.flow.table: media for audio, video and media flows, other for the rest; a full table: raise daemon.flow_table_size)."
 );
 def!(
     FLOW_PACKETS,
@@ -208,6 +208,20 @@ def!(
     "Capacity of each kernel map (monitor.map.name)."
 );
 def!(
+    CONNTRACK_ENTRIES,
+    "monitor.conntrack.entries",
+    "{entry}",
+    Gauge,
+    "Entries in the gateway's conntrack table (nf_conntrack_count): every NAT binding is one."
+);
+def!(
+    CONNTRACK_CAPACITY,
+    "monitor.conntrack.capacity",
+    "{entry}",
+    Gauge,
+    "Capacity of the gateway's conntrack table (nf_conntrack_max)."
+);
+def!(
     ANOMALIES_OPEN,
     "monitor.anomalies.open",
     "{anomaly}",
@@ -215,11 +229,18 @@ def!(
     "Open anomalies by monitor.anomaly.id (the detector) and monitor.anomaly.severity (info, warning, critical); every detector's series is there, 0 when nothing is open."
 );
 def!(
+    INTERFACE_UP,
+    "monitor.interface.up",
+    "{interface}",
+    Gauge,
+    "1 while the programs are attached to a configured interface that is up, else 0; monitor.interface.state says why (attached, down, missing, waiting, refused, attach_failed)."
+);
+def!(
     SNAPSHOT_AGE,
     "monitor.snapshot.age",
-    "ms",
+    "s",
     Gauge,
-    "Age of the map snapshot behind this export; grows when polling stalls."
+    "Age of the map snapshot behind this export, in whole seconds; grows when polling stalls."
 );
 def!(
     EXPORT_EXPORTED,
@@ -266,7 +287,10 @@ pub const ALL: &[&MetricDef] = &[
     &CALL_BYTES,
     &MAP_ENTRIES,
     &MAP_CAPACITY,
+    &CONNTRACK_ENTRIES,
+    &CONNTRACK_CAPACITY,
     &ANOMALIES_OPEN,
+    &INTERFACE_UP,
     &SNAPSHOT_AGE,
     &EXPORT_EXPORTED,
     &EXPORT_DROPPED,
@@ -439,6 +463,18 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
     out.insert(MAP_ENTRIES.name, map_points(|m| m.entries));
     out.insert(MAP_CAPACITY.name, map_points(|m| m.max_entries));
 
+    // Read when exported (two small procfs files of the daemon's network namespace);
+    // no series when conntrack is not loaded.
+    let (entries, capacity) = conntrack_usage();
+    out.insert(
+        CONNTRACK_ENTRIES.name,
+        entries.map(single).unwrap_or_default(),
+    );
+    out.insert(
+        CONNTRACK_CAPACITY.name,
+        capacity.map(single).unwrap_or_default(),
+    );
+
     // Every detector's id at every severity, open or not, so the series never vanish
     // (an alert on `> 0` sees the drop to 0); ids of other findings are added.
     use crate::anomaly::Severity;
@@ -461,7 +497,26 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
             })
             .collect(),
     );
-    out.insert(SNAPSHOT_AGE.name, single(report.daemon.snapshot_age_ms));
+    out.insert(
+        INTERFACE_UP.name,
+        report
+            .interfaces
+            .iter()
+            .map(|i| Point {
+                attrs: vec![
+                    ("network.interface.name", s(&i.name)),
+                    ("monitor.interface.state", s(&i.state)),
+                ],
+                value: u64::from(i.state == crate::kernel::attach::ATTACHED),
+            })
+            .collect(),
+    );
+    // Whole seconds (the base unit; the series carry integers): a stall of a poll
+    // interval or more shows, sub-second jitter does not.
+    out.insert(
+        SNAPSHOT_AGE.name,
+        single(report.daemon.snapshot_age_ms / 1000),
+    );
     let (exported, dropped) = report
         .export
         .as_ref()
@@ -496,6 +551,16 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
     out
 }
 
+/// nf_conntrack_count and nf_conntrack_max, each `None` when unreadable.
+fn conntrack_usage() -> (Option<u64>, Option<u64>) {
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    };
+    (read("nf_conntrack_count"), read("nf_conntrack_max"))
+}
+
 /// The most series one metric can have for a cap, for the SDK's cardinality limit:
 /// anything above it would mean a bug here, and the SDK folds it into an overflow series
 /// instead of growing.
@@ -517,6 +582,24 @@ pub(crate) mod tests {
             assert!(def.name.starts_with("monitor."));
         }
         assert_eq!(series.len(), ALL.len());
+    }
+
+    #[test]
+    fn interface_up_is_one_only_while_attached_and_names_the_state() {
+        let mut report = sample_report();
+        report.interfaces[1].state = "missing".into();
+        let points = &collect(&report, 10)[INTERFACE_UP.name];
+        let got: Vec<(AttrValue, AttrValue, u64)> = points
+            .iter()
+            .map(|p| (p.attrs[0].1.clone(), p.attrs[1].1.clone(), p.value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (s("eth0"), s("attached"), 1),
+                (s("lan-bridge0"), s("missing"), 0),
+            ]
+        );
     }
 
     #[test]

@@ -35,23 +35,21 @@ pub struct Harness {
 
 impl Harness {
     /// Loads the object with `cfg` (maps pinned under its pin path) and loads every
-    /// program into the kernel, without attaching any.
+    /// program into the kernel (the loader loads the pipeline's), without attaching any.
     pub fn load(cfg: &ValidatedConfig) -> Result<Harness, KernelError> {
         let mut ebpf = loader::load(cfg)?.ebpf;
-        for name in [program_names::XDP, program_names::FLOOR_XDP] {
-            let p: &mut Xdp = program(&mut ebpf, name)?;
-            p.load().map_err(|source| KernelError::Program {
-                program: name,
-                source,
-            })?;
-        }
-        for name in [program_names::TC, program_names::FLOOR_TC] {
-            let p: &mut SchedClassifier = program(&mut ebpf, name)?;
-            p.load().map_err(|source| KernelError::Program {
-                program: name,
-                source,
-            })?;
-        }
+        let name = program_names::FLOOR_XDP;
+        let p: &mut Xdp = program(&mut ebpf, name)?;
+        p.load().map_err(|source| KernelError::Program {
+            program: name,
+            source,
+        })?;
+        let name = program_names::FLOOR_TC;
+        let p: &mut SchedClassifier = program(&mut ebpf, name)?;
+        p.load().map_err(|source| KernelError::Program {
+            program: name,
+            source,
+        })?;
         Ok(Harness { ebpf })
     }
 

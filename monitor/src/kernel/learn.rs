@@ -1,6 +1,7 @@
 //! The map side of learning peers: learned addresses in the prefix tries (as /32 or
 //! /128 with the DNS or SNI bit, next to any configured bit), the flows of expired peers
-//! removed from the flow map, and the persistent count of those removals.
+//! removed from the flow map, the flows of new peers re-classified, and the persistent
+//! counts (flows removed, samples the kernel rate-limited).
 
 use std::{collections::HashSet, net::IpAddr};
 
@@ -9,9 +10,12 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, RingBuf, lpm_trie::Key},
 };
 use monitor_common::{
-    FlowKey, FlowStats, WebexSide,
-    learn::{SOURCE_LEARNED, STATE_FLOWS_DELETED},
-    map_names,
+    Class, FlowKey, FlowStats, Settings, WebexSide, classify,
+    learn::{
+        SOURCE_LEARNED, STATE_FLOWS_DELETED, STATE_RATE_LIMITED, STATE_SAMPLE_COST_NS, cost_ns,
+    },
+    map_names, ports,
+    settings::SETTING_DEDICATED_PORT_RANGES,
 };
 
 use super::{KernelError, loader::map_mut};
@@ -185,4 +189,98 @@ pub fn add_flows_deleted(ebpf: &mut Ebpf, n: u64) -> Result<u64, KernelError> {
     let mut a: Array<_, u64> = Array::try_from(map_mut(ebpf, name)?).map_err(err(name))?;
     a.set(STATE_FLOWS_DELETED, total, 0).map_err(err(name))?;
     Ok(total)
+}
+
+/// Samples the kernel did not copy because their client was over its rate (persistent,
+/// `learn::STATE_RATE_LIMITED`).
+pub fn rate_limited(ebpf: &Ebpf) -> Result<u64, KernelError> {
+    let name = map_names::LEARN_STATE;
+    let map = ebpf.map(name).ok_or(KernelError::Missing(name))?;
+    let a: Array<_, u64> = Array::try_from(map).map_err(err(name))?;
+    a.get(&STATE_RATE_LIMITED, 0).map_err(err(name))
+}
+
+/// Sets the per-client sample rate the kernel charges samples at.
+pub fn set_client_rate(ebpf: &mut Ebpf, rate_per_s: u32) -> Result<(), KernelError> {
+    let name = map_names::LEARN_STATE;
+    let mut a: Array<_, u64> = Array::try_from(map_mut(ebpf, name)?).map_err(err(name))?;
+    a.set(STATE_SAMPLE_COST_NS, cost_ns(rate_per_s as u64), 0)
+        .map_err(err(name))
+}
+
+/// Gives the not-Webex flows of peers learned since they were created (an address in
+/// `fresh`, as `FlowKey` addresses) the class the kernel would give them now, from the
+/// same port table. Only `track_all_flows` keeps such flows; without it the next packet
+/// of the conversation creates a Webex flow anyway. Returns the flows changed, with
+/// their new values.
+///
+/// The entry is read again just before it is written: the kernel's packets counted in
+/// the microseconds between the two are lost from that flow's counters (the global
+/// counters keep them). A kernel-side re-check would cost every established packet a
+/// look-up instead.
+pub fn reclassify(
+    ebpf: &mut Ebpf,
+    flows: &[(FlowKey, FlowStats)],
+    fresh: &HashSet<[u8; 16]>,
+) -> Result<Vec<(FlowKey, FlowStats)>, KernelError> {
+    let candidates: Vec<(FlowKey, WebexSide)> = flows
+        .iter()
+        .filter(|(_, v)| v.class == Class::NotWebex as u32)
+        .filter_map(|(k, _)| {
+            // As the kernel picks it (WebexSide::pick): the destination wins.
+            let side = if fresh.contains(&k.dst_addr) {
+                WebexSide::Dst
+            } else if fresh.contains(&k.src_addr) {
+                WebexSide::Src
+            } else {
+                return None;
+            };
+            Some((*k, side))
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dedicated = {
+        let name = map_names::SETTINGS;
+        let map = ebpf.map(name).ok_or(KernelError::Missing(name))?;
+        let a: Array<_, Settings> = Array::try_from(map).map_err(err(name))?;
+        a.get(&0, 0).map_err(err(name))?.flags & SETTING_DEDICATED_PORT_RANGES != 0
+    };
+    let port_class = {
+        let name = map_names::PORT_CLASS;
+        let map = ebpf.map(name).ok_or(KernelError::Missing(name))?;
+        let a: Array<_, u8> = Array::try_from(map).map_err(err(name))?;
+        move |protocol: u8, port: u16| {
+            ports::table_index(protocol, port)
+                .and_then(|i| a.get(&i, 0).ok())
+                .unwrap_or(0)
+        }
+    };
+    let classes: Vec<(FlowKey, WebexSide, Class)> = candidates
+        .into_iter()
+        .map(|(k, side)| {
+            let (peer_port, inner_port) = match side {
+                WebexSide::Dst => (k.dst_port, k.src_port),
+                WebexSide::Src => (k.src_port, k.dst_port),
+            };
+            let class = classify(port_class(k.protocol, peer_port), inner_port, dedicated);
+            (k, side, class)
+        })
+        .collect();
+    let name = map_names::FLOWS;
+    let mut map: HashMap<_, FlowKey, FlowStats> =
+        HashMap::try_from(map_mut(ebpf, name)?).map_err(err(name))?;
+    let mut changed = Vec::new();
+    for (k, side, class) in classes {
+        // Gone meanwhile (LRU): nothing to change.
+        let Ok(mut v) = map.get(&k, 0) else { continue };
+        v.class = class as u32;
+        v.webex_side = side as u32;
+        // BPF_EXIST: never re-create an entry the kernel just evicted.
+        if map.insert(k, v, 2).is_ok() {
+            changed.push((k, v));
+        }
+    }
+    Ok(changed)
 }

@@ -23,6 +23,8 @@ pub const SOURCE_CONFIG: u32 = 1;
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub pins: pins::PinState,
+    /// This load's name under `<pin_path>/stages/`, where its tail-call tables are pinned.
+    pub generation: String,
 }
 
 /// Loads the programs and maps (not yet attached).
@@ -33,6 +35,14 @@ pub fn load(cfg: &ValidatedConfig) -> Result<Loaded, KernelError> {
         info!(
             "re-adopting pinned maps in {}: counters continue",
             daemon.pin_path.display()
+        );
+    }
+    for r in &pin_state.replaced {
+        warn!(
+            "pinned map {} has another layout (an earlier version): moved aside to {}; \
+             what can be kept is migrated after loading",
+            r.name,
+            r.aside.display()
         );
     }
     if let Some(kept) = pin_state.flows_size_kept {
@@ -56,12 +66,35 @@ pub fn load(cfg: &ValidatedConfig) -> Result<Loaded, KernelError> {
         .map_err(KernelError::Load)?;
 
     stages::install(&mut ebpf)?;
+    super::attach::load_programs(&mut ebpf)?;
+    let generation = pin_stages(&ebpf, &daemon.pin_path)?;
     apply_config(&mut ebpf, cfg)?;
 
     Ok(Loaded {
         ebpf,
         pins: pin_state,
+        generation,
     })
+}
+
+/// Pins this load's tail-call tables under `stages/<generation>`: the kernel empties a
+/// table when the last user reference to it goes, so without a pin the programs left
+/// attached after the daemon exits would lose their later stages.
+fn pin_stages(ebpf: &Ebpf, dir: &std::path::Path) -> Result<String, KernelError> {
+    let generation = format!("{}-{}", std::process::id(), super::snapshot::monotonic_ns());
+    let stage_dir = pins::stage_dir(dir, &generation)?;
+    for table in [
+        monitor_common::stages::TABLE_XDP,
+        monitor_common::stages::TABLE_TC,
+    ] {
+        let map = ebpf.map(table).ok_or(KernelError::Missing(table))?;
+        map.pin(stage_dir.join(table))
+            .map_err(|e| KernelError::PinDir {
+                path: stage_dir.join(table).display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+    }
+    Ok(generation)
 }
 
 /// Writes everything the kernel takes from the config and can change while running:

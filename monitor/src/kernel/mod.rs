@@ -7,6 +7,8 @@ pub mod dscp;
 pub mod harness;
 pub mod learn;
 pub mod loader;
+pub mod migrate;
+pub mod netdev;
 pub mod object;
 pub mod pins;
 pub mod snapshot;
@@ -19,8 +21,8 @@ pub enum KernelError {
         "this binary was built without its eBPF object (AYA_BUILD_SKIP was set); rebuild without it"
     )]
     NoObject,
-    #[error("{path} is not on a bpf filesystem; mount one with `mount -t bpf bpf /sys/fs/bpf`")]
-    NotBpffs { path: String },
+    #[error("daemon.pin_path: {problem}")]
+    NotBpffs { problem: String },
     #[error("cannot create the pin directory {path}: {source}")]
     PinDir {
         path: String,

@@ -26,7 +26,7 @@ const CLASS_IN: u16 = 1;
 pub enum DnsError {
     /// A field runs past the end of the message.
     Truncated,
-    /// Not a response, not a standard query, or an error rcode.
+    /// Not a response (or, for [`parse_query`], not a query), or not a standard query.
     NotAnswer,
     /// No question, or more than one (no resolver sends that).
     BadQuestionCount,
@@ -70,6 +70,11 @@ pub struct Record {
 /// A parsed response: the question name and the answer records read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
+    /// The message ID, which must be the query's.
+    pub id: u16,
+    /// The response code: 0 for an answer, else negative (NXDOMAIN 3, SERVFAIL 2,
+    /// REFUSED 5, ...), whose answer records are not read.
+    pub rcode: u8,
     pub question: String,
     pub answers: Vec<Record>,
     /// The message was cut (by the sample bound or a TCP segment) and records after the
@@ -172,12 +177,12 @@ pub fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), DnsError> 
 /// then records are read up to the cut and the whole ones are kept.
 pub fn parse_response(msg: &[u8], cut: bool) -> Result<Response, DnsError> {
     let mut r = Reader { msg, pos: 0 };
-    let _id = r.u16()?;
+    let id = r.u16()?;
     let flags = r.u16()?;
     let qr = flags & 0x8000 != 0;
     let opcode = (flags >> 11) & 0xf;
-    let rcode = flags & 0xf;
-    if !qr || opcode != 0 || rcode != 0 {
+    let rcode = (flags & 0xf) as u8;
+    if !qr || opcode != 0 {
         return Err(DnsError::NotAnswer);
     }
     let qdcount = r.u16()?;
@@ -193,6 +198,8 @@ pub fn parse_response(msg: &[u8], cut: bool) -> Result<Response, DnsError> {
 
     let mut answers = Vec::new();
     let mut was_cut = false;
+    // A negative answer teaches nothing: its records (an SOA, if any) are not read.
+    let ancount = if rcode == 0 { ancount } else { 0 };
     for _ in 0..ancount.min(MAX_RECORDS) {
         match record(&mut r) {
             Ok(Some(rec)) => answers.push(rec),
@@ -206,10 +213,36 @@ pub fn parse_response(msg: &[u8], cut: bool) -> Result<Response, DnsError> {
         }
     }
     Ok(Response {
+        id,
+        rcode,
         question,
         answers,
         cut: was_cut,
     })
+}
+
+/// A parsed query: its ID and question name, which the answer must repeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    pub id: u16,
+    pub question: String,
+}
+
+/// Parses a DNS query (UDP payload, or a TCP payload without its length prefix): a
+/// standard query with one question.
+pub fn parse_query(msg: &[u8]) -> Result<Query, DnsError> {
+    let mut r = Reader { msg, pos: 0 };
+    let id = r.u16()?;
+    let flags = r.u16()?;
+    if flags & 0x8000 != 0 || (flags >> 11) & 0xf != 0 {
+        return Err(DnsError::NotAnswer);
+    }
+    if r.u16()? != 1 {
+        return Err(DnsError::BadQuestionCount);
+    }
+    r.bytes(6)?;
+    let question = r.name()?;
+    Ok(Query { id, question })
 }
 
 fn record(r: &mut Reader<'_>) -> Result<Option<Record>, DnsError> {

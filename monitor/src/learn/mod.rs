@@ -1,91 +1,73 @@
-//! Learning Webex peers by name. The kernel copies DNS responses and TLS ClientHellos
-//! into a ring buffer (monitor-ebpf/src/sample.rs); here they are parsed ([`dns`],
-//! [`sni`]) and the addresses of names under `[learn] domains` become Webex peers for a
-//! while: entries in the prefix tries with the DNS or SNI bit, removed again when their
-//! time is up (see `crate::kernel::learn` for the map side and README "Learning peers").
+//! Learning Webex peers by name. The kernel copies DNS queries and responses, TLS
+//! ClientHellos and the SYN-ACKs before them into a ring buffer
+//! (monitor-ebpf/src/sample.rs); here they are judged ([`trust`]: side, matching query
+//! or handshake, addresses never learned), put together when split (`reassembly`),
+//! parsed ([`dns`], [`sni`]), and the addresses of names under `[learn] domains` become
+//! Webex peers while their TTL runs or their flows are active: entries in the prefix
+//! tries with the DNS or SNI bit, removed again when their time is up (see
+//! `crate::kernel::learn` for the map side and README "Learning peers").
 //!
 //! [`Learner`] is the pure part (no kernel): samples in, peer changes out. The daemon
 //! glue is in [`run`].
 
 pub mod dns;
-pub mod model;
+pub mod pending;
+mod reassembly;
 pub mod render;
 pub mod run;
 pub mod sni;
+mod stats;
+pub mod trust;
+
+pub use stats::{Changes, Peer, Stats};
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     hash::{DefaultHasher, Hash, Hasher},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use monitor_common::{
     flow::FAMILY_V4,
-    learn::{KIND_DNS, KIND_TLS, LearnSample, SOURCE_DNS, SOURCE_SNI},
+    learn::{
+        KIND_DNS, KIND_DNS_QUERY, KIND_TLS, KIND_TLS_SYNACK, LearnSample, SOURCE_DNS, SOURCE_SNI,
+    },
 };
 
 use crate::config::learn::{Domains, LearnConfig};
+use pending::{Conn, Handshakes, Mismatch, Partial, Queries};
+use trust::{Side, Site};
 
 /// The same sample seen again within this window (the gateway sees a forwarded packet
 /// on ingress and on egress) is counted once.
 const DUPLICATE_WINDOW_NS: u64 = 2_000_000_000;
 /// Bound of the duplicate filter's memory.
 const MAX_RECENT: usize = 4096;
-
-/// A learned peer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Peer {
-    /// The name that taught it (the latest).
-    pub name: String,
-    /// `SOURCE_DNS` and/or `SOURCE_SNI`.
-    pub sources: u32,
-    /// CLOCK_MONOTONIC when it expires.
-    pub expires_ns: u64,
-}
-
-/// What a sample did to the peers: addresses to add to the tries with these bits.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Changes {
-    pub added: Vec<(IpAddr, u32)>,
-}
-
-/// Counters of the learning (README "Learning peers").
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Stats {
-    pub duplicates: u64,
-    pub dns_responses: u64,
-    /// DNS samples that taught nothing because they were malformed, by reason.
-    pub dns_malformed: BTreeMap<&'static str, u64>,
-    /// DNS responses cut by the sample bound (the whole records before the cut count).
-    pub dns_cut: u64,
-    pub client_hellos: u64,
-    /// ClientHellos without a usable server name, by reason.
-    pub sni_malformed: BTreeMap<&'static str, u64>,
-    /// Addresses learned or refreshed, by source.
-    pub learned_dns: u64,
-    pub learned_sni: u64,
-    /// Addresses refused because `max_peers` were learned already.
-    pub refused_full: u64,
-    pub expired: u64,
-    /// Samples dropped because learning is disabled.
-    pub ignored: u64,
-}
+const TCP: u8 = 6;
 
 pub struct Learner {
     cfg: LearnConfig,
     domains: Domains,
+    site: Site,
     peers: HashMap<IpAddr, Peer>,
     recent: HashMap<u64, u64>,
+    queries: Queries,
+    handshakes: Handshakes,
+    partial: Partial,
     pub stats: Stats,
 }
 
 impl Learner {
-    pub fn new(cfg: &LearnConfig) -> Learner {
+    pub fn new(cfg: &LearnConfig, site: Site) -> Learner {
         Learner {
             cfg: cfg.clone(),
             domains: Domains::new(&cfg.domains),
+            site,
             peers: HashMap::new(),
             recent: HashMap::new(),
+            queries: Queries::default(),
+            handshakes: Handshakes::default(),
+            partial: Partial::default(),
             stats: Stats::default(),
         }
     }
@@ -96,8 +78,27 @@ impl Learner {
         self.domains = Domains::new(&cfg.domains);
     }
 
+    /// The site as found now (interfaces, own addresses, LAN prefixes).
+    pub fn set_site(&mut self, site: Site) {
+        self.site = site;
+    }
+
     pub fn peers(&self) -> &HashMap<IpAddr, Peer> {
         &self.peers
+    }
+
+    /// The idle time after which an active peer past its TTL goes.
+    pub fn idle_ns(&self) -> u64 {
+        self.cfg.idle_s as u64 * 1_000_000_000
+    }
+
+    /// Queries waiting for answers, handshakes waiting for hellos, partial messages.
+    pub fn pending(&self) -> (usize, usize, usize) {
+        (
+            self.queries.len(),
+            self.handshakes.len(),
+            self.partial.len(),
+        )
     }
 
     /// Takes over a peer found in the tries at start (a previous run learned it; its
@@ -110,73 +111,157 @@ impl Learner {
                 name: "(learned before the restart)".into(),
                 sources,
                 expires_ns: now_ns + ttl,
+                active_ns: 0,
             },
         );
     }
 
-    /// Parses one sample and learns from it.
+    /// A Webex flow to `addr` carried a packet at `last_seen_ns`: it stays while active.
+    pub fn touch(&mut self, addr: IpAddr, last_seen_ns: u64) {
+        if let Some(p) = self.peers.get_mut(&addr) {
+            p.active_ns = p.active_ns.max(last_seen_ns);
+        }
+    }
+
+    fn refuse(&mut self, reason: &'static str) {
+        *self.stats.refused.entry(reason).or_default() += 1;
+    }
+
+    /// Judges and parses one sample and learns from it.
     pub fn ingest(&mut self, s: &LearnSample, now_ns: u64) -> Changes {
         let mut changes = Changes::default();
         if !self.cfg.enabled {
             self.stats.ignored += 1;
             return changes;
         }
+        let Some(side) = self.site.side(s.ifindex, s.direction) else {
+            self.refuse("unknown_interface");
+            return changes;
+        };
         let len = (s.len as usize).min(s.data.len());
         let data = &s.data[..len];
-        if self.duplicate(s.kind, data, now_ns) {
-            self.stats.duplicates += 1;
-            return changes;
-        }
         let cut = s.payload_len as usize > len;
-        match s.kind {
-            KIND_DNS => {
-                // Over TCP a message starts with its 2-byte length.
-                let (msg, cut) = if s.protocol == 6 {
-                    match data {
-                        [hi, lo, rest @ ..] => {
-                            let want = u16::from_be_bytes([*hi, *lo]) as usize;
-                            (&rest[..want.min(rest.len())], cut || want > rest.len())
-                        }
-                        _ => (&data[..0], true),
-                    }
-                } else {
-                    (data, cut)
+        let src = addr(s.family, &s.src_addr);
+        let dst = addr(s.family, &s.dst_addr);
+        // Seen from the asker: queries and hellos go out from it, answers come back.
+        let outward = Conn {
+            ifindex: s.ifindex,
+            protocol: s.protocol,
+            client: src,
+            client_port: s.src_port,
+            server: dst,
+            server_port: s.dst_port,
+        };
+        let back = Conn {
+            ifindex: s.ifindex,
+            protocol: s.protocol,
+            client: dst,
+            client_port: s.dst_port,
+            server: src,
+            server_port: s.src_port,
+        };
+        match (s.kind, side) {
+            (KIND_DNS_QUERY, Side::Outbound) => {
+                let Some((msg, _)) =
+                    self.dns_message(KIND_DNS_QUERY, s.protocol, outward, data, cut, now_ns)
+                else {
+                    return changes;
                 };
-                self.stats.dns_responses += 1;
-                match dns::parse_response(msg, cut) {
-                    Ok(resp) => {
-                        if resp.cut {
-                            self.stats.dns_cut += 1;
-                        }
-                        let floor = self.cfg.ttl_floor_s;
-                        let cap = self.cfg.ttl_cap_s;
-                        for l in dns::learn(&resp, |n| self.domains.matches(n)) {
-                            let ttl = l.ttl.clamp(floor, cap);
-                            self.stats.learned_dns += 1;
-                            self.teach(l.addr, l.name, SOURCE_DNS, ttl, now_ns, &mut changes);
+                self.stats.dns_queries += 1;
+                match dns::parse_query(&msg) {
+                    Ok(q) => {
+                        if !self.queries.insert(outward, q.id, q.question, now_ns) {
+                            self.refuse("too_many_queries");
                         }
                     }
                     Err(e) => *self.stats.dns_malformed.entry(e.as_str()).or_default() += 1,
                 }
             }
-            KIND_TLS => {
+            (KIND_DNS, Side::Inbound) => {
+                let Some((msg, cut)) =
+                    self.dns_message(KIND_DNS, s.protocol, back, data, cut, now_ns)
+                else {
+                    return changes;
+                };
+                self.stats.dns_responses += 1;
+                let resp = match dns::parse_response(&msg, cut) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        *self.stats.dns_malformed.entry(e.as_str()).or_default() += 1;
+                        return changes;
+                    }
+                };
+                match self.queries.answer(&back, resp.id, &resp.question, now_ns) {
+                    Ok(()) => {}
+                    Err(Mismatch::Unsolicited) => {
+                        self.refuse("unsolicited");
+                        return changes;
+                    }
+                    Err(Mismatch::OtherQuery) => {
+                        self.refuse("other_query");
+                        return changes;
+                    }
+                }
+                if self.duplicate(KIND_DNS, src, s.src_port, &msg, now_ns) {
+                    self.stats.duplicates += 1;
+                    return changes;
+                }
+                if resp.rcode != 0 {
+                    self.stats.dns_negative += 1;
+                    return changes;
+                }
+                if resp.cut {
+                    self.stats.dns_cut += 1;
+                }
+                let floor = self.cfg.ttl_floor_s;
+                let cap = self.cfg.ttl_cap_s;
+                for l in dns::learn(&resp, |n| self.domains.matches(n)) {
+                    let ttl = l.ttl.clamp(floor, cap);
+                    if self.teach(l.addr, l.name, SOURCE_DNS, ttl, now_ns, &mut changes) {
+                        self.stats.learned_dns += 1;
+                    }
+                }
+            }
+            (KIND_TLS_SYNACK, Side::Inbound) => {
+                self.stats.handshakes += 1;
+                if !self.handshakes.insert(back, now_ns) {
+                    self.refuse("too_many_handshakes");
+                }
+            }
+            (KIND_TLS, Side::Outbound) => {
+                let Some(hello) = self.hello(outward, data, cut, now_ns) else {
+                    return changes;
+                };
                 self.stats.client_hellos += 1;
-                match sni::server_name(data) {
+                if !self.handshakes.seen(&outward, now_ns) {
+                    self.refuse("no_handshake");
+                    return changes;
+                }
+                if self.duplicate(KIND_TLS, dst, s.dst_port, &hello, now_ns) {
+                    self.stats.duplicates += 1;
+                    return changes;
+                }
+                match sni::server_name(&hello) {
                     Ok(name) if self.domains.matches(&name) => {
-                        let addr = addr(s.family, &s.dst_addr);
-                        self.stats.learned_sni += 1;
                         let ttl = self.cfg.sni_ttl_s;
-                        self.teach(addr, name, SOURCE_SNI, ttl, now_ns, &mut changes);
+                        if self.teach(dst, name, SOURCE_SNI, ttl, now_ns, &mut changes) {
+                            self.stats.learned_sni += 1;
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => *self.stats.sni_malformed.entry(e.as_str()).or_default() += 1,
                 }
             }
-            _ => {}
+            // An answer or SYN-ACK going out, a query or hello coming in: not the
+            // site's own conversation (a forged packet from the internet, or a LAN host
+            // answering for a resolver).
+            _ => self.refuse("wrong_side"),
         }
         changes
     }
 
+    /// Learns `addr` for `name` unless the site forbids it. Whether it was taught (new or
+    /// refreshed).
     fn teach(
         &mut self,
         addr: IpAddr,
@@ -185,9 +270,10 @@ impl Learner {
         ttl_s: u32,
         now_ns: u64,
         changes: &mut Changes,
-    ) {
-        if !usable(addr) {
-            return;
+    ) -> bool {
+        if let Some(reason) = self.site.refuse(addr) {
+            self.refuse(reason);
+            return false;
         }
         let expires_ns = now_ns + ttl_s as u64 * 1_000_000_000;
         let full = self.peers.len() >= self.cfg.max_peers as usize;
@@ -199,9 +285,11 @@ impl Learner {
                     p.sources |= source;
                     changes.added.push((addr, p.sources));
                 }
+                true
             }
             None if full => {
                 self.stats.refused_full += 1;
+                false
             }
             None => {
                 self.peers.insert(
@@ -210,19 +298,23 @@ impl Learner {
                         name,
                         sources: source,
                         expires_ns,
+                        active_ns: 0,
                     },
                 );
                 changes.added.push((addr, source));
+                true
             }
         }
     }
 
-    /// Removes the peers whose time is up; returns them with the bits to clear.
+    /// Removes the peers whose time is up (TTL over and idle for `idle_s`); returns them
+    /// with the bits to clear. Also forgets stale queries, handshakes and partials.
     pub fn expire(&mut self, now_ns: u64) -> Vec<(IpAddr, u32)> {
+        let idle = self.idle_ns();
         let gone: Vec<(IpAddr, u32)> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.expires_ns <= now_ns)
+            .filter(|(_, p)| p.deadline_ns(idle) <= now_ns)
             .map(|(a, p)| (*a, p.sources))
             .collect();
         for (a, _) in &gone {
@@ -231,12 +323,17 @@ impl Learner {
         self.stats.expired += gone.len() as u64;
         self.recent
             .retain(|_, seen| now_ns.saturating_sub(*seen) < DUPLICATE_WINDOW_NS);
+        self.queries.purge(now_ns);
+        self.handshakes.purge(now_ns);
+        self.partial.purge(now_ns);
         gone
     }
 
-    fn duplicate(&mut self, kind: u8, data: &[u8], now_ns: u64) -> bool {
+    /// Whether the same message from (answers) or to (hellos) the same server was seen
+    /// within the window: one packet seen on both interfaces of the gateway.
+    fn duplicate(&mut self, kind: u8, server: IpAddr, port: u16, data: &[u8], now_ns: u64) -> bool {
         let mut h = DefaultHasher::new();
-        (kind, data).hash(&mut h);
+        (kind, server, port, data).hash(&mut h);
         let key = h.finish();
         if let Some(seen) = self.recent.get(&key)
             && now_ns.saturating_sub(*seen) < DUPLICATE_WINDOW_NS
@@ -248,27 +345,6 @@ impl Learner {
         }
         self.recent.insert(key, now_ns);
         false
-    }
-}
-
-/// Addresses that can never be a Webex peer are not learned: unspecified, loopback,
-/// multicast, broadcast, link-local.
-fn usable(a: IpAddr) -> bool {
-    match a {
-        IpAddr::V4(v) => {
-            !(v.is_unspecified()
-                || v.is_loopback()
-                || v.is_multicast()
-                || v.is_broadcast()
-                || v.is_link_local())
-        }
-        IpAddr::V6(v) => {
-            !(v.is_unspecified()
-                || v.is_loopback()
-                || v.is_multicast()
-                || (v.segments()[0] & 0xffc0) == 0xfe80
-                || v.to_ipv4_mapped().is_some())
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::status::model::StatusReport;
+use crate::{report::learn::LearnStatus, status::model::StatusReport};
 
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
@@ -32,6 +32,10 @@ pub fn section(report: &StatusReport, color: bool) -> String {
     } else {
         let _ = writeln!(out, "\n{title}");
     }
+    // What was not believed, and why: the first place to look when a peer is missing.
+    if let Some(line) = refusals(l) {
+        let _ = writeln!(out, "{line}");
+    }
     if report.learned_peers.is_empty() {
         let _ = writeln!(out, "  none");
         return out;
@@ -56,4 +60,44 @@ pub fn section(report: &StatusReport, color: bool) -> String {
         );
     }
     out
+}
+
+/// The refusals line (`None` when nothing was refused).
+fn refusals(l: &LearnStatus) -> Option<String> {
+    if l.rate_limited == 0 && l.refused.is_empty() {
+        return None;
+    }
+    let reasons: Vec<String> = l.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let reasons = if reasons.is_empty() {
+        "none".to_string()
+    } else {
+        reasons.join(", ")
+    };
+    Some(format!(
+        "  refused: {reasons}; rate-limited in the kernel: {}",
+        l.rate_limited
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_listed_by_reason() {
+        let mut l = LearnStatus::default();
+        assert_eq!(refusals(&l), None);
+        l.refused.insert("unsolicited".into(), 3);
+        l.refused.insert("wrong_side".into(), 2);
+        l.rate_limited = 9900;
+        assert_eq!(
+            refusals(&l).unwrap(),
+            "  refused: unsolicited 3, wrong_side 2; rate-limited in the kernel: 9900"
+        );
+        l.refused.clear();
+        assert_eq!(
+            refusals(&l).unwrap(),
+            "  refused: none; rate-limited in the kernel: 9900"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Learning in the daemon: reads the sample ring, applies what the [`Learner`] learns to
-//! the prefix tries, expires peers on each poll and removes their flows, and keeps the
-//! view the status report shows.
+//! the prefix tries, re-classifies the flows of new peers, keeps peers with active flows,
+//! expires the others on each poll and removes their flows, and keeps the view the
+//! status report shows.
 
 use std::{
     collections::HashSet,
@@ -19,13 +20,11 @@ use monitor_common::{
 };
 use tokio::io::unix::AsyncFd;
 
-use super::{
-    Learner,
-    model::{LearnStatus, LearnedPeer},
-};
+use super::{Learner, trust::Site};
 use crate::{
-    config::learn::LearnConfig,
+    config::{Config, learn::LearnConfig},
     kernel::{learn as maps, snapshot},
+    report::learn::{LearnStatus, LearnedPeer},
     status::model::StatusReport,
 };
 
@@ -36,10 +35,16 @@ const MAX_PER_WAKE: usize = 4096;
 #[derive(Clone, Debug, Default)]
 pub struct View {
     enabled: bool,
-    /// Address, name, source bits, expiry (CLOCK_MONOTONIC ns).
+    /// Address, name, source bits, expiry (CLOCK_MONOTONIC ns: TTL or idle, the later).
     peers: Vec<(IpAddr, String, u32, u64)>,
     stats: super::Stats,
     flows_deleted: u64,
+    flows_reclassified: u64,
+    rate_limited: u64,
+    idle_s: u32,
+    client_rate_per_s: u32,
+    /// Queries, handshakes and partial messages waiting.
+    pending: (usize, usize, usize),
 }
 
 impl View {
@@ -79,6 +84,18 @@ impl View {
             expired: s.expired,
             flows_deleted: self.flows_deleted,
             peers: self.peers.len() as u64,
+            dns_queries: s.dns_queries,
+            dns_negative: s.dns_negative,
+            handshakes: s.handshakes,
+            reassembled: s.reassembled,
+            refused: map(&s.refused),
+            rate_limited: self.rate_limited,
+            flows_reclassified: self.flows_reclassified,
+            idle_s: self.idle_s,
+            client_rate_per_s: self.client_rate_per_s,
+            queries_waiting: self.pending.0 as u64,
+            handshakes_waiting: self.pending.1 as u64,
+            partial_waiting: self.pending.2 as u64,
         });
     }
 }
@@ -93,11 +110,16 @@ pub fn source_name(bits: u32) -> &'static str {
 
 pub struct Learning {
     learner: Learner,
-    enabled: bool,
+    config: Config,
     view: Arc<Mutex<View>>,
     /// Addresses expired this poll whose flows are to be deleted after the snapshot.
     gone: HashSet<[u8; 16]>,
+    /// Addresses learned since the last snapshot whose older flows are to be
+    /// re-classified after the next one.
+    fresh: HashSet<[u8; 16]>,
     flows_deleted: u64,
+    flows_reclassified: u64,
+    rate_limited: u64,
 }
 
 /// The ring, registered with the runtime.
@@ -105,12 +127,14 @@ pub type Ring = AsyncFd<RingBuf<MapData>>;
 
 impl Learning {
     /// Takes the sample ring and adopts peers a previous run left in the tries.
-    pub fn start(ebpf: &mut Ebpf, cfg: &LearnConfig) -> anyhow::Result<(Learning, Ring)> {
+    pub fn start(ebpf: &mut Ebpf, config: &Config) -> anyhow::Result<(Learning, Ring)> {
+        let cfg = &config.learn;
         let ring = maps::take_ring(ebpf)?;
+        maps::set_client_rate(ebpf, cfg.client_rate_per_s)?;
         // SAFETY: the RingBuf owns its map fd and the AsyncFd owns the RingBuf, so the fd
         // stays open as long as it is registered.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?;
-        let mut learner = Learner::new(cfg);
+        let mut learner = Learner::new(cfg, Site::discover(config));
         let now = snapshot::monotonic_ns();
         let adopted = maps::learned_entries(ebpf)?;
         if !adopted.is_empty() {
@@ -126,10 +150,13 @@ impl Learning {
         let flows_deleted = maps::flows_deleted(ebpf)?;
         let l = Learning {
             learner,
-            enabled: cfg.enabled,
+            config: config.clone(),
             view: Arc::default(),
             gone: HashSet::new(),
+            fresh: HashSet::new(),
             flows_deleted,
+            flows_reclassified: 0,
+            rate_limited: maps::rate_limited(ebpf).unwrap_or(0),
         };
         l.publish();
         Ok((l, ring))
@@ -139,10 +166,17 @@ impl Learning {
         self.view.clone()
     }
 
-    pub fn set_config(&mut self, cfg: &LearnConfig) {
-        self.learner.set_config(cfg);
-        self.enabled = cfg.enabled;
+    /// A reloaded config: `[learn]`, and the interfaces whose roles say which side a
+    /// sample was seen on.
+    pub fn set_config(&mut self, config: &Config) {
+        self.learner.set_config(&config.learn);
+        self.config = config.clone();
+        self.learner.set_site(Site::discover(config));
         self.publish();
+    }
+
+    fn learn_config(&self) -> &LearnConfig {
+        &self.config.learn
     }
 
     /// Reads what the ring holds and learns from it. Returns whether the ring was
@@ -165,6 +199,7 @@ impl Learning {
             drop(item);
             let changes = self.learner.ingest(&sample, now);
             for (addr, bits) in changes.added {
+                self.fresh.insert(flow_addr(addr));
                 match maps::add(ebpf, addr, bits) {
                     Ok(()) => info!(
                         "learned Webex peer {addr} ({})",
@@ -186,6 +221,11 @@ impl Learning {
     /// new flow of theirs is Webex. Their existing flows go in [`Self::after_snapshot`].
     pub fn expire(&mut self, ebpf: &mut Ebpf) {
         let now = snapshot::monotonic_ns();
+        // Addresses change (DHCP, SLAAC) and interfaces come back under new indexes.
+        self.learner.set_site(Site::discover(&self.config));
+        if let Ok(n) = maps::rate_limited(ebpf) {
+            self.rate_limited = n;
+        }
         for (addr, _) in self.learner.expire(now) {
             match maps::remove(ebpf, addr) {
                 // Still Webex by a configured prefix: its flows stay.
@@ -200,48 +240,91 @@ impl Learning {
         self.publish();
     }
 
-    /// Deletes the flows of the peers expired this poll from the flow map and from
-    /// `snap`, and counts them.
+    /// After the poll's snapshot: keeps the peers whose Webex flows carried packets,
+    /// re-classifies the older flows of peers learned since the last snapshot, and
+    /// deletes the flows of the peers expired this poll (from the flow map and `snap`),
+    /// counting them.
     pub fn after_snapshot(&mut self, ebpf: &mut Ebpf, snap: &mut snapshot::Snapshot) {
-        if self.gone.is_empty() {
-            return;
-        }
-        let gone = std::mem::take(&mut self.gone);
-        match maps::delete_flows(ebpf, &snap.flows, &gone) {
-            Ok(deleted) if !deleted.is_empty() => {
-                let keys: HashSet<FlowKey> = deleted.iter().copied().collect();
-                snap.flows.retain(|(k, _)| !keys.contains(k));
-                match maps::add_flows_deleted(ebpf, deleted.len() as u64) {
-                    Ok(total) => self.flows_deleted = total,
-                    Err(e) => {
-                        warn!("cannot record deleted flows: {e}");
-                        self.flows_deleted += deleted.len() as u64;
-                    }
-                }
-                info!("deleted {} flows of expired learned peers", deleted.len());
-                self.publish();
+        for (k, v) in &snap.flows {
+            if v.class == monitor_common::Class::NotWebex as u32 {
+                continue;
             }
-            Ok(_) => {}
-            Err(e) => warn!("cannot delete flows of expired peers: {e}"),
+            let peer = match monitor_common::WebexSide::from_u32(v.webex_side) {
+                monitor_common::WebexSide::Dst => &k.dst_addr,
+                monitor_common::WebexSide::Src => &k.src_addr,
+            };
+            self.learner.touch(ip_of(k.family, peer), v.last_seen_ns);
         }
+        if !self.fresh.is_empty() {
+            let fresh = std::mem::take(&mut self.fresh);
+            match maps::reclassify(ebpf, &snap.flows, &fresh) {
+                Ok(changed) if !changed.is_empty() => {
+                    let new: std::collections::HashMap<FlowKey, monitor_common::FlowStats> =
+                        changed.iter().copied().collect();
+                    for (k, v) in snap.flows.iter_mut() {
+                        if let Some(n) = new.get(k) {
+                            *v = *n;
+                        }
+                    }
+                    self.flows_reclassified += changed.len() as u64;
+                    info!(
+                        "{} flows created before their peer was learned are Webex now",
+                        changed.len()
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => warn!("cannot re-classify the flows of new peers: {e}"),
+            }
+        }
+        if !self.gone.is_empty() {
+            let gone = std::mem::take(&mut self.gone);
+            match maps::delete_flows(ebpf, &snap.flows, &gone) {
+                Ok(deleted) if !deleted.is_empty() => {
+                    let keys: HashSet<FlowKey> = deleted.iter().copied().collect();
+                    snap.flows.retain(|(k, _)| !keys.contains(k));
+                    match maps::add_flows_deleted(ebpf, deleted.len() as u64) {
+                        Ok(total) => self.flows_deleted = total,
+                        Err(e) => {
+                            warn!("cannot record deleted flows: {e}");
+                            self.flows_deleted += deleted.len() as u64;
+                        }
+                    }
+                    info!("deleted {} flows of expired learned peers", deleted.len());
+                }
+                Ok(_) => {}
+                Err(e) => warn!("cannot delete flows of expired peers: {e}"),
+            }
+        }
+        self.publish();
     }
 
     fn publish(&self) {
+        let idle = self.learner.idle_ns();
         let view = View {
-            enabled: self.enabled,
+            enabled: self.learn_config().enabled,
             peers: self
                 .learner
                 .peers()
                 .iter()
-                .map(|(a, p)| (*a, p.name.clone(), p.sources, p.expires_ns))
+                .map(|(a, p)| (*a, p.name.clone(), p.sources, p.deadline_ns(idle)))
                 .collect(),
             stats: self.learner.stats.clone(),
             flows_deleted: self.flows_deleted,
+            flows_reclassified: self.flows_reclassified,
+            rate_limited: self.rate_limited,
+            idle_s: self.learn_config().idle_s,
+            client_rate_per_s: self.learn_config().client_rate_per_s,
+            pending: self.learner.pending(),
         };
         if let Ok(mut v) = self.view.lock() {
             *v = view;
         }
     }
+}
+
+/// The address of a `FlowKey` address field.
+fn ip_of(family: u8, a: &[u8; 16]) -> IpAddr {
+    super::addr(family, a)
 }
 
 /// `FlowKey` form of an address (IPv4 v4-mapped).

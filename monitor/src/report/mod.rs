@@ -5,4 +5,5 @@
 pub mod anomaly;
 pub mod calls;
 pub mod dscp;
+pub mod learn;
 pub mod scale;

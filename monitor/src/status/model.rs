@@ -93,10 +93,10 @@ pub struct StatusReport {
     /// Webex peers learned from DNS answers and TLS server names (README "Learning
     /// peers"), by name.
     #[serde(default)]
-    pub learned_peers: Vec<crate::learn::model::LearnedPeer>,
+    pub learned_peers: Vec<crate::report::learn::LearnedPeer>,
     /// Learning counters; `null` when the report was not built by a running daemon.
     #[serde(default)]
-    pub learn: Option<crate::learn::model::LearnStatus>,
+    pub learn: Option<crate::report::learn::LearnStatus>,
     /// The daemon's own load and caps: status socket clients (README "Scale and caps").
     #[serde(default)]
     pub scale: crate::report::scale::ScaleStatus,
@@ -128,6 +128,15 @@ pub struct ExportStatus {
     pub log_records_dropped: u64,
     /// The last export error, `null` after a success.
     pub last_error: Option<String>,
+    /// The site every series is labelled with (resource `site.name`).
+    #[serde(default)]
+    pub site_name: String,
+    /// Whether OTLP goes over TLS (an https:// endpoint).
+    #[serde(default)]
+    pub otlp_tls: bool,
+    /// OTLP request compression: "none" or "gzip".
+    #[serde(default)]
+    pub otlp_compression: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -144,6 +153,10 @@ pub struct DaemonInfo {
     pub snapshot_age_ms: u64,
     /// True when this process found pinned maps from an earlier run and continued them.
     pub adopted_pinned_maps: bool,
+    /// After an upgrade across a map layout change: per map, what was migrated and what
+    /// was not kept (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pin_migrations: Vec<String>,
     /// How long the last poll of the maps took, in milliseconds.
     #[serde(default)]
     pub last_poll_ms: f64,
@@ -152,24 +165,49 @@ pub struct DaemonInfo {
     pub last_reload: Option<crate::daemon::reload::ReloadStatus>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct InterfaceStatus {
     pub name: String,
+    /// Its index now (0 while it does not exist).
     pub ifindex: u32,
     /// "lan" or "wan", from the config.
     pub role: String,
-    /// XDP attach mode in effect on ingress: "native" or "generic".
+    /// XDP attach mode in effect on ingress: "native" or "generic" ("" when not attached).
     pub xdp_mode: String,
     /// How the egress TC program is attached: "tcx" or "netlink".
     pub tc_attach: String,
-    /// "attached"; "missing" while the interface does not exist (deleted: the kernel
-    /// dropped the programs with it); "attach_failed" when it came back but attaching
-    /// failed (see the log).
+    /// "attached"; "down" (attached, but the interface is down or has no carrier);
+    /// "missing" while it does not exist (deleted: the kernel dropped the programs with
+    /// it); "waiting" when it has not existed since the daemon started (attached when it
+    /// appears); "refused" when its link type is one the parser cannot read;
+    /// "attach_failed" when attaching failed (see the log; tried again every poll).
     #[serde(default = "attached")]
     pub state: String,
     /// Times the programs were attached again after the interface came back.
     #[serde(default)]
     pub reattached: u32,
+    /// The link type: "ethernet", "loopback", "ppp", "none (tun, wireguard)", ...
+    #[serde(default)]
+    pub link_type: String,
+    /// `xdp_mode = "auto"` fell back to generic XDP: the driver refused native.
+    #[serde(default)]
+    pub xdp_fallback: bool,
+    /// The links are pinned: XDP and TC stay attached and counting while the daemon is
+    /// stopped, restarted or upgraded (`monitor detach` removes them).
+    #[serde(default)]
+    pub pinned: bool,
+    /// The programs were attached already (an earlier run) and this run swapped its own
+    /// in atomically: no packet went unseen.
+    #[serde(default)]
+    pub adopted: bool,
+    /// DSCP rewrite is configured on egress and the TC program runs here: Webex packets
+    /// leave with their class's mark, also while the daemon is down.
+    #[serde(default)]
+    pub dscp_rewrite: bool,
+    /// Earlier indexes of this interface (deleted and created again): their flows keep
+    /// its name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_ifindexes: Vec<u32>,
 }
 
 fn attached() -> String {

@@ -70,6 +70,10 @@ fn header(out: &mut String, report: &StatusReport, paint: Paint) {
         "config {}  pins {}  poll every {} ms",
         d.config_path, d.pin_path, d.poll_interval_ms
     );
+    // An upgrade across a map layout change: what was and was not kept.
+    for line in &d.pin_migrations {
+        let _ = writeln!(out, "upgrade: {line}");
+    }
 }
 
 fn interfaces(out: &mut String, report: &StatusReport, paint: Paint) {
@@ -87,11 +91,16 @@ fn interfaces(out: &mut String, report: &StatusReport, paint: Paint) {
         ("STATE", Align::Left),
     ]);
     for i in &report.interfaces {
-        let state = if i.reattached > 0 {
-            format!("{} (re-attached {}x)", i.state, i.reattached)
-        } else {
-            i.state.clone()
-        };
+        let mut state = i.state.clone();
+        if i.reattached > 0 {
+            state.push_str(&format!(" (re-attached {}x)", i.reattached));
+        }
+        // What keeps working while the daemon is down.
+        for (on, what) in [(i.pinned, ", pinned"), (i.dscp_rewrite, ", rewriting DSCP")] {
+            if on {
+                state.push_str(what);
+            }
+        }
         table.row(vec![
             Cell::plain(&i.name),
             Cell::plain(i.ifindex.to_string()),
@@ -469,6 +478,7 @@ pub(crate) mod tests {
                 poll_interval_ms: 1000,
                 snapshot_age_ms: 420,
                 adopted_pinned_maps: true,
+                pin_migrations: Vec::new(),
                 last_poll_ms: 1.5,
                 last_reload: None,
             },
@@ -481,6 +491,7 @@ pub(crate) mod tests {
                     tc_attach: "tcx".into(),
                     state: "attached".into(),
                     reattached: 0,
+                    ..Default::default()
                 },
                 InterfaceStatus {
                     name: "lan-bridge0".into(),
@@ -490,6 +501,7 @@ pub(crate) mod tests {
                     tc_attach: "netlink".into(),
                     state: "attached".into(),
                     reattached: 0,
+                    ..Default::default()
                 },
             ],
             maps: vec![

@@ -2,6 +2,8 @@
 //! throwaway directory, run the programs through BPF_PROG_TEST_RUN, and read the maps.
 #![allow(dead_code)]
 
+pub mod gateway;
+
 use std::path::Path;
 
 use monitor::{

@@ -46,6 +46,8 @@ pub fn run(plan: &Plan) -> Result<String> {
         with.push(rx);
         sent_rates.push(tx);
         daemon.stop();
+        // Stopping keeps the data path (pinned links): the next "without" needs it gone.
+        xtask::daemon::detach(&bin, &tb.gw, &config)?;
     }
     let (wo, wo_min, wo_max) = stats(without);
     let (wi, wi_min, wi_max) = stats(with);

@@ -96,15 +96,34 @@ pub fn gateway_lan(ns: &Netns) -> Result<()> {
     ns_ip(ns, &["link", "set", GW_LAN_IF, "up"])
 }
 
+/// The gateway's WAN side alone, for a `wan0` created again: addresses, link up, and
+/// the routes to the Webex prefixes through the WAN host.
+pub fn gateway_wan(ns: &Netns) -> Result<()> {
+    addr(ns, GW_WAN_IF, &format!("{GW_WAN_V4}/24"))?;
+    addr(ns, GW_WAN_IF, &format!("{GW_WAN_V6}/64"))?;
+    ns_ip(ns, &["link", "set", GW_WAN_IF, "up"])?;
+    let via4 = WAN_HOST_V4.to_string();
+    let via6 = WAN_HOST_V6.to_string();
+    ns_ip(ns, &["route", "replace", WEBEX_PREFIX_V4, "via", &via4])?;
+    ns_ip(
+        ns,
+        &["-6", "route", "replace", WEBEX_PREFIX_V6, "via", &via6],
+    )
+}
+
 /// The WAN host answers for the media node on its loopback and has no route back to the
 /// LAN: replies can only find their way through the gateway's NAT.
 pub fn wan_host(ns: &Netns) -> Result<()> {
-    addr(ns, WAN_HOST_IF, &format!("{WAN_HOST_V4}/24"))?;
-    addr(ns, WAN_HOST_IF, &format!("{WAN_HOST_V6}/64"))?;
     addr(ns, "lo", &format!("{WEBEX_NODE_V4}/32"))?;
     addr(ns, "lo", &format!("{WEBEX_NODE_V6}/128"))?;
-    ns_ip(ns, &["link", "set", WAN_HOST_IF, "up"])?;
-    Ok(())
+    wan_host_link(ns)
+}
+
+/// The WAN host's side of the WAN link alone, for an `eth0` created again.
+pub fn wan_host_link(ns: &Netns) -> Result<()> {
+    addr(ns, WAN_HOST_IF, &format!("{WAN_HOST_V4}/24"))?;
+    addr(ns, WAN_HOST_IF, &format!("{WAN_HOST_V6}/64"))?;
+    ns_ip(ns, &["link", "set", WAN_HOST_IF, "up"])
 }
 
 /// Waits until every listed link is operationally up and no IPv6 address is tentative.

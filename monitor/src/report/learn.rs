@@ -1,4 +1,5 @@
-//! The learning part of the status report (README "Learning peers").
+//! The learning part of the status report (README "Learning peers"). A leaf: it imports
+//! nothing from the crate.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -13,7 +14,8 @@ pub struct LearnedPeer {
     pub name: String,
     /// "dns", "sni" or "dns+sni".
     pub source: String,
-    /// Seconds until it is forgotten (unless taught again).
+    /// Seconds until it is forgotten unless taught again or used: the later of its TTL's
+    /// end and `idle_s` after the last packet of a Webex flow to it.
     pub expires_in_s: u64,
 }
 
@@ -48,4 +50,41 @@ pub struct LearnStatus {
     pub flows_deleted: u64,
     /// Peers learned now.
     pub peers: u64,
+    /// DNS queries seen going out (answers must match one).
+    #[serde(default)]
+    pub dns_queries: u64,
+    /// Matched answers with an error code (NXDOMAIN, SERVFAIL, REFUSED, ...): they teach
+    /// nothing and are not malformed.
+    #[serde(default)]
+    pub dns_negative: u64,
+    /// TLS handshakes (SYN-ACKs) seen coming back (ClientHellos must follow one).
+    #[serde(default)]
+    pub handshakes: u64,
+    /// DNS-over-TCP messages and ClientHellos put together from two segments.
+    #[serde(default)]
+    pub reassembled: u64,
+    /// Samples and addresses not believed, by reason (README "Learning peers").
+    #[serde(default)]
+    pub refused: BTreeMap<String, u64>,
+    /// Samples the kernel did not copy because their client was over its rate.
+    #[serde(default)]
+    pub rate_limited: u64,
+    /// Flows created before their peer was learned, made Webex when it was.
+    #[serde(default)]
+    pub flows_reclassified: u64,
+    /// `[learn] idle_s`: a peer stays past its TTL while its flows were active within it.
+    #[serde(default)]
+    pub idle_s: u32,
+    /// `[learn] client_rate_per_s`: samples per second one client may send (bursts of
+    /// twice that); the kernel passes the rest uncopied (`rate_limited`).
+    #[serde(default)]
+    pub client_rate_per_s: u32,
+    /// Queries waiting for their answer, handshakes waiting for their hello, and
+    /// messages waiting for their second segment (each bounded).
+    #[serde(default)]
+    pub queries_waiting: u64,
+    #[serde(default)]
+    pub handshakes_waiting: u64,
+    #[serde(default)]
+    pub partial_waiting: u64,
 }

@@ -1,28 +1,30 @@
-//! A real Prometheus server (Debian `prometheus`, installed by `cargo xtask setup`) in a
-//! testbed namespace, and the HTTP helpers to query it.
-#![allow(dead_code)]
+//! A real Prometheus server (Debian `prometheus`) inside a test namespace, scraping the
+//! monitor's endpoint every second, and its HTTP query API. Dropping the guard stops it.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value as Json;
-use xtask::Netns;
+use anyhow::{Context as _, Result};
+use serde_json::Value;
 
-/// Where the Prometheus server listens, inside the namespace.
-pub const PROMETHEUS_SERVER: &str = "127.0.0.1:9090";
+use crate::Netns;
 
-/// A Prometheus server in a namespace; dropping it kills it.
+/// Where the server listens inside its namespace.
+pub const SERVER: &str = "127.0.0.1:9090";
+
+/// A Prometheus server in a namespace; dropping it stops it (SIGTERM, then SIGKILL).
 pub struct PrometheusServer {
     child: Option<Child>,
-    log: std::path::PathBuf,
+    log: PathBuf,
 }
 
 impl PrometheusServer {
-    /// Scrapes `target` every second; listens on [`PROMETHEUS_SERVER`]; data in `dir`.
-    pub fn start(ns: &Netns, dir: &Path, target: &str) -> Self {
+    /// Scrapes `target` (job "monitor") every second, listens on [`SERVER`] in `ns`,
+    /// keeps its data and log in `dir`.
+    pub fn start(ns: &Netns, dir: &Path, target: &str) -> Result<Self> {
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
@@ -31,29 +33,29 @@ impl PrometheusServer {
                  scrape_configs:\n  - job_name: monitor\n    static_configs:\n      \
                  - targets: ['{target}']\n"
             ),
-        )
-        .unwrap();
+        )?;
         let log = dir.join("prometheus.log");
-        let log_file = std::fs::File::create(&log).unwrap();
+        let log_file = std::fs::File::create(&log)?;
         let tsdb = dir.join("tsdb");
         // Spawned on a thread inside the namespace: the child lives in it.
-        let child = ns.run(|| {
+        let child = ns.run(|| -> Result<Child> {
             Command::new("prometheus")
                 .arg(format!("--config.file={}", config.display()))
                 .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-                .arg(format!("--web.listen-address={PROMETHEUS_SERVER}"))
+                .arg(format!("--web.listen-address={SERVER}"))
                 .stdin(Stdio::null())
-                .stdout(log_file.try_clone().unwrap())
+                .stdout(log_file.try_clone()?)
                 .stderr(log_file)
                 .spawn()
-                .expect("prometheus (installed by `cargo xtask setup`)")
-        });
-        PrometheusServer {
+                .context("cannot start prometheus (installed by `cargo xtask setup`)")
+        })?;
+        Ok(PrometheusServer {
             child: Some(child),
             log,
-        }
+        })
     }
 
+    /// The server's own log (for a failing test's message).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -89,9 +91,9 @@ pub fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// HTTP/1.0 GET `path` on `addr` inside `ns`; the body, or `None` if it cannot connect.
+/// HTTP/1.0 GET `path` on `addr` inside `ns`: the body, or `None` if it cannot connect.
 pub fn http_get(ns: &Netns, addr: &str, path: &str) -> Option<String> {
-    let addr: SocketAddr = addr.parse().unwrap();
+    let addr: SocketAddr = addr.parse().ok()?;
     let path = path.to_string();
     ns.run(move || {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
@@ -103,17 +105,21 @@ pub fn http_get(ns: &Netns, addr: &str, path: &str) -> Option<String> {
     })
 }
 
-/// Prometheus instant query: the value of the single resulting series, if exactly one.
-pub fn prom_query(ns: &Netns, query: &str) -> Option<String> {
+/// [`query`]'s error when the server cannot be reached (e.g. still starting).
+pub const NOT_ANSWERING: &str = "Prometheus did not answer";
+
+/// An instant query: the result vector, or the error ([`NOT_ANSWERING`], or what
+/// Prometheus said about the query).
+pub fn query(ns: &Netns, promql: &str) -> Result<Vec<Value>, String> {
     let body = http_get(
         ns,
-        PROMETHEUS_SERVER,
-        &format!("/api/v1/query?query={}", url_encode(query)),
-    )?;
-    let v: Json = serde_json::from_str(&body).ok()?;
-    let result = v["data"]["result"].as_array()?;
-    match result.as_slice() {
-        [one] => one["value"][1].as_str().map(str::to_string),
-        _ => None,
+        SERVER,
+        &format!("/api/v1/query?query={}", url_encode(promql)),
+    )
+    .ok_or_else(|| NOT_ANSWERING.to_string())?;
+    let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    if v["status"] != "success" {
+        return Err(format!("{}: {}", v["errorType"], v["error"]));
     }
+    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
 }

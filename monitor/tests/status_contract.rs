@@ -75,6 +75,10 @@ fn full_report() -> StatusReport {
                 "window_loss_pct": 0.0
             }],
             "bad_segment": "gateway",
+            "window_history": [{
+                "unix_s": 1_700_000_010u64, "expected": 50, "lost": 1, "loss_pct": 2.0,
+                "jitter_ms": 1.5, "mos": 4.3, "health": "ok"
+            }],
             "legs": [{
                 "direction": "outbound", "measured_at": "wan0", "packets": 50,
                 "expected": 50, "lost": 0, "loss_pct": 0.0, "duplicates": 0,
@@ -117,12 +121,16 @@ fn full_report() -> StatusReport {
                 "measured": "wan0 ingress gaps", "expected": 3000, "lost": 60,
                 "loss_pct": 2.0, "window_expected": 0, "window_lost": 0,
                 "window_loss_pct": 0.0
+            }],
+            "window_history": [{
+                "unix_s": 1_700_000_010u64, "expected": 50, "lost": 1, "loss_pct": 2.0,
+                "jitter_ms": 1.5, "mos": 4.3, "health": "ok"
             }]
         }],
         "call_tracking": {
             "window_s": 10, "min_window_packets": 100, "call_idle_s": 60,
             "max_call_records": 100, "call_record_max_age_s": 3600, "calls_started": 2,
-            "calls_ended": 1, "records_dropped": 0
+            "calls_ended": 1, "records_dropped": 0, "window_history_points": 30
         },
         "call_histograms": [{
             "measure": "loss", "class": "audio", "interface": "lan0",
@@ -230,6 +238,14 @@ const GOLDEN: &[&str] = &[
     "call_records[].segments[].window_loss_pct",
     "call_records[].segments[].window_lost",
     "call_records[].started_unix_s",
+    "call_records[].window_history",
+    "call_records[].window_history[].expected",
+    "call_records[].window_history[].health",
+    "call_records[].window_history[].jitter_ms",
+    "call_records[].window_history[].loss_pct",
+    "call_records[].window_history[].lost",
+    "call_records[].window_history[].mos",
+    "call_records[].window_history[].unix_s",
     "call_records[].worst_health",
     "call_records[].worst_window",
     "call_records[].worst_window.expected",
@@ -247,6 +263,7 @@ const GOLDEN: &[&str] = &[
     "call_tracking.max_call_records",
     "call_tracking.min_window_packets",
     "call_tracking.records_dropped",
+    "call_tracking.window_history_points",
     "call_tracking.window_s",
     "calls",
     "calls[].bad_segment",
@@ -338,6 +355,14 @@ const GOLDEN: &[&str] = &[
     "calls[].window.mos",
     "calls[].window.seconds",
     "calls[].window.sufficient",
+    "calls[].window_history",
+    "calls[].window_history[].expected",
+    "calls[].window_history[].health",
+    "calls[].window_history[].jitter_ms",
+    "calls[].window_history[].loss_pct",
+    "calls[].window_history[].lost",
+    "calls[].window_history[].mos",
+    "calls[].window_history[].unix_s",
     "counters",
     "counters.flow_insert_failed",
     "counters.flows_created",

@@ -17,10 +17,9 @@ use monitor_common::rtp::{ClockSource, RtpStreamKey};
 
 use super::{
     QualitySnapshot,
-    history,
     calls::{CallKey, Obs, is_video, kind},
     health::{self, Figures},
-    mos,
+    history, mos,
     tracker::{Call, Now, round2},
     window::{Counts, Track, pct},
 };

@@ -22,8 +22,8 @@ use super::{
 use crate::{
     config::quality::QualityConfig,
     report::calls::{
-        CallRecord, CallStatus, CallTracking, HistoryPoint, RecordLeg, WindowHistogram, WindowObservation,
-        WindowStatus,
+        CallRecord, CallStatus, CallTracking, HistoryPoint, RecordLeg, WindowHistogram,
+        WindowObservation, WindowStatus,
     },
 };
 

@@ -349,7 +349,9 @@ fn call_drill_down_and_usage_errors() {
     );
     assert_eq!(
         rows[11].split_whitespace().collect::<Vec<_>>(),
-        ["0", "s", "ago", "50", "5", "10.0", "9.0", "2.71", "critical"]
+        [
+            "0", "s", "ago", "50", "5", "10.0", "9.0", "2.71", "critical"
+        ]
     );
     let json = run(&["call", "c0a13333", "--json"]);
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

@@ -420,18 +420,15 @@ fn the_window_history_has_one_point_per_poll_with_its_deltas_and_drops_the_oldes
     // Cumulative per poll (up LAN in / up WAN out / down WAN in / down LAN out):
     // 1 s: 50 clean both ways; 2 s: +50 up with 5 dropped inside the gateway, down
     // clean; 3 s: up clean, +100 down with 10 lost on the ISP path.
-    let polls: [((u64, u64), u64, (u64, u64)); 3] = [
-        ((50, 0), 50, (50, 0)),
-        ((100, 0), 95, (100, 0)),
-        ((150, 0), 145, (190, 10)),
-    ];
+    // [up in, up out, down in, down lost on the ISP path]
+    let polls: [[u64; 4]; 3] = [[50, 50, 50, 0], [100, 95, 100, 0], [150, 145, 190, 10]];
     let mut last = None;
-    for (sec, (up, up_out, down)) in polls.iter().enumerate() {
+    for (sec, [up, up_out, down, down_lost]) in polls.into_iter().enumerate() {
         let at = sec as f64 + 1.0;
-        bed.set(up_lan, 1, state(up.0, up.1, 0, 8000, 0, at));
-        bed.set(up_wan, 1, state(*up_out, 0, 0, 8000, 0, at));
-        bed.set(down_wan, 2, state(down.0, down.1, 0, 8000, 16 * 8, at));
-        bed.set(down_lan, 2, state(down.0, 0, 0, 8000, 16 * 8, at));
+        bed.set(up_lan, 1, state(up, 0, 0, 8000, 0, at));
+        bed.set(up_wan, 1, state(up_out, 0, 0, 8000, 0, at));
+        bed.set(down_wan, 2, state(down, down_lost, 0, 8000, 16 * 8, at));
+        bed.set(down_lan, 2, state(down, 0, 0, 8000, 16 * 8, at));
         last = Some(bed.poll(at));
     }
     let p = last.take().unwrap();

@@ -18,6 +18,7 @@ enum Command {
     Check(cli::check::CheckArgs),
     Detach(cli::detach::DetachArgs),
     Status(cli::status::StatusArgs),
+    Top(cli::top::TopArgs),
     Completions(cli::completions::CompletionsArgs),
     Man(cli::man::ManArgs),
 }
@@ -42,6 +43,7 @@ fn main() {
         Command::Check(args) => cli::check::execute(args),
         Command::Detach(args) => cli::detach::execute(args),
         Command::Status(args) => cli::status::execute(args),
+        Command::Top(args) => cli::top::execute(args),
         Command::Completions(args) => cli::completions::execute(args, Cli::command()),
         Command::Man(args) => cli::man::execute(args, Cli::command()),
     };

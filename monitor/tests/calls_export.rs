@@ -34,11 +34,13 @@ const WAIT: Duration = Duration::from_secs(30);
 fn config() -> String {
     format!(
         "\n[quality]\ncall_idle_s = 3\nwindow_s = 2\nmin_window_packets = 50\n\n[export]\n\
-         prometheus = true\nprometheus_listen = \"{PROMETHEUS_ENDPOINT}\"\n\
+         site_name = \"{SITE}\"\nprometheus = true\nprometheus_listen = \"{PROMETHEUS_ENDPOINT}\"\n\
          otlp_endpoint = \"http://127.0.0.1:{OTLP_PORT}\"\notlp_protocol = \"grpc\"\n\
          interval_ms = 1000\ntimeout_ms = 800\n"
     )
 }
+
+const SITE: &str = "calls-site";
 
 fn scrape(bed: &GatewayBed) -> String {
     let addr: SocketAddr = PROMETHEUS_ENDPOINT.parse().unwrap();
@@ -48,7 +50,18 @@ fn scrape(bed: &GatewayBed) -> String {
         write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
-        out.split_once("\r\n\r\n").unwrap().1.to_string()
+        let body = out.split_once("\r\n\r\n").unwrap().1.to_string();
+        // Every series carries the site first (README "Fleets"); the assertions below
+        // name the call's own labels.
+        let site = format!("site_name=\"{SITE}\"");
+        for line in body
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains('{'))
+        {
+            assert!(line.contains(&site), "no site label: {line}");
+        }
+        body.replace(&format!("{{{site},"), "{")
+            .replace(&format!("{{{site}}}"), "")
     })
 }
 

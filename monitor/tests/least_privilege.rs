@@ -234,8 +234,11 @@ fn a_pin_path_off_bpffs_fails_check_config_with_64() {
 
 #[test]
 fn a_start_that_fails_after_loading_leaves_no_socket_and_no_pins() {
-    // Native XDP on the loopback: the kernel refuses to attach, after the maps were
-    // pinned and the socket bound.
+    // The Prometheus port is taken: the daemon has loaded its programs, pinned its maps
+    // and bound its socket by the time export starts and fails. (An interface that
+    // refuses to attach is not fatal: it is an `interface_attach_failed` anomaly.)
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to occupy");
+    let port = taken.local_addr().unwrap().port();
     let dir = TempDir::new().expect("tempdir");
     let pin = PinDir::new();
     let config = dir.join("monitor.toml");
@@ -243,24 +246,38 @@ fn a_start_that_fails_after_loading_leaves_no_socket_and_no_pins() {
     std::fs::write(
         &config,
         format!(
-            "[daemon]\npin_path = {:?}\nstatus_socket = {:?}\n\n[[interfaces]]\nname = \"lo\"\nrole = \"lan\"\nxdp_mode = \"native\"\n",
+            "[daemon]\npin_path = {:?}\nstatus_socket = {:?}\n\n[[interfaces]]\nname = \"lo\"\nrole = \"lan\"\nxdp_mode = \"native\"\n\n[export]\nprometheus = true\nprometheus_listen = \"127.0.0.1:{port}\"\n",
             pin.path().display().to_string(),
             socket.display().to_string()
         ),
     )
     .unwrap();
-    let out = Command::new(monitor_bin())
+    let mut child = Command::new(monitor_bin())
         .args(["run", "--config"])
         .arg(&config)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the daemon did not exit: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    drop(taken);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("attaching to the configured interfaces"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("starting export"), "{stderr}");
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
     assert!(!socket.exists(), "the status socket was left behind");
     assert!(
         !pin.path().exists(),

@@ -5,18 +5,15 @@
 // The full-report fixture is one large json! literal.
 #![recursion_limit = "512"]
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use monitor::status::model::{SCHEMA_VERSION, StatusReport};
 use serde_json::{Value, json};
 use xtask::TempDir;
+
+mod status_fake;
+use status_fake::FakeDaemon;
 
 /// A report with every optional part present (Some, non-empty lists), so that every
 /// field name of the schema appears when it is serialised.
@@ -78,6 +75,10 @@ fn full_report() -> StatusReport {
                 "window_loss_pct": 0.0
             }],
             "bad_segment": "gateway",
+            "window_history": [{
+                "unix_s": 1_700_000_010u64, "expected": 50, "lost": 1, "loss_pct": 2.0,
+                "jitter_ms": 1.5, "mos": 4.3, "health": "ok"
+            }],
             "legs": [{
                 "direction": "outbound", "measured_at": "wan0", "packets": 50,
                 "expected": 50, "lost": 0, "loss_pct": 0.0, "duplicates": 0,
@@ -120,12 +121,16 @@ fn full_report() -> StatusReport {
                 "measured": "wan0 ingress gaps", "expected": 3000, "lost": 60,
                 "loss_pct": 2.0, "window_expected": 0, "window_lost": 0,
                 "window_loss_pct": 0.0
+            }],
+            "window_history": [{
+                "unix_s": 1_700_000_010u64, "expected": 50, "lost": 1, "loss_pct": 2.0,
+                "jitter_ms": 1.5, "mos": 4.3, "health": "ok"
             }]
         }],
         "call_tracking": {
             "window_s": 10, "min_window_packets": 100, "call_idle_s": 60,
             "max_call_records": 100, "call_record_max_age_s": 3600, "calls_started": 2,
-            "calls_ended": 1, "records_dropped": 0
+            "calls_ended": 1, "records_dropped": 0, "window_history_points": 30
         },
         "call_histograms": [{
             "measure": "loss", "class": "audio", "interface": "lan0",
@@ -233,6 +238,14 @@ const GOLDEN: &[&str] = &[
     "call_records[].segments[].window_loss_pct",
     "call_records[].segments[].window_lost",
     "call_records[].started_unix_s",
+    "call_records[].window_history",
+    "call_records[].window_history[].expected",
+    "call_records[].window_history[].health",
+    "call_records[].window_history[].jitter_ms",
+    "call_records[].window_history[].loss_pct",
+    "call_records[].window_history[].lost",
+    "call_records[].window_history[].mos",
+    "call_records[].window_history[].unix_s",
     "call_records[].worst_health",
     "call_records[].worst_window",
     "call_records[].worst_window.expected",
@@ -250,6 +263,7 @@ const GOLDEN: &[&str] = &[
     "call_tracking.max_call_records",
     "call_tracking.min_window_packets",
     "call_tracking.records_dropped",
+    "call_tracking.window_history_points",
     "call_tracking.window_s",
     "calls",
     "calls[].bad_segment",
@@ -341,6 +355,14 @@ const GOLDEN: &[&str] = &[
     "calls[].window.mos",
     "calls[].window.seconds",
     "calls[].window.sufficient",
+    "calls[].window_history",
+    "calls[].window_history[].expected",
+    "calls[].window_history[].health",
+    "calls[].window_history[].jitter_ms",
+    "calls[].window_history[].loss_pct",
+    "calls[].window_history[].lost",
+    "calls[].window_history[].mos",
+    "calls[].window_history[].unix_s",
     "counters",
     "counters.flow_insert_failed",
     "counters.flows_created",
@@ -577,60 +599,6 @@ fn status_json_field_names_are_golden() {
 }
 
 // ---------------------------------------------------------------- the CLI
-
-/// Serves `report` on a Unix socket the way the daemon does (one JSON line per
-/// `status\n` request) until dropped.
-struct FakeDaemon {
-    path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    _dir: TempDir,
-}
-
-impl FakeDaemon {
-    fn serve(report: &StatusReport) -> FakeDaemon {
-        let dir = TempDir::new().unwrap();
-        let path = dir.join("monitor.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let line = format!("{}\n", serde_json::to_string(report).unwrap());
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let Ok((stream, _)) = listener.accept() else {
-                        std::thread::sleep(Duration::from_millis(10));
-                        continue;
-                    };
-                    stream.set_nonblocking(false).unwrap();
-                    stream
-                        .set_read_timeout(Some(Duration::from_secs(5)))
-                        .unwrap();
-                    let mut request = String::new();
-                    let _ = BufReader::new(&stream).read_line(&mut request);
-                    assert_eq!(request, "status\n");
-                    let _ = (&stream).write_all(line.as_bytes());
-                }
-            })
-        };
-        FakeDaemon {
-            path,
-            stop,
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for FakeDaemon {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// `monitor status --socket <socket> <args>` with stdout piped.
 fn status(socket: &Path, args: &[&str]) -> Output {

@@ -1,5 +1,8 @@
-//! `cargo xtask demo`: the monitor watching a short Webex-like call through a real NAT,
-//! end to end, on a throw-away namespace testbed.
+//! `cargo xtask demo`: the monitor watching two Webex-like calls through a real NAT, end
+//! to end, on a throw-away namespace testbed: one clean, one whose media from Webex the
+//! "ISP" (the WAN host) loses and delays. Both are paced in real time (20 ms), so the
+//! clean call's jitter is the testbed's, not an artefact of sending too fast. Ends with
+//! the compact `monitor status` and how to watch it live with `monitor top`.
 
 use anyhow::{Context as _, Result, bail};
 use std::ffi::OsString;
@@ -8,20 +11,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use xtask::rtp::RtpStream;
+use xtask::rtpgen::{self, Profile};
 use xtask::scratch::{BPFFS, DEMO_PIN_DIR_PREFIX};
 use xtask::testbed::{LAN_HOST_V4, WEBEX_NODE_V4};
-use xtask::traffic::{tcp_echo_server, tcp_exchange, udp_call, udp_responder};
+use xtask::traffic::{tcp_echo_server, tcp_exchange, udp_responder};
 use xtask::{Daemon, PinDir, TempDir, Testbed, config, interrupt, workspace_dir};
 
-/// G.711 at 20 ms: 12-byte RTP header + 160 bytes of audio.
-const RTP_PAYLOAD: usize = 172;
-const PACKETS: u32 = 250;
-/// Faster than real time (20 ms), so the demo is short; the monitor sees the same flows.
-const INTERVAL: Duration = Duration::from_millis(2);
-/// The phone's audio source port (Webex App's dedicated audio range starts here).
-const LAN_AUDIO_PORT: u16 = 52000;
-/// The media node's media port and its SIP over TLS port.
+/// 25 s of G.711 at 20 ms per call: two and a half quality windows (10 s by default).
+const PACKETS: u32 = 1250;
+/// The phones' audio source ports (Webex App's dedicated audio range starts here).
+const CLEAN_PORT: u16 = 52000;
+const IMPAIRED_PORT: u16 = 52002;
+/// The media node's media ports (one per call) and its SIP over TLS port.
 const MEDIA_PORT: u16 = 5004;
+const IMPAIRED_MEDIA_PORT: u16 = 9000;
+/// The impaired call: the "ISP" loses one answer in this many...
+const ISP_LOSS_EVERY: u32 = 12;
+/// ...and holds each answer back up to this long (pseudo-random, repeatable).
+const ISP_MAX_DELAY_MS: u64 = 30;
 const SIP_TLS_PORT: u16 = 5061;
 const TCP_BYTES: usize = 600;
 /// A little more than the daemon's default poll interval, so status includes the call.
@@ -69,14 +76,28 @@ pub fn run() -> Result<()> {
         daemon.log_path().display()
     );
 
-    heading("placing a call: RTP 192.0.2.10:52000 <-> 203.0.113.10:5004, TLS to :5061");
-    call(&testbed)?;
+    heading(&format!(
+        "placing two calls in real time ({} s): 192.0.2.10:{CLEAN_PORT} <-> \
+         203.0.113.10:{MEDIA_PORT} clean, 192.0.2.10:{IMPAIRED_PORT} <-> \
+         203.0.113.10:{IMPAIRED_MEDIA_PORT} with loss and jitter from the WAN side",
+        PACKETS / 50
+    ));
+    println!(
+        "meanwhile, watch them live in another terminal:\n  sudo {} top --socket {}",
+        bin.display(),
+        socket.display()
+    );
+    calls(&testbed)?;
 
     heading("waiting for the next poll");
     interrupt::sleep(POLL_WAIT)?;
 
     heading("monitor status");
     show_status(&bin, &socket)?;
+    println!(
+        "\nOne call, in depth: monitor status call ID (the ID is in the CALL column).\n\
+         Live, full screen: sudo monitor top  (s sort, / filter, Enter open a call, q quit)"
+    );
 
     heading("tearing down");
     let status = daemon.stop();
@@ -116,32 +137,72 @@ fn build_monitor() -> Result<PathBuf> {
         .context("cargo build did not report a `monitor` executable")
 }
 
-/// Both directions of an RTP stream through the NAT (the media node answers each packet
-/// with its own RTP stream, to the address and port it saw: the NAT binding), plus a
-/// short TCP exchange on the SIP-over-TLS port.
-fn call(testbed: &Testbed) -> Result<()> {
-    let media = SocketAddr::from((WEBEX_NODE_V4, MEDIA_PORT));
+/// Two calls at once, each both ways through the NAT: the phone sends a real-time G.711
+/// stream (xtask::rtpgen, 20 ms apart), the media node answers each packet with its own
+/// stream, to the address and port it saw (the NAT binding). The second node socket
+/// plays a bad ISP path: it loses every [`ISP_LOSS_EVERY`]-th answer (a sequence gap
+/// the gateway sees at WAN ingress) and delays answers by up to [`ISP_MAX_DELAY_MS`].
+/// Then a short TCP exchange on the SIP-over-TLS port.
+fn calls(testbed: &Testbed) -> Result<()> {
+    let clean_media = SocketAddr::from((WEBEX_NODE_V4, MEDIA_PORT));
+    let impaired_media = SocketAddr::from((WEBEX_NODE_V4, IMPAIRED_MEDIA_PORT));
     let sip = SocketAddr::from((WEBEX_NODE_V4, SIP_TLS_PORT));
-    let mut node_stream = RtpStream::pcmu(0x5EB3_0002);
-    let responder = testbed.wan.run(move || {
-        udp_responder(media, PACKETS, Duration::from_secs(30), move |request| {
-            node_stream.next_packet(request.len())
+    let lifetime = Duration::from_secs(u64::from(PACKETS) / 50 + 30);
+    let mut clean_answers = RtpStream::pcmu(0x5EB3_0002);
+    let clean = testbed.wan.run(move || {
+        udp_responder(clean_media, PACKETS, lifetime, move |request| {
+            clean_answers.next_packet(request.len())
+        })
+    })?;
+    let mut impaired_answers = RtpStream::pcmu(0x5EB3_0004);
+    let mut n: u32 = 0;
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let impaired = testbed.wan.run(move || {
+        udp_responder(impaired_media, PACKETS, lifetime, move |request| {
+            n += 1;
+            if n.is_multiple_of(ISP_LOSS_EVERY) {
+                impaired_answers.skip(1);
+            }
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            std::thread::sleep(Duration::from_millis(seed % (ISP_MAX_DELAY_MS + 1)));
+            impaired_answers.next_packet(request.len())
         })
     })?;
     let echo = testbed.wan.run(|| tcp_echo_server(sip))?;
 
-    let mut phone_stream = RtpStream::pcmu(0x5EB3_0001);
-    let phone = SocketAddr::from((LAN_HOST_V4, LAN_AUDIO_PORT));
-    let stats = testbed.lan.run(|| {
-        udp_call(phone, media, PACKETS, INTERVAL, |_| {
-            phone_stream.next_packet(RTP_PAYLOAD)
-        })
-    })?;
+    let profile = Profile {
+        name: "demo",
+        packets: PACKETS,
+        ..Profile::default()
+    };
+    let phone = |port: u16| SocketAddr::from((LAN_HOST_V4, port));
+    let clean_plan = rtpgen::plan(&profile, 0x5EB3_0001, 1);
+    let impaired_plan = rtpgen::plan(&profile, 0x5EB3_0003, 2);
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| {
+            testbed
+                .lan
+                .run(|| rtpgen::send(&clean_plan, phone(CLEAN_PORT), clean_media))
+        });
+        let b = scope.spawn(|| {
+            testbed
+                .lan
+                .run(|| rtpgen::send(&impaired_plan, phone(IMPAIRED_PORT), impaired_media))
+        });
+        (a.join(), b.join())
+    });
+    for sent in [a, b] {
+        sent.map_err(|_| anyhow::anyhow!("a phone thread panicked"))??;
+    }
     println!(
-        "RTP: {} packets sent, {} answered; the media node saw the phone as {}",
-        stats.sent,
-        stats.received,
-        describe(&responder.sources())
+        "RTP: {PACKETS} packets per phone; the clean node answered {} (seen from {}), the \
+         impaired one {} (seen from {})",
+        clean.replied(),
+        describe(&clean.sources()),
+        impaired.replied(),
+        describe(&impaired.sources())
     );
     testbed.lan.run(|| tcp_exchange(None, sip, TCP_BYTES))?;
     println!(

@@ -27,6 +27,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "openssl",
     // `cargo xtask package`: objdump (the glibc version the binary needs) and strip.
     "binutils",
+    // A real terminal for `monitor top` and `monitor status --watch` (status_terminal).
+    "tmux",
+    // Reads `monitor status --watch --json` line by line (status_terminal).
+    "jq",
 ];
 /// aya-build links the eBPF object with this exact bpf-linker.
 const BPF_LINKER_VERSION: &str = "0.10.0";

@@ -17,6 +17,17 @@ pub const KEEP_CLEARED_S: u64 = 15 * 60;
 /// hold before the anomaly de-escalates.
 pub const CLEAR_HOLD_S: u64 = 10;
 
+/// The clear hold of a finding: none for the interface findings, which read the
+/// interface's state itself (not a noisy counter), so they clear at the first poll that
+/// sees the interface back; [`CLEAR_HOLD_S`] for every other.
+pub fn clear_hold_s(id: &str) -> u64 {
+    if crate::detect::interfaces::IDS.contains(&id) {
+        0
+    } else {
+        CLEAR_HOLD_S
+    }
+}
+
 /// One change of one anomaly, for the journal and the log records.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transition {
@@ -123,7 +134,7 @@ impl Book {
                 continue;
             }
             let since = *e.absent_since.get_or_insert(now);
-            if now.saturating_sub(since) >= CLEAR_HOLD_S {
+            if now.saturating_sub(since) >= clear_hold_s(&key.0) {
                 e.anomaly.cleared_unix_s = Some(now);
                 out.push(Transition {
                     event: Event::Cleared,
@@ -172,6 +183,16 @@ mod tests {
 
     fn events(t: &[Transition]) -> Vec<(Event, Severity)> {
         t.iter().map(|t| (t.event, t.anomaly.severity)).collect()
+    }
+
+    #[test]
+    fn interface_findings_clear_at_the_first_poll_without_them() {
+        let mut b = Book::default();
+        let down = crate::detect::interfaces::DOWN;
+        b.update(vec![finding(down, "lan0", Severity::Critical)], 100);
+        let t = b.update(vec![], 101);
+        assert_eq!(events(&t), [(Event::Cleared, Severity::Critical)]);
+        assert_eq!(b.list()[0].cleared_unix_s, Some(101));
     }
 
     #[test]

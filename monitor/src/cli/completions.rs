@@ -1,9 +1,19 @@
-//! `monitor completions`: shell completion scripts, generated from the CLI definition.
+//! Print a shell completion script, generated from the command-line definitions.
+//!
+//! `cargo xtask install` installs them (bash, zsh and fish); by hand:
+//! `monitor completions bash > /usr/share/bash-completion/completions/monitor`.
 
 use std::io::Write as _;
 
-/// Print a shell completion script (the Debian package installs them; by hand:
-/// `monitor completions bash > /etc/bash_completion.d/monitor`).
+/// The shells completions are generated for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Print a shell completion script for bash, zsh or fish to stdout.
 #[derive(clap::Args, Debug)]
 pub struct CompletionsArgs {
     /// The shell to complete for.
@@ -11,32 +21,26 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Shell {
-    Bash,
-    Zsh,
-    Fish,
-}
-
-/// Writes the script for `args.shell` completing `command` to stdout.
-pub fn execute(args: CompletionsArgs, mut command: clap::Command) -> i32 {
+/// The completion script of `command` for `shell`.
+pub fn script(shell: Shell, command: &mut clap::Command) -> Vec<u8> {
     let mut out = Vec::new();
     let name = command.get_name().to_string();
-    match args.shell {
-        Shell::Bash => {
-            clap_complete::generate(clap_complete::Shell::Bash, &mut command, name, &mut out)
-        }
-        Shell::Zsh => {
-            clap_complete::generate(clap_complete::Shell::Zsh, &mut command, name, &mut out)
-        }
-        Shell::Fish => {
-            clap_complete::generate(clap_complete::Shell::Fish, &mut command, name, &mut out)
-        }
-    }
-    match std::io::stdout().write_all(&out) {
+    let generator = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(generator, command, name, &mut out);
+    out
+}
+
+/// Runs `monitor completions SHELL` for the CLI `command`; returns the exit status.
+pub fn execute(args: CompletionsArgs, mut command: clap::Command) -> i32 {
+    let text = script(args.shell, &mut command);
+    match std::io::stdout().lock().write_all(&text) {
         Ok(()) => crate::exit::OK,
         Err(e) => {
-            eprintln!("error: cannot write the completion script: {e}");
+            eprintln!("monitor completions: cannot write: {e}");
             crate::exit::FAILURE
         }
     }

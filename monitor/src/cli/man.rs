@@ -1,59 +1,38 @@
-//! `monitor man`: the manual page (roff), generated from the CLI definition: the
-//! program's page with every subcommand's options.
+//! Print the manual page (roff), generated from the command-line definitions.
+//!
+//! `cargo xtask install` installs it as man1/monitor.1; by hand:
+//! `monitor man | man -l -`.
 
 use std::io::Write as _;
 
-/// Print the manual page in roff (the Debian package installs it as monitor(1); by
-/// hand: `monitor man | man -l -`).
+/// Print the manual page (roff) to stdout: `monitor man | man -l -`.
 #[derive(clap::Args, Debug)]
 pub struct ManArgs {}
 
-/// Renders `command`'s page, then one section per subcommand.
-pub fn render(command: &clap::Command) -> std::io::Result<Vec<u8>> {
+/// The page of `command`, with a section per subcommand (their options and help).
+pub fn page(command: clap::Command) -> std::io::Result<Vec<u8>> {
+    let mut command = command;
+    command.build();
     let mut out = Vec::new();
     let man = clap_mangen::Man::new(command.clone());
-    man.render_title(&mut out)?;
-    man.render_name_section(&mut out)?;
-    man.render_synopsis_section(&mut out)?;
-    man.render_description_section(&mut out)?;
-    man.render_options_section(&mut out)?;
+    man.render(&mut out)?;
     for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let sub_man = clap_mangen::Man::new(sub.clone());
-        writeln!(out, ".SH \"MONITOR {}\"", sub.get_name().to_uppercase())?;
-        if let Some(about) = sub.get_long_about().or(sub.get_about()) {
-            writeln!(out, "{}", roff_escape(&about.to_string()))?;
-        }
-        sub_man.render_options_section(&mut out)?;
+        // Each subcommand's options as its own section of the one page.
+        let name = sub.get_name().to_uppercase();
+        writeln!(out, ".SH \"MONITOR {name}\"")?;
+        let man = clap_mangen::Man::new(sub.clone());
+        man.render_description_section(&mut out)?;
+        man.render_options_section(&mut out)?;
     }
-    man.render_version_section(&mut out)?;
-    writeln!(
-        out,
-        ".SH FILES\n/etc/monitor/monitor.toml \\- the configuration (every key documented in \
-         it)\n.br\n/usr/share/doc/monitor/README.md \\- the full documentation"
-    )?;
     Ok(out)
 }
 
-/// Lines starting with `.` or `'` would be roff requests.
-fn roff_escape(text: &str) -> String {
-    text.lines()
-        .map(|l| {
-            let l = l.replace('\\', "\\\\");
-            if l.starts_with('.') || l.starts_with('\'') {
-                format!("\\&{l}")
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
+/// Runs `monitor man` for the CLI `command`; returns the exit status.
 pub fn execute(_args: ManArgs, command: clap::Command) -> i32 {
-    match render(&command).and_then(|page| std::io::stdout().write_all(&page)) {
+    match page(command).and_then(|text| std::io::stdout().lock().write_all(&text)) {
         Ok(()) => crate::exit::OK,
         Err(e) => {
-            eprintln!("error: cannot write the manual page: {e}");
+            eprintln!("monitor man: cannot write the page: {e}");
             crate::exit::FAILURE
         }
     }

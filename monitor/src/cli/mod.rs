@@ -6,3 +6,4 @@ pub mod detach;
 pub mod man;
 pub mod run;
 pub mod status;
+pub mod top;

@@ -15,6 +15,8 @@ pub const WAITING: &str = "interface_waiting";
 pub const REFUSED: &str = "interface_refused";
 pub const ATTACH_FAILED: &str = "interface_attach_failed";
 pub const XDP_FALLBACK: &str = "xdp_generic_fallback";
+/// Every id of this detector.
+pub const IDS: [&str; 6] = [DOWN, MISSING, WAITING, REFUSED, ATTACH_FAILED, XDP_FALLBACK];
 
 pub fn detect(interfaces: &[InterfaceStatus]) -> Vec<Finding> {
     let mut out = Vec::new();

@@ -1,6 +1,15 @@
 //! Text rendering of a [`StatusReport`] for `monitor status`: a header, then aligned
 //! INTERFACES, MAPS, COUNTERS and FLOWS sections, readable at a glance.
 
+pub mod ago;
+pub mod anomalies;
+pub mod call;
+pub mod calls;
+pub mod compact;
+pub mod filter;
+pub mod fit;
+pub mod views;
+
 use super::model::{FlowStatus, StatusReport};
 use std::fmt::Write as _;
 

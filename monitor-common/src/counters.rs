@@ -111,7 +111,10 @@ pub struct GlobalCounters {
     /// Packets counted here but not per flow because a tail call into the next stage
     /// failed (the daemon installs the stages before attaching: never expected).
     pub stage_failed: u64,
-    pub _reserved: [u64; 1],
+    /// Of `flows_created`, those created in the media flow table (`MEDIA_FLOWS`): the
+    /// daemon tells evictions per table apart by them. (Was a reserved slot: the layout
+    /// is unchanged, so pinned counters of an older version are adopted.)
+    pub media_flows_created: u64,
     /// Indexed by [`MalformedReason`].
     pub malformed: [u64; MALFORMED_SLOTS],
 }
@@ -134,6 +137,7 @@ impl GlobalCounters {
         self.fragments_matched += other.fragments_matched;
         self.fragments_unmatched += other.fragments_unmatched;
         self.stage_failed += other.stage_failed;
+        self.media_flows_created += other.media_flows_created;
         for (a, b) in self.malformed.iter_mut().zip(other.malformed.iter()) {
             *a += *b;
         }
@@ -182,12 +186,14 @@ mod tests {
             fragments_matched: 7,
             fragments_unmatched: 8,
             stage_failed: 9,
+            media_flows_created: 10,
             ..Default::default()
         };
         b.malformed[MalformedReason::L4Truncated as usize] = 4;
         a.accumulate(&b);
         assert_eq!(a.seen, 3);
         assert_eq!(a.flows_created, 3);
+        assert_eq!(a.media_flows_created, 10);
         assert_eq!((a.learn_samples, a.learn_sample_drops), (5, 6));
         assert_eq!(
             (a.fragments_matched, a.fragments_unmatched, a.stage_failed),

@@ -25,6 +25,24 @@ impl Direction {
     }
 }
 
+/// Media flows (classes audio, video and media) live in their own LRU table of this
+/// fraction of `daemon.flow_table_size`, at least [`MEDIA_TABLE_MIN`] entries: new
+/// flows of every other class go to the main table and can only evict each other, so an
+/// active call's flows stay however many other flows arrive. The limit: more media
+/// flows than the media table holds evict the least recently seen media flows.
+pub const MEDIA_TABLE_DIVISOR: u32 = 4;
+pub const MEDIA_TABLE_MIN: u32 = 1024;
+
+/// Entries of the media flow table for a main table of `flow_table_size`.
+pub const fn media_table_size(flow_table_size: u32) -> u32 {
+    let quarter = flow_table_size / MEDIA_TABLE_DIVISOR;
+    if quarter > MEDIA_TABLE_MIN {
+        quarter
+    } else {
+        MEDIA_TABLE_MIN
+    }
+}
+
 /// Address family tag stored in [`FlowKey::family`].
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
@@ -153,6 +171,14 @@ mod tests {
         // 16 + 16 + 4 + 1 + 1 + 2
         assert_eq!(size_of::<FragKey>(), 40);
         assert_eq!(align_of::<FragKey>(), 4);
+    }
+
+    #[test]
+    fn the_media_table_is_a_quarter_of_the_main_one_at_least_1024() {
+        assert_eq!(media_table_size(65_536), 16_384);
+        assert_eq!(media_table_size(4096), 1024);
+        assert_eq!(media_table_size(1000), 1024);
+        assert_eq!(media_table_size(1_000_000), 250_000);
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub use settings::Settings;
 /// directory with these names, so a restart re-adopts them.
 pub mod map_names {
     pub const FLOWS: &str = "FLOWS";
+    /// Media flows (audio, video, media), in their own table so that a flood of other
+    /// new flows cannot evict them (`flow::media_table_size`).
+    pub const MEDIA_FLOWS: &str = "MEDIA_FLOWS";
     pub const COUNTERS: &str = "COUNTERS";
     pub const WEBEX_V4: &str = "WEBEX_V4";
     pub const WEBEX_V6: &str = "WEBEX_V6";
@@ -53,8 +56,9 @@ pub mod map_names {
     /// pinned: a restart only gives every client a fresh burst).
     pub const LEARN_RATE: &str = "LEARN_RATE";
     /// Every pinned map, for checks and clean-up.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         FLOWS,
+        MEDIA_FLOWS,
         COUNTERS,
         WEBEX_V4,
         WEBEX_V6,

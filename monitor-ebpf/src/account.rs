@@ -18,7 +18,7 @@ use monitor_common::{
 };
 
 use crate::{
-    maps::{FLOWS, NEW_FLOW, PORT_CLASS, SETTINGS, WEBEX_V4, WEBEX_V6},
+    maps::{FLOWS, MEDIA_FLOWS, NEW_FLOW, PORT_CLASS, SETTINGS, WEBEX_V4, WEBEX_V6},
     parse::Parsed,
 };
 
@@ -70,8 +70,9 @@ pub fn account<C: EbpfContext>(
     let now = unsafe { bpf_ktime_get_ns() };
     let fragments = if p.is_fragment() { delta.packets } else { 0 };
 
-    // Established flow: the common case, no classification work.
-    if let Some(stats) = FLOWS.get_ptr_mut(key) {
+    // Established flow: the common case, no classification work. Media flows are in
+    // their own table (see `flow_ptr`): one more look-up for them only.
+    if let Some(stats) = flow_ptr(key) {
         add(stats, &delta, fragments, now, p.dscp);
         // SAFETY: a live map value; the class is written once, at creation.
         let class = unsafe { (*stats).class };
@@ -141,10 +142,21 @@ pub fn account<C: EbpfContext>(
         write_volatile(&mut stats.oversize, 0);
     }
     count_class(counters, class as u32, delta.packets);
-    match FLOWS.insert(key, &*stats, BPF_NOEXIST as u64) {
-        Ok(()) => counters.flows_created += 1,
+    // Media goes to its own table: a flood of other new flows evicts only those.
+    let table = if class.is_media() {
+        &MEDIA_FLOWS
+    } else {
+        &FLOWS
+    };
+    match table.insert(key, &*stats, BPF_NOEXIST as u64) {
+        Ok(()) => {
+            counters.flows_created += 1;
+            if class.is_media() {
+                counters.media_flows_created += 1;
+            }
+        }
         // Another CPU created it first: add to theirs.
-        Err(e) if e == -EEXIST => match FLOWS.get_ptr_mut(key) {
+        Err(e) if e == -EEXIST => match table.get_ptr_mut(key) {
             Some(existing) => add(existing, &delta, fragments, now, p.dscp),
             None => {
                 counters.flow_insert_failed += 1;
@@ -157,9 +169,17 @@ pub fn account<C: EbpfContext>(
             return None;
         }
     }
-    FLOWS
+    table
         .get_ptr_mut(key)
         .map(|stats| FlowRef { stats, class, now })
+}
+
+/// The flow of `key` in the main table, else in the media table.
+#[inline(always)]
+pub fn flow_ptr(key: &FlowKey) -> Option<*mut FlowStats> {
+    FLOWS
+        .get_ptr_mut(key)
+        .or_else(|| MEDIA_FLOWS.get_ptr_mut(key))
 }
 
 #[inline(always)]

@@ -16,7 +16,7 @@ use aya_ebpf::{macros::map, maps::PerCpuArray};
 
 use crate::{
     account::FlowRef,
-    maps::{FLOWS, SETTINGS},
+    maps::SETTINGS,
     packet::Packet,
     parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Parsed, set_v4_mapped},
 };
@@ -136,7 +136,7 @@ pub fn icmp_error(pkt: &Packet, p: &Parsed, ifindex: u32, direction: u8) -> Opti
     key.src_port = u16::from_be_bytes([ports[0], ports[1]]);
     key.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
 
-    let stats = FLOWS.get_ptr_mut(&*key)?;
+    let stats = crate::account::flow_ptr(&*key)?;
     let frag_needed = if p.protocol == IPPROTO_ICMP {
         p.dst_port == ICMP_FRAG_NEEDED
     } else {

@@ -12,6 +12,11 @@ use monitor_common::{FlowKey, FlowStats, GlobalCounters, Settings, ports};
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowStats> = LruHashMap::pinned(65536, 0);
 
+/// Media flows (audio, video, media) only, so other new flows cannot evict them
+/// (`monitor_common::flow::media_table_size`; the daemon sets the size).
+#[map]
+pub static MEDIA_FLOWS: LruHashMap<FlowKey, FlowStats> = LruHashMap::pinned(16384, 0);
+
 /// Scratch space where a new flow's value is built (too large for the BPF stack next to
 /// everything else). Not pinned: it holds nothing between packets.
 #[map]

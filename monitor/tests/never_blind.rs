@@ -236,14 +236,18 @@ fn an_upgrade_across_a_map_layout_change_migrates_or_states_what_it_cannot_keep(
     bed.stop();
 
     // What an earlier version left: its flow map had no `oversize` (8 bytes shorter
-    // values), its RTT map another key. Built from this run's flows, pinned in their place.
+    // values), its RTT map another key, and it kept media flows in the one flow map (no
+    // MEDIA_FLOWS). Built from this run's flows, pinned in their place.
     let pins = bed.pin.path().to_path_buf();
-    let flows: Vec<(FlowKey, FlowStats)> = {
-        let map = MapData::from_pin(pins.join("FLOWS")).unwrap();
-        let map: HashMap<_, FlowKey, FlowStats> =
-            HashMap::try_from(aya::maps::Map::LruHashMap(map)).unwrap();
-        map.iter().map(Result::unwrap).collect()
-    };
+    let flows: Vec<(FlowKey, FlowStats)> = ["FLOWS", "MEDIA_FLOWS"]
+        .iter()
+        .flat_map(|name| {
+            let map = MapData::from_pin(pins.join(name)).unwrap();
+            let map: HashMap<_, FlowKey, FlowStats> =
+                HashMap::try_from(aya::maps::Map::LruHashMap(map)).unwrap();
+            map.iter().map(Result::unwrap).collect::<Vec<_>>()
+        })
+        .collect();
     assert!(flows.len() >= 2, "{} flows", flows.len());
     let key_len = std::mem::size_of::<FlowKey>();
     let value_len = std::mem::size_of::<FlowStats>();
@@ -259,6 +263,7 @@ fn an_upgrade_across_a_map_layout_change_migrates_or_states_what_it_cannot_keep(
         raw::update(&old_flows, kb, &vb[..value_len - 8]);
     }
     std::fs::remove_file(pins.join("FLOWS")).unwrap();
+    std::fs::remove_file(pins.join("MEDIA_FLOWS")).unwrap();
     raw::pin(&old_flows, &pins.join("FLOWS"));
     let old_rtt = raw::create(raw::LRU_HASH, 8, 16, 64);
     for i in 0u64..5 {

@@ -333,6 +333,32 @@ fn call_drill_down_and_usage_errors() {
         text.contains("gw>lan    wan0 ingress - lan0 egress   62/3000"),
         "{text}"
     );
+    // The window history: one row per poll, newest last, exact seconds before the report.
+    assert!(
+        text.contains("WINDOW HISTORY (one row per poll, newest last)"),
+        "{text}"
+    );
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().split(' ').nth(2) == Some("ago"))
+        .collect();
+    assert_eq!(rows.len(), 12, "{text}");
+    assert_eq!(
+        rows[0].split_whitespace().collect::<Vec<_>>(),
+        ["11", "s", "ago", "50", "0", "0.0", "1.0", "4.41", "ok"]
+    );
+    assert_eq!(
+        rows[11].split_whitespace().collect::<Vec<_>>(),
+        [
+            "0", "s", "ago", "50", "5", "10.0", "9.0", "2.71", "critical"
+        ]
+    );
+    let json = run(&["call", "c0a13333", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let history = value["window_history"].as_array().unwrap();
+    assert_eq!(history.len(), 12);
+    assert_eq!(history[11]["unix_s"], 1_700_000_600u64);
+    assert_eq!(history[11]["lost"], 5);
     assert_eq!(
         run(&["call", "C0A10000"]).status.code(),
         Some(0),

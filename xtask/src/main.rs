@@ -56,6 +56,9 @@ enum Task {
         /// Small sizes, for a quick look (not for the record).
         #[arg(long)]
         quick: bool,
+        /// Only the daemon-at-scale part, printed instead of written to BENCHMARKS.md.
+        #[arg(long)]
+        daemon_only: bool,
     },
     /// Send one RTP impairment profile with known ground truth (clean, random loss, burst
     /// loss, reordering, duplicates, wrap, send jitter): run it in the namespace that
@@ -133,7 +136,7 @@ fn main() -> ExitCode {
             cargo_test_args,
         } => test::run(!no_kernel_matrix, &cargo_test_args),
         Task::Demo => demo::run(),
-        Task::Bench { quick } => bench::run(quick),
+        Task::Bench { quick, daemon_only } => bench::run(quick, daemon_only),
         Task::Install { root, binary } => xtask::install::run(&root, binary.as_deref()),
         Task::Package {
             binary,

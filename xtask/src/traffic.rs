@@ -5,6 +5,7 @@
 //! ([`is_documentation_addr`]), every loop is bounded in packets and in time, and every
 //! background thread stops when its handle is dropped.
 
+pub mod raw;
 mod tcp;
 mod udp_recv;
 mod udp_send;

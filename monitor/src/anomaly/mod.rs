@@ -8,6 +8,7 @@
 //! from the Webex network requirements.
 
 pub mod book;
+pub mod fold;
 pub mod window;
 
 pub use crate::report::anomaly::{Anomaly, Event, Evidence, Severity};

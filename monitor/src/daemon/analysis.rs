@@ -111,6 +111,7 @@ impl Analysis {
             .unwrap_or_else(|| (self.make_detectors)());
         let mut tracker = self.tracker.take().unwrap_or_default();
         self.running = Some(tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let mut report = build_with(&snap, &info, &interfaces, &learn, &mut tracker);
             let now_unix_s = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -118,6 +119,8 @@ impl Analysis {
                 .unwrap_or(0);
             detectors.set_stun_rtt(&snap.quality.rtt);
             detectors.poll(&mut report, now_unix_s);
+            (report.scale.anomalies, report.scale.conntrack) = detectors.scale();
+            report.scale.analysis_ms = started.elapsed().as_secs_f64() * 1e3;
             (
                 detectors,
                 tracker,

@@ -13,6 +13,7 @@ use crate::{
         window::{Counts, Deltas},
     },
     dscp,
+    report::scale::{AnomalyFolding, ConntrackRead},
     status::model::StatusReport,
 };
 
@@ -25,6 +26,8 @@ pub struct Detectors {
     dscp_totals: dscp::model::Totals,
     /// SIP ALG, blocked/one-way media, NAT timeouts and exhaustion, MTU (`crate::detect`).
     failures: crate::detect::Failures,
+    /// Caps each poll's findings before the book (README "Scale and caps").
+    folder: crate::anomaly::fold::Folder,
 }
 
 impl Detectors {
@@ -36,6 +39,7 @@ impl Detectors {
             dscp_detect: Default::default(),
             dscp_totals: Default::default(),
             failures: crate::detect::Failures::new(Default::default(), 1500),
+            folder: Default::default(),
         }
     }
 
@@ -71,6 +75,7 @@ impl Detectors {
         findings.extend(crate::quality::detect::detect(&report.calls));
         findings.extend(self.failures.poll(report, &deltas, baseline, now_unix_s));
         findings.extend(crate::detect::interfaces::detect(&report.interfaces));
+        let findings = self.folder.fold(findings);
         for t in self.book.update(findings, now_unix_s) {
             journal(&t);
         }
@@ -86,6 +91,11 @@ impl Detectors {
                 let m = dscp::marks(f)?;
                 Some((m, if baseline { Counts::of(f) } else { *d }))
             }));
+    }
+
+    /// The last poll's folding and conntrack cost, for status `scale`.
+    pub fn scale(&self) -> (AnomalyFolding, ConntrackRead) {
+        (self.folder.stats(), self.failures.conntrack_cost())
     }
 }
 

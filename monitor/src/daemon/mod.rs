@@ -233,9 +233,11 @@ impl Daemon {
         };
         // Status requests and exports copy the hub's last report instead of building
         // their own from the maps (at a million flows that takes longer than a poll).
+        let socket_stats = status::server::Stats::default();
         let current = {
             let hub = hub.subscribe();
             let export_status = export_status.clone();
+            let socket_stats = socket_stats.clone();
             let last_reload: Arc<Mutex<Option<reload::ReloadStatus>>> = Arc::default();
             let reload_cell = last_reload.clone();
             let current = move |max_flows: Option<usize>| {
@@ -250,6 +252,7 @@ impl Daemon {
                 r.daemon.uptime_s = now.saturating_sub(started_mono_ns) / 1_000_000_000;
                 r.daemon.last_reload = reload_cell.lock().ok().and_then(|l| l.clone());
                 r.export = export_status.get();
+                r.scale.status_socket = socket_stats.get();
                 r
             };
             (current, last_reload)
@@ -266,7 +269,12 @@ impl Daemon {
         // The socket serves the busiest flows only; export still sees every flow.
         let served: Arc<dyn Fn() -> StatusReport + Send + Sync> =
             Arc::new(move || current(Some(crate::status::model::MAX_FLOWS_SERVED)));
-        let server = tokio::spawn(status::server::serve(listener, served, shutdown_rx));
+        let server = tokio::spawn(status::server::serve(
+            listener,
+            served,
+            socket_stats,
+            shutdown_rx,
+        ));
 
         let mut ticker = tokio::time::interval(Duration::from_millis(daemon_cfg.poll_interval_ms));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

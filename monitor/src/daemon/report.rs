@@ -119,7 +119,27 @@ pub fn build_tracked(
         dscp,
         learned_peers: Vec::new(),
         learn: None,
+        scale: crate::report::scale::ScaleStatus {
+            flow_tables: flow_tables(snap),
+            ..Default::default()
+        },
     }
+}
+
+/// Fill and evictions of the main and the media flow table.
+fn flow_tables(snap: &Snapshot) -> crate::report::scale::FlowTables {
+    let fill = |name: &str| {
+        snap.maps
+            .iter()
+            .find(|m| m.name == name)
+            .map_or((0, 0), |m| (m.entries, m.max_entries))
+    };
+    crate::report::scale::FlowTables::from_counts(
+        snap.counters.flows_created,
+        snap.counters.media_flows_created,
+        fill(monitor_common::map_names::FLOWS),
+        fill(monitor_common::map_names::MEDIA_FLOWS),
+    )
 }
 
 /// The flows busiest first, then by interface name, direction (egress first), source

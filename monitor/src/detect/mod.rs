@@ -7,6 +7,7 @@
 //! counters alone (README "Anomalies": when each clears).
 
 pub mod blocked;
+pub mod conntrack_join;
 pub mod interfaces;
 pub mod media;
 pub mod mtu;
@@ -26,6 +27,7 @@ use std::{
 use crate::{
     anomaly::{Finding, window::Counts},
     config::detect::DetectConfig,
+    report::scale::ConntrackRead,
     status::model::{FlowStatus, StatusReport},
 };
 
@@ -62,6 +64,8 @@ pub struct Failures {
     conntrack: Option<Vec<system::Entry>>,
     conntrack_read: Option<Instant>,
     conntrack_due: Option<Instant>,
+    /// What the conntrack reads and joins cost (status `scale.conntrack`).
+    conntrack_cost: ConntrackRead,
 }
 
 /// One poll's view: the report's flows with their per-poll deltas, the conntrack table
@@ -81,6 +85,9 @@ pub struct View<'a> {
     lan: HashSet<&'a str>,
     wan: HashSet<&'a str>,
     index: HashMap<FlowId<'a>, usize>,
+    /// The flows conntrack entries join with, by numeric 5-tuple: built on first use
+    /// ([`View::joins`]).
+    joins: std::cell::OnceCell<conntrack_join::Joins<'a>>,
 }
 
 /// Interface, direction, protocol and the two ends: a flow as the map keys it.
@@ -126,7 +133,15 @@ impl<'a> View<'a> {
             lan: role("lan"),
             wan: role("wan"),
             index,
+            joins: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The flows conntrack entries join with, indexed on first use.
+    pub fn joins(&self) -> &conntrack_join::Joins<'a> {
+        self.joins.get_or_init(|| {
+            conntrack_join::Joins::new(self.report.flows.iter(), |f| self.is_lan(f))
+        })
     }
 
     pub fn flow<'k>(&'k self, id: &FlowId<'k>) -> Option<&'a FlowStatus> {
@@ -223,6 +238,12 @@ pub fn subject(f: &FlowStatus) -> String {
 }
 
 impl Failures {
+    /// What reading conntrack and joining it with the flows cost (status
+    /// `scale.conntrack`).
+    pub fn conntrack_cost(&self) -> ConntrackRead {
+        self.conntrack_cost.clone()
+    }
+
     pub fn new(cfg: DetectConfig, path_mtu: u32) -> Failures {
         Failures {
             cfg,
@@ -240,6 +261,7 @@ impl Failures {
             conntrack: None,
             conntrack_read: None,
             conntrack_due: None,
+            conntrack_cost: ConntrackRead::default(),
         }
     }
 
@@ -278,12 +300,24 @@ impl Failures {
         if self.conntrack_due.is_none_or(|t| Instant::now() >= t) {
             let started = Instant::now();
             self.conntrack = system::conntrack_entries();
+            let took = started.elapsed();
             self.conntrack_read = Some(started);
-            self.conntrack_due = Some(next_conntrack_read(started, started.elapsed()));
+            let due = next_conntrack_read(started, took);
+            self.conntrack_due = Some(due);
+            let c = &mut self.conntrack_cost;
+            c.reads += 1;
+            c.last_read_ms = took.as_secs_f64() * 1e3;
+            c.interval_s = (due - started).as_secs_f64();
+            c.entries = self.conntrack.as_ref().map(|e| e.len() as u64);
+            c.nat_entries = self
+                .conntrack
+                .as_ref()
+                .map_or(0, |e| e.iter().filter(|e| e.is_snat()).count() as u64);
         }
         let conntrack_age_s = self
             .conntrack_read
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
+        self.conntrack_cost.age_s = conntrack_age_s;
         let view = View::new(
             report,
             deltas,
@@ -292,11 +326,18 @@ impl Failures {
             conntrack_age_s,
             self.ruleset.as_ref(),
         );
+        // The conntrack joins, timed: the index (built on first use) and the three
+        // detectors that use it.
+        let started = Instant::now();
         let mut findings = Vec::new();
         findings.extend(sip_alg::detect(&view, &mut self.sip_alg, now_unix_s));
+        let mut joins = started.elapsed();
         findings.extend(self.media.detect(&view, &self.cfg, now_unix_s));
+        let started = Instant::now();
         findings.extend(self.nat_timeout.detect(&view, &self.cfg, now_unix_s));
         findings.extend(nat_exhaustion::detect(&view, &self.cfg));
+        joins += started.elapsed();
+        self.conntrack_cost.last_join_ms = joins.as_secs_f64() * 1e3;
         findings.extend(self.blocked.detect(&view, now_unix_s));
         findings.extend(self.tunnel.detect(&view, now_unix_s));
         findings.extend(

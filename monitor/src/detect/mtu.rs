@@ -15,7 +15,7 @@
 //! the last [`HOLD_S`] seconds and clears after. The first poll after start is a baseline:
 //! counts already there (maps pinned by an earlier run) are not growth.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::anomaly::{Finding, Severity};
 
@@ -142,7 +142,7 @@ impl State {
         }
 
         let mut out = Vec::new();
-        let mut present = Vec::new();
+        let mut present = HashSet::new();
         for s in signs {
             let grew = match self.seen.get(&s.subject) {
                 Some(&(count, last_growth)) if count >= s.count => last_growth,
@@ -151,7 +151,7 @@ impl State {
                 _ => now,
             };
             self.seen.insert(s.subject.clone(), (s.count, grew));
-            present.push(s.subject.clone());
+            present.insert(s.subject.clone());
             if now.saturating_sub(grew) <= HOLD_S {
                 let mut evidence = s.evidence;
                 evidence.push(("hold_s".into(), HOLD_S.to_string()));

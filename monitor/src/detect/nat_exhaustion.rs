@@ -8,7 +8,10 @@
 //! Opens at `[detect] nat_use_pct` percent. Evidence includes the Webex flows arriving
 //! from the LAN that have no conntrack binding at all: new flows the NAT could not place.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    net::IpAddr,
+};
 
 use crate::{
     anomaly::{Finding, Severity},
@@ -58,23 +61,31 @@ pub fn detect(view: &View<'_>, cfg: &DetectConfig) -> Vec<Finding> {
     let Some(entries) = view.conntrack else {
         return out;
     };
-    // Ports in use per (public address, transport).
-    let mut used: BTreeMap<(String, &'static str), BTreeSet<u16>> = BTreeMap::new();
-    let mut bound: HashSet<(&'static str, String, u16, String, u16)> = HashSet::new();
+    // Ports in use per (public address, transport), and every binding by its numeric
+    // original tuple: no text per entry (a table holds 100,000).
+    let mut used: BTreeMap<(IpAddr, &'static str), BTreeSet<u16>> = BTreeMap::new();
+    let mut bound: HashSet<(&'static str, IpAddr, u16, IpAddr, u16)> = HashSet::new();
     for e in entries {
         bound.insert((
             e.protocol,
-            e.orig.src.to_string(),
+            e.orig.src,
             e.orig.sport,
-            e.orig.dst.to_string(),
+            e.orig.dst,
             e.orig.dport,
         ));
         if e.is_snat() {
-            used.entry((e.reply.dst.to_string(), e.protocol))
+            used.entry((e.reply.dst, e.protocol))
                 .or_default()
                 .insert(e.reply.dport);
         }
     }
+    let has_binding = |f: &crate::status::model::FlowStatus| {
+        let protocol = if f.protocol == "udp" { "udp" } else { "tcp" };
+        match (f.src_addr.parse::<IpAddr>(), f.dst_addr.parse::<IpAddr>()) {
+            (Ok(src), Ok(dst)) => bound.contains(&(protocol, src, f.src_port, dst, f.dst_port)),
+            _ => false,
+        }
+    };
     // Webex flows from the LAN that are active but have no binding.
     let unbound = view
         .flows()
@@ -85,13 +96,7 @@ pub fn detect(view: &View<'_>, cfg: &DetectConfig) -> Vec<Finding> {
                 && (f.protocol == "udp" || f.protocol == "tcp")
                 // A flow newer than the conntrack read cannot be in it yet.
                 && f.age_s >= view.conntrack_age_s
-                && !bound.contains(&(
-                    if f.protocol == "udp" { "udp" } else { "tcp" },
-                    f.src_addr.clone(),
-                    f.src_port,
-                    f.dst_addr.clone(),
-                    f.dst_port,
-                ))
+                && !has_binding(f)
         })
         .count();
     let ranges: Vec<(u16, u16)> = match view.ruleset {
@@ -122,7 +127,7 @@ pub fn detect(view: &View<'_>, cfg: &DetectConfig) -> Vec<Finding> {
                  {protocol}; {unbound} active Webex flows from the LAN have no NAT binding"
             ),
             evidence: vec![
-                ("public_address".into(), public.clone()),
+                ("public_address".into(), public.to_string()),
                 ("protocol".into(), protocol.to_string()),
                 ("ports_in_use".into(), in_use.to_string()),
                 ("port_range".into(), format!("{first}-{last}")),

@@ -194,20 +194,14 @@ impl State {
         // Rebinding: the same inner host and peer on a new public address or port.
         if let Some(entries) = view.conntrack {
             for e in entries.iter().filter(|e| e.is_snat()) {
+                // One look-up per entry; text only for signalling bindings.
+                if !view.joins().is_signalling(e.protocol, &e.orig) {
+                    continue;
+                }
                 let (inner, peer) = (
                     format!("{}:{}", e.orig.src, e.orig.sport),
                     format!("{}:{}", e.orig.dst, e.orig.dport),
                 );
-                let is_signalling = view.flows().filter(signalling).any(|f| {
-                    f.protocol == e.protocol
-                        && f.inner_addr == e.orig.src.to_string()
-                        && f.inner_port == e.orig.sport
-                        && f.peer_addr == e.orig.dst.to_string()
-                        && f.peer_port == e.orig.dport
-                });
-                if !is_signalling {
-                    continue;
-                }
                 let public = format!("{}:{}", e.reply.dst, e.reply.dport);
                 let key = (e.protocol, inner.clone(), peer.clone());
                 match self.bindings.insert(key, public.clone()) {

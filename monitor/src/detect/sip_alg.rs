@@ -96,26 +96,12 @@ pub fn detect(view: &View<'_>, rewrites: &mut Rewrites, now: u64) -> Vec<Finding
         if !e.is_snat() {
             continue;
         }
-        // The LAN-side copy (before NAT) and the WAN-side copy (after it).
-        let (os, od, rs, rd) = (
-            e.orig.src.to_string(),
-            e.orig.dst.to_string(),
-            e.reply.src.to_string(),
-            e.reply.dst.to_string(),
-        );
-        let lan = view.report.flows.iter().find(|f| {
-            view.is_lan(f)
-                && f.direction == "ingress"
-                && f.protocol == e.protocol
-                && f.src_addr == os
-                && f.src_port == e.orig.sport
-                && f.dst_addr == od
-                && f.dst_port == e.orig.dport
-        });
-        let Some(lan) = lan else { continue };
-        if lan.class != "sip_signalling" {
+        // The LAN-side copy (before NAT) and the WAN-side copy (after it): one look-up
+        // per entry; text only for the few that match.
+        let Some(lan) = view.joins().lan_signalling(e.protocol, &e.orig) else {
             continue;
-        }
+        };
+        let (rs, rd) = (e.reply.src.to_string(), e.reply.dst.to_string());
         let wan = view.wan_interfaces().find_map(|interface| {
             view.flow(&FlowId {
                 interface,

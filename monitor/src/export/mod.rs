@@ -10,6 +10,7 @@ pub mod call_log;
 pub mod call_series;
 pub mod otlp;
 pub mod prometheus;
+pub mod prometheus_http;
 pub mod series;
 mod transport;
 
@@ -158,7 +159,7 @@ async fn run(
     let mut tasks = Vec::new();
     if let Some(listener) = prometheus {
         match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => tasks.push(tokio::spawn(prometheus::serve(
+            Ok(l) => tasks.push(tokio::spawn(prometheus_http::serve(
                 l,
                 report.clone(),
                 settings.max_call_series,

@@ -2,23 +2,14 @@
 //! format, named by the OTel-to-Prometheus rules (dots to underscores, unit suffix,
 //! `_total` on counters, resource attributes on `target_info`), every series labelled
 //! with the site (`site_name`) so one Prometheus can scrape a fleet and tell sites apart.
+//!
+//! The HTTP server is in [`super::prometheus_http`].
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-
-use super::ReportFn;
 use super::call_series::{self, CallSeries};
 use super::series::{self, Kind, MetricDef, Series};
 use crate::config::export::SITE_ATTRIBUTE;
-
-/// A scrape request head larger than this is refused.
-const MAX_REQUEST: usize = 8 * 1024;
-/// How long a client may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The label every series carries: the resource attribute `site.name`.
 pub const SITE_LABEL: &str = "site_name";
@@ -148,73 +139,6 @@ pub fn render_calls(out: &mut String, calls: &CallSeries, resource: &[(String, S
             labels(out, &mut attrs(&p.attrs).into_iter());
             let _ = writeln!(out, " {}", p.count);
         }
-    }
-}
-
-/// Serves `GET /metrics` until `shutdown` turns true. One connection at a time: a
-/// scraper is one client, and a slow one cannot pile up work.
-pub async fn serve(
-    listener: TcpListener,
-    report: ReportFn,
-    max_call_series: u32,
-    resource: Vec<(String, String)>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let (mut stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    log::warn!("prometheus endpoint: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let mut buf = Vec::with_capacity(1024);
-        let head = tokio::time::timeout(READ_TIMEOUT, async {
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return false,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            true
-        })
-        .await;
-        if !matches!(head, Ok(true)) {
-            continue;
-        }
-        let line =
-            String::from_utf8_lossy(buf.split(|b| *b == b'\n').next().unwrap_or(&[])).into_owned();
-        let mut parts = line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let path = path.split('?').next().unwrap_or("");
-        let response = if method == "GET" && path == "/metrics" {
-            let report = report();
-            let mut body = render(&series::collect(&report, max_call_series), &resource);
-            render_calls(
-                &mut body,
-                &call_series::collect(&report, max_call_series),
-                &resource,
-            );
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-        } else {
-            let body = "only GET /metrics is served\n";
-            format!(
-                "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{body}",
-                body.len()
-            )
-        };
-        let _ = tokio::time::timeout(READ_TIMEOUT, stream.write_all(response.as_bytes())).await;
-        let _ = stream.shutdown().await;
     }
 }
 

@@ -156,7 +156,7 @@ def!(
     "monitor.flows.evicted",
     "{flow}",
     Counter,
-    "Flows the kernel's LRU flow table evicted to make room (a full table: raise daemon.flow_table_size)."
+    "Flows the kernel's LRU flow tables evicted to make room, per table (monitor.flow.table: media for audio, video and media flows, other for the rest; a full table: raise daemon.flow_table_size)."
 );
 def!(
     FLOW_PACKETS,
@@ -360,7 +360,17 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
     );
     out.insert(FLOWS_CREATED.name, single(c.flows_created));
     out.insert(FLOWS_INSERT_FAILED.name, single(c.flow_insert_failed));
-    out.insert(FLOWS_EVICTED.name, single(c.flows_evicted));
+    let tables = &report.scale.flow_tables;
+    out.insert(
+        FLOWS_EVICTED.name,
+        [("media", &tables.media), ("other", &tables.other)]
+            .into_iter()
+            .map(|(table, t)| Point {
+                attrs: vec![("monitor.flow.table", s(table))],
+                value: t.evicted,
+            })
+            .collect(),
+    );
 
     // Aggregates per class, interface, direction, transport and IP version.
     let mut agg: BTreeMap<[String; 5], (u64, u64, u64)> = BTreeMap::new();

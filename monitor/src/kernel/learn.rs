@@ -144,10 +144,22 @@ pub fn delete_flows(
     flows: &[(FlowKey, FlowStats)],
     gone: &HashSet<[u8; 16]>,
 ) -> Result<Vec<FlowKey>, KernelError> {
-    let name = map_names::FLOWS;
-    let mut map: HashMap<_, FlowKey, FlowStats> =
-        HashMap::try_from(map_mut(ebpf, name)?).map_err(err(name))?;
     let mut deleted = Vec::new();
+    for name in [map_names::FLOWS, map_names::MEDIA_FLOWS] {
+        let mut map: HashMap<_, FlowKey, FlowStats> =
+            HashMap::try_from(map_mut(ebpf, name)?).map_err(err(name))?;
+        delete_from(&mut map, flows, gone, &mut deleted);
+    }
+    Ok(deleted)
+}
+
+/// [`delete_flows`] in one of the two flow maps.
+fn delete_from(
+    map: &mut HashMap<&mut MapData, FlowKey, FlowStats>,
+    flows: &[(FlowKey, FlowStats)],
+    gone: &HashSet<[u8; 16]>,
+    deleted: &mut Vec<FlowKey>,
+) {
     for (k, v) in flows {
         if v.class == monitor_common::Class::NotWebex as u32 {
             continue;
@@ -161,7 +173,6 @@ pub fn delete_flows(
             deleted.push(*k);
         }
     }
-    Ok(deleted)
 }
 
 /// The flows deleted so far (persistent, `learn::STATE_FLOWS_DELETED`).

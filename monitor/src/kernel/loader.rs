@@ -58,6 +58,10 @@ pub fn load(cfg: &ValidatedConfig) -> Result<Loaded, KernelError> {
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(&daemon.pin_path)
         .map_max_entries(map_names::FLOWS, daemon.flow_table_size)
+        .map_max_entries(
+            map_names::MEDIA_FLOWS,
+            monitor_common::flow::media_table_size(daemon.flow_table_size),
+        )
         .load(object::bytes()?)
         .map_err(KernelError::Load)?;
 

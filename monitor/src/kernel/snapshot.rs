@@ -50,14 +50,25 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
 
     let flows_map: HashMap<&MapData, FlowKey, FlowStats> =
         HashMap::try_from(map(map_names::FLOWS)?).map_err(err(map_names::FLOWS))?;
+    let media_map: HashMap<&MapData, FlowKey, FlowStats> =
+        HashMap::try_from(map(map_names::MEDIA_FLOWS)?).map_err(err(map_names::MEDIA_FLOWS))?;
     let taken_mono_ns = monotonic_ns();
-    let flows = read_flows(&flows_map)?;
+    let mut flows = read_flows(&flows_map, map_names::FLOWS)?;
+    let main_entries = flows.len() as u64;
+    flows.extend(read_flows(&media_map, map_names::MEDIA_FLOWS)?);
 
-    let mut maps = vec![MapFill {
-        name: map_names::FLOWS.to_string(),
-        entries: flows.len() as u64,
-        max_entries: max_entries(flows_map.map()),
-    }];
+    let mut maps = vec![
+        MapFill {
+            name: map_names::FLOWS.to_string(),
+            entries: main_entries,
+            max_entries: max_entries(flows_map.map()),
+        },
+        MapFill {
+            name: map_names::MEDIA_FLOWS.to_string(),
+            entries: flows.len() as u64 - main_entries,
+            max_entries: max_entries(media_map.map()),
+        },
+    ];
     for name in [map_names::WEBEX_V4, map_names::WEBEX_V6] {
         let m = map(name)?;
         let (entries, max) = match name {
@@ -95,16 +106,17 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
     })
 }
 
-/// The flow map in batches, or key by key where the kernel lacks batch lookups.
+/// A flow map (`name`) in batches, or key by key where the kernel lacks batch lookups.
 fn read_flows(
     flows_map: &HashMap<&MapData, FlowKey, FlowStats>,
+    name: &'static str,
 ) -> Result<Vec<(FlowKey, FlowStats)>, KernelError> {
     match batch::lookup_all(flows_map.map().fd().as_fd()) {
         Ok(Some(flows)) => return Ok(flows),
         Ok(None) => {}
         Err(e) => {
             return Err(KernelError::Map {
-                map: map_names::FLOWS,
+                map: name,
                 source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
                     call: "bpf_map_lookup_batch",
                     io_error: e,
@@ -120,7 +132,7 @@ fn read_flows(
             Err(aya::maps::MapError::KeyNotFound) => {}
             Err(e) => {
                 return Err(KernelError::Map {
-                    map: map_names::FLOWS,
+                    map: name,
                     source: e,
                 });
             }

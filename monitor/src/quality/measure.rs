@@ -19,13 +19,15 @@ use super::{
     QualitySnapshot,
     calls::{CallKey, Obs, is_video, kind},
     health::{self, Figures},
-    mos,
-    tracker::{Call, round2},
+    history, mos,
+    tracker::{Call, Now, round2},
     window::{Counts, Track, pct},
 };
 use crate::{
     config::quality::QualityConfig,
-    report::calls::{CallLeg, CallStatus, SegmentStatus, StreamStatus, WindowStatus},
+    report::calls::{
+        CallLeg, CallStatus, HistoryPoint, PollDelta, SegmentStatus, StreamStatus, WindowStatus,
+    },
 };
 
 /// A stream with its counters over the call and the window.
@@ -42,6 +44,8 @@ struct Through {
     by_ssrc: HashMap<u32, (u64, u64)>,
     call: (u64, u64),
     window: (u64, u64),
+    /// The last poll's deltas.
+    poll: (u64, u64),
 }
 
 /// One direction's totals.
@@ -52,6 +56,10 @@ struct Dir {
     w_expected: u64,
     w_lost: u64,
     w_jitter_ms: f64,
+    /// The last poll's deltas (for the window history).
+    p_expected: u64,
+    p_lost: u64,
+    p_jitter_ms: f64,
 }
 
 pub fn call(
@@ -61,8 +69,12 @@ pub fn call(
     snap: &QualitySnapshot,
     q: &QualityConfig,
     state: &mut Call,
-    now_mono_ns: u64,
+    now: Now,
 ) -> CallStatus {
+    let Now {
+        mono_ns: now_mono_ns,
+        unix_s: now_unix_s,
+    } = now;
     let measured: Vec<Measured> = members
         .iter()
         .map(|o| {
@@ -144,10 +156,14 @@ pub fn call(
             w_expected: w.expected,
             w_lost: w.lost,
             w_jitter_ms: 0.0,
+            p_expected: at.iter().map(|m| poll(m).expected).sum(),
+            p_lost: at.iter().map(|m| poll(m).lost).sum(),
+            p_jitter_ms: at.iter().map(|m| poll(m).jitter_ms).fold(0.0, f64::max),
         };
         if gateway_counts {
             d.lost += through.call.1;
             d.w_lost += through.window.1;
+            d.p_lost += through.poll.1;
         }
         let mut streams = Vec::new();
         for m in &at {
@@ -244,6 +260,21 @@ pub fn call(
             state.worst_window = Some(window.clone());
         }
     }
+    let polled = dirs
+        .iter()
+        .max_by(|a, b| pct(a.p_lost, a.p_expected).total_cmp(&pct(b.p_lost, b.p_expected)));
+    let window_history = history::push(
+        &mut state.history,
+        HistoryPoint {
+            unix_s: now_unix_s,
+            expected: polled.map(|d| d.p_expected).unwrap_or(0),
+            lost: polled.map(|d| d.p_lost).unwrap_or(0),
+            loss_pct: polled.map(|d| pct(d.p_lost, d.p_expected)).unwrap_or(0.0),
+            jitter_ms: dirs.iter().map(|d| d.p_jitter_ms).fold(0.0, f64::max),
+            mos,
+            health: health::name(level).to_string(),
+        },
+    );
     let bad_segment = (level > 0 && window.loss_pct > q.loss_pct * health::CLEAR_MARGIN)
         .then(|| {
             segments
@@ -296,7 +327,13 @@ pub fn call(
             .map(|o| idle(o.s.last_seen_ns))
             .fold(f64::INFINITY, f64::min),
         legs,
+        window_history,
     }
+}
+
+/// A stream's last poll deltas (none without a track).
+fn poll(m: &Measured) -> PollDelta {
+    m.track.map(|t| t.last.clone()).unwrap_or_default()
 }
 
 fn sums(ms: &[&Measured]) -> (Counts, Counts) {
@@ -322,6 +359,10 @@ fn through(entry: &[&Measured], exit: &[&Measured]) -> Through {
             .collect();
         let out_call: u64 = out.iter().map(|x| x.call.distinct()).sum();
         let out_window: u64 = out.iter().map(|x| x.window.distinct()).sum();
+        let out_poll: u64 = out.iter().map(|x| poll(x).received).sum();
+        let in_poll = poll(e).received;
+        t.poll.0 += in_poll;
+        t.poll.1 += in_poll.saturating_sub(out_poll);
         let call = (
             e.call.distinct(),
             e.call.distinct().saturating_sub(out_call),

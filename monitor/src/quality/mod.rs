@@ -8,6 +8,7 @@ pub mod calls;
 pub mod detect;
 pub mod health;
 pub mod histograms;
+pub mod history;
 pub mod measure;
 pub mod model;
 pub mod mos;

@@ -237,6 +237,7 @@ mod tests {
             },
             segments: Vec::new(),
             bad_segment: None,
+            window_history: Vec::new(),
         }
     }
 

@@ -22,8 +22,8 @@ use super::{
 use crate::{
     config::quality::QualityConfig,
     report::calls::{
-        CallRecord, CallStatus, CallTracking, RecordLeg, WindowHistogram, WindowObservation,
-        WindowStatus,
+        CallRecord, CallStatus, CallTracking, HistoryPoint, RecordLeg, WindowHistogram,
+        WindowObservation, WindowStatus,
     },
 };
 
@@ -50,6 +50,16 @@ pub struct Call {
     pub last: Option<CallStatus>,
     /// When its window last went into the histograms (the call's start at first).
     pub observed_ns: u64,
+    /// One point per poll, oldest first, at most [`super::history::POINTS`].
+    pub history: VecDeque<HistoryPoint>,
+}
+
+/// When a poll is taken: the monotonic clock (for intervals) and the wall clock (for
+/// the times reported).
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub mono_ns: u64,
+    pub unix_s: u64,
 }
 
 /// What one poll of the tracker reports.
@@ -177,7 +187,18 @@ impl Tracker {
                     t.join(call.serial);
                 }
             }
-            let status = measure::call(key, members, &self.streams, snap, q, call, now_mono_ns);
+            let status = measure::call(
+                key,
+                members,
+                &self.streams,
+                snap,
+                q,
+                call,
+                Now {
+                    mono_ns: now_mono_ns,
+                    unix_s: now_unix_s,
+                },
+            );
             // Each completed window of the call once into the histograms.
             if status.window.sufficient && now_mono_ns.saturating_sub(call.observed_ns) >= window_ns
             {
@@ -214,6 +235,7 @@ impl Tracker {
             call_idle_s: q.call_idle_s,
             max_call_records: q.max_call_records as u64,
             call_record_max_age_s: q.call_record_max_age_s,
+            window_history_points: super::history::POINTS as u64,
             ..self.tracking.clone()
         };
         Polled {
@@ -276,6 +298,7 @@ impl Tracker {
             worst_window: None,
             last: None,
             observed_ns: started_mono_ns,
+            history: VecDeque::new(),
         }
     }
 }
@@ -331,6 +354,7 @@ fn record(call: &Call, now_mono_ns: u64, now_unix_s: u64) -> Option<CallRecord> 
             })
             .collect(),
         segments: c.segments.clone(),
+        window_history: c.window_history.clone(),
     })
 }
 

@@ -67,6 +67,30 @@ pub struct CallStatus {
     pub idle_s: f64,
     /// Each direction as measured (README "Call quality": where each is measured).
     pub legs: Vec<CallLeg>,
+    /// One point per poll of the call, oldest first, the last
+    /// `call_tracking.window_history_points` (older points dropped).
+    #[serde(default)]
+    pub window_history: Vec<HistoryPoint>,
+}
+
+/// One poll of a call (`window_history[]`): that poll's deltas of the worse direction
+/// (the loss of every segment this gateway sees, as the window counts it), and the
+/// call's MOS and health as judged at that poll.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct HistoryPoint {
+    /// When the poll was taken, Unix seconds.
+    pub unix_s: u64,
+    /// Packets expected and lost in this poll (its deltas), worse direction.
+    pub expected: u64,
+    pub lost: u64,
+    pub loss_pct: f64,
+    /// RFC 3550 jitter at the end of the poll, worse of the measured streams, ms.
+    pub jitter_ms: f64,
+    /// The call's MOS at that poll (over its recent window); `null` without voice or a
+    /// sufficient window.
+    pub mos: Option<f64>,
+    /// The call's health after that poll.
+    pub health: String,
 }
 
 /// One direction of a call, at the point where it is measured.
@@ -162,6 +186,9 @@ pub struct CallRecord {
     /// Each direction: where it was measured and its whole-call loss.
     pub legs: Vec<RecordLeg>,
     pub segments: Vec<SegmentStatus>,
+    /// The call's last `call_tracking.window_history_points` polls, oldest first.
+    #[serde(default)]
+    pub window_history: Vec<HistoryPoint>,
 }
 
 /// One direction of an ended call.
@@ -190,6 +217,9 @@ pub struct CallTracking {
     pub calls_ended: u64,
     /// Records dropped by `max_call_records` before their age was up.
     pub records_dropped: u64,
+    /// The cap of each call's `window_history` (one point per poll, oldest dropped).
+    #[serde(default)]
+    pub window_history_points: u64,
 }
 
 /// One RTP stream (flow and SSRC) as the kernel accounts it.

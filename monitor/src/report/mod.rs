@@ -6,3 +6,4 @@ pub mod anomaly;
 pub mod calls;
 pub mod dscp;
 pub mod learn;
+pub mod scale;

@@ -1,11 +1,17 @@
 //! Client side of the status socket: asks the running daemon for its [`StatusReport`].
 
 use super::model::StatusReport;
-use super::server::{MAX_REQUEST_BYTES, REQUEST};
+use super::server::{BUSY_PREFIX, MAX_REQUEST_BYTES, REQUEST};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long [`fetch`] keeps retrying while the daemon says it is busy.
+pub const BUSY_RETRY_FOR: Duration = Duration::from_secs(3);
+/// The first wait before a retry; each further wait doubles, up to [`BUSY_BACKOFF_MAX`].
+const BUSY_BACKOFF: Duration = Duration::from_millis(20);
+const BUSY_BACKOFF_MAX: Duration = Duration::from_millis(400);
 
 /// Why no report could be had. Each message says what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +40,13 @@ pub enum ClientError {
     /// The daemon answered with `{"error": "..."}`.
     #[error("the monitor daemon refused: {0}")]
     Server(String),
+    /// Every try within [`BUSY_RETRY_FOR`] was answered "busy".
+    #[error(
+        "the monitor daemon is busy: too many status clients at once; gave up after {tries} \
+         tries in {:.1} s (try again in a moment)",
+        waited.as_secs_f64()
+    )]
+    Busy { tries: u32, waited: Duration },
     #[error("unexpected reply from {} (is it a monitor daemon of the same version?): {detail}", path.display())]
     BadReply { path: PathBuf, detail: String },
 }
@@ -42,8 +55,43 @@ pub enum ClientError {
 const MAX_REPLY_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Fetches the report from the daemon's socket at `path`, waiting at most `timeout` for
-/// each step (connect, send, each read).
+/// each step (connect, send, each read). While the daemon answers "busy" it tries again
+/// (backing off) for up to [`BUSY_RETRY_FOR`], then says it gave up.
 pub fn fetch(path: &Path, timeout: Duration) -> Result<StatusReport, ClientError> {
+    fetch_retrying(path, timeout, BUSY_RETRY_FOR)
+}
+
+fn fetch_retrying(
+    path: &Path,
+    timeout: Duration,
+    retry_for: Duration,
+) -> Result<StatusReport, ClientError> {
+    let started = Instant::now();
+    let mut backoff = BUSY_BACKOFF;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match fetch_once(path, timeout) {
+            Err(ClientError::Server(message)) if is_busy(&message) => {
+                let waited = started.elapsed();
+                if waited + backoff > retry_for {
+                    return Err(ClientError::Busy { tries, waited });
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(BUSY_BACKOFF_MAX);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The daemon's "busy" reply.
+fn is_busy(message: &str) -> bool {
+    message.starts_with(BUSY_PREFIX)
+}
+
+/// One try: connect, ask, read the reply.
+fn fetch_once(path: &Path, timeout: Duration) -> Result<StatusReport, ClientError> {
     let io = |error: std::io::Error| classify(path, timeout, error);
     let mut stream = UnixStream::connect(path).map_err(io)?;
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
@@ -175,8 +223,8 @@ mod tests {
                 "the monitor daemon refused: permission denied: status is root-only"
             );
         }
-        let err = fake_server(b"{\"error\":\"busy: try again\"}\n", T);
-        assert_eq!(err, "the monitor daemon refused: busy: try again");
+        let err = fake_server(b"{\"error\":\"out of order\"}\n", T);
+        assert_eq!(err, "the monitor daemon refused: out of order");
     }
 
     #[test]
@@ -206,6 +254,72 @@ mod tests {
             "{err}"
         );
         assert!(err.ends_with(" within 0.2 s"), "{err}");
+    }
+
+    /// Answers "busy" `busy` times, then the report (or "busy" forever when `None`).
+    fn busy_server(busy: Option<usize>) -> (PathBuf, std::thread::JoinHandle<usize>) {
+        let dir = temp_dir("client-busy");
+        let path = dir.join("busy.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let thread = std::thread::spawn(move || {
+            let mut answered = 0;
+            let idle_until = |t: std::time::Instant| t + Duration::from_millis(1000);
+            let mut last = std::time::Instant::now();
+            while std::time::Instant::now() < idle_until(last) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                let mut line = String::new();
+                std::io::BufReader::new(&stream)
+                    .read_line(&mut line)
+                    .unwrap();
+                let reply = if busy.is_none_or(|b| answered < b) {
+                    format!(
+                        "{}\n",
+                        serde_json::json!({ "error": crate::status::server::BUSY })
+                    )
+                } else {
+                    format!("{}\n", serde_json::to_string(&sample_report()).unwrap())
+                };
+                stream.write_all(reply.as_bytes()).unwrap();
+                answered += 1;
+                last = std::time::Instant::now();
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+            answered
+        });
+        (path, thread)
+    }
+
+    #[test]
+    fn busy_is_retried_and_giving_up_is_said() {
+        let (path, server) = busy_server(Some(3));
+        assert_eq!(fetch(&path, T).unwrap(), sample_report());
+        assert_eq!(server.join().unwrap(), 4);
+
+        let (path, server) = busy_server(None);
+        let started = Instant::now();
+        let err = fetch_retrying(&path, T, Duration::from_millis(250)).unwrap_err();
+        let elapsed = started.elapsed();
+        let tries = server.join().unwrap();
+        // Waits of 20, 40 and 80 ms fit in 250 ms; the next (160) does not.
+        assert_eq!(tries, 4);
+        assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
+        let ClientError::Busy { tries: said, .. } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(*said, 4);
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "the monitor daemon is busy: too many status clients at once; gave up after 4 \
+                 tries in 0."
+            ) && text.ends_with(" s (try again in a moment)"),
+            "{text}"
+        );
     }
 
     /// Serves one connection with `reply` (and keeps it open after "WAIT") and returns

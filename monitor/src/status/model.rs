@@ -43,6 +43,7 @@ impl StatusReport {
             dscp: self.dscp.clone(),
             learned_peers: self.learned_peers.clone(),
             learn: self.learn.clone(),
+            scale: self.scale.clone(),
         }
     }
 }
@@ -96,6 +97,9 @@ pub struct StatusReport {
     /// Learning counters; `null` when the report was not built by a running daemon.
     #[serde(default)]
     pub learn: Option<crate::report::learn::LearnStatus>,
+    /// The daemon's own load and caps: status socket clients (README "Scale and caps").
+    #[serde(default)]
+    pub scale: crate::report::scale::ScaleStatus,
 }
 
 /// How export is doing (README "Export").

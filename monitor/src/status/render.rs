@@ -156,6 +156,36 @@ fn maps(out: &mut String, report: &StatusReport, paint: Paint) {
         ]);
     }
     table.write(out, paint);
+    scale_notes(out, &report.scale);
+}
+
+/// One line each for what the daemon's caps turned away or folded, only when it did
+/// (README "Scale and caps"; the numbers are in the JSON's `scale`).
+fn scale_notes(out: &mut String, s: &crate::report::scale::ScaleStatus) {
+    let t = &s.flow_tables;
+    if t.media.evicted + t.other.evicted > 0 {
+        out.push_str(&format!(
+            "  flows evicted: media {} of {} created, other {} of {} (media flows have their \
+             own table)\n",
+            t.media.evicted, t.media.created, t.other.evicted, t.other.created
+        ));
+    }
+    let a = &s.anomalies;
+    if a.folded > 0 {
+        out.push_str(&format!(
+            "  anomalies folded: {} of {} findings into {} aggregates (at most {} per \
+             detector)\n",
+            a.folded, a.findings, a.aggregates, a.cap_per_id
+        ));
+    }
+    let c = &s.status_socket;
+    if c.refused_busy + c.closed_idle > 0 {
+        out.push_str(&format!(
+            "  status clients turned away: {} busy, {} silent connections closed (at most \
+             {} at once)\n",
+            c.refused_busy, c.closed_idle, c.max_clients
+        ));
+    }
 }
 
 fn counters(out: &mut String, report: &StatusReport, paint: Paint) {
@@ -572,6 +602,7 @@ pub(crate) mod tests {
             dscp: Vec::new(),
             learned_peers: Vec::new(),
             learn: None,
+            scale: Default::default(),
         }
     }
 
@@ -656,6 +687,35 @@ FLOWS (3 of 3, busiest first)
         stripped.push_str(rest);
         assert_eq!(stripped, EXPECTED);
         assert!(!render(&sample_report(), false).contains('\x1b'));
+    }
+
+    #[test]
+    fn caps_that_acted_get_a_line_under_the_maps() {
+        let mut r = sample_report();
+        assert!(!render(&r, false).contains("evicted:"));
+        r.scale.flow_tables.other.created = 9_988;
+        r.scale.flow_tables.other.evicted = 5_892;
+        r.scale.flow_tables.media.created = 12;
+        r.scale.anomalies = crate::report::scale::AnomalyFolding {
+            shown_per_id: 16,
+            cap_per_id: 20,
+            findings: 10_000,
+            shown: 16,
+            folded: 9_984,
+            aggregates: 1,
+        };
+        r.scale.status_socket.refused_busy = 3;
+        r.scale.status_socket.max_clients = 512;
+        let text = render(&r, false);
+        assert!(
+            text.contains(
+                "  WEBEX_V4       41     41  100.0%\n  flows evicted: media 0 of 12 created, other \
+             5892 of 9988 (media flows have their own table)\n  anomalies folded: 9984 of \
+             10000 findings into 1 aggregates (at most 20 per detector)\n  status clients \
+             turned away: 3 busy, 0 silent connections closed (at most 512 at once)\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,21 +1,28 @@
 //! The daemon's status socket: a root-only Unix socket that answers `status\n` with the
 //! [`StatusReport`] as one line of JSON, then closes.
 //!
-//! Every connection runs in its own task (at most [`MAX_CLIENTS`] at once); a client
-//! that sends nothing, too much or garbage gets a one-line `{"error": "..."}` and is
-//! closed, so no client can stall the daemon or the other clients.
+//! Every connection runs in its own task, with its own deadlines: [`REQUEST_TIMEOUT`] to
+//! send the request, [`REPLY_TIMEOUT`] to take the reply. At most [`MAX_CLIENTS`] are
+//! held at once. When all slots are taken, the oldest connection that has stayed silent
+//! for [`IDLE_EVICT_AFTER`] is closed to admit the new one; only when every slot holds a
+//! client that already asked is the new one told "busy" (and `monitor status` retries).
+//! A client that does not read blocks nobody: each write is its own task's, and the
+//! reply bytes are shared, built at most once per [`REPLY_REUSE`] for all clients.
 
 use super::model::StatusReport;
+use crate::report::scale::StatusSocket;
+use std::collections::BTreeMap;
 use std::fs::{DirBuilder, Permissions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{oneshot, watch};
 
 /// The only request: the word `status` and a newline.
 pub const REQUEST: &str = "status";
@@ -25,8 +32,20 @@ pub const MAX_REQUEST_BYTES: usize = 1024;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a client has to take the reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once; more are told to retry.
-pub const MAX_CLIENTS: usize = 16;
+/// Connections held at once. Each costs a task and a file descriptor; the reply bytes
+/// are shared, so a non-reading client holds no copy of its own.
+pub const MAX_CLIENTS: usize = 512;
+/// A connection silent this long may be closed to admit a new one when all slots are
+/// taken (a real client sends its request right after connecting).
+pub const IDLE_EVICT_AFTER: Duration = Duration::from_millis(250);
+/// One built reply answers every request within this long (bounds the cost of many
+/// clients at once to a few report encodings a second).
+pub const REPLY_REUSE: Duration = Duration::from_millis(100);
+/// The reply to a client turned away; `monitor status` retries on [`BUSY_PREFIX`].
+pub const BUSY: &str = "busy: too many status clients at once, try again";
+pub const BUSY_PREFIX: &str = "busy:";
+/// Open files the daemon asks for, so [`MAX_CLIENTS`] connections fit beside its maps.
+const WANT_OPEN_FILES: libc::rlim_t = 4096;
 
 /// The status socket cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -145,16 +164,210 @@ impl Access {
     }
 }
 
+/// The socket's limits; the daemon uses the constants above, tests smaller ones.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_clients: usize,
+    idle_evict_after: Duration,
+    request_timeout: Duration,
+    reply_timeout: Duration,
+}
+
+const LIMITS: Limits = Limits {
+    max_clients: MAX_CLIENTS,
+    idle_evict_after: IDLE_EVICT_AFTER,
+    request_timeout: REQUEST_TIMEOUT,
+    reply_timeout: REPLY_TIMEOUT,
+};
+
+/// What the socket has done, for the status report. Cheap to clone (shared counters).
+#[derive(Clone, Debug, Default)]
+pub struct Stats(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    clients: AtomicU64,
+    peak_clients: AtomicU64,
+    served: AtomicU64,
+    refused_busy: AtomicU64,
+    closed_idle: AtomicU64,
+    request_timeouts: AtomicU64,
+    reply_timeouts: AtomicU64,
+}
+
+impl Stats {
+    /// The counters as the report shows them.
+    pub fn get(&self) -> StatusSocket {
+        let c = &self.0;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatusSocket {
+            max_clients: MAX_CLIENTS as u64,
+            clients: load(&c.clients),
+            peak_clients: load(&c.peak_clients),
+            served: load(&c.served),
+            refused_busy: load(&c.refused_busy),
+            closed_idle: load(&c.closed_idle),
+            request_timeouts: load(&c.request_timeouts),
+            reply_timeouts: load(&c.reply_timeouts),
+            request_timeout_ms: REQUEST_TIMEOUT.as_millis() as u64,
+            reply_timeout_ms: REPLY_TIMEOUT.as_millis() as u64,
+        }
+    }
+
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The connections held, and which of them still wait for their request (oldest
+/// first, by admission number), each with the switch that closes it.
+struct Slots {
+    limits: Limits,
+    stats: Stats,
+    inner: Mutex<SlotsInner>,
+}
+
+#[derive(Default)]
+struct SlotsInner {
+    held: usize,
+    next: u64,
+    silent: BTreeMap<u64, (Instant, oneshot::Sender<()>)>,
+}
+
+/// One admitted connection; dropping it frees the slot.
+struct Ticket {
+    slots: Arc<Slots>,
+    number: u64,
+    evicted: oneshot::Receiver<()>,
+}
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotsInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits a new connection: into a free slot, else in place of the oldest silent
+    /// one (closed), else not at all.
+    fn admit(self: &Arc<Self>) -> Option<Ticket> {
+        let mut inner = self.lock();
+        if inner.held >= self.limits.max_clients {
+            let oldest = inner
+                .silent
+                .first_key_value()
+                .map(|(&n, &(since, _))| (n, since));
+            match oldest {
+                Some((n, since)) if since.elapsed() >= self.limits.idle_evict_after => {
+                    if let Some((_, close)) = inner.silent.remove(&n) {
+                        // Its task answers and frees the slot; until then one slot is
+                        // over the cap (bounded: each eviction takes one silent entry).
+                        let _ = close.send(());
+                    }
+                }
+                _ => return None,
+            }
+        }
+        let number = inner.next;
+        inner.next += 1;
+        inner.held += 1;
+        let (close, evicted) = oneshot::channel();
+        inner.silent.insert(number, (Instant::now(), close));
+        let held = inner.held as u64;
+        drop(inner);
+        self.stats.0.clients.store(held, Ordering::Relaxed);
+        self.stats.0.peak_clients.fetch_max(held, Ordering::Relaxed);
+        Some(Ticket {
+            slots: self.clone(),
+            number,
+            evicted,
+        })
+    }
+}
+
+impl Ticket {
+    /// The request is in: this connection can no longer be evicted as silent.
+    fn asked(&self) {
+        self.slots.lock().silent.remove(&self.number);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut inner = self.slots.lock();
+        inner.silent.remove(&self.number);
+        inner.held -= 1;
+        let held = inner.held as u64;
+        drop(inner);
+        self.slots.stats.0.clients.store(held, Ordering::Relaxed);
+    }
+}
+
+/// Builds the reply and shares it: one encoding serves every request within
+/// [`REPLY_REUSE`].
+struct Replies {
+    report: Arc<dyn Fn() -> StatusReport + Send + Sync>,
+    last: Mutex<Option<(Instant, Arc<[u8]>)>>,
+}
+
+impl Replies {
+    fn get(&self) -> Arc<[u8]> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((built, bytes)) = last.as_ref()
+            && built.elapsed() < REPLY_REUSE
+        {
+            return bytes.clone();
+        }
+        let bytes: Arc<[u8]> = report_line(&*self.report).into();
+        *last = Some((Instant::now(), bytes.clone()));
+        bytes
+    }
+}
+
 /// Serves status on `listener` until `shutdown` turns true (or its sender is dropped),
-/// then removes the socket file. `report` builds the report for each request.
+/// then removes the socket file. `report` builds the report for each request; `stats`
+/// counts what the socket does.
 pub async fn serve(
     listener: UnixListener,
     report: Arc<dyn Fn() -> StatusReport + Send + Sync>,
+    stats: Stats,
     shutdown: watch::Receiver<bool>,
 ) {
+    raise_open_files_limit();
     // SAFETY: geteuid has no preconditions and cannot fail.
     let daemon_euid = unsafe { libc::geteuid() };
-    serve_with(listener, report, shutdown, Access { daemon_euid }).await;
+    serve_with(
+        listener,
+        report,
+        shutdown,
+        Access { daemon_euid },
+        LIMITS,
+        stats,
+    )
+    .await;
+}
+
+/// Raises the soft limit of open files towards [`WANT_OPEN_FILES`] (never above the
+/// hard limit): a default of 1024 would run out before [`MAX_CLIENTS`] plus the maps.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let want = WANT_OPEN_FILES.min(limit.rlim_max);
+        if limit.rlim_cur < want {
+            limit.rlim_cur = want;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                log::warn!(
+                    "status socket: cannot raise the open-files limit to {want}; fewer \
+                     concurrent status clients fit"
+                );
+            }
+        }
+    }
 }
 
 async fn serve_with(
@@ -162,8 +375,18 @@ async fn serve_with(
     report: Arc<dyn Fn() -> StatusReport + Send + Sync>,
     mut shutdown: watch::Receiver<bool>,
     access: Access,
+    limits: Limits,
+    stats: Stats,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let slots = Arc::new(Slots {
+        limits,
+        stats: stats.clone(),
+        inner: Mutex::default(),
+    });
+    let replies = Arc::new(Replies {
+        report,
+        last: Mutex::default(),
+    });
     while !*shutdown.borrow_and_update() {
         tokio::select! {
             changed = shutdown.changed() => {
@@ -172,19 +395,18 @@ async fn serve_with(
                 }
             }
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match slots.clone().try_acquire_owned() {
-                    Ok(slot) => {
-                        let report = report.clone();
+                Ok((stream, _)) => match slots.admit() {
+                    Some(ticket) => {
+                        let replies = replies.clone();
+                        let stats = stats.clone();
                         tokio::spawn(async move {
-                            handle(stream, report, access).await;
-                            drop(slot);
+                            handle(stream, ticket, &replies, access, limits, &stats).await;
                         });
                     }
-                    Err(_) => {
+                    None => {
+                        Stats::bump(&stats.0.refused_busy);
                         // Never wait on a client here: best effort, then close.
-                        let _ = stream.try_write(&error_line(
-                            "busy: too many status clients at once, try again",
-                        ));
+                        let _ = stream.try_write(&error_line(BUSY));
                     }
                 },
                 Err(e) => {
@@ -205,26 +427,49 @@ async fn serve_with(
 }
 
 /// Serves one connection: reads the request, answers (an error line when the peer is
-/// not allowed or the request is bad), and closes.
+/// not allowed or the request is bad), and closes. The ticket frees the slot on return.
 async fn handle(
     mut stream: UnixStream,
-    report: Arc<dyn Fn() -> StatusReport + Send + Sync>,
+    mut ticket: Ticket,
+    replies: &Replies,
     access: Access,
+    limits: Limits,
+    stats: &Stats,
 ) {
     let peer = stream.peer_cred();
-    let request = read_request(&mut stream).await;
-    let reply = match (peer, request) {
+    let request = tokio::select! {
+        r = read_request(&mut stream, limits.request_timeout) => r,
+        _ = &mut ticket.evicted => {
+            Stats::bump(&stats.0.closed_idle);
+            // Silent so far: it may not read either, so never wait on it.
+            let _ = stream.try_write(&error_line(&format!(
+                "{BUSY} (this connection sent nothing for {} ms while others waited)",
+                limits.idle_evict_after.as_millis()
+            )));
+            return;
+        }
+    };
+    ticket.asked();
+    if matches!(&request, Err(Problem::Timeout(_))) {
+        Stats::bump(&stats.0.request_timeouts);
+    }
+    let is_report = matches!((&peer, &request), (Ok(cred), Ok(())) if access.permits(cred.uid()));
+    let reply: Arc<[u8]> = match (peer, request) {
         (Err(e), _) => error_line(&format!(
             "permission denied: cannot identify the client: {e}"
-        )),
+        ))
+        .into(),
         (Ok(cred), _) if !access.permits(cred.uid()) => {
-            error_line("permission denied: status is root-only")
+            error_line("permission denied: status is root-only").into()
         }
-        (Ok(_), Err(problem)) => error_line(&problem),
-        (Ok(_), Ok(())) => report_line(&*report),
+        (Ok(_), Err(problem)) => error_line(&problem.to_string()).into(),
+        (Ok(_), Ok(())) => replies.get(),
     };
-    match tokio::time::timeout(REPLY_TIMEOUT, stream.write_all(&reply)).await {
+    match tokio::time::timeout(limits.reply_timeout, stream.write_all(&reply)).await {
         Ok(Ok(())) => {
+            if is_report {
+                Stats::bump(&stats.0.served);
+            }
             let _ = stream.shutdown().await;
             // Unread input would turn the client's end of file into ECONNRESET.
             let mut sink = [0u8; 1024];
@@ -235,7 +480,10 @@ async fn handle(
             }
         }
         Ok(Err(e)) => log::debug!("status socket: reply not delivered: {e}"),
-        Err(_) => log::debug!("status socket: client did not take the reply in time"),
+        Err(_) => {
+            Stats::bump(&stats.0.reply_timeouts);
+            log::debug!("status socket: client did not take the reply in time");
+        }
     }
 }
 
@@ -253,13 +501,41 @@ fn report_line(report: &(dyn Fn() -> StatusReport + Send + Sync)) -> Vec<u8> {
     }
 }
 
+/// Why a request was not accepted; the text is sent back.
+#[derive(Debug)]
+enum Problem {
+    Timeout(Duration),
+    Bad(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Timeout(t) => write!(
+                f,
+                "no request within {} s; send \"{REQUEST}\" and a newline",
+                t.as_secs_f64()
+            ),
+            Problem::Bad(text) => f.write_str(text),
+        }
+    }
+}
+
 /// Reads one request line; `Err` is the message to send back.
-async fn read_request(stream: &mut UnixStream) -> Result<(), String> {
+async fn read_request(stream: &mut UnixStream, timeout: Duration) -> Result<(), Problem> {
+    let too_long = || {
+        Problem::Bad(format!(
+            "request longer than {MAX_REQUEST_BYTES} bytes; send \"{REQUEST}\" and a newline"
+        ))
+    };
     let mut request = Vec::with_capacity(64);
     let read = async {
         let mut chunk = [0u8; 256];
         loop {
-            let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| Problem::Bad(e.to_string()))?;
             if n == 0 {
                 return Ok(false); // EOF ends the request too
             }
@@ -268,19 +544,12 @@ async fn read_request(stream: &mut UnixStream) -> Result<(), String> {
                 return Ok(true);
             }
             if request.len() > MAX_REQUEST_BYTES {
-                return Err(format!(
-                    "request longer than {MAX_REQUEST_BYTES} bytes; send \"{REQUEST}\" and a newline"
-                ));
+                return Err(too_long());
             }
         }
     };
-    match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
-        Err(_) => {
-            return Err(format!(
-                "no request within {} s; send \"{REQUEST}\" and a newline",
-                REQUEST_TIMEOUT.as_secs()
-            ));
-        }
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => return Err(Problem::Timeout(timeout)),
         Ok(Err(problem)) => return Err(problem),
         Ok(Ok(_)) => {}
     }
@@ -289,23 +558,21 @@ async fn read_request(stream: &mut UnixStream) -> Result<(), String> {
         None => &request[..],
     };
     if line.len() > MAX_REQUEST_BYTES {
-        return Err(format!(
-            "request longer than {MAX_REQUEST_BYTES} bytes; send \"{REQUEST}\" and a newline"
-        ));
+        return Err(too_long());
     }
     let Ok(text) = std::str::from_utf8(line) else {
-        return Err(format!(
+        return Err(Problem::Bad(format!(
             "request is not UTF-8 text; send \"{REQUEST}\" and a newline"
-        ));
+        )));
     };
     let text = text.trim();
     if text == REQUEST {
         Ok(())
     } else {
         let shown: String = text.chars().take(40).collect();
-        Err(format!(
+        Err(Problem::Bad(format!(
             "unknown request \"{shown}\"; send \"{REQUEST}\" and a newline"
-        ))
+        )))
     }
 }
 
@@ -351,6 +618,17 @@ pub(crate) mod testing {
 
         /// With `daemon_euid` as the daemon's user for the peer check.
         pub(crate) fn start_with(report: StatusReport, daemon_euid: u32) -> Self {
+            Self::start_limited(report, daemon_euid, LIMITS).0
+        }
+
+        /// With `limits` instead of the daemon's; also returns the socket's counters.
+        pub(super) fn start_limited(
+            report: StatusReport,
+            daemon_euid: u32,
+            limits: Limits,
+        ) -> (Self, Stats) {
+            let stats = Stats::default();
+            let served_stats = stats.clone();
             let dir = temp_dir("status");
             let path = dir.join("sub").join("monitor.sock");
             let (tx, rx) = watch::channel(false);
@@ -365,16 +643,18 @@ pub(crate) mod testing {
                     let listener = bind(&bind_path).unwrap();
                     ready_tx.send(()).unwrap();
                     let report = Arc::new(move || report.clone());
-                    serve_with(listener, report, rx, Access { daemon_euid }).await;
+                    let access = Access { daemon_euid };
+                    serve_with(listener, report, rx, access, limits, served_stats).await;
                 });
             });
             ready_rx.recv().unwrap();
-            TestServer {
+            let server = TestServer {
                 dir,
                 path,
                 shutdown: Some(tx),
                 thread: Some(thread),
-            }
+            };
+            (server, stats)
         }
 
         /// Stops the server and waits for it.
@@ -525,30 +805,120 @@ mod tests {
         assert!(started.elapsed() >= REQUEST_TIMEOUT);
     }
 
+    /// Small limits, so tests fill every slot.
+    const SMALL: Limits = Limits {
+        max_clients: 4,
+        idle_evict_after: Duration::from_millis(200),
+        request_timeout: Duration::from_secs(10),
+        reply_timeout: Duration::from_secs(1),
+    };
+
+    fn me() -> u32 {
+        // SAFETY: geteuid cannot fail.
+        unsafe { libc::geteuid() }
+    }
+
+    /// Waits (bounded) until `done` holds for the socket's counters.
+    fn wait_stats(stats: &Stats, what: &str, done: impl Fn(&StatusSocket) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(&stats.get()) {
+            assert!(Instant::now() < deadline, "{what}: {:?}", stats.get());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
-    fn clients_beyond_the_limit_are_told_to_retry() {
-        let server = TestServer::start(sample_report());
-        let held: Vec<StdStream> = (0..MAX_CLIENTS)
+    fn a_silent_client_is_closed_to_make_room_for_a_new_one() {
+        let (server, stats) = TestServer::start_limited(sample_report(), me(), SMALL);
+        let mut silent: Vec<StdStream> = (0..SMALL.max_clients)
             .map(|_| StdStream::connect(&server.path).unwrap())
             .collect();
-        // Give the server time to accept all of them.
-        std::thread::sleep(Duration::from_millis(200));
+        wait_stats(&stats, "all slots held", |s| s.clients == 4);
+        std::thread::sleep(SMALL.idle_evict_after);
+        // Every slot is taken by a silent client: the oldest makes room.
+        let reply = exchange(&server.path, b"status\n", false);
+        assert_eq!(
+            serde_json::from_str::<StatusReport>(&reply).unwrap(),
+            sample_report()
+        );
+        silent[0]
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(
+            read_all(&mut silent[0]),
+            error_reply(
+                "busy: too many status clients at once, try again (this connection sent \
+                 nothing for 200 ms while others waited)"
+            )
+        );
+        let s = stats.get();
+        assert_eq!((s.closed_idle, s.refused_busy, s.served), (1, 0, 1));
+        // The other three still hold their slots and are answered when they ask.
+        for s in &mut silent[1..] {
+            s.write_all(b"status\n").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let reply = read_all(s);
+            assert_eq!(
+                serde_json::from_str::<StatusReport>(&reply).unwrap(),
+                sample_report()
+            );
+        }
+        wait_stats(&stats, "slots freed", |s| s.clients == 0 && s.served == 4);
+        assert_eq!(stats.get().peak_clients, 5);
+    }
+
+    #[test]
+    fn clients_that_asked_are_kept_and_a_new_one_is_told_busy() {
+        // A reply far larger than a socket buffer: clients that do not read hold a slot.
+        let mut big = sample_report();
+        let flow = big.flows[0].clone();
+        big.flows = vec![flow; 4000];
+        let (server, stats) = TestServer::start_limited(big.clone(), me(), SMALL);
+        let started = Instant::now();
+        let non_readers: Vec<StdStream> = (0..SMALL.max_clients)
+            .map(|_| {
+                let mut s = StdStream::connect(&server.path).unwrap();
+                s.write_all(b"status\n").unwrap();
+                s
+            })
+            .collect();
+        wait_stats(&stats, "all slots asked", |s| s.clients == 4);
+        std::thread::sleep(SMALL.idle_evict_after);
         assert_eq!(
             exchange(&server.path, b"status\n", false),
-            error_reply("busy: too many status clients at once, try again")
+            error_reply(BUSY)
         );
-        drop(held);
-        // The slots free up when those connections end.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let reply = exchange(&server.path, b"status\n", false);
-            if let Ok(report) = serde_json::from_str::<StatusReport>(&reply) {
-                assert_eq!(report, sample_report());
-                break;
-            }
-            assert!(Instant::now() < deadline, "slots never freed: {reply}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert_eq!(stats.get().refused_busy, 1);
+        // Their reply deadline frees the slots; nobody else was held up meanwhile.
+        wait_stats(&stats, "reply deadlines", |s| s.reply_timeouts == 4);
+        assert!(started.elapsed() >= SMALL.reply_timeout);
+        let reply = exchange(&server.path, b"status\n", false);
+        assert_eq!(serde_json::from_str::<StatusReport>(&reply).unwrap(), big);
+        let s = stats.get();
+        assert_eq!((s.closed_idle, s.refused_busy, s.served), (0, 1, 1));
+        drop(non_readers);
+    }
+
+    #[test]
+    fn one_encoding_is_shared_by_requests_close_together() {
+        use std::sync::atomic::AtomicUsize;
+        let built = Arc::new(AtomicUsize::new(0));
+        let counted = built.clone();
+        let replies = Replies {
+            report: Arc::new(move || {
+                counted.fetch_add(1, Ordering::Relaxed);
+                sample_report()
+            }),
+            last: Mutex::default(),
+        };
+        let first = replies.get();
+        let second = replies.get();
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(built.load(Ordering::Relaxed), 1);
+        std::thread::sleep(REPLY_REUSE);
+        let third = replies.get();
+        assert_eq!(built.load(Ordering::Relaxed), 2);
+        assert_eq!(first, third);
     }
 
     #[test]

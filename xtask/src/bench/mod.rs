@@ -18,6 +18,9 @@ pub struct Plan {
     pub throughput_secs: u64,
     pub daemon_sizes: Vec<u32>,
     pub cpu_window_secs: u64,
+    /// The conntrack case: entries (half NAT'd) and flows in the map.
+    pub conntrack_entries: u32,
+    pub conntrack_flows: u32,
 }
 
 impl Plan {
@@ -30,6 +33,8 @@ impl Plan {
                 throughput_secs: 1,
                 daemon_sizes: vec![1_000, 10_000],
                 cpu_window_secs: 3,
+                conntrack_entries: 10_000,
+                conntrack_flows: 8_192,
             }
         } else {
             Plan {
@@ -39,12 +44,14 @@ impl Plan {
                 throughput_secs: 3,
                 daemon_sizes: vec![1_000, 10_000, 100_000, 1_000_000],
                 cpu_window_secs: 10,
+                conntrack_entries: 100_000,
+                conntrack_flows: 65_536,
             }
         }
     }
 }
 
-pub fn run(quick: bool) -> Result<()> {
+pub fn run(quick: bool, daemon_only: bool) -> Result<()> {
     crate::setup::run()?;
     let plan = Plan::new(quick);
     println!("==> building (release)");
@@ -66,6 +73,11 @@ pub fn run(quick: bool) -> Result<()> {
     )
     .context("building the monitor and the benchmark programs")?;
 
+    if daemon_only {
+        println!("==> daemon at scale");
+        println!("{}", daemon::run(&plan)?);
+        return Ok(());
+    }
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n")?;
     writeln!(

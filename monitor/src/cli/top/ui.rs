@@ -53,25 +53,11 @@ fn call_color(health: &str) -> Style {
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
     if let (Some(id), Some(report)) = (&app.open, &app.report) {
-        let mut text = match call::find(report, id) {
+        // The drill-down carries the daemon's window history (one row per poll).
+        let text = match call::find(report, id) {
             Some(found) => call::render(report, &found, usize::from(area.width), false),
             None => format!("call {id} is gone (ended longer ago than the records keep)\n"),
         };
-        if let Some(history) = app.history.get(id) {
-            // The recent window as this screen saw it, one value per refresh.
-            let row = |pick: fn(&(f64, f64)) -> f64| {
-                history
-                    .iter()
-                    .map(|v| format!("{:.1}", pick(v)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            };
-            text.push_str(&format!(
-                "\nWINDOW HISTORY (one value per refresh, oldest first)\n  loss %     {}\n  jitter ms  {}\n",
-                row(|v| v.0),
-                row(|v| v.1)
-            ));
-        }
         let [body, keys] =
             Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
         frame.render_widget(Paragraph::new(text), body);
@@ -162,7 +148,8 @@ fn draw_head(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(Text::from(lines)), area);
 }
 
-/// A call's window history: (loss %, jitter ms) per refresh, oldest first.
+/// A call's recent window as this screen saw it, for the sparklines: (loss %, jitter
+/// ms) per refresh, oldest first.
 type History = VecDeque<(f64, f64)>;
 /// Makes one cell of a call's row.
 type CellFn = Box<dyn Fn(&CallStatus, Option<&History>) -> String>;

@@ -204,6 +204,14 @@ fn calls_end_on_idle_as_records_and_the_same_tuple_later_is_a_new_call() {
     assert_eq!(r.ended_unix_s, EPOCH + 5);
     assert_eq!(r.duration_s, 5.0);
     assert_eq!(r.legs[0].measured_at, "lan0 ingress");
+    // Its window history: the polls while it was active (250 packets, then silence).
+    assert_eq!(
+        r.window_history
+            .iter()
+            .map(|x| (x.unix_s, x.expected, x.lost))
+            .collect::<Vec<_>>(),
+        [(EPOCH + 5, 250, 0), (EPOCH + 9, 0, 0)]
+    );
     // Reported once as ended, kept as a record.
     assert!(bed.poll(12.0).ended.is_empty());
     // 30 s later the same 5-tuple and SSRC again, 100 more packets with 10 lost.
@@ -403,4 +411,73 @@ fn after_a_restart_the_window_starts_empty_and_the_call_keeps_its_history() {
     let c = &bed.poll(24.0).calls[0];
     assert_eq!((c.window.expected, c.window.lost), (200, 0));
     assert_eq!(c.health, "ok");
+}
+
+#[test]
+fn the_window_history_has_one_point_per_poll_with_its_deltas_and_drops_the_oldest() {
+    let mut bed = Bed::new(QualityConfig::default());
+    let [up_lan, up_wan, down_wan, down_lan] = copies(40000, 61000);
+    // Cumulative per poll (up LAN in / up WAN out / down WAN in / down LAN out):
+    // 1 s: 50 clean both ways; 2 s: +50 up with 5 dropped inside the gateway, down
+    // clean; 3 s: up clean, +100 down with 10 lost on the ISP path.
+    // [up in, up out, down in, down lost on the ISP path]
+    let polls: [[u64; 4]; 3] = [[50, 50, 50, 0], [100, 95, 100, 0], [150, 145, 190, 10]];
+    let mut last = None;
+    for (sec, [up, up_out, down, down_lost]) in polls.into_iter().enumerate() {
+        let at = sec as f64 + 1.0;
+        bed.set(up_lan, 1, state(up, 0, 0, 8000, 0, at));
+        bed.set(up_wan, 1, state(up_out, 0, 0, 8000, 0, at));
+        bed.set(down_wan, 2, state(down, down_lost, 0, 8000, 16 * 8, at));
+        bed.set(down_lan, 2, state(down, 0, 0, 8000, 16 * 8, at));
+        last = Some(bed.poll(at));
+    }
+    let p = last.take().unwrap();
+    let h = &p.calls[0].window_history;
+    let got: Vec<(u64, u64, u64, f64)> = h
+        .iter()
+        .map(|x| (x.unix_s, x.expected, x.lost, x.loss_pct))
+        .collect();
+    // Worse direction per poll: clean (up first), up 5 of 50 in the gateway, down 10 of
+    // 100 on the ISP path.
+    assert_eq!(
+        got,
+        [
+            (EPOCH + 1, 50, 0, 0.0),
+            (EPOCH + 2, 50, 5, 10.0),
+            (EPOCH + 3, 100, 10, 10.0),
+        ]
+    );
+    assert!(h.iter().all(|x| x.jitter_ms == 1.0), "{h:#?}");
+    // Too few packets for a verdict at first; 200 expected up at 3 s, 15 of them lost.
+    assert_eq!(h[0].health, "ok");
+    assert_eq!(h[0].mos, None);
+    assert_eq!(h[2].health, p.calls[0].health);
+    assert_eq!(h[2].mos, p.calls[0].mos);
+    assert_eq!(
+        p.tracking.window_history_points,
+        crate::quality::history::POINTS as u64
+    );
+
+    // The cap: after POINTS more polls the oldest three are gone, newest last.
+    let (mut up, mut down) = (150u64, 190u64);
+    for sec in 4..4 + crate::quality::history::POINTS as u64 {
+        up += 50;
+        down += 50;
+        let at = sec as f64;
+        bed.set(up_lan, 1, state(up, 0, 0, 8000, 0, at));
+        bed.set(up_wan, 1, state(up - 5, 0, 0, 8000, 0, at));
+        bed.set(down_wan, 2, state(down, 10, 0, 8000, 16 * 8, at));
+        bed.set(down_lan, 2, state(down, 0, 0, 8000, 16 * 8, at));
+        last = Some(bed.poll(at));
+    }
+    let p = last.unwrap();
+    let h = &p.calls[0].window_history;
+    assert_eq!(h.len(), crate::quality::history::POINTS);
+    assert_eq!(h[0].unix_s, EPOCH + 4);
+    assert_eq!(
+        h.last().map(|x| x.unix_s),
+        Some(EPOCH + 3 + crate::quality::history::POINTS as u64)
+    );
+    // Each of these polls: 50 expected each way, nothing lost.
+    assert!(h.iter().all(|x| (x.expected, x.lost) == (50, 0)), "{h:#?}");
 }

@@ -1,11 +1,11 @@
 //! `monitor status call ID`: one call in depth — its recent window and whole-call
-//! figures, each segment's loss, both legs, every stream, and (for an ended call) its
-//! record.
+//! figures, each segment's loss, both legs, every stream, its window history (one row
+//! per poll, newest last), and (for an ended call) its record.
 
-use super::ago::{ago, report_now};
+use super::ago::{ago, report_now, span};
 use super::calls::{health_style, host_port, ms, opt, pct, segment_short, window_mos};
 use super::fit::{Cell, Column, Table, cut, paint};
-use crate::report::calls::{CallRecord, CallStatus, SegmentStatus, WindowStatus};
+use crate::report::calls::{CallRecord, CallStatus, HistoryPoint, SegmentStatus, WindowStatus};
 use crate::status::model::StatusReport;
 use std::fmt::Write as _;
 
@@ -197,6 +197,7 @@ pub fn render(report: &StatusReport, found: &Found, width: usize, color: bool) -
                 }
             }
             streams.write(&mut out, width, color);
+            history(&mut out, &c.window_history, (now, "ago"), width, color);
         }
         Found::Ended(r) => {
             let word = r.worst_health.to_uppercase();
@@ -263,6 +264,13 @@ pub fn render(report: &StatusReport, found: &Found, width: usize, color: bool) -
                 })
                 .collect();
             legs(&mut out, &[], rows, width, color);
+            history(
+                &mut out,
+                &r.window_history,
+                (r.ended_unix_s, "before end"),
+                width,
+                color,
+            );
         }
     }
     out
@@ -333,6 +341,50 @@ fn segments(out: &mut String, segments: &[SegmentStatus], width: usize, color: b
             Cell::plain(pct(s.loss_pct)),
             Cell::plain(format!("{}/{}", s.window_lost, s.window_expected)),
             Cell::styled(pct(s.window_loss_pct), style),
+        ]);
+    }
+    table.write(out, width, color);
+}
+
+/// The WINDOW HISTORY table: one row per poll (that poll's deltas of the worse direction,
+/// the call's MOS and health then), newest last. Each row says when in exact seconds
+/// before `since.0` (the report's time, or an ended call's last packet), in the words
+/// `since.1` ("ago", "before end"): rows a second apart stay distinct.
+fn history(
+    out: &mut String,
+    points: &[HistoryPoint],
+    since: (u64, &str),
+    width: usize,
+    color: bool,
+) {
+    title(out, color, "WINDOW HISTORY (one row per poll, newest last)");
+    if points.is_empty() {
+        let _ = writeln!(out, "  no poll recorded");
+        return;
+    }
+    let mut table = Table::new(&[
+        Column::left("WHEN", 8),
+        Column::right("EXP", 3),
+        Column::right("LOST", 4),
+        Column::right("LOSS%", 5),
+        Column::right("JITms", 5),
+        Column::right("MOS", 4),
+        Column::left("HEALTH", 6),
+    ]);
+    for p in points {
+        let style = health_style(&p.health);
+        table.row(vec![
+            Cell::plain(format!(
+                "{} {}",
+                span(since.0.saturating_sub(p.unix_s)),
+                since.1
+            )),
+            Cell::plain(p.expected.to_string()),
+            Cell::plain(p.lost.to_string()),
+            Cell::styled(pct(p.loss_pct), if p.lost > 0 { style } else { "" }),
+            Cell::plain(ms(p.jitter_ms)),
+            Cell::plain(opt(p.mos, |m| format!("{m:.2}"))),
+            Cell::styled(&p.health, style),
         ]);
     }
     table.write(out, width, color);

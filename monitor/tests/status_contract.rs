@@ -474,6 +474,8 @@ const GOLDEN: &[&str] = &[
     "learn.client_hellos",
     "learn.client_rate_per_s",
     "learn.dns_cut",
+    "learn.dns_failures_cap",
+    "learn.dns_failures_dropped",
     "learn.dns_malformed",
     "learn.dns_negative",
     "learn.dns_queries",

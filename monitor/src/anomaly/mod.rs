@@ -14,7 +14,7 @@ pub mod window;
 pub use crate::report::anomaly::{Anomaly, Event, Evidence, Severity};
 
 /// Every detector's id (README "Anomalies"), for series that exist before one opens.
-pub const DETECTOR_IDS: [&str; 21] = [
+pub const DETECTOR_IDS: [&str; 22] = [
     crate::detect::sip_alg::ID,
     crate::detect::media::BLOCKED,
     crate::detect::media::ONE_WAY,
@@ -23,6 +23,7 @@ pub const DETECTOR_IDS: [&str; 21] = [
     crate::detect::mtu::ID,
     crate::detect::blocked::HERE,
     crate::detect::blocked::SIGNALLING,
+    crate::detect::dns::ID,
     crate::detect::vpn::HAIRPIN,
     crate::detect::tunnel::ID,
     crate::dscp::detect::MISSING,

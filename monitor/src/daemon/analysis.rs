@@ -118,6 +118,11 @@ impl Analysis {
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             detectors.set_stun_rtt(&snap.quality.rtt);
+            let (dns_failures, dropped) = learn
+                .lock()
+                .map(|v| v.take_dns_failures())
+                .unwrap_or_default();
+            detectors.set_dns_failures(dns_failures, dropped, snapshot::monotonic_ns());
             detectors.poll(&mut report, now_unix_s);
             (report.scale.anomalies, report.scale.conntrack) = detectors.scale();
             report.scale.analysis_ms = started.elapsed().as_secs_f64() * 1e3;

@@ -28,6 +28,10 @@ pub struct Detectors {
     failures: crate::detect::Failures,
     /// Caps each poll's findings before the book (README "Scale and caps").
     folder: crate::anomaly::fold::Folder,
+    /// Failed lookups of Webex names in the recent window (`dns_blocks_webex`).
+    dns: crate::detect::dns::State,
+    /// CLOCK_MONOTONIC the DNS window of the next poll ends at.
+    dns_now_ns: u64,
 }
 
 impl Detectors {
@@ -40,6 +44,8 @@ impl Detectors {
             dscp_totals: Default::default(),
             failures: crate::detect::Failures::new(Default::default(), 1500),
             folder: Default::default(),
+            dns: Default::default(),
+            dns_now_ns: 0,
         }
     }
 
@@ -55,6 +61,18 @@ impl Detectors {
         rtt: &[(monitor_common::FlowKey, monitor_common::rtp::RttStats)],
     ) {
         self.failures.set_stun_rtt(rtt);
+    }
+
+    /// The failed lookups of Webex names recorded since the last poll, the learner's
+    /// ring drop counter, and CLOCK_MONOTONIC now (the failures are stamped with it).
+    pub fn set_dns_failures(
+        &mut self,
+        events: Vec<crate::learn::failures::DnsFailure>,
+        ring_dropped: u64,
+        now_mono_ns: u64,
+    ) {
+        self.dns.add(events, ring_dropped);
+        self.dns_now_ns = now_mono_ns;
     }
 
     /// Runs every detector on one poll's `report` at `now_unix_s`: sets its anomalies
@@ -75,6 +93,7 @@ impl Detectors {
         findings.extend(crate::quality::detect::detect(&report.calls));
         findings.extend(self.failures.poll(report, &deltas, baseline, now_unix_s));
         findings.extend(crate::detect::interfaces::detect(&report.interfaces));
+        findings.extend(self.dns.detect(self.dns_now_ns));
         let findings = self.folder.fold(findings);
         for t in self.book.update(findings, now_unix_s) {
             journal(&t);

@@ -4,10 +4,12 @@
 //! [`View`] (the flows with what each counted since the last poll, plus the gateway's own
 //! NAT state from [`system`]) and returns [`Finding`](crate::anomaly::Finding)s for the
 //! anomaly book. Verdicts come from the deltas and recent activity, never from lifetime
-//! counters alone (README "Anomalies": when each clears).
+//! counters alone (README "Anomalies": when each clears). [`dns`] judges the failed
+//! lookups of Webex names the learner records instead of flows.
 
 pub mod blocked;
 pub mod conntrack_join;
+pub mod dns;
 pub mod interfaces;
 pub mod media;
 pub mod mtu;

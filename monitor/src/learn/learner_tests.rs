@@ -345,6 +345,75 @@ fn negative_answers_are_counted_as_such() {
         l.stats.dns_malformed
     );
     assert_eq!(l.stats.dns_responses, 3);
+    // Each is recorded for the detectors, with its code, resolver and client.
+    let f = l.dns_failures().lock().unwrap().take();
+    let codes: Vec<&str> = f.iter().map(|e| e.code.as_str()).collect();
+    assert_eq!(codes, ["nxdomain", "servfail", "refused"]);
+    assert!(f.iter().all(|e| e.name == "gone.webex.com"
+        && e.resolver == IpAddr::from(RESOLVER)
+        && e.client == IpAddr::from(GW_WAN)));
+}
+
+#[test]
+fn only_failures_of_webex_names_are_recorded() {
+    let mut l = learner();
+    // Not a learning domain, and FORMERR (not a block): neither is recorded.
+    for (id, qname, rcode) in [(1u16, "www.example.org", 3u8), (2, "a.webex.com", 1)] {
+        l.ingest(&gw_query(id, qname), 0);
+        let mut m = question(id, qname);
+        m[2] = 0x81;
+        m[3] = 0x80 | rcode;
+        l.ingest(&gw_answer(&m), 0);
+    }
+    // An unsolicited NXDOMAIN (no query) is not believed.
+    let mut m = question(9, "a.webex.com");
+    m[2] = 0x81;
+    m[3] = 0x83;
+    l.ingest(&gw_answer(&m), 0);
+    assert_eq!(l.stats.dns_negative, 2);
+    assert!(l.dns_failures().lock().unwrap().is_empty());
+}
+
+#[test]
+fn an_unanswered_forwarded_query_is_one_failure() {
+    let mut l = learner();
+    let q = question(77, "mtg.webex.com");
+    // A LAN host's query seen on LAN ingress and, after NAT, on WAN egress.
+    let lan = pkt(
+        KIND_DNS_QUERY,
+        UDP,
+        LAN_IF,
+        IN,
+        (CLIENT, 5353),
+        (RESOLVER, 53),
+        &q,
+    );
+    let wan = pkt(
+        KIND_DNS_QUERY,
+        UDP,
+        WAN_IF,
+        OUT,
+        (GW_WAN, 5353),
+        (RESOLVER, 53),
+        &q,
+    );
+    l.ingest(&lan, 0);
+    l.ingest(&wan, 1_000);
+    // And a name outside the learning domains, also unanswered.
+    l.ingest(&gw_query(78, "www.example.org"), 0);
+    l.expire(pending::QUERY_TIMEOUT_NS - 1);
+    assert!(l.dns_failures().lock().unwrap().is_empty(), "still waiting");
+    l.expire(pending::QUERY_TIMEOUT_NS + 1_000);
+    let f = l.dns_failures().lock().unwrap().take();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].name, "mtg.webex.com");
+    assert_eq!(f[0].code, failures::Code::Unanswered);
+    assert_eq!(f[0].resolver, IpAddr::from(RESOLVER));
+    // An answered query is no failure.
+    l.ingest(&gw_query(5, "b.webex.com"), 0);
+    l.ingest(&gw_answer(&answer_id(5, "b.webex.com", SERVER, 60)), 1);
+    l.expire(pending::QUERY_TIMEOUT_NS * 3);
+    assert!(l.dns_failures().lock().unwrap().is_empty());
 }
 
 #[test]

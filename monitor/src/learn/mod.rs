@@ -11,6 +11,7 @@
 //! glue is in [`run`].
 
 pub mod dns;
+pub mod failures;
 pub mod pending;
 mod reassembly;
 pub mod render;
@@ -25,6 +26,7 @@ use std::{
     collections::HashMap,
     hash::{DefaultHasher, Hash, Hasher},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::{Arc, Mutex},
 };
 
 use monitor_common::{
@@ -35,6 +37,7 @@ use monitor_common::{
 };
 
 use crate::config::learn::{Domains, LearnConfig};
+use failures::{Code, DnsFailure, DnsFailures};
 use pending::{Conn, Handshakes, Mismatch, Partial, Queries};
 use trust::{Side, Site};
 
@@ -54,6 +57,8 @@ pub struct Learner {
     queries: Queries,
     handshakes: Handshakes,
     partial: Partial,
+    /// Failed lookups of Webex names, drained by the detectors (shared with them).
+    failures: Arc<Mutex<DnsFailures>>,
     pub stats: Stats,
 }
 
@@ -68,6 +73,7 @@ impl Learner {
             queries: Queries::default(),
             handshakes: Handshakes::default(),
             partial: Partial::default(),
+            failures: Arc::default(),
             stats: Stats::default(),
         }
     }
@@ -81,6 +87,26 @@ impl Learner {
     /// The site as found now (interfaces, own addresses, LAN prefixes).
     pub fn set_site(&mut self, site: Site) {
         self.site = site;
+    }
+
+    /// The ring of failed lookups of Webex names (`dns_blocks_webex`).
+    pub fn dns_failures(&self) -> Arc<Mutex<DnsFailures>> {
+        self.failures.clone()
+    }
+
+    fn record_failure(&self, name: String, code: Code, conn: &Conn, at_ns: u64) {
+        if !self.domains.matches(&name) {
+            return;
+        }
+        if let Ok(mut f) = self.failures.lock() {
+            f.push(DnsFailure {
+                name,
+                code,
+                resolver: conn.server,
+                client: conn.client,
+                at_ns,
+            });
+        }
     }
 
     pub fn peers(&self) -> &HashMap<IpAddr, Peer> {
@@ -208,6 +234,9 @@ impl Learner {
                 }
                 if resp.rcode != 0 {
                     self.stats.dns_negative += 1;
+                    if let Some(code) = Code::of_rcode(resp.rcode) {
+                        self.record_failure(resp.question, code, &back, now_ns);
+                    }
                     return changes;
                 }
                 if resp.cut {
@@ -323,7 +352,16 @@ impl Learner {
         self.stats.expired += gone.len() as u64;
         self.recent
             .retain(|_, seen| now_ns.saturating_sub(*seen) < DUPLICATE_WINDOW_NS);
-        self.queries.purge(now_ns);
+        for (conn, id, name) in self.queries.purge(now_ns) {
+            // A forwarded query waits on the LAN and on the WAN side: one failure. The
+            // two copies share the resolver, ID and name, and time out in one poll.
+            let key = [&id.to_be_bytes()[..], name.as_bytes()].concat();
+            if self.domains.matches(&name)
+                && !self.duplicate(KIND_DNS_QUERY, conn.server, conn.server_port, &key, now_ns)
+            {
+                self.record_failure(name, Code::Unanswered, &conn, now_ns);
+            }
+        }
         self.handshakes.purge(now_ns);
         self.partial.purge(now_ns);
         gone

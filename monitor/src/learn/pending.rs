@@ -58,6 +58,8 @@ impl Queries {
     pub fn insert(&mut self, conn: Conn, id: u16, name: String, now_ns: u64) -> bool {
         let mut room = true;
         if self.len >= MAX_QUERIES {
+            // Only under a flood of queries: the ones timed out here are not reported
+            // as unanswered (the next `Learner::expire` reports the rest).
             self.purge(now_ns);
             if self.len >= MAX_QUERIES {
                 room = false;
@@ -123,15 +125,24 @@ impl Queries {
         }
     }
 
-    /// Forgets the queries whose time is up.
-    pub fn purge(&mut self, now_ns: u64) {
+    /// Forgets the queries whose time is up; returns them (conversation, ID, name):
+    /// queries that got no answer.
+    pub fn purge(&mut self, now_ns: u64) -> Vec<(Conn, u16, String)> {
         let mut len = 0;
-        self.by_conn.retain(|_, w| {
-            w.retain(|q| now_ns.saturating_sub(q.2) < QUERY_TIMEOUT_NS);
+        let mut expired = Vec::new();
+        self.by_conn.retain(|conn, w| {
+            w.retain(|q| {
+                let fresh = now_ns.saturating_sub(q.2) < QUERY_TIMEOUT_NS;
+                if !fresh {
+                    expired.push((*conn, q.0, q.1.clone()));
+                }
+                fresh
+            });
             len += w.len();
             !w.is_empty()
         });
         self.len = len;
+        expired
     }
 
     pub fn len(&self) -> usize {

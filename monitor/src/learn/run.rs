@@ -45,9 +45,20 @@ pub struct View {
     client_rate_per_s: u32,
     /// Queries, handshakes and partial messages waiting.
     pending: (usize, usize, usize),
+    /// Failed lookups of Webex names, until the detectors take them.
+    dns_failures: Arc<Mutex<super::failures::DnsFailures>>,
 }
 
 impl View {
+    /// Takes the failed lookups recorded since the last call, and how many the ring
+    /// dropped since start (for `dns_blocks_webex`).
+    pub fn take_dns_failures(&self) -> (Vec<super::failures::DnsFailure>, u64) {
+        match self.dns_failures.lock() {
+            Ok(mut f) => (f.take(), f.dropped()),
+            Err(_) => (Vec::new(), 0),
+        }
+    }
+
     /// Adds the learned peers and counters to a report built from `counters`, and
     /// keeps `flows_evicted` exact: flows the daemon deleted were not evicted.
     pub fn annotate(&self, r: &mut StatusReport, counters: &GlobalCounters, now_ns: u64) {
@@ -96,6 +107,8 @@ impl View {
             queries_waiting: self.pending.0 as u64,
             handshakes_waiting: self.pending.1 as u64,
             partial_waiting: self.pending.2 as u64,
+            dns_failures_dropped: self.dns_failures.lock().map_or(0, |f| f.dropped()),
+            dns_failures_cap: super::failures::MAX_EVENTS as u64,
         });
     }
 }
@@ -315,6 +328,7 @@ impl Learning {
             idle_s: self.learn_config().idle_s,
             client_rate_per_s: self.learn_config().client_rate_per_s,
             pending: self.learner.pending(),
+            dns_failures: self.learner.dns_failures(),
         };
         if let Ok(mut v) = self.view.lock() {
             *v = view;

@@ -87,4 +87,10 @@ pub struct LearnStatus {
     pub handshakes_waiting: u64,
     #[serde(default)]
     pub partial_waiting: u64,
+    /// Failed lookups of Webex names (`dns_blocks_webex`) dropped because the ring the
+    /// detectors drain each poll was full, since start; and the ring's size.
+    #[serde(default)]
+    pub dns_failures_dropped: u64,
+    #[serde(default)]
+    pub dns_failures_cap: u64,
 }

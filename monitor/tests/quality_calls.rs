@@ -223,7 +223,7 @@ fn a_sipp_call_through_the_nat_is_a_call_with_its_quality() {
         .output()
         .expect("monitor status");
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("CALLS (1;"), "{text}");
+    assert!(text.contains("CALLS (1 active"), "{text}");
     assert!(text.contains("192.0.2.10"), "{text}");
 
     // SIPp finishes its call (BYE) successfully.

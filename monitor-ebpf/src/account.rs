@@ -12,7 +12,7 @@ use core::{
 use monitor_common::{
     Class, FlowKey, FlowStats, GlobalCounters, WebexSide, classify,
     flow::FAMILY_V4,
-    ports,
+    ports::{self, IPPROTO_UDP},
     settings::{SETTING_DEDICATED_PORT_RANGES, SETTING_TRACK_ALL_FLOWS},
     tunnel,
 };
@@ -70,8 +70,8 @@ pub fn account<C: EbpfContext>(
     let now = unsafe { bpf_ktime_get_ns() };
     let fragments = if p.is_fragment() { delta.packets } else { 0 };
 
-    // Established flow: the common case, no classification work. Media flows are in
-    // their own table (see `flow_ptr`): one more look-up for them only.
+    // Established flow: the common case, no classification work (one look-up, see
+    // `flow_ptr`).
     if let Some(stats) = flow_ptr(key) {
         add(stats, &delta, fragments, now, p.dscp);
         // SAFETY: a live map value; the class is written once, at creation.
@@ -142,16 +142,12 @@ pub fn account<C: EbpfContext>(
         write_volatile(&mut stats.oversize, 0);
     }
     count_class(counters, class as u32, delta.packets);
-    // Media goes to its own table: a flood of other new flows evicts only those.
-    let table = if class.is_media() {
-        &MEDIA_FLOWS
-    } else {
-        &FLOWS
-    };
+    let media = in_media_table(class, key);
+    let table = if media { &MEDIA_FLOWS } else { &FLOWS };
     match table.insert(key, &*stats, BPF_NOEXIST as u64) {
         Ok(()) => {
             counters.flows_created += 1;
-            if class.is_media() {
+            if media {
                 counters.media_flows_created += 1;
             }
         }
@@ -174,12 +170,25 @@ pub fn account<C: EbpfContext>(
         .map(|stats| FlowRef { stats, class, now })
 }
 
-/// The flow of `key` in the main table, else in the media table.
+/// The flow of `key`. Media is UDP (`in_media_table`), so a TCP or ICMP packet looks in
+/// the main table only and a UDP one in the media table first: an established RTP or
+/// TCP packet costs one look-up; only UDP of other classes pays a second.
 #[inline(always)]
 pub fn flow_ptr(key: &FlowKey) -> Option<*mut FlowStats> {
-    FLOWS
-        .get_ptr_mut(key)
-        .or_else(|| MEDIA_FLOWS.get_ptr_mut(key))
+    if key.protocol == IPPROTO_UDP {
+        MEDIA_FLOWS
+            .get_ptr_mut(key)
+            .or_else(|| FLOWS.get_ptr_mut(key))
+    } else {
+        FLOWS.get_ptr_mut(key)
+    }
+}
+
+/// Which table a new flow goes to: media (which is UDP) to the media table, so a flood
+/// of other new flows evicts only those.
+#[inline(always)]
+fn in_media_table(class: Class, key: &FlowKey) -> bool {
+    class.is_media() && key.protocol == IPPROTO_UDP
 }
 
 #[inline(always)]

@@ -100,28 +100,34 @@ fn analysis(above: &std::collections::HashMap<String, f64>) -> String {
     let new = get("new flow");
     format!(
         "Where the time goes (ns above the floor, from the rows above): deciding that a \
-         packet is not Webex — the parse, the global counters, the tail call into the flow \
-         stage with the parsed packet in a per-CPU slot, and two prefix-trie look-ups — \
-         costs {not_webex:.0}. An established TCP signalling segment, which skips the \
-         tries, costs {tcp:.0}: the flow-map look-up with a 44-byte key (hashing the key is \
-         most of it), a clock read, two atomic adds, the DSCP policy look-up and the \
-         sampling port test; only its SYNs go on to the quality program. An RTP packet \
-         costs {rtp:.0}: the same flow work (with a shorter transport header) plus the \
-         tail call into the quality program (which is handed the clock reading rather \
-         than calling the helper again: on this VM one call is about 30 ns), the \
-         per-stream look-up (48-byte key) and the RFC 3550 arithmetic, whose jitter step \
-         has a 64-bit division. A new flow costs \
-         {new:.0}: the tries, the port table, an LRU insert (which takes the LRU's lock and \
-         may evict) and a second look-up to return the new entry.\n\n\
+         packet is not Webex — the parse (which reads the interface's link kind, Ethernet \
+         or L3, from an array and hands the IP header offset through the per-CPU slot so \
+         that the verifier walks the IP parsers once for all seven framings), the global \
+         counters, the learning-sample port tests, the tail call into the flow stage with \
+         the parsed packet in a per-CPU slot, the flow look-up that misses (two for UDP: \
+         the media table first, then the main one), two prefix-trie look-ups and, for UDP \
+         and ESP, the VPN-tunnel port test — costs {not_webex:.0}. An established TCP \
+         signalling segment, which skips the tries, costs {tcp:.0}: one flow-map look-up \
+         with a 44-byte key (hashing the key is most of it), a clock read, two atomic \
+         adds, the DSCP policy look-up and the sampling port test; only its SYNs go on to \
+         the quality program. An RTP packet costs {rtp:.0}: the same flow work (its flow \
+         is found in the media table with the first look-up) plus the tail call into the \
+         quality program (which is handed the clock reading rather than calling the \
+         helper again: on this VM one call is about 30 ns), the per-stream look-up \
+         (48-byte key) and the RFC 3550 arithmetic, whose jitter step has a 64-bit \
+         division, plus the loss-burst and frame counters. A new flow costs {new:.0}: \
+         the tries, the port table, an LRU insert into the main or the media table \
+         (which takes the LRU's lock and may evict) and a second look-up to return the \
+         new entry.\n\n\
          Why the targets are missed, and what would close the gap: the established path \
          does four map look-ups (flow, DSCP policy, stream, counters) where the target \
          leaves room for one, and since the programs became a pipeline of tail-called \
          stages (so that they load on Linux 6.1, see README \"Kernel pipeline\") every IP \
-         packet pays one tail call and a per-CPU hand-over more. Keeping the stream state inside the flow value for the common \
-         one-SSRC flow, an array instead of a hash for the per-interface DSCP policy, a \
-         multiply-shift in place of the division, and a smaller flow key (a separate IPv4 \
-         map with 4-byte addresses instead of two 16-byte ones) are the next steps; the \
-         new-flow path would lose its second look-up by inserting from and returning the \
-         scratch value.\n\n"
+         packet pays one tail call and a per-CPU hand-over more. Keeping the stream state \
+         inside the flow value for the common one-SSRC flow, an array instead of a hash \
+         for the per-interface DSCP policy, a multiply-shift in place of the division, \
+         and a smaller flow key (a separate IPv4 map with 4-byte addresses instead of two \
+         16-byte ones) are the next steps; the new-flow path would lose its second \
+         look-up by inserting from and returning the scratch value.\n\n"
     )
 }

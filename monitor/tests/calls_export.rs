@@ -9,15 +9,15 @@
 mod otlp_receiver;
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    io::Write as _,
+    net::{IpAddr, SocketAddr, TcpListener, UdpSocket},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
-use otlp_receiver::{Protocol, Received, Receiver};
+use otlp_receiver::{Protocol, Received, Receiver, int_attr, str_attr};
 use serde_json::Value as Json;
 use xtask::{
     bed::GatewayBed,
@@ -43,60 +43,25 @@ fn config() -> String {
 const SITE: &str = "calls-site";
 
 fn scrape(bed: &GatewayBed) -> String {
-    let addr: SocketAddr = PROMETHEUS_ENDPOINT.parse().unwrap();
-    bed.tb.gw.run(move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let body = out.split_once("\r\n\r\n").unwrap().1.to_string();
-        // Every series carries the site first (README "Fleets"); the assertions below
-        // name the call's own labels.
-        let site = format!("site_name=\"{SITE}\"");
-        for line in body
-            .lines()
-            .filter(|l| !l.starts_with('#') && l.contains('{'))
-        {
-            assert!(line.contains(&site), "no site label: {line}");
-        }
-        body.replace(&format!("{{{site},"), "{")
-            .replace(&format!("{{{site}}}"), "")
-    })
+    let body = xtask::prometheus::http_get(&bed.tb.gw, PROMETHEUS_ENDPOINT, "/metrics")
+        .expect("the Prometheus endpoint answers");
+    // Every series carries the site first (README "Fleets"); the assertions below name
+    // the call's own labels.
+    let site = format!("site_name=\"{SITE}\"");
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('{'))
+    {
+        assert!(line.contains(&site), "no site label: {line}");
+    }
+    body.replace(&format!("{{{site},"), "{")
+        .replace(&format!("{{{site}}}"), "")
 }
 
 /// The value of the sample line `series` (name and labels as written) in a scrape.
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-fn str_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    match attrs
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()?
-    {
-        Value::StringValue(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
-    match attrs
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()?
-    {
-        Value::IntValue(i) => Some(*i),
-        _ => None,
-    }
 }
 
 /// The gauge points of `name` in the latest metrics export.

@@ -10,9 +10,9 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
-use otlp_receiver::{Protocol, Received, Receiver};
+use otlp_receiver::{Protocol, Received, Receiver, int_attr, str_attr};
 use serde_json::Value as Json;
 use xtask::prometheus::{PrometheusServer, http_get};
 use xtask::{
@@ -251,34 +251,6 @@ fn otlp_toml(protocol: &str, timeout_ms: u64) -> String {
 
 fn bind_otlp(ns: &Netns) -> TcpListener {
     ns.run(|| TcpListener::bind(("127.0.0.1", OTLP_PORT)).expect("OTLP port in the gw netns"))
-}
-
-fn str_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    match attrs
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()?
-    {
-        Value::StringValue(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
-    match attrs
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()?
-    {
-        Value::IntValue(i) => Some(*i),
-        _ => None,
-    }
 }
 
 /// Points of counter `name` in the latest metrics export: (attributes, value).

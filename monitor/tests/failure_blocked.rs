@@ -12,6 +12,7 @@ use std::{
 };
 
 use serde_json::Value;
+use xtask::daemon::evidence;
 use xtask::{
     bed::GatewayBed,
     testbed::{GW_LAN_IF, LAN_HOST_V4, WEBEX_NODE_V4},
@@ -43,18 +44,6 @@ fn listed(status: &Value) -> Vec<Value> {
         .filter(|a| IDS.iter().any(|id| a["id"] == *id))
         .cloned()
         .collect()
-}
-
-fn evidence(a: &Value, name: &str) -> String {
-    a["evidence"]
-        .as_array()
-        .expect("evidence")
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("no evidence {name} in {a}"))["value"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 fn flow_packets(status: &Value, iface: &str, dir: &str, proto: &str, dst: u16) -> u64 {

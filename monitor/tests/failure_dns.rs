@@ -16,6 +16,7 @@ use std::{
 
 use learn_bed::*;
 use serde_json::Value;
+use xtask::daemon::evidence;
 use xtask::{
     TempDir, Testbed,
     testbed::{LAN_HOST_V4, WAN_HOST_V4},
@@ -85,18 +86,6 @@ fn open(s: &Value) -> Vec<Value> {
         .filter(|a| a["id"] == ID && a["cleared_unix_s"].is_null())
         .cloned()
         .collect()
-}
-
-fn evidence(a: &Value, name: &str) -> String {
-    a["evidence"]
-        .as_array()
-        .expect("evidence")
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("no evidence {name} in {a}"))["value"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 fn subject<'a>(list: &'a [Value], subject: &str) -> Option<&'a Value> {

@@ -16,6 +16,7 @@ use std::{
 };
 
 use serde_json::Value;
+use xtask::daemon::evidence;
 use xtask::{
     PinDir, TempDir, Testbed,
     bed::GatewayBed,
@@ -186,18 +187,6 @@ fn open(status: &Value) -> Vec<Value> {
         .filter(|a| FAILURE_IDS.iter().any(|id| a["id"] == *id))
         .cloned()
         .collect()
-}
-
-fn evidence(a: &Value, name: &str) -> String {
-    a["evidence"]
-        .as_array()
-        .expect("evidence")
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("no evidence {name} in {a}"))["value"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 fn ev_u64(a: &Value, name: &str) -> u64 {

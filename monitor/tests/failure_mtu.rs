@@ -11,6 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
+use xtask::daemon::evidence;
 use xtask::{Netns, bed::GatewayBed, testbed::LAN_HOST_V4};
 
 /// The node behind the 1400-byte hop (inside the testbed's Webex prefix).
@@ -91,18 +92,6 @@ fn send_df(bed: &GatewayBed, src_port: u16, count: u32, ip_len: usize) {
             std::thread::sleep(Duration::from_millis(20));
         }
     });
-}
-
-fn evidence(a: &Value, name: &str) -> String {
-    a["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("no evidence {name} in {a}"))["value"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 #[test]

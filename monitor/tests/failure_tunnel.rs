@@ -11,6 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
+use xtask::daemon::evidence;
 use xtask::{
     TempDir,
     bed::GatewayBed,
@@ -84,18 +85,6 @@ fn tunnel_flow(status: &Value) -> (u64, u64) {
             assert_eq!(f["class"], "not_webex");
             (f["packets"].as_u64().unwrap(), f["bytes"].as_u64().unwrap())
         })
-}
-
-fn evidence(a: &Value, name: &str) -> String {
-    a["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("no evidence {name} in {a}"))["value"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 #[test]

@@ -11,6 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
+use xtask::daemon::evidence;
 use xtask::{
     bed::GatewayBed,
     testbed::{LAN_HOST_IF, LAN_HOST_V4, WEBEX_NODE_V4},
@@ -120,18 +121,6 @@ fn hairpins(status: &Value) -> Vec<Value> {
         .filter(|a| a["id"] == "vpn_hairpin")
         .cloned()
         .collect()
-}
-
-fn evidence(a: &Value, name: &str) -> String {
-    a["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("no evidence {name} in {a}"))["value"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 fn call(bed: &GatewayBed, from: Ipv4Addr, count: u32) -> u32 {

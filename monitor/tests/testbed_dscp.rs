@@ -13,6 +13,7 @@ use std::{
 };
 
 use serde_json::Value;
+use xtask::daemon::evidence;
 use xtask::{
     Daemon, Netns, PinDir, TempDir, Testbed,
     capture::Capture,
@@ -182,16 +183,6 @@ fn dscp_findings(status: &Value) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-fn evidence(a: &Value, name: &str) -> String {
-    a["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .map(|e| e["value"].as_str().unwrap().to_string())
-        .unwrap_or_else(|| panic!("no evidence {name} in {a}"))
 }
 
 fn nft(ns: &Netns, ruleset: &str) {

@@ -258,3 +258,17 @@ pub fn status_json(monitor_bin: &Path, socket: &Path) -> Result<serde_json::Valu
         ),
     }
 }
+
+/// The value of an anomaly's evidence item `name` in a status report's `anomalies[]`
+/// entry; panics naming the anomaly when it has none.
+pub fn evidence(anomaly: &serde_json::Value, name: &str) -> String {
+    anomaly["evidence"]
+        .as_array()
+        .expect("an anomaly's evidence is an array")
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no evidence {name} in {anomaly}"))["value"]
+        .as_str()
+        .expect("evidence values are strings")
+        .to_string()
+}

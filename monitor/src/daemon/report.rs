@@ -36,28 +36,21 @@ pub struct StaticInfo {
     pub quality: crate::config::quality::QualityConfig,
 }
 
+/// The report of a single poll (calls start with it), for tests and tools; the daemon
+/// follows calls across polls with [`build_tracked`].
 pub fn build(info: &StaticInfo, snap: &Snapshot, now_mono_ns: u64) -> StatusReport {
-    build_live(info, &info.interfaces, snap, now_mono_ns)
-}
-
-/// [`build`] with the interfaces as they are now (they change when one is deleted and
-/// comes back with a new ifindex), for a single poll (calls start with it).
-pub fn build_live(
-    info: &StaticInfo,
-    interfaces: &[InterfaceStatus],
-    snap: &Snapshot,
-    now_mono_ns: u64,
-) -> StatusReport {
     build_tracked(
         info,
-        interfaces,
+        &info.interfaces,
         snap,
         now_mono_ns,
         &mut crate::quality::tracker::Tracker::new(),
     )
 }
 
-/// [`build_live`] with the calls followed across polls by `tracker`.
+/// The report of one poll with the interfaces as they are now (they change when one is
+/// deleted and comes back with a new ifindex) and the calls followed across polls by
+/// `tracker`.
 pub fn build_tracked(
     info: &StaticInfo,
     interfaces: &[InterfaceStatus],

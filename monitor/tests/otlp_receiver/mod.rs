@@ -24,6 +24,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
     metrics_service_server::{MetricsService, MetricsServiceServer},
 };
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use prost::Message as _;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -567,5 +568,35 @@ impl TestPki {
             key: self.server_key.clone(),
             client_ca: Some(self.ca.clone()),
         }
+    }
+}
+
+/// The string attribute `key`, if present and a string.
+pub fn str_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    match attrs
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?
+    {
+        any_value::Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The integer attribute `key`, if present and an integer.
+pub fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    match attrs
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?
+    {
+        any_value::Value::IntValue(i) => Some(*i),
+        _ => None,
     }
 }

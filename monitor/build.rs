@@ -4,6 +4,10 @@
 use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
 
+/// Shared with the library (its unit tests): see its module comment.
+#[path = "src/kernel/btf_names.rs"]
+mod btf_names;
+
 fn main() -> anyhow::Result<()> {
     let out_dir = std::env::var_os("OUT_DIR").context("OUT_DIR not set")?;
     let object = std::path::Path::new(&out_dir).join("monitor");
@@ -37,5 +41,16 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         }],
         Toolchain::default(),
-    )
+    )?;
+
+    // The kernel refuses the whole object BTF for one name it cannot take (see
+    // btf_names); fixed here, the programs load with their func and line info.
+    let mut bytes = std::fs::read(&object).context("reading the linked eBPF object")?;
+    let changed = btf_names::sanitize(&mut bytes)
+        .map_err(|e| anyhow!("sanitizing the eBPF object's BTF names: {e}"))?;
+    if changed > 0 {
+        std::fs::write(&object, &bytes).context("writing the sanitized eBPF object")?;
+    }
+    println!("cargo:rerun-if-changed=src/kernel/btf_names.rs");
+    Ok(())
 }

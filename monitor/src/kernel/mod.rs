@@ -3,6 +3,8 @@
 
 pub mod attach;
 pub mod batch;
+#[cfg(test)]
+mod btf_names;
 pub mod dscp;
 pub mod harness;
 pub mod learn;

@@ -78,6 +78,8 @@ pub mod map_names {
 pub mod program_names {
     pub const XDP: &str = "monitor_xdp";
     pub const TC: &str = "monitor_tc";
+    /// `monitor_tc` on ingress, for `xdp_mode = "off"`.
+    pub const TC_INGRESS: &str = "monitor_tc_ingress";
     /// Programs that only pass: the benchmark's floor. Never attached.
     pub const FLOOR_XDP: &str = "bench_floor_xdp";
     pub const FLOOR_TC: &str = "bench_floor_tc";

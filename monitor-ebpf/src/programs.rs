@@ -37,12 +37,22 @@ pub fn monitor_xdp(ctx: XdpContext) -> u32 {
 
 #[classifier]
 pub fn monitor_tc(ctx: TcContext) -> i32 {
-    try_monitor_tc(&ctx);
+    try_monitor_tc(&ctx, Direction::Egress);
+    TC_ACT_OK
+}
+
+/// `monitor_tc` on ingress, instead of XDP (`xdp_mode = "off"`: virtual gateways, where
+/// native XDP on a veth switches it to NAPI mode). It shares the TC stages and job slot:
+/// TC ingress runs in softirq and TC egress with bottom halves off, so on one CPU
+/// neither runs inside the other.
+#[classifier]
+pub fn monitor_tc_ingress(ctx: TcContext) -> i32 {
+    try_monitor_tc(&ctx, Direction::Ingress);
     TC_ACT_OK
 }
 
 #[inline(always)]
-fn try_monitor_tc(ctx: &TcContext) {
+fn try_monitor_tc(ctx: &TcContext, direction: Direction) {
     // Headers of forwarded or local packets are normally linear already; pull them when
     // not, so a split header is never miscounted as malformed.
     let linear = ctx.data_end() - ctx.data();
@@ -56,15 +66,7 @@ fn try_monitor_tc(ctx: &TcContext) {
     // The parser checks IP lengths against the whole skb: after the pull above, a GSO
     // super-packet's payload is still in pages beyond the linear bytes.
     let wire_len = len as usize;
-    if try_parse(
-        &pkt,
-        wire_len,
-        ifindex,
-        Direction::Egress,
-        gso_segs,
-        SLOT_TC,
-    )
-    .is_some()
+    if try_parse(&pkt, wire_len, ifindex, direction, gso_segs, SLOT_TC).is_some()
     {
         stage::tail(ctx, &STAGES_TC, stages::FLOW);
         count_stage_failed();
@@ -82,7 +84,7 @@ pub fn monitor_flow_xdp(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// The flow stage on egress: as on ingress, and DSCP rewrite.
+/// The flow stage of the TC programs: as on XDP ingress, and DSCP rewrite on egress.
 #[classifier]
 pub fn monitor_flow_tc(ctx: TcContext) -> i32 {
     let pkt = ctx.packet();
@@ -193,6 +195,11 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
     )?;
     crate::failure::oversize(p, &flow, gso);
     crate::quality::prepare(p, &flow, ifindex, direction);
-    ctx.apply_dscp(p, &flow, ifindex, gso);
+    // TC runs on ingress too (`monitor_tc_ingress`): there it verifies, as XDP does.
+    if direction == Direction::Ingress as u8 {
+        crate::dscp::ingress(p, &flow, ifindex);
+    } else {
+        ctx.apply_dscp(p, &flow, ifindex, gso);
+    }
     Some(())
 }

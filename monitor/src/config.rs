@@ -109,7 +109,8 @@ pub struct InterfaceConfig {
     pub name: String,
     /// Which side of the site it faces; required.
     pub role: Role,
-    /// How XDP is attached on ingress. Default `auto`.
+    /// How XDP is attached on ingress; `off` attaches TC on ingress instead. Default
+    /// `auto`.
     #[serde(default)]
     pub xdp_mode: XdpMode,
     /// DSCP of Webex packets arriving here: `off` or `verify`. Default `verify`.
@@ -140,7 +141,7 @@ impl Role {
     }
 }
 
-/// XDP attach mode.
+/// XDP attach mode, or `off`: TC on ingress instead of XDP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpMode {
@@ -151,6 +152,10 @@ pub enum XdpMode {
     Native,
     /// Generic (skb) mode: works on every driver, slower.
     Generic,
+    /// No XDP: the TC program runs on ingress too. For virtual gateways, where native
+    /// XDP on a veth switches it to NAPI mode and costs the forwarding path more than
+    /// the TC hook does.
+    Off,
 }
 
 impl XdpMode {
@@ -159,6 +164,7 @@ impl XdpMode {
             XdpMode::Auto => "auto",
             XdpMode::Native => "native",
             XdpMode::Generic => "generic",
+            XdpMode::Off => "off",
         }
     }
 }

@@ -284,6 +284,27 @@ fn unknown_keys_name_their_table_and_suggest_the_right_one() {
 }
 
 #[test]
+fn xdp_mode_off_attaches_tc_on_ingress_per_interface() {
+    let v = parse(
+        "[[interfaces]]\nname = \"eth0\"\nrole = \"wan\"\nxdp_mode = \"off\"\n\n\
+         [[interfaces]]\nname = \"eth1\"\nrole = \"lan\"\n",
+    )
+    .unwrap();
+    let modes: Vec<(XdpMode, &str)> = v
+        .config
+        .interfaces
+        .iter()
+        .map(|i| (i.xdp_mode, i.xdp_mode.as_str()))
+        .collect();
+    assert_eq!(modes, [(XdpMode::Off, "off"), (XdpMode::Auto, "auto")]);
+    assert_eq!(
+        error("[[interfaces]]\nname = \"eth0\"\nrole = \"wan\"\nxdp_mode = \"tc\"\n"),
+        "config /etc/monitor/monitor.toml: interfaces[0].xdp_mode: unknown variant `tc`, \
+         expected one of `auto`, `native`, `generic`, `off` (line 4, column 12)"
+    );
+}
+
+#[test]
 fn wrong_types_and_values_name_the_field() {
     assert_eq!(
         error(&with("[daemon]\npoll_interval_ms = \"fast\"\n")),
@@ -298,7 +319,7 @@ fn wrong_types_and_values_name_the_field() {
     assert_eq!(
         error("[[interfaces]]\nname = \"eth0\"\nrole = \"wan\"\nxdp_mode = \"skb\"\n"),
         "config /etc/monitor/monitor.toml: interfaces[0].xdp_mode: unknown variant `skb`, \
-         expected one of `auto`, `native`, `generic` (line 4, column 12)"
+         expected one of `auto`, `native`, `generic`, `off` (line 4, column 12)"
     );
     assert_eq!(
         error("[[interfaces]]\nname = \"eth0\"\n"),

@@ -1,8 +1,11 @@
 //! Attaching: XDP on ingress and TC on egress of every configured interface, through
-//! pinned BPF links, so the data path outlives the daemon.
+//! pinned BPF links, so the data path outlives the daemon. With `xdp_mode = "off"` the
+//! ingress hook is TC too (`monitor_tc_ingress`) and no XDP program is attached.
 //!
 //! Each link is pinned at `<pin_path>/links/<kind>:<interface>` (`xdp-native`,
-//! `xdp-generic`, `xdp-fallback` — `auto` that fell back to generic — and `tcx`). A
+//! `xdp-generic`, `xdp-fallback` — `auto` that fell back to generic —, `tcx` on egress
+//! and `tcx-ingress`). A restart with another mode attaches the new ingress hook first,
+//! then removes the other one's link: never blind, and the old hook does not stay. A
 //! daemon that stops (SIGTERM) or dies (SIGKILL, a crash) leaves them attached and
 //! counting into the pinned maps; the next start finds them and swaps its freshly loaded
 //! programs in with one `BPF_LINK_UPDATE` each (atomic: every packet runs the old or the
@@ -58,13 +61,20 @@ pub const REFUSED: &str = "refused";
 /// It is there but attaching failed (see the log); tried again every poll.
 pub const ATTACH_FAILED: &str = "attach_failed";
 
-/// Loads the two entry programs (the stages are loaded by `stages::install`).
+/// Pin kind of the TCX link on egress.
+const TCX_EGRESS: &str = "tcx";
+/// Pin kind of the TCX link on ingress (`xdp_mode = "off"`).
+const TCX_INGRESS: &str = "tcx-ingress";
+
+/// Loads the three entry programs (the stages are loaded by `stages::install`); TC on
+/// ingress is loaded whatever the config, so a reload or a new interface can use it.
 pub fn load_programs(ebpf: &mut Ebpf) -> Result<(), KernelError> {
     let prog_err = |program| move |source| KernelError::Program { program, source };
     xdp(ebpf)?.load().map_err(prog_err(program_names::XDP))?;
-    tc_program(ebpf)?
-        .load()
-        .map_err(prog_err(program_names::TC))
+    for name in [program_names::TC, program_names::TC_INGRESS] {
+        classifier(ebpf, name)?.load().map_err(prog_err(name))?;
+    }
+    Ok(())
 }
 
 /// The status of a configured interface before anything is attached: `waiting` when it
@@ -154,6 +164,7 @@ fn attach_into(
     match attach_one(ebpf, pin_dir, iface, ifindex) {
         Ok(a) => {
             status.xdp_mode = a.xdp_mode.to_string();
+            status.ingress_hook = a.ingress_hook.to_string();
             status.xdp_fallback = a.xdp_fallback;
             status.tc_attach = a.tc_attach.to_string();
             status.pinned = a.pinned;
@@ -193,7 +204,10 @@ fn up_state(name: &str) -> &'static str {
 
 /// How one interface was attached.
 pub struct Attachment {
+    /// "native", "generic", or "off" (TC on ingress).
     pub xdp_mode: &'static str,
+    /// The program on ingress: "xdp" or "tc".
+    pub ingress_hook: &'static str,
     /// `auto` fell back to generic XDP (the driver refused native).
     pub xdp_fallback: bool,
     pub tc_attach: &'static str,
@@ -211,27 +225,40 @@ pub fn attach_one(
     iface: &InterfaceConfig,
     ifindex: u32,
 ) -> Result<Attachment, KernelError> {
-    let (xdp_kind, xdp_adopted, xdp_pinned) =
-        attach_xdp(xdp(ebpf)?, pin_dir, &iface.name, ifindex, iface.xdp_mode)?;
+    let name = &iface.name;
     let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
-    let tc = tc_program(ebpf)?;
-    let (tc_adopted, tc_pinned) = if tcx {
-        attach_tcx(tc, pin_dir, &iface.name)?
-    } else {
-        (attach_netlink(tc, &iface.name)?, false)
-    };
     let tc_attach = if tcx { "tcx" } else { "netlink" };
-    let xdp_mode = if xdp_kind == XdpKind::Native {
-        "native"
-    } else {
-        "generic"
-    };
-    let adopted = xdp_adopted && tc_adopted;
+    let (xdp_mode, xdp_fallback, ingress_adopted, ingress_pinned) =
+        if iface.xdp_mode == XdpMode::Off {
+            let tc = classifier(ebpf, program_names::TC_INGRESS)?;
+            let (adopted, pinned) = attach_tc(tc, pin_dir, name, TcAttachType::Ingress, tcx)?;
+            // Only now, with TC counting on ingress: the XDP hook of an earlier run goes.
+            remove_xdp(pin_dir, name, ifindex);
+            ("off", false, adopted, pinned)
+        } else {
+            let (kind, adopted, pinned) =
+                attach_xdp(xdp(ebpf)?, pin_dir, name, ifindex, iface.xdp_mode)?;
+            remove_tc_ingress(pin_dir, name, tcx);
+            let mode = if kind == XdpKind::Native {
+                "native"
+            } else {
+                "generic"
+            };
+            (mode, kind == XdpKind::Fallback, adopted, pinned)
+        };
+    let tc = classifier(ebpf, program_names::TC)?;
+    let (tc_adopted, tc_pinned) = attach_tc(tc, pin_dir, name, TcAttachType::Egress, tcx)?;
+    let ingress_hook = if xdp_mode == "off" { "tc" } else { "xdp" };
+    let adopted = ingress_adopted && tc_adopted;
     info!(
-        "{} {} (ifindex {ifindex}, {}): XDP {xdp_mode} on ingress, TC ({tc_attach}) on egress{}",
+        "{} {name} (ifindex {ifindex}, {}): {} on ingress, TC ({tc_attach}) on egress{}",
         if adopted { "re-adopted" } else { "attached to" },
-        iface.name,
         iface.role.as_str(),
+        if ingress_hook == "tc" {
+            format!("TC ({tc_attach}, xdp_mode off)")
+        } else {
+            format!("XDP {xdp_mode}")
+        },
         if adopted {
             ": the programs kept running and are now this version's"
         } else {
@@ -240,11 +267,54 @@ pub fn attach_one(
     );
     Ok(Attachment {
         xdp_mode,
-        xdp_fallback: xdp_kind == XdpKind::Fallback,
+        ingress_hook,
+        xdp_fallback,
         tc_attach,
-        pinned: xdp_pinned && tcx && tc_pinned,
+        pinned: ingress_pinned && tc_pinned,
         adopted,
     })
+}
+
+/// Attaches a TC program on `direction` through TCX (pinned link, re-adopted) or, on
+/// kernels before 6.6, a netlink filter. Returns (adopted, pinned).
+fn attach_tc(
+    tc: &mut SchedClassifier,
+    pin_dir: &Path,
+    name: &str,
+    direction: TcAttachType,
+    tcx: bool,
+) -> Result<(bool, bool), KernelError> {
+    if tcx {
+        attach_tcx(tc, pin_dir, name, direction)
+    } else {
+        Ok((attach_netlink(tc, name, direction)?, false))
+    }
+}
+
+/// Removes the pinned XDP links of `name` (any mode): the program detaches, as its
+/// process is gone.
+fn remove_xdp(pin_dir: &Path, name: &str, ifindex: u32) {
+    for kind in XdpKind::ALL {
+        let path = pins::link_path(pin_dir, name, kind.pin_kind());
+        if std::fs::remove_file(&path).is_ok() {
+            info!(
+                "{name} (ifindex {ifindex}): xdp_mode is off: the XDP program of an earlier                  run is detached"
+            );
+        }
+    }
+}
+
+/// Removes the TC ingress program of an earlier run (`xdp_mode = "off"` then) from
+/// `name`: its pinned TCX link, or its netlink filter.
+fn remove_tc_ingress(pin_dir: &Path, name: &str, tcx: bool) {
+    let removed = if tcx {
+        std::fs::remove_file(pins::link_path(pin_dir, name, TCX_INGRESS)).is_ok()
+    } else {
+        detach_netlink_ingress(name)
+    };
+    if removed {
+        info!("{name}: XDP is on ingress now: the TC ingress program of an earlier run is detached");
+    }
 }
 
 /// Follows the configured interfaces every poll: one that vanished is `missing` (the
@@ -419,6 +489,12 @@ fn attach_xdp_fresh(
             .attach_to_if_index(ifindex, AyaXdpMode::Skb)
             .map(|id| (id, XdpKind::Generic))
             .map_err(fail),
+        // attach_one attaches TC on ingress instead.
+        XdpMode::Off => Err(KernelError::Attach {
+            what: "XDP",
+            interface: name.to_string(),
+            detail: "xdp_mode is off".into(),
+        }),
         XdpMode::Auto => match xdp.attach_to_if_index(ifindex, AyaXdpMode::Driver) {
             Ok(id) => Ok((id, XdpKind::Native)),
             Err(e) if is_busy(&e) => Err(fail(e)),
@@ -435,19 +511,34 @@ fn attach_xdp_fresh(
     }
 }
 
+/// What the TC program on `direction` is called in errors.
+fn tc_what(direction: TcAttachType) -> &'static str {
+    if matches!(direction, TcAttachType::Ingress) {
+        "the TC ingress program"
+    } else {
+        "the TC egress program"
+    }
+}
+
 /// TCX (kernel 6.6+): re-adopts the pinned link or attaches afresh and pins it. Returns
 /// (adopted, pinned).
 fn attach_tcx(
     tc: &mut SchedClassifier,
     pin_dir: &Path,
     name: &str,
+    direction: TcAttachType,
 ) -> Result<(bool, bool), KernelError> {
     let fail = |detail: String| KernelError::Attach {
-        what: "the TC egress program",
+        what: tc_what(direction),
         interface: name.to_string(),
         detail,
     };
-    let path = pins::link_path(pin_dir, name, "tcx");
+    let kind = if matches!(direction, TcAttachType::Ingress) {
+        TCX_INGRESS
+    } else {
+        TCX_EGRESS
+    };
+    let path = pins::link_path(pin_dir, name, kind);
     if path.exists() {
         let adopted = PinnedLink::from_pin(&path)
             .map_err(|e| e.to_string())
@@ -465,7 +556,7 @@ fn attach_tcx(
     let id = tc
         .attach_with_options(
             name,
-            TcAttachType::Egress,
+            direction,
             TcAttachOptions::TcxOrder(LinkOrder::default()),
         )
         .map_err(|e| fail(e.to_string()))?;
@@ -479,9 +570,13 @@ fn attach_tcx(
 /// Netlink clsact filter (kernels before 6.6) at a fixed priority and handle: replaces
 /// the filter of an earlier run in place, or adds it. Left on the qdisc when the daemon
 /// exits. Returns whether one was replaced.
-fn attach_netlink(tc: &mut SchedClassifier, name: &str) -> Result<bool, KernelError> {
+fn attach_netlink(
+    tc: &mut SchedClassifier,
+    name: &str,
+    direction: TcAttachType,
+) -> Result<bool, KernelError> {
     let fail = |detail: String| KernelError::Attach {
-        what: "the TC egress program",
+        what: tc_what(direction),
         interface: name.to_string(),
         detail,
     };
@@ -490,7 +585,7 @@ fn attach_netlink(tc: &mut SchedClassifier, name: &str) -> Result<bool, KernelEr
         log::debug!("clsact on {name}: {e}");
     }
     let replaced =
-        SchedClassifierLink::attached(name, TcAttachType::Egress, TC_PRIORITY, TC_HANDLE, None)
+        SchedClassifierLink::attached(name, direction, TC_PRIORITY, TC_HANDLE, None)
             .map_err(|e| e.to_string())
             .and_then(|link| tc.attach_to_link(link).map_err(|e| e.to_string()));
     let (id, adopted) = match replaced {
@@ -502,11 +597,7 @@ fn attach_netlink(tc: &mut SchedClassifier, name: &str) -> Result<bool, KernelEr
                 ..Default::default()
             };
             let id = tc
-                .attach_with_options(
-                    name,
-                    TcAttachType::Egress,
-                    TcAttachOptions::Netlink(options),
-                )
+                .attach_with_options(name, direction, TcAttachOptions::Netlink(options))
                 .map_err(|e| fail(e.to_string()))?;
             (id, false)
         }
@@ -517,10 +608,17 @@ fn attach_netlink(tc: &mut SchedClassifier, name: &str) -> Result<bool, KernelEr
     Ok(adopted)
 }
 
-/// Deletes the netlink TC filter of the monitor on `name` (kernels without TCX). True
-/// when there was one.
+/// Deletes the netlink TC filters of the monitor on `name` (kernels without TCX), on
+/// egress and on ingress. True when there was one.
 pub fn detach_netlink(name: &str) -> bool {
-    tc::qdisc_detach_program(name, TcAttachType::Egress, program_names::TC).is_ok()
+    let egress = tc::qdisc_detach_program(name, TcAttachType::Egress, program_names::TC).is_ok();
+    detach_netlink_ingress(name) || egress
+}
+
+/// Deletes the netlink TC ingress filter of the monitor on `name` (`xdp_mode = "off"`
+/// on kernels without TCX). True when there was one.
+fn detach_netlink_ingress(name: &str) -> bool {
+    tc::qdisc_detach_program(name, TcAttachType::Ingress, program_names::TC_INGRESS).is_ok()
 }
 
 fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, KernelError> {
@@ -533,12 +631,15 @@ fn xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, KernelError> {
         })
 }
 
-fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, KernelError> {
-    ebpf.program_mut(program_names::TC)
-        .ok_or(KernelError::Missing(program_names::TC))?
+fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, KernelError> {
+    ebpf.program_mut(name)
+        .ok_or(KernelError::Missing(name))?
         .try_into()
         .map_err(|source| KernelError::Program {
-            program: program_names::TC,
+            program: name,
             source,
         })
 }

@@ -172,7 +172,8 @@ pub struct InterfaceStatus {
     pub ifindex: u32,
     /// "lan" or "wan", from the config.
     pub role: String,
-    /// XDP attach mode in effect on ingress: "native" or "generic" ("" when not attached).
+    /// XDP attach mode in effect on ingress: "native" or "generic", or "off" when the TC
+    /// program runs on ingress instead (`xdp_mode = "off"`); "" when not attached.
     pub xdp_mode: String,
     /// How the egress TC program is attached: "tcx" or "netlink".
     pub tc_attach: String,
@@ -192,6 +193,10 @@ pub struct InterfaceStatus {
     /// `xdp_mode = "auto"` fell back to generic XDP: the driver refused native.
     #[serde(default)]
     pub xdp_fallback: bool,
+    /// The program on ingress: "xdp", or "tc" with `xdp_mode = "off"` ("" when not
+    /// attached).
+    #[serde(default)]
+    pub ingress_hook: String,
     /// The links are pinned: XDP and TC stay attached and counting while the daemon is
     /// stopped, restarted or upgraded (`monitor detach` removes them).
     #[serde(default)]

@@ -122,7 +122,7 @@ pub fn run(cfg: Option<&config::ValidatedConfig>) -> Vec<Check> {
         }
     }
     checks.push(kernel_version());
-    checks.push(btf());
+    checks.push(btf(cfg));
     checks.push(bpffs());
     checks
 }
@@ -471,6 +471,11 @@ fn attachment(
         .map(|(_, kind, _)| kind)
         .collect();
     let tc = links.iter().any(|k| k == "tcx");
+    let hooks = if links.iter().any(|k| k == "tcx-ingress") {
+        "TC on ingress (xdp_mode = \"off\") and on egress stay"
+    } else {
+        "XDP and TC stay"
+    };
     let rewrite_active = tc && rewrite_wanted && policy_rewrites(pin_dir, ifindex);
     let dscp = if rewrite_active {
         "; DSCP rewrite active (also while the daemon is down)"
@@ -500,7 +505,7 @@ fn attachment(
             Verdict::Pass
         },
         format!("attached ({})", links.join(", ")),
-        format!("XDP and TC stay on {name} across daemon restarts{dscp}"),
+        format!("{hooks} on {name} across daemon restarts{dscp}"),
         "start the daemon once to attach the TC program (`systemctl start monitor`)",
     )
 }
@@ -565,28 +570,68 @@ fn kernel_verdict(release: &str) -> (Verdict, String) {
     }
 }
 
-fn btf() -> Check {
+/// Kernel BTF, and whether the programs attached by the daemon (found through the pinned
+/// links) were loaded with the object's BTF: func and line info for `bpftool prog
+/// profile`, `perf` and `bpftool prog dump xlated ... linum`.
+fn btf(cfg: Option<&config::ValidatedConfig>) -> Check {
     let present = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+    let programs = cfg.map(|c| attached_btf(&c.config.daemon.pin_path));
+    let (with, total) = programs.unwrap_or((0, 0));
+    let mut value = if present {
+        "/sys/kernel/btf/vmlinux".to_string()
+    } else {
+        "missing".to_string()
+    };
+    if total > 0 {
+        value.push_str(&format!(
+            "; object BTF loaded: {with} of {total} attached programs"
+        ));
+    }
+    let detail = match (present, total, with == total) {
+        (false, _, _) => "no kernel BTF: the monitor runs, but BTF-based tools do not".into(),
+        (true, 0, _) => {
+            "kernel BTF available (bpftool and CO-RE tools work); no attached programs to              check for the object's BTF"
+                .into()
+        }
+        (true, _, true) => "kernel BTF available; the attached programs carry the object's BTF                             (func and line info for bpftool and perf)"
+            .into(),
+        (true, _, false) => format!(
+            "{} attached programs were loaded without the object's BTF: no func or line info              for profiling",
+            total - with
+        ),
+    };
+    let ok = present && with == total;
     check(
         "btf",
+        if ok { Verdict::Pass } else { Verdict::Warn },
+        value,
+        detail,
         if present {
-            Verdict::Pass
+            "restart the daemon with this version (it loads the object with its BTF); the              daemon log says why the kernel refused it"
         } else {
-            Verdict::Warn
+            "build the kernel with CONFIG_DEBUG_INFO_BTF=y"
         },
-        if present {
-            "/sys/kernel/btf/vmlinux"
-        } else {
-            "missing"
-        }
-        .into(),
-        if present {
-            "kernel BTF available (bpftool and CO-RE tools work)".into()
-        } else {
-            "no kernel BTF: the monitor runs, but BTF-based tools do not".into()
-        },
-        "build the kernel with CONFIG_DEBUG_INFO_BTF=y",
     )
+}
+
+/// (with BTF, total) over the programs of the pinned links under `pin_dir`.
+fn attached_btf(pin_dir: &std::path::Path) -> (usize, usize) {
+    use aya::programs::links::{FdLink, PinnedLink};
+    let ids: Vec<u32> = crate::kernel::pins::pinned_links(pin_dir)
+        .into_iter()
+        .filter_map(|(_, _, path)| PinnedLink::from_pin(path).ok())
+        .filter_map(|l| FdLink::from(l).info().ok())
+        .map(|i| i.program_id())
+        .collect();
+    let mut with = 0;
+    let mut total = 0;
+    for info in aya::programs::loaded_programs().flatten() {
+        if ids.contains(&info.id()) {
+            total += 1;
+            with += usize::from(info.btf_id().is_some_and(|b| b > 0));
+        }
+    }
+    (with, total)
 }
 
 fn bpffs() -> Check {

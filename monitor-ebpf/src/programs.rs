@@ -66,8 +66,7 @@ fn try_monitor_tc(ctx: &TcContext, direction: Direction) {
     // The parser checks IP lengths against the whole skb: after the pull above, a GSO
     // super-packet's payload is still in pages beyond the linear bytes.
     let wire_len = len as usize;
-    if try_parse(&pkt, wire_len, ifindex, direction, gso_segs, SLOT_TC).is_some()
-    {
+    if try_parse(&pkt, wire_len, ifindex, direction, gso_segs, SLOT_TC).is_some() {
         stage::tail(ctx, &STAGES_TC, stages::FLOW);
         count_stage_failed();
     }

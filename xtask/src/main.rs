@@ -59,6 +59,11 @@ enum Task {
         /// Only the daemon-at-scale part, printed instead of written to BENCHMARKS.md.
         #[arg(long)]
         daemon_only: bool,
+        /// Only the live-throughput part (forwarding rate with nothing, pass-only programs
+        /// and the monitor attached, both attach modes, and the profile), printed instead
+        /// of written to BENCHMARKS.md.
+        #[arg(long, conflicts_with = "daemon_only")]
+        throughput_only: bool,
     },
     /// Send one RTP impairment profile with known ground truth (clean, random loss, burst
     /// loss, reordering, duplicates, wrap, send jitter): run it in the namespace that
@@ -136,7 +141,11 @@ fn main() -> ExitCode {
             cargo_test_args,
         } => test::run(!no_kernel_matrix, &cargo_test_args),
         Task::Demo => demo::run(),
-        Task::Bench { quick, daemon_only } => bench::run(quick, daemon_only),
+        Task::Bench {
+            quick,
+            daemon_only,
+            throughput_only,
+        } => bench::run(quick, daemon_only, throughput_only),
         Task::Install { root, binary } => xtask::install::run(&root, binary.as_deref()),
         Task::Package {
             binary,

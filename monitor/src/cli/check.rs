@@ -590,13 +590,16 @@ fn btf(cfg: Option<&config::ValidatedConfig>) -> Check {
     let detail = match (present, total, with == total) {
         (false, _, _) => "no kernel BTF: the monitor runs, but BTF-based tools do not".into(),
         (true, 0, _) => {
-            "kernel BTF available (bpftool and CO-RE tools work); no attached programs to              check for the object's BTF"
+            "kernel BTF available (bpftool and CO-RE tools work); no attached programs to \
+             check for the object's BTF"
                 .into()
         }
-        (true, _, true) => "kernel BTF available; the attached programs carry the object's BTF                             (func and line info for bpftool and perf)"
+        (true, _, true) => "kernel BTF available; the attached programs carry the object's BTF \
+         (func and line info for bpftool and perf)"
             .into(),
         (true, _, false) => format!(
-            "{} attached programs were loaded without the object's BTF: no func or line info              for profiling",
+            "{} attached programs were loaded without the object's BTF: no func or line info \
+             for profiling",
             total - with
         ),
     };
@@ -607,14 +610,16 @@ fn btf(cfg: Option<&config::ValidatedConfig>) -> Check {
         value,
         detail,
         if present {
-            "restart the daemon with this version (it loads the object with its BTF); the              daemon log says why the kernel refused it"
+            "restart the daemon with this version (it loads the object with its BTF); the \
+             daemon log says why the kernel refused it"
         } else {
             "build the kernel with CONFIG_DEBUG_INFO_BTF=y"
         },
     )
 }
 
-/// (with BTF, total) over the programs of the pinned links under `pin_dir`.
+/// (with BTF, total) over the programs of the pinned links under `pin_dir` (each program
+/// once: one TC program serves every interface).
 fn attached_btf(pin_dir: &std::path::Path) -> (usize, usize) {
     use aya::programs::links::{FdLink, PinnedLink};
     let ids: Vec<u32> = crate::kernel::pins::pinned_links(pin_dir)

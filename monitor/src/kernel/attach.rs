@@ -298,7 +298,8 @@ fn remove_xdp(pin_dir: &Path, name: &str, ifindex: u32) {
         let path = pins::link_path(pin_dir, name, kind.pin_kind());
         if std::fs::remove_file(&path).is_ok() {
             info!(
-                "{name} (ifindex {ifindex}): xdp_mode is off: the XDP program of an earlier                  run is detached"
+                "{name} (ifindex {ifindex}): xdp_mode is off: the XDP program of an earlier \
+                 run is detached"
             );
         }
     }
@@ -313,7 +314,9 @@ fn remove_tc_ingress(pin_dir: &Path, name: &str, tcx: bool) {
         detach_netlink_ingress(name)
     };
     if removed {
-        info!("{name}: XDP is on ingress now: the TC ingress program of an earlier run is detached");
+        info!(
+            "{name}: XDP is on ingress now: the TC ingress program of an earlier run is detached"
+        );
     }
 }
 
@@ -584,10 +587,9 @@ fn attach_netlink(
     if let Err(e) = tc::qdisc_add_clsact(name) {
         log::debug!("clsact on {name}: {e}");
     }
-    let replaced =
-        SchedClassifierLink::attached(name, direction, TC_PRIORITY, TC_HANDLE, None)
-            .map_err(|e| e.to_string())
-            .and_then(|link| tc.attach_to_link(link).map_err(|e| e.to_string()));
+    let replaced = SchedClassifierLink::attached(name, direction, TC_PRIORITY, TC_HANDLE, None)
+        .map_err(|e| e.to_string())
+        .and_then(|link| tc.attach_to_link(link).map_err(|e| e.to_string()));
     let (id, adopted) = match replaced {
         Ok(id) => (id, true),
         Err(_) => {

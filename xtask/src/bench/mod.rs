@@ -51,7 +51,7 @@ impl Plan {
     }
 }
 
-pub fn run(quick: bool, daemon_only: bool) -> Result<()> {
+pub fn run(quick: bool, daemon_only: bool, throughput_only: bool) -> Result<()> {
     crate::setup::run()?;
     let plan = Plan::new(quick);
     println!("==> building (release)");
@@ -68,11 +68,18 @@ pub fn run(quick: bool, daemon_only: bool) -> Result<()> {
                 "bench_kernel",
                 "--example",
                 "bench_fill",
+                "--example",
+                "bench_floor",
             ])
             .current_dir(workspace_dir()),
     )
     .context("building the monitor and the benchmark programs")?;
 
+    if throughput_only {
+        println!("==> live throughput through the gateway");
+        println!("{}", throughput::run(&plan)?);
+        return Ok(());
+    }
     if daemon_only {
         println!("==> daemon at scale");
         println!("{}", daemon::run(&plan)?);

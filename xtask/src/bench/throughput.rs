@@ -432,39 +432,6 @@ fn symbol_shares(report: &str) -> BTreeMap<String, f64> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn perf_report_lines_become_symbol_shares() {
-        let report = "# Overhead  Symbol\n#\n    12.50%  [k] bpf_prog_0123_monitor_xdp\n     \
-                      3.25%  [k] __netif_receive_skb_core\n     1.00%  [.] memcpy\n";
-        let s = symbol_shares(report);
-        assert_eq!(s["bpf_prog_0123_monitor_xdp"], 12.5);
-        assert_eq!(s["__netif_receive_skb_core"], 3.25);
-        assert_eq!(s["memcpy"], 1.0);
-        assert_eq!(s.len(), 3);
-    }
-
-    #[test]
-    fn prog_array_values_are_numbers_or_le_hex_bytes() {
-        assert_eq!(prog_id(&serde_json::json!(42)), Some(42));
-        assert_eq!(
-            prog_id(&serde_json::json!(["0x2a", "0x01", "0x00", "0x00"])),
-            Some(0x12a)
-        );
-        assert_eq!(prog_id(&serde_json::json!("x")), None);
-    }
-
-    #[test]
-    fn the_tc_config_turns_xdp_off_on_both_interfaces() {
-        let text = xtask::config::gateway_config(Path::new("/sys/fs/bpf/x"), Path::new("/s"));
-        let off = with_xdp_off(&text);
-        assert_eq!(off.matches("xdp_mode = \"off\"").count(), 2, "{off}");
-    }
-}
-
 /// Runs a sender and a receiver for `secs`; returns (received/s, sent/s).
 fn measure(tb: &Testbed, secs: u64) -> Result<(f64, f64)> {
     let to = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 5004);
@@ -561,5 +528,38 @@ fn receive(s: &UdpSocket, stop: &AtomicBool, received: &AtomicU64) {
         if n > 0 {
             received.fetch_add(n as u64, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perf_report_lines_become_symbol_shares() {
+        let report = "# Overhead  Symbol\n#\n    12.50%  [k] bpf_prog_0123_monitor_xdp\n     \
+                      3.25%  [k] __netif_receive_skb_core\n     1.00%  [.] memcpy\n";
+        let s = symbol_shares(report);
+        assert_eq!(s["bpf_prog_0123_monitor_xdp"], 12.5);
+        assert_eq!(s["__netif_receive_skb_core"], 3.25);
+        assert_eq!(s["memcpy"], 1.0);
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn prog_array_values_are_numbers_or_le_hex_bytes() {
+        assert_eq!(prog_id(&serde_json::json!(42)), Some(42));
+        assert_eq!(
+            prog_id(&serde_json::json!(["0x2a", "0x01", "0x00", "0x00"])),
+            Some(0x12a)
+        );
+        assert_eq!(prog_id(&serde_json::json!("x")), None);
+    }
+
+    #[test]
+    fn the_tc_config_turns_xdp_off_on_both_interfaces() {
+        let text = xtask::config::gateway_config(Path::new("/sys/fs/bpf/x"), Path::new("/s"));
+        let off = with_xdp_off(&text);
+        assert_eq!(off.matches("xdp_mode = \"off\"").count(), 2, "{off}");
     }
 }

@@ -35,6 +35,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "iptables",
     // A real VPN (OpenVPN over tun) carrying media in the media_in_tunnel test.
     "openvpn",
+    // `cargo xtask bench`: the profile of the programs during the forwarding benchmark.
+    "linux-perf",
 ];
 /// aya-build links the eBPF object with this exact bpf-linker.
 const BPF_LINKER_VERSION: &str = "0.10.0";

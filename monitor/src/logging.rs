@@ -1,10 +1,11 @@
 //! The daemon's log: env_logger on stderr (the journal under systemd), with one filter.
 //!
-//! aya logs a rejected object BTF as one WARN record whose text is the kernel's whole
-//! verifier log (hundreds of lines) on every start. The programs load without it (the
-//! object carries no BTF relocations, or aya would have failed the load), so that record
-//! becomes one line saying what happened and what it costs; `RUST_LOG=aya=debug` is not
-//! needed to see the full log: `monitor check`'s "btf" line and bpftool tell the rest.
+//! The object's BTF loads (build.rs makes its type names ones the kernel accepts, see
+//! `kernel::btf_names`). Should a kernel still reject it, aya logs that as one WARN
+//! record whose text is the kernel's whole verifier log (hundreds of lines) on every
+//! start. The programs load without it (the object carries no BTF relocations, or aya
+//! would have failed the load), so that record becomes one line saying what happened and
+//! what it costs; `monitor check`'s "btf" line and bpftool tell the rest.
 
 use log::{Level, Log, Metadata, Record};
 

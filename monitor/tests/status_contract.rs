@@ -34,7 +34,8 @@ fn full_report() -> StatusReport {
         "interfaces": [{
             "name": "wan0", "ifindex": 3, "role": "wan", "xdp_mode": "native",
             "tc_attach": "tcx", "state": "attached", "reattached": 0,
-            "link_type": "ethernet", "xdp_fallback": false, "pinned": true,
+            "link_type": "ethernet", "xdp_fallback": false, "ingress_hook": "xdp",
+            "pinned": true,
             "adopted": true, "dscp_rewrite": true, "previous_ifindexes": [2]
         }],
         "maps": [{"name": "FLOWS", "entries": 1, "max_entries": 65536}],
@@ -460,6 +461,7 @@ const GOLDEN: &[&str] = &[
     "interfaces[].adopted",
     "interfaces[].dscp_rewrite",
     "interfaces[].ifindex",
+    "interfaces[].ingress_hook",
     "interfaces[].link_type",
     "interfaces[].name",
     "interfaces[].pinned",

@@ -67,7 +67,11 @@ fn every_program_loads_well_within_the_verifier_budget() {
     // target a 16-byte copy or a run of zero stores can become a call to an out-of-line
     // byte loop (`memcpy`/`memset`), which cost ~50 ns per packet and most of the
     // verifier's work before they were removed.
-    for name in [program_names::XDP, program_names::TC] {
+    for name in [
+        program_names::XDP,
+        program_names::TC,
+        program_names::TC_INGRESS,
+    ] {
         let prog = ebpf.program(name).expect("entry program");
         let id = prog.info().expect("program info").id();
         let out = Command::new("bpftool")

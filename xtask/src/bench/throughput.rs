@@ -152,10 +152,12 @@ pub fn run(plan: &Plan) -> Result<String> {
     writeln!(
         md,
         "One more {secs} s run of the monitor in each mode with `kernel.bpf_stats_enabled` \
-         (the kernel's run time and count per program; it adds two clock reads per run, so \
-         these runs are not in the ratios above) and `perf record -a` (the share of all CPU \
-         samples in each JIT-compiled program; the programs carry BTF, so `perf annotate` \
-         and `bpftool prog dump jited ... linum` map them to source lines).\n"
+         (the kernel's run time and count per program, where a tail-called stage counts in \
+         its entry program; the statistics add two clock reads per run, so these runs are \
+         not in the ratios above) and `perf record -a --all-kernel` (the share of kernel \
+         samples in each JIT-compiled program, stages apart; the programs carry BTF, so \
+         `perf annotate` and `bpftool prog dump jited id N linum` map them to source \
+         lines).\n"
     )?;
     for (i, mode) in [Mode::Xdp, Mode::Tc].into_iter().enumerate() {
         let daemon = Daemon::start(&bin, &tb.gw, &configs[i], &socket)?;

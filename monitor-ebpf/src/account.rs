@@ -12,6 +12,7 @@ use core::{
 use monitor_common::{
     Class, FlowKey, FlowStats, GlobalCounters, WebexSide, classify,
     flow::FAMILY_V4,
+    link::Remote,
     ports::{self, IPPROTO_UDP},
     settings::{SETTING_DEDICATED_PORT_RANGES, SETTING_TRACK_ALL_FLOWS},
     tunnel,
@@ -49,6 +50,7 @@ pub fn account<C: EbpfContext>(
     p: &Parsed,
     ifindex: u32,
     direction: u8,
+    remote: Remote,
     delta: Delta,
 ) -> Option<FlowRef> {
     // Built in place (see `Parsed::copy_addrs`); every byte is written.
@@ -85,7 +87,7 @@ pub fn account<C: EbpfContext>(
     }
 
     let settings = SETTINGS.get(0).map(|s| s.flags).unwrap_or(0);
-    let (class, side) = match webex_side(p) {
+    let (class, side) = match webex_side(p, remote) {
         Some(side) => {
             let (peer_port, inner_port) = match side {
                 WebexSide::Dst => (p.dst_port, p.src_port),
@@ -224,31 +226,31 @@ fn add(stats: *mut FlowStats, delta: &Delta, fragments: u64, now: u64, dscp: u8)
     }
 }
 
-/// Which side of the packet is a Webex peer, from the prefix tries.
+/// Which side of the packet is a Webex peer, from the prefix tries: only the remote
+/// address is looked up when the interface's role says which one it is (one trie
+/// look-up; the local side, a site host or the gateway itself, is never the peer even
+/// when it falls in a Webex prefix), both when the role is unknown.
 #[inline(always)]
-fn webex_side(p: &Parsed) -> Option<WebexSide> {
-    let (src, dst) = if p.family == FAMILY_V4 {
-        let s = [
-            p.src_addr[12],
-            p.src_addr[13],
-            p.src_addr[14],
-            p.src_addr[15],
-        ];
-        let d = [
-            p.dst_addr[12],
-            p.dst_addr[13],
-            p.dst_addr[14],
-            p.dst_addr[15],
-        ];
-        (
-            WEBEX_V4.get(Key::new(32, s)).is_some(),
-            WEBEX_V4.get(Key::new(32, d)).is_some(),
-        )
+fn webex_side(p: &Parsed, remote: Remote) -> Option<WebexSide> {
+    // One test after each look-up (the destination first: it wins when both match, as
+    // `WebexSide::pick` says): combining the two results lets LLVM OR the two map value
+    // pointers before their null tests, which the verifier rejects.
+    if remote != Remote::Src && is_webex(p, &p.dst_addr) {
+        return Some(WebexSide::Dst);
+    }
+    if remote != Remote::Dst && is_webex(p, &p.src_addr) {
+        return Some(WebexSide::Src);
+    }
+    None
+}
+
+/// True when `addr` (an address of `p`, IPv4-mapped for IPv4) is in a Webex prefix.
+#[inline(always)]
+fn is_webex(p: &Parsed, addr: &[u8; 16]) -> bool {
+    if p.family == FAMILY_V4 {
+        let a = [addr[12], addr[13], addr[14], addr[15]];
+        WEBEX_V4.get(Key::new(32, a)).is_some()
     } else {
-        (
-            WEBEX_V6.get(Key::new(128, p.src_addr)).is_some(),
-            WEBEX_V6.get(Key::new(128, p.dst_addr)).is_some(),
-        )
-    };
-    WebexSide::pick(src, dst)
+        WEBEX_V6.get(Key::new(128, *addr)).is_some()
+    }
 }

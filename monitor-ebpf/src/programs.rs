@@ -11,7 +11,7 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use monitor_common::{Direction, GlobalCounters, flow::FAMILY_V4, stages};
+use monitor_common::{Direction, GlobalCounters, flow::FAMILY_V4, link, stages};
 
 use crate::{
     account::{Delta, account},
@@ -121,7 +121,8 @@ fn try_parse(
     let counters = counters()?;
     let job = stage::job(slot)?;
     counters.seen += 1;
-    match parse(pkt, wire_len, crate::maps::is_l3(ifindex), &mut job.parsed) {
+    let link = crate::maps::link(ifindex);
+    match parse(pkt, wire_len, link::is_l3(link), &mut job.parsed) {
         Err(reason) => {
             if let Some(slot) = counters.malformed.get_mut(reason as usize) {
                 *slot += 1;
@@ -146,6 +147,7 @@ fn try_parse(
             job.ifindex = ifindex;
             job.segments = segments;
             job.direction = direction as u32;
+            job.link = link as u32;
             Some(())
         }
     }
@@ -165,6 +167,7 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
     let ifindex = job.ifindex;
     let direction = job.direction as u8;
     let gso = job.segments;
+    let remote = link::remote(job.link as u8, direction);
     let p = &mut job.parsed;
     if p.is_fragment() {
         crate::fragment::attribute(p, counters);
@@ -186,6 +189,7 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
         p,
         ifindex,
         direction,
+        remote,
         Delta {
             packets: segments,
             bytes,

@@ -30,7 +30,7 @@ use aya::{
 };
 use log::{info, warn};
 use monitor_common::{
-    link::{LINK_ETHERNET, LINK_KIND_ENTRIES},
+    link::{LINK_ETHERNET, LINK_KIND_ENTRIES, ROLE_LAN, ROLE_WAN},
     map_names, program_names,
 };
 
@@ -145,8 +145,13 @@ fn attach_into(
         }
         return;
     };
-    // Before the programs run there: the parser reads the kind on every packet.
-    if let Err(e) = set_link_kind(ebpf, ifindex, kind) {
+    // Before the programs run there: the parser reads the kind on every packet, and
+    // classification the role (which address is the remote one).
+    let role = match iface.role {
+        crate::config::Role::Lan => ROLE_LAN,
+        crate::config::Role::Wan => ROLE_WAN,
+    };
+    if let Err(e) = set_link_kind(ebpf, ifindex, kind | role) {
         warn!("{e}");
         status.state = ATTACH_FAILED.to_string();
         return;
@@ -170,8 +175,9 @@ fn attach_into(
     }
 }
 
-/// Records how the parser reads `ifindex`'s packets (`LINK_KINDS`). Indexes beyond the
-/// table are Ethernet (L3 devices there are refused before).
+/// Records how the parser reads `ifindex`'s packets and the interface's role
+/// (`LINK_KINDS`). Indexes beyond the table are Ethernet without a role (L3 devices there
+/// are refused before; without a role both addresses are looked up).
 fn set_link_kind(ebpf: &mut Ebpf, ifindex: u32, kind: u8) -> Result<(), KernelError> {
     if ifindex >= LINK_KIND_ENTRIES {
         return Ok(());

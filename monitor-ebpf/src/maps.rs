@@ -42,10 +42,16 @@ pub static PORT_CLASS: Array<u8> = Array::pinned(ports::TABLE_ENTRIES, 0);
 #[map]
 pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
 
-/// DSCP modes and expected marks of each monitored interface, by ifindex.
+/// DSCP modes and expected marks of each monitored interface, by ifindex: read for
+/// interfaces beyond [`DSCP_BY_INDEX`].
 #[map]
 pub static DSCP_POLICY: aya_ebpf::maps::HashMap<u32, monitor_common::dscp::Policy> =
     aya_ebpf::maps::HashMap::pinned(crate::dscp::MAX_INTERFACES, 0);
+
+/// The same policies by ifindex below `link::LINK_KIND_ENTRIES` (zeroed: DSCP off).
+#[map]
+pub static DSCP_BY_INDEX: Array<monitor_common::dscp::Policy> =
+    Array::pinned(monitor_common::link::LINK_KIND_ENTRIES, 0);
 
 /// DNS responses and TLS ClientHellos for the daemon to learn Webex peers from
 /// (`learn::LearnSample`). Not pinned: a sample is only useful to the daemon reading now.

@@ -145,19 +145,25 @@ fn attach_into(
         }
         return;
     };
-    // Before the programs run there: the parser reads the kind on every packet, and
-    // classification the role (which address is the remote one).
-    let role = match iface.role {
-        crate::config::Role::Lan => ROLE_LAN,
-        crate::config::Role::Wan => ROLE_WAN,
-    };
-    if let Err(e) = set_link_kind(ebpf, ifindex, kind | role) {
+    // Before the programs run there: the parser reads the kind on every packet.
+    if let Err(e) = set_link_kind(ebpf, ifindex, kind) {
         warn!("{e}");
         status.state = ATTACH_FAILED.to_string();
         return;
     }
     match attach_one(ebpf, pin_dir, iface, ifindex) {
         Ok(a) => {
+            // The role (which address classification looks up) only once this version's
+            // programs run there: an earlier version's, attached until the links were
+            // swapped, would read an entry with role bits as no L3 kind. Until then this
+            // version looks up both addresses, as without a role.
+            let role = match iface.role {
+                crate::config::Role::Lan => ROLE_LAN,
+                crate::config::Role::Wan => ROLE_WAN,
+            };
+            if let Err(e) = set_link_kind(ebpf, ifindex, kind | role) {
+                warn!("{e}; classification looks up both addresses there");
+            }
             status.xdp_mode = a.xdp_mode.to_string();
             status.xdp_fallback = a.xdp_fallback;
             status.tc_attach = a.tc_attach.to_string();

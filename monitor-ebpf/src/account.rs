@@ -41,10 +41,19 @@ pub struct Delta {
     pub bytes: u64,
 }
 
-/// Accounts `p`, seen on `ifindex` in `direction`, into the flow map. Returns the flow
-/// when the packet belongs to a tracked one.
+/// Accounts `p`, seen on `ifindex` in `direction`, into the flow map, and runs `work`
+/// (the per-flow work: DSCP, quality hand-over, failure counters) on the packet's flow.
+/// `Some` when the packet belongs to a tracked flow.
+///
+/// A new flow is inserted once: `work` runs on the new value while it is still in the
+/// scratch slot, which is then inserted as it is, so the new entry needs no second
+/// look-up. When another CPU inserted the same flow first (EEXIST), the packet is added
+/// to theirs and `work`'s counts for this one packet are not kept.
 #[inline(always)]
-pub fn account<C: EbpfContext>(
+// The per-packet facts are separate arguments on purpose: bundled in a struct they would
+// take stack the flow stage does not have.
+#[allow(clippy::too_many_arguments)]
+pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
     ctx: &C,
     counters: &mut GlobalCounters,
     p: &Parsed,
@@ -52,7 +61,8 @@ pub fn account<C: EbpfContext>(
     direction: u8,
     remote: Remote,
     delta: Delta,
-) -> Option<FlowRef> {
+    work: W,
+) -> Option<()> {
     // Built in place (see `Parsed::copy_addrs`); every byte is written.
     let mut key = MaybeUninit::<FlowKey>::uninit();
     let k = key.as_mut_ptr();
@@ -79,11 +89,12 @@ pub fn account<C: EbpfContext>(
         // SAFETY: a live map value; the class is written once, at creation.
         let class = unsafe { (*stats).class };
         count_class(counters, class, delta.packets);
-        return Some(FlowRef {
+        work(&FlowRef {
             stats,
             class: Class::from_u32(class).unwrap_or(Class::OtherWebex),
             now,
         });
+        return Some(());
     }
 
     let settings = SETTINGS.get(0).map(|s| s.flags).unwrap_or(0);
@@ -144,6 +155,11 @@ pub fn account<C: EbpfContext>(
         write_volatile(&mut stats.oversize, 0);
     }
     count_class(counters, class as u32, delta.packets);
+    work(&FlowRef {
+        stats: &raw mut *stats,
+        class,
+        now,
+    });
     let media = in_media_table(class, key);
     let table = if media { &MEDIA_FLOWS } else { &FLOWS };
     match table.insert(key, &*stats, BPF_NOEXIST as u64) {
@@ -152,24 +168,25 @@ pub fn account<C: EbpfContext>(
             if media {
                 counters.media_flows_created += 1;
             }
+            Some(())
         }
         // Another CPU created it first: add to theirs.
         Err(e) if e == -EEXIST => match table.get_ptr_mut(key) {
-            Some(existing) => add(existing, &delta, fragments, now, p.dscp),
+            Some(existing) => {
+                add(existing, &delta, fragments, now, p.dscp);
+                Some(())
+            }
             None => {
                 counters.flow_insert_failed += 1;
-                return None;
+                None
             }
         },
         Err(e) => {
             counters.flow_insert_failed += 1;
             warn!(ctx, "flow map insert failed: error {}", e);
-            return None;
+            None
         }
     }
-    table
-        .get_ptr_mut(key)
-        .map(|stats| FlowRef { stats, class, now })
 }
 
 /// The flow of `key`. Media is UDP (`in_media_table`), so a TCP or ICMP packet looks in

@@ -183,7 +183,7 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
     let segments = if gso > 1 { gso as u64 } else { 1 };
     // A GSO super-packet carries one set of headers for `segments` wire packets.
     let bytes = p.ip_len as u64 + (segments - 1) * p.header_len as u64;
-    let flow = account(
+    account(
         ctx,
         counters,
         p,
@@ -194,9 +194,10 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
             packets: segments,
             bytes,
         },
-    )?;
-    crate::failure::oversize(p, &flow, gso);
-    crate::quality::prepare(p, &flow, ifindex, direction);
-    ctx.apply_dscp(p, &flow, ifindex, gso);
-    Some(())
+        |flow| {
+            crate::failure::oversize(p, flow, gso);
+            crate::quality::prepare(p, flow, ifindex, direction);
+            ctx.apply_dscp(p, flow, ifindex, gso);
+        },
+    )
 }

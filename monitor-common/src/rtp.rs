@@ -280,7 +280,7 @@ const UNITS_SHIFT: u32 = 32;
 #[inline(always)]
 pub const fn units_per_ns(rate: u32) -> u64 {
     const fn fixed(rate: u64) -> u64 {
-        ((rate << UNITS_SHIFT) + 999_999_999) / 1_000_000_000
+        (rate << UNITS_SHIFT).div_ceil(1_000_000_000)
     }
     match rate {
         8000 => fixed(8000),

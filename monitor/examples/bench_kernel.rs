@@ -227,7 +227,10 @@ fn new_flows(a: &Args, case: &str, frame: impl Fn(u32) -> Vec<u8>) {
 /// A site host's address and source port for new flow `i` (distinct for 2^24 flows).
 fn host(i: u32) -> (Ipv4Addr, u16) {
     let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 0, 2, 0)) | (i >> 16) & 0xff);
-    (src, 1024 + (i & 0x7fff) as u16 + ((i >> 15) & 1) as u16 * 0x8000)
+    (
+        src,
+        1024 + (i & 0x7fff) as u16 + ((i >> 15) & 1) as u16 * 0x8000,
+    )
 }
 
 /// Established RTP under cache pressure: `streams` concurrent streams (one flow and one

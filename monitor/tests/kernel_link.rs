@@ -205,10 +205,9 @@ prefixes = ["203.0.113.0/24", "198.51.100.0/24"]
 "#,
         pin.path().display()
     );
-    let cfg = monitor::config::parse_and_validate(&text, std::path::Path::new("t.toml"), &|_| {
-        Some(1)
-    })
-    .unwrap();
+    let cfg =
+        monitor::config::parse_and_validate(&text, std::path::Path::new("t.toml"), &|_| Some(1))
+            .unwrap();
     let harness = monitor::kernel::harness::Harness::load(&cfg).unwrap();
     let mut k = Kernel { harness, pin };
     const LOCAL: [u8; 4] = [198, 51, 100, 20];
@@ -257,7 +256,11 @@ prefixes = ["203.0.113.0/24", "198.51.100.0/24"]
             "{name} egress: the server is the peer, not the local host"
         );
     }
-    assert_eq!(k.snapshot().flows.len(), 4, "one flow per direction per call");
+    assert_eq!(
+        k.snapshot().flows.len(),
+        4,
+        "one flow per direction per call"
+    );
 
     // The local host and a server outside the prefixes: not Webex, in both directions.
     set_kind(&mut k, LINK_L3 | ROLE_LAN);

@@ -351,7 +351,9 @@ fn ns_to_units_is_the_exact_quotient_or_one_above_it_only_at_a_unit_boundary() {
         let exact = |ns: u64| ns * rate as u64 / 1_000_000_000;
         // Packet intervals and their multiples (whole numbers of units), and long gaps
         // (which divide): exact.
-        for ms in [10u64, 20, 30, 40, 60, 100, 1_000, 4_000, 4_295, 60_000, 3_600_000] {
+        for ms in [
+            10u64, 20, 30, 40, 60, 100, 1_000, 4_000, 4_295, 60_000, 3_600_000,
+        ] {
             let ns = ms * MS;
             assert_eq!(ns_to_units(ns, rate), exact(ns), "{rate} Hz, {ms} ms");
         }
@@ -364,7 +366,11 @@ fn ns_to_units_is_the_exact_quotient_or_one_above_it_only_at_a_unit_boundary() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let ns = if i % 2 == 0 { x % (1 << 32) } else { x % (100 * MS) };
+            let ns = if i % 2 == 0 {
+                x % (1 << 32)
+            } else {
+                x % (100 * MS)
+            };
             let (got, want) = (ns_to_units(ns, rate), exact(ns));
             if got != want {
                 assert_eq!(got, want + 1, "{rate} Hz, {ns} ns");
@@ -377,7 +383,10 @@ fn ns_to_units_is_the_exact_quotient_or_one_above_it_only_at_a_unit_boundary() {
                 off += (i % 2) as u64;
             }
         }
-        assert!(off < 4_000, "{rate} Hz: {off} of 200,000 gaps under 100 ms off by one");
+        assert!(
+            off < 4_000,
+            "{rate} Hz: {off} of 200,000 gaps under 100 ms off by one"
+        );
     }
     // An unknown rate divides.
     assert_eq!(units_per_ns(12345), 0);

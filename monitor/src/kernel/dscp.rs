@@ -7,11 +7,7 @@ use aya::{
     maps::{Array, HashMap},
 };
 use log::info;
-use monitor_common::{
-    dscp::Policy,
-    link::LINK_KIND_ENTRIES,
-    map_names,
-};
+use monitor_common::{dscp::Policy, link::LINK_KIND_ENTRIES, map_names};
 
 use super::{KernelError, loader::map_mut};
 use crate::config::{ValidatedConfig, dscp::policies};

@@ -117,10 +117,7 @@ pub fn run(plan: &Plan) -> Result<String> {
                     if ratio <= PRESSURE_RATIO {
                         "met".to_string()
                     } else {
-                        format!(
-                            "missed by {:.0} ns",
-                            above - PRESSURE_RATIO * one_stream
-                        )
+                        format!("missed by {:.0} ns", above - PRESSURE_RATIO * one_stream)
                     }
                 )
             }

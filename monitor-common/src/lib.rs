@@ -61,6 +61,32 @@ pub mod map_names {
     /// Per-client token buckets of the learning samples (`learn::RateBucket`; not
     /// pinned: a restart only gives every client a fresh burst).
     pub const LEARN_RATE: &str = "LEARN_RATE";
+    /// Maps that are not pinned: per-packet scratch and hand-over slots, tail-call
+    /// tables (pinned per load under `stages/`), and state a restart may lose.
+    pub const NEW_FLOW: &str = "NEW_FLOW";
+    pub const STAGES_XDP: &str = crate::stages::TABLE_XDP;
+    pub const STAGES_TC: &str = crate::stages::TABLE_TC;
+    pub const JOBS: &str = "JOBS";
+    pub const QUALITY_ARGS: &str = "QUALITY_ARGS";
+    pub const STREAM_SCRATCH: &str = "STREAM_SCRATCH";
+    pub const SCRATCH_KEY: &str = "SCRATCH_KEY";
+    pub const FRAGMENTS: &str = "FRAGMENTS";
+    pub const HELLO_CONT: &str = "HELLO_CONT";
+    /// Every map of the object that is not pinned (the loader checks the object holds
+    /// exactly [`ALL`] and these).
+    pub const UNPINNED: [&str; 11] = [
+        LEARN_SAMPLES,
+        LEARN_RATE,
+        NEW_FLOW,
+        STAGES_XDP,
+        STAGES_TC,
+        JOBS,
+        QUALITY_ARGS,
+        STREAM_SCRATCH,
+        SCRATCH_KEY,
+        FRAGMENTS,
+        HELLO_CONT,
+    ];
     /// Every pinned map, for checks and clean-up.
     pub const ALL: [&str; 15] = [
         FLOWS,

@@ -104,33 +104,6 @@ pub fn check_maps<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), Kernel
     }
 }
 
-#[cfg(test)]
-mod map_check_tests {
-    use monitor_common::map_names;
-
-    #[test]
-    fn every_named_map_and_no_other_passes() {
-        let all = || {
-            map_names::ALL
-                .iter()
-                .chain(map_names::UNPINNED.iter())
-                .copied()
-                .chain([".rodata", ".bss", "AYA_LOGS"])
-        };
-        assert!(super::check_maps(all()).is_ok());
-        let missing = all().filter(|n| *n != map_names::FLOWS);
-        assert!(matches!(
-            super::check_maps(missing),
-            Err(super::KernelError::Missing(map_names::FLOWS))
-        ));
-        let stray = all().chain(["STRAY"]);
-        assert!(matches!(
-            super::check_maps(stray),
-            Err(super::KernelError::UnknownMap(n)) if n == "STRAY"
-        ));
-    }
-}
-
 /// Pins this load's tail-call tables under `stages/<generation>`: the kernel empties a
 /// table when the last user reference to it goes, so without a pin the programs left
 /// attached after the daemon exits would lose their later stages.
@@ -267,4 +240,31 @@ fn fill_port_table(ebpf: &mut Ebpf, table: &[u8]) -> Result<(), KernelError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod map_check_tests {
+    use monitor_common::map_names;
+
+    #[test]
+    fn every_named_map_and_no_other_passes() {
+        let all = || {
+            map_names::ALL
+                .iter()
+                .chain(map_names::UNPINNED.iter())
+                .copied()
+                .chain([".rodata", ".bss", "AYA_LOGS"])
+        };
+        assert!(super::check_maps(all()).is_ok());
+        let missing = all().filter(|n| *n != map_names::FLOWS);
+        assert!(matches!(
+            super::check_maps(missing),
+            Err(super::KernelError::Missing(map_names::FLOWS))
+        ));
+        let stray = all().chain(["STRAY"]);
+        assert!(matches!(
+            super::check_maps(stray),
+            Err(super::KernelError::UnknownMap(n)) if n == "STRAY"
+        ));
+    }
 }

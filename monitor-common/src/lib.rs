@@ -35,8 +35,14 @@ pub mod map_names {
     pub const WEBEX_V6: &str = "WEBEX_V6";
     pub const PORT_CLASS: &str = "PORT_CLASS";
     pub const SETTINGS: &str = "SETTINGS";
-    /// DSCP modes and expected marks per interface (`dscp::Policy` by ifindex).
+    /// DSCP modes and expected marks per interface (`dscp::Policy` by ifindex): the
+    /// record `monitor check` reads, and the kernel's for interfaces with an index at or
+    /// above `link::LINK_KIND_ENTRIES`.
     pub const DSCP_POLICY: &str = "DSCP_POLICY";
+    /// The same policies in an array by ifindex (below `link::LINK_KIND_ENTRIES`; a
+    /// zeroed entry is DSCP off), which the kernel reads on every Webex packet: an array
+    /// look-up the verifier inlines instead of a hash look-up.
+    pub const DSCP_POLICY_BY_INDEX: &str = "DSCP_BY_INDEX";
     /// RTP streams (`rtp::RtpStreamKey` -> `rtp::RtpStreamState`).
     pub const RTP_STREAMS: &str = "RTP_STREAMS";
     /// STUN binding requests waiting for a response.
@@ -55,8 +61,34 @@ pub mod map_names {
     /// Per-client token buckets of the learning samples (`learn::RateBucket`; not
     /// pinned: a restart only gives every client a fresh burst).
     pub const LEARN_RATE: &str = "LEARN_RATE";
+    /// Maps that are not pinned: per-packet scratch and hand-over slots, tail-call
+    /// tables (pinned per load under `stages/`), and state a restart may lose.
+    pub const NEW_FLOW: &str = "NEW_FLOW";
+    pub const STAGES_XDP: &str = crate::stages::TABLE_XDP;
+    pub const STAGES_TC: &str = crate::stages::TABLE_TC;
+    pub const JOBS: &str = "JOBS";
+    pub const QUALITY_ARGS: &str = "QUALITY_ARGS";
+    pub const STREAM_SCRATCH: &str = "STREAM_SCRATCH";
+    pub const SCRATCH_KEY: &str = "SCRATCH_KEY";
+    pub const FRAGMENTS: &str = "FRAGMENTS";
+    pub const HELLO_CONT: &str = "HELLO_CONT";
+    /// Every map of the object that is not pinned (the loader checks the object holds
+    /// exactly [`ALL`] and these).
+    pub const UNPINNED: [&str; 11] = [
+        LEARN_SAMPLES,
+        LEARN_RATE,
+        NEW_FLOW,
+        STAGES_XDP,
+        STAGES_TC,
+        JOBS,
+        QUALITY_ARGS,
+        STREAM_SCRATCH,
+        SCRATCH_KEY,
+        FRAGMENTS,
+        HELLO_CONT,
+    ];
     /// Every pinned map, for checks and clean-up.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         FLOWS,
         MEDIA_FLOWS,
         COUNTERS,
@@ -65,6 +97,7 @@ pub mod map_names {
         PORT_CLASS,
         SETTINGS,
         DSCP_POLICY,
+        DSCP_POLICY_BY_INDEX,
         RTP_STREAMS,
         STUN_PENDING,
         MEDIA_RTT,

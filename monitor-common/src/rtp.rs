@@ -270,6 +270,47 @@ pub const fn snap_rate(estimate: u64) -> u32 {
     0
 }
 
+/// Bits of the fixed-point clock rates of [`units_per_ns`].
+const UNITS_SHIFT: u32 = 32;
+
+/// `rate` timestamp units per nanosecond in 32.32 fixed point, rounded up, for every clock
+/// rate a stream can have ([`static_clock_rate`], [`INFER_RATES`]); 0 for any other.
+/// Rounded up, an arrival gap that is a whole number of units (a 20 ms packet interval)
+/// converts to exactly that number.
+#[inline(always)]
+pub const fn units_per_ns(rate: u32) -> u64 {
+    const fn fixed(rate: u64) -> u64 {
+        (rate << UNITS_SHIFT).div_ceil(1_000_000_000)
+    }
+    match rate {
+        8000 => fixed(8000),
+        90000 => fixed(90000),
+        48000 => fixed(48000),
+        16000 => fixed(16000),
+        44100 => fixed(44100),
+        22050 => fixed(22050),
+        11025 => fixed(11025),
+        _ => 0,
+    }
+}
+
+/// `ns` (at most an hour) in timestamp units of `rate` Hz, rounded down. Arrival gaps
+/// under 2^32 ns (4.3 s: every gap of a stream that is not silent) take a multiply and a
+/// shift instead of the 64-bit division (tens of ns in the kernel): the fixed-point rate
+/// is high by less than 2^-32 units per ns, so the result is the exact quotient, or one
+/// unit above it when that quotient is within `ns / 2^32` of the next unit. Longer gaps
+/// and rates without a constant divide.
+#[inline(always)]
+pub const fn ns_to_units(ns: u64, rate: u32) -> u64 {
+    let m = units_per_ns(rate);
+    if m != 0 && ns >> UNITS_SHIFT == 0 {
+        // ns < 2^32 and m < 2^19 (90 kHz): the product fits in 64 bits.
+        (ns * m) >> UNITS_SHIFT
+    } else {
+        ns * rate as u64 / 1_000_000_000
+    }
+}
+
 impl RtpStreamState {
     /// The state after the first packet of a new stream (A.1 source initialisation: on
     /// probation until [`MIN_SEQUENTIAL`] packets arrive in sequence).
@@ -465,7 +506,7 @@ impl RtpStreamState {
         } else {
             darr_ns
         };
-        let darr = (darr_ns * rate as u64 / 1_000_000_000) as i64;
+        let darr = ns_to_units(darr_ns, rate) as i64;
         let d = darr - dts as i64;
         let d = if d < 0 { -d } else { d };
         // Capped so 16 × jitter stays far from overflow whatever the timestamps do.

@@ -12,6 +12,7 @@ use core::{
 use monitor_common::{
     Class, FlowKey, FlowStats, GlobalCounters, WebexSide, classify,
     flow::FAMILY_V4,
+    link::Remote,
     ports::{self, IPPROTO_UDP},
     settings::{SETTING_DEDICATED_PORT_RANGES, SETTING_TRACK_ALL_FLOWS},
     tunnel,
@@ -40,17 +41,28 @@ pub struct Delta {
     pub bytes: u64,
 }
 
-/// Accounts `p`, seen on `ifindex` in `direction`, into the flow map. Returns the flow
-/// when the packet belongs to a tracked one.
+/// Accounts `p`, seen on `ifindex` in `direction`, into the flow map, and runs `work`
+/// (the per-flow work: DSCP, quality hand-over, failure counters) on the packet's flow.
+/// `Some` when the packet belongs to a tracked flow.
+///
+/// A new flow is inserted once: `work` runs on the new value while it is still in the
+/// scratch slot, which is then inserted as it is, so the new entry needs no second
+/// look-up. When another CPU inserted the same flow first (EEXIST), the packet is added
+/// to theirs and `work`'s counts for this one packet are not kept.
 #[inline(always)]
-pub fn account<C: EbpfContext>(
+// The per-packet facts are separate arguments on purpose: bundled in a struct they would
+// take stack the flow stage does not have.
+#[allow(clippy::too_many_arguments)]
+pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
     ctx: &C,
     counters: &mut GlobalCounters,
     p: &Parsed,
     ifindex: u32,
     direction: u8,
+    remote: Remote,
     delta: Delta,
-) -> Option<FlowRef> {
+    work: W,
+) -> Option<()> {
     // Built in place (see `Parsed::copy_addrs`); every byte is written.
     let mut key = MaybeUninit::<FlowKey>::uninit();
     let k = key.as_mut_ptr();
@@ -77,15 +89,16 @@ pub fn account<C: EbpfContext>(
         // SAFETY: a live map value; the class is written once, at creation.
         let class = unsafe { (*stats).class };
         count_class(counters, class, delta.packets);
-        return Some(FlowRef {
+        work(&FlowRef {
             stats,
             class: Class::from_u32(class).unwrap_or(Class::OtherWebex),
             now,
         });
+        return Some(());
     }
 
     let settings = SETTINGS.get(0).map(|s| s.flags).unwrap_or(0);
-    let (class, side) = match webex_side(p) {
+    let (class, side) = match webex_side(p, remote) {
         Some(side) => {
             let (peer_port, inner_port) = match side {
                 WebexSide::Dst => (p.dst_port, p.src_port),
@@ -142,6 +155,11 @@ pub fn account<C: EbpfContext>(
         write_volatile(&mut stats.oversize, 0);
     }
     count_class(counters, class as u32, delta.packets);
+    work(&FlowRef {
+        stats: &raw mut *stats,
+        class,
+        now,
+    });
     let media = in_media_table(class, key);
     let table = if media { &MEDIA_FLOWS } else { &FLOWS };
     match table.insert(key, &*stats, BPF_NOEXIST as u64) {
@@ -150,24 +168,25 @@ pub fn account<C: EbpfContext>(
             if media {
                 counters.media_flows_created += 1;
             }
+            Some(())
         }
         // Another CPU created it first: add to theirs.
         Err(e) if e == -EEXIST => match table.get_ptr_mut(key) {
-            Some(existing) => add(existing, &delta, fragments, now, p.dscp),
+            Some(existing) => {
+                add(existing, &delta, fragments, now, p.dscp);
+                Some(())
+            }
             None => {
                 counters.flow_insert_failed += 1;
-                return None;
+                None
             }
         },
         Err(e) => {
             counters.flow_insert_failed += 1;
             warn!(ctx, "flow map insert failed: error {}", e);
-            return None;
+            None
         }
     }
-    table
-        .get_ptr_mut(key)
-        .map(|stats| FlowRef { stats, class, now })
 }
 
 /// The flow of `key`. Media is UDP (`in_media_table`), so a TCP or ICMP packet looks in
@@ -224,31 +243,31 @@ fn add(stats: *mut FlowStats, delta: &Delta, fragments: u64, now: u64, dscp: u8)
     }
 }
 
-/// Which side of the packet is a Webex peer, from the prefix tries.
+/// Which side of the packet is a Webex peer, from the prefix tries: only the remote
+/// address is looked up when the interface's role says which one it is (one trie
+/// look-up; the local side, a site host or the gateway itself, is never the peer even
+/// when it falls in a Webex prefix), both when the role is unknown.
 #[inline(always)]
-fn webex_side(p: &Parsed) -> Option<WebexSide> {
-    let (src, dst) = if p.family == FAMILY_V4 {
-        let s = [
-            p.src_addr[12],
-            p.src_addr[13],
-            p.src_addr[14],
-            p.src_addr[15],
-        ];
-        let d = [
-            p.dst_addr[12],
-            p.dst_addr[13],
-            p.dst_addr[14],
-            p.dst_addr[15],
-        ];
-        (
-            WEBEX_V4.get(Key::new(32, s)).is_some(),
-            WEBEX_V4.get(Key::new(32, d)).is_some(),
-        )
+fn webex_side(p: &Parsed, remote: Remote) -> Option<WebexSide> {
+    // One test after each look-up (the destination first: it wins when both match, as
+    // `WebexSide::pick` says): combining the two results lets LLVM OR the two map value
+    // pointers before their null tests, which the verifier rejects.
+    if remote != Remote::Src && is_webex(p, &p.dst_addr) {
+        return Some(WebexSide::Dst);
+    }
+    if remote != Remote::Dst && is_webex(p, &p.src_addr) {
+        return Some(WebexSide::Src);
+    }
+    None
+}
+
+/// True when `addr` (an address of `p`, IPv4-mapped for IPv4) is in a Webex prefix.
+#[inline(always)]
+fn is_webex(p: &Parsed, addr: &[u8; 16]) -> bool {
+    if p.family == FAMILY_V4 {
+        let a = [addr[12], addr[13], addr[14], addr[15]];
+        WEBEX_V4.get(Key::new(32, a)).is_some()
     } else {
-        (
-            WEBEX_V6.get(Key::new(128, p.src_addr)).is_some(),
-            WEBEX_V6.get(Key::new(128, p.dst_addr)).is_some(),
-        )
-    };
-    WebexSide::pick(src, dst)
+        WEBEX_V6.get(Key::new(128, *addr)).is_some()
+    }
 }

@@ -1,7 +1,8 @@
 //! DSCP verification (both directions) and rewrite (TC egress) of Webex packets.
 //!
-//! Runs after accounting, only for packets of a tracked Webex flow: one hash look-up of
-//! the interface's policy, then atomic adds on the flow. A rewrite changes only the DS
+//! Runs after accounting, only for packets of a tracked Webex flow: one array look-up of
+//! the interface's policy (a hash look-up for an ifindex beyond the array), then atomic
+//! adds on the flow. A rewrite changes only the DS
 //! field (IPv4: DSCP bits of the TOS byte plus the header checksum, incrementally; IPv6:
 //! DSCP bits of the traffic class), never ECN, and goes through the skb load/store
 //! helpers, so it works whether or not the headers are in the skb's linear part.
@@ -12,9 +13,14 @@ use monitor_common::{
     Class, FlowStats,
     dscp::{Mode, Policy, Verdict, csum_update, ipv4_tos_with_dscp, ipv6_with_dscp},
     flow::FAMILY_V4,
+    link::LINK_KIND_ENTRIES,
 };
 
-use crate::{account::FlowRef, maps::DSCP_POLICY, parse::Parsed};
+use crate::{
+    account::FlowRef,
+    maps::{DSCP_BY_INDEX, DSCP_POLICY},
+    parse::Parsed,
+};
 
 /// Entries of the policy map: monitored interfaces.
 pub const MAX_INTERFACES: u32 = 256;
@@ -38,8 +44,12 @@ fn policy(flow: &FlowRef, ifindex: u32) -> Option<(u32, &'static Policy)> {
     }
     // SAFETY: a live flow map value.
     let class = unsafe { core::ptr::read_volatile(&raw const (*flow.stats).class) };
-    // SAFETY: a map value, read only.
-    unsafe { DSCP_POLICY.get(&ifindex) }.map(|p| (class, p))
+    if ifindex < LINK_KIND_ENTRIES {
+        DSCP_BY_INDEX.get(ifindex).map(|p| (class, p))
+    } else {
+        // SAFETY: a map value, read only.
+        unsafe { DSCP_POLICY.get(&ifindex) }.map(|p| (class, p))
+    }
 }
 
 /// The DSCP work of each program type: verify on ingress (XDP), verify or rewrite on

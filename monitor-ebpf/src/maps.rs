@@ -42,10 +42,16 @@ pub static PORT_CLASS: Array<u8> = Array::pinned(ports::TABLE_ENTRIES, 0);
 #[map]
 pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
 
-/// DSCP modes and expected marks of each monitored interface, by ifindex.
+/// DSCP modes and expected marks of each monitored interface, by ifindex: read for
+/// interfaces beyond [`DSCP_BY_INDEX`].
 #[map]
 pub static DSCP_POLICY: aya_ebpf::maps::HashMap<u32, monitor_common::dscp::Policy> =
     aya_ebpf::maps::HashMap::pinned(crate::dscp::MAX_INTERFACES, 0);
+
+/// The same policies by ifindex below `link::LINK_KIND_ENTRIES` (zeroed: DSCP off).
+#[map]
+pub static DSCP_BY_INDEX: Array<monitor_common::dscp::Policy> =
+    Array::pinned(monitor_common::link::LINK_KIND_ENTRIES, 0);
 
 /// DNS responses and TLS ClientHellos for the daemon to learn Webex peers from
 /// (`learn::LearnSample`). Not pinned: a sample is only useful to the daemon reading now.
@@ -58,18 +64,15 @@ pub static LEARN_SAMPLES: aya_ebpf::maps::RingBuf =
 #[map]
 pub static LEARN_STATE: Array<u64> = Array::pinned(monitor_common::learn::STATE_ENTRIES, 0);
 
-/// How each interface's frames are read (`link::LINK_*` by ifindex; 0, Ethernet, by
-/// default). Filled by the daemon at attach.
+/// How each interface's frames are read and its role (`link::LINK_*` and `link::ROLE_*`
+/// by ifindex; 0, Ethernet without a role, by default). Filled by the daemon at attach.
 #[map]
 pub static LINK_KINDS: Array<u8> = Array::pinned(monitor_common::link::LINK_KIND_ENTRIES, 0);
 
-/// True when packets of `ifindex` start with the IP header (no link-layer header).
+/// The `LINK_KINDS` entry of `ifindex` (0 beyond the table).
 #[inline(always)]
-pub fn is_l3(ifindex: u32) -> bool {
-    matches!(
-        LINK_KINDS.get(ifindex),
-        Some(&monitor_common::link::LINK_L3)
-    )
+pub fn link(ifindex: u32) -> u8 {
+    LINK_KINDS.get(ifindex).copied().unwrap_or(0)
 }
 
 /// Token buckets of the learning samples' clients (`learn::RateBucket` by address,

@@ -11,7 +11,7 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use monitor_common::{Direction, GlobalCounters, flow::FAMILY_V4, stages};
+use monitor_common::{Direction, GlobalCounters, flow::FAMILY_V4, link, stages};
 
 use crate::{
     account::{Delta, account},
@@ -122,7 +122,8 @@ fn try_parse(
     let counters = counters()?;
     let job = stage::job(slot)?;
     counters.seen += 1;
-    match parse(pkt, wire_len, crate::maps::is_l3(ifindex), &mut job.parsed) {
+    let link = crate::maps::link(ifindex);
+    match parse(pkt, wire_len, link::is_l3(link), &mut job.parsed) {
         Err(reason) => {
             if let Some(slot) = counters.malformed.get_mut(reason as usize) {
                 *slot += 1;
@@ -147,6 +148,7 @@ fn try_parse(
             job.ifindex = ifindex;
             job.segments = segments;
             job.direction = direction as u32;
+            job.link = link as u32;
             Some(())
         }
     }
@@ -166,6 +168,7 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
     let ifindex = job.ifindex;
     let direction = job.direction as u8;
     let gso = job.segments;
+    let remote = link::remote(job.link as u8, direction);
     let p = &mut job.parsed;
     if p.is_fragment() {
         crate::fragment::attribute(p, counters);
@@ -181,24 +184,26 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
     let segments = if gso > 1 { gso as u64 } else { 1 };
     // A GSO super-packet carries one set of headers for `segments` wire packets.
     let bytes = p.ip_len as u64 + (segments - 1) * p.header_len as u64;
-    let flow = account(
+    account(
         ctx,
         counters,
         p,
         ifindex,
         direction,
+        remote,
         Delta {
             packets: segments,
             bytes,
         },
-    )?;
-    crate::failure::oversize(p, &flow, gso);
-    crate::quality::prepare(p, &flow, ifindex, direction);
-    // TC runs on ingress too (`monitor_tc_ingress`): there it verifies, as XDP does.
-    if direction == Direction::Ingress as u8 {
-        crate::dscp::ingress(p, &flow, ifindex);
-    } else {
-        ctx.apply_dscp(p, &flow, ifindex, gso);
-    }
-    Some(())
+        |flow| {
+            crate::failure::oversize(p, flow, gso);
+            crate::quality::prepare(p, flow, ifindex, direction);
+            // TC runs on ingress too (`monitor_tc_ingress`): there it verifies, as XDP does.
+            if direction == Direction::Ingress as u8 {
+                crate::dscp::ingress(p, flow, ifindex);
+            } else {
+                ctx.apply_dscp(p, flow, ifindex, gso);
+            }
+        },
+    )
 }

@@ -37,7 +37,8 @@ pub struct Job {
     pub segments: u32,
     /// `Direction` as u8.
     pub direction: u32,
-    pub _pad: u32,
+    /// The interface's `LINK_KINDS` entry (link kind and role, `monitor_common::link`).
+    pub link: u32,
 }
 
 /// The per-CPU hand-over slots. Not pinned: a job lives for one packet.

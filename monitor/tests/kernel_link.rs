@@ -10,8 +10,8 @@ use std::net::Ipv4Addr;
 
 use aya::maps::Array;
 use monitor_common::{
-    Class,
-    link::{LINK_ETHERNET, LINK_L3},
+    Class, WebexSide,
+    link::{LINK_ETHERNET, LINK_L3, ROLE_LAN, ROLE_WAN},
     map_names,
 };
 use support::{Kernel, TC_ACT_OK, XDP_PASS, key_v4, key_v6};
@@ -175,4 +175,107 @@ fn pppoe_sessions_are_parsed_also_in_a_vlan_and_rewritten_at_their_offset() {
     let cut = ethernet(&[], ETH_P_PPP_SES, &[0x11, 0, 0, 0x42]);
     assert_eq!(k.xdp(&cut), XDP_PASS);
     assert_eq!(k.counters().malformed_total(), 1);
+}
+
+/// A site whose own addresses fall in a configured Webex prefix (here 198.51.100.0/24:
+/// LAN hosts, and the gateway's WAN address) talks to a Webex server and to a server that
+/// is not Webex. The interface's role names the remote address, so the local one is
+/// never taken for the Webex peer: each direction of the call is one flow with the
+/// server as its Webex side, and traffic to the other server is not Webex. Without a
+/// role (an entry no daemon has filled), both addresses are looked up and the
+/// destination wins: the reverse stream then names the local host as its Webex peer,
+/// the phantom call this test guards against.
+#[test]
+fn the_role_names_the_remote_address_so_a_local_address_in_a_webex_prefix_is_no_peer() {
+    let pin = xtask::PinDir::new();
+    let text = format!(
+        r#"
+[daemon]
+pin_path = "{}"
+status_socket = "/nonexistent/monitor-test.sock"
+flow_table_size = 1024
+
+[[interfaces]]
+name = "lo"
+role = "lan"
+
+[webex]
+use_default_prefixes = false
+prefixes = ["203.0.113.0/24", "198.51.100.0/24"]
+"#,
+        pin.path().display()
+    );
+    let cfg =
+        monitor::config::parse_and_validate(&text, std::path::Path::new("t.toml"), &|_| Some(1))
+            .unwrap();
+    let harness = monitor::kernel::harness::Harness::load(&cfg).unwrap();
+    let mut k = Kernel { harness, pin };
+    const LOCAL: [u8; 4] = [198, 51, 100, 20];
+    const OTHER: [u8; 4] = [192, 0, 2, 99];
+    let v4 = |src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16| {
+        Ipv4::new(Ipv4Addr::from(src), Ipv4Addr::from(dst))
+            .packet(UDP, &L4::udp(sport, dport, 160).bytes())
+    };
+    let side = |k: &Kernel, key| k.flow(&key).map(|f| WebexSide::from_u32(f.webex_side));
+
+    for (role, name, sport) in [(ROLE_LAN, "LAN", 52000), (ROLE_WAN, "WAN", 52010)] {
+        set_kind(&mut k, LINK_L3 | role);
+        // The call: towards the server on ingress and from it on egress (LAN), or from
+        // it on ingress and towards it on egress (WAN).
+        let (in_src, in_dst, out_src, out_dst) = if role == ROLE_LAN {
+            ((LOCAL, sport), (WEBEX, 5004), (WEBEX, 5004), (LOCAL, sport))
+        } else {
+            ((WEBEX, 5004), (LOCAL, sport), (LOCAL, sport), (WEBEX, 5004))
+        };
+        assert_eq!(k.xdp(&v4(in_src.0, in_src.1, in_dst.0, in_dst.1)), XDP_PASS);
+        assert_eq!(
+            k.tc(&v4(out_src.0, out_src.1, out_dst.0, out_dst.1), 0),
+            TC_ACT_OK
+        );
+        let server_side = |src: [u8; 4]| {
+            if src == WEBEX {
+                WebexSide::Src
+            } else {
+                WebexSide::Dst
+            }
+        };
+        assert_eq!(
+            side(
+                &k,
+                key_v4(in_src.0, in_src.1, in_dst.0, in_dst.1, UDP, INGRESS)
+            ),
+            Some(server_side(in_src.0)),
+            "{name} ingress: the server is the peer"
+        );
+        assert_eq!(
+            side(
+                &k,
+                key_v4(out_src.0, out_src.1, out_dst.0, out_dst.1, UDP, EGRESS)
+            ),
+            Some(server_side(out_src.0)),
+            "{name} egress: the server is the peer, not the local host"
+        );
+    }
+    assert_eq!(
+        k.snapshot().flows.len(),
+        4,
+        "one flow per direction per call"
+    );
+
+    // The local host and a server outside the prefixes: not Webex, in both directions.
+    set_kind(&mut k, LINK_L3 | ROLE_LAN);
+    let before = k.counters().not_webex_packets;
+    assert_eq!(k.xdp(&v4(LOCAL, 40000, OTHER, 443)), XDP_PASS);
+    assert_eq!(k.tc(&v4(OTHER, 443, LOCAL, 40000), 0), TC_ACT_OK);
+    assert_eq!(k.counters().not_webex_packets - before, 2);
+    assert_eq!(k.snapshot().flows.len(), 4, "no flow for the other server");
+
+    // Without a role, the old guess: the destination wins, here the local host.
+    set_kind(&mut k, LINK_L3);
+    assert_eq!(k.tc(&v4(WEBEX, 5004, LOCAL, 52020), 0), TC_ACT_OK);
+    assert_eq!(
+        side(&k, key_v4(WEBEX, 5004, LOCAL, 52020, UDP, EGRESS)),
+        Some(WebexSide::Dst),
+        "no role: the local host is taken for the peer"
+    );
 }

@@ -342,3 +342,53 @@ fn rtt_stats() {
     assert_eq!((r.min_ns, r.max_ns, r.last_ns), (30 * MS, 50 * MS, 50 * MS));
     assert_eq!((r.sum_ns, r.samples, r.last_at_ns), (120 * MS, 3, 3));
 }
+
+#[test]
+fn ns_to_units_is_the_exact_quotient_or_one_above_it_only_at_a_unit_boundary() {
+    let rates = [8000u32, 16000, 48000, 90000, 44100, 22050, 11025];
+    for rate in rates {
+        assert_ne!(units_per_ns(rate), 0, "{rate} Hz has a constant");
+        let exact = |ns: u64| ns * rate as u64 / 1_000_000_000;
+        // Packet intervals and their multiples (whole numbers of units), and long gaps
+        // (which divide): exact.
+        for ms in [
+            10u64, 20, 30, 40, 60, 100, 1_000, 4_000, 4_295, 60_000, 3_600_000,
+        ] {
+            let ns = ms * MS;
+            assert_eq!(ns_to_units(ns, rate), exact(ns), "{rate} Hz, {ms} ms");
+        }
+        // Arrival gaps with any nanoseconds: exact, or one above within 1 / 2^32 of a
+        // unit per ns of the next unit. Up to 4.3 s, and (for the share of off-by-ones)
+        // packet gaps up to 100 ms.
+        let mut off = 0u64;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..400_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let ns = if i % 2 == 0 {
+                x % (1 << 32)
+            } else {
+                x % (100 * MS)
+            };
+            let (got, want) = (ns_to_units(ns, rate), exact(ns));
+            if got != want {
+                assert_eq!(got, want + 1, "{rate} Hz, {ns} ns");
+                // How far below the next unit the exact quotient is, in 10^-9 units.
+                let short = 1_000_000_000 - ns as u128 * rate as u128 % 1_000_000_000;
+                assert!(
+                    short << 32 <= ns as u128 * 1_000_000_000,
+                    "{rate} Hz, {ns} ns: one above, {short} e-9 units from the next unit"
+                );
+                off += (i % 2) as u64;
+            }
+        }
+        assert!(
+            off < 4_000,
+            "{rate} Hz: {off} of 200,000 gaps under 100 ms off by one"
+        );
+    }
+    // An unknown rate divides.
+    assert_eq!(units_per_ns(12345), 0);
+    assert_eq!(ns_to_units(2_000_000_000, 12345), 24690);
+}

@@ -33,7 +33,7 @@ use aya::{
 };
 use log::{info, warn};
 use monitor_common::{
-    link::{LINK_ETHERNET, LINK_KIND_ENTRIES},
+    link::{LINK_ETHERNET, LINK_KIND_ENTRIES, ROLE_LAN, ROLE_WAN},
     map_names, program_names,
 };
 
@@ -163,6 +163,17 @@ fn attach_into(
     }
     match attach_one(ebpf, pin_dir, iface, ifindex) {
         Ok(a) => {
+            // The role (which address classification looks up) only once this version's
+            // programs run there: an earlier version's, attached until the links were
+            // swapped, would read an entry with role bits as no L3 kind. Until then this
+            // version looks up both addresses, as without a role.
+            let role = match iface.role {
+                crate::config::Role::Lan => ROLE_LAN,
+                crate::config::Role::Wan => ROLE_WAN,
+            };
+            if let Err(e) = set_link_kind(ebpf, ifindex, kind | role) {
+                warn!("{e}; classification looks up both addresses there");
+            }
             status.xdp_mode = a.xdp_mode.to_string();
             status.ingress_hook = a.ingress_hook.to_string();
             status.xdp_fallback = a.xdp_fallback;
@@ -181,8 +192,9 @@ fn attach_into(
     }
 }
 
-/// Records how the parser reads `ifindex`'s packets (`LINK_KINDS`). Indexes beyond the
-/// table are Ethernet (L3 devices there are refused before).
+/// Records how the parser reads `ifindex`'s packets and the interface's role
+/// (`LINK_KINDS`). Indexes beyond the table are Ethernet without a role (L3 devices there
+/// are refused before; without a role both addresses are looked up).
 fn set_link_kind(ebpf: &mut Ebpf, ifindex: u32, kind: u8) -> Result<(), KernelError> {
     if ifindex >= LINK_KIND_ENTRIES {
         return Ok(());

@@ -53,6 +53,18 @@ impl Harness {
         Ok(Harness { ebpf })
     }
 
+    /// Sets the `LINK_KINDS` entry of `ifindex` (`monitor_common::link`: link kind and
+    /// role bits), as the daemon does when it attaches there. The harness attaches
+    /// nowhere, so by default every interface reads as Ethernet without a role.
+    pub fn set_link(&mut self, ifindex: u32, entry: u8) -> Result<(), KernelError> {
+        let name = monitor_common::map_names::LINK_KINDS;
+        let err = |source| KernelError::Map { map: name, source };
+        let mut kinds: aya::maps::Array<_, u8> =
+            aya::maps::Array::try_from(self.ebpf.map_mut(name).ok_or(KernelError::Missing(name))?)
+                .map_err(err)?;
+        kinds.set(ifindex, entry, 0).map_err(err)
+    }
+
     /// Runs the XDP program `name` `repeat` times on `frame`.
     pub fn xdp(
         &mut self,

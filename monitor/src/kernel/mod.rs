@@ -61,4 +61,9 @@ pub enum KernelError {
     },
     #[error("the eBPF object lacks {0}; the build is broken")]
     Missing(&'static str),
+    #[error(
+        "the eBPF object has a map {0} that monitor_common::map_names does not name; the \
+         build is broken (name it there, in ALL if pinned, else in UNPINNED)"
+    )]
+    UnknownMap(String),
 }

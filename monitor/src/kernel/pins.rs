@@ -30,7 +30,9 @@ fn expected_sizes(name: &str) -> (u32, u32) {
         map_names::WEBEX_V6 => (20, 4),
         map_names::PORT_CLASS => (4, 1),
         map_names::SETTINGS => (4, size_of::<Settings>() as u32),
-        map_names::DSCP_POLICY => (4, size_of::<monitor_common::dscp::Policy>() as u32),
+        map_names::DSCP_POLICY | map_names::DSCP_POLICY_BY_INDEX => {
+            (4, size_of::<monitor_common::dscp::Policy>() as u32)
+        }
         map_names::RTP_STREAMS => (
             size_of::<rtp::RtpStreamKey>() as u32,
             size_of::<rtp::RtpStreamState>() as u32,

@@ -1,5 +1,7 @@
 //! Copies DNS queries and responses, TLS ClientHellos and the SYN-ACKs before them to
-//! the daemon (ring buffer), which learns Webex peers from them. Only the port test runs
+//! the daemon (ring buffer), which learns Webex peers from them; and the start of TLS
+//! servers' first flights (ServerHello and the segment after it), whose certificates the
+//! daemon checks for SSL inspection (never learning from them). Only the port test runs
 //! on every packet; each sample is charged to its client's token bucket before it is
 //! reserved (`learn::take_token`), so one host's flood cannot fill the ring; the copy is
 //! bounded (`learn::SAMPLE_BYTES`) and done by a helper, so it also reaches paged skb data.
@@ -19,9 +21,10 @@ use monitor_common::{
     GlobalCounters,
     flow::FAMILY_V4,
     learn::{
-        HELLO_CONTINUATION_NS, KIND_TLS, KIND_TLS_SYNACK, LearnSample, SAMPLE_BYTES,
-        STATE_RATE_LIMITED, STATE_SAMPLE_COST_NS, candidate, client_is_source, cost_ns,
-        hello_continues, hello_key, hello_slot, looks_like_client_hello, new_bucket, take_token,
+        HELLO_CONTINUATION_NS, KIND_TLS, KIND_TLS_SERVER, KIND_TLS_SYNACK, LearnSample,
+        SAMPLE_BYTES, STATE_RATE_LIMITED, STATE_SAMPLE_COST_NS, candidate, client_is_source,
+        cost_ns, hello_continues, hello_key, hello_slot, looks_like_client_hello,
+        looks_like_server_hello, new_bucket, take_token,
     },
 };
 
@@ -62,7 +65,7 @@ impl LoadBytes for TcContext {
 }
 
 /// Samples `p` when it is a DNS query or response, a TLS ClientHello (or its
-/// continuation) or a SYN-ACK from a TLS port. Inline only the port test: anything else
+/// continuation), a SYN-ACK from a TLS port, or a ServerHello segment (and the next). Inline only the port test: anything else
 /// pays a few comparisons.
 #[inline(always)]
 pub fn sample<C: LoadBytes>(
@@ -109,15 +112,20 @@ fn copy<C: LoadBytes>(
     if avail == 0 && kind != KIND_TLS_SYNACK {
         return;
     }
-    // Most TCP segments to 443 are not ClientHellos: look before reserving. The one
-    // after a hello too long for its segment, on the same connection, is sampled too
+    // Most TCP segments to or from 443 are not hellos: look before reserving. The one
+    // after a ClientHello too long for its segment, or after a ServerHello (the server's
+    // certificate follows it, `ssl_inspection`), on the same connection, is sampled too
     // (`learn::HelloCont`): one array read for the others.
-    if kind == KIND_TLS {
+    if kind == KIND_TLS || kind == KIND_TLS_SERVER {
         let mut head = [0u8; 6];
         // SAFETY: `head` holds 6 bytes.
         let hello = avail >= 6
             && unsafe { C::load(raw, payload, head.as_mut_ptr(), 6) } == 0
-            && looks_like_client_hello(head);
+            && if kind == KIND_TLS {
+                looks_like_client_hello(head)
+            } else {
+                looks_like_server_hello(head)
+            };
         let key = hello_key((meta >> 32) as u32, ports);
         let Some(slot) = HELLO_CONT.get_ptr_mut(hello_slot(key)) else {
             return;
@@ -125,7 +133,7 @@ fn copy<C: LoadBytes>(
         // SAFETY: a live array value; racing CPUs only lose a continuation.
         unsafe {
             if hello {
-                if hello_continues(head, avail) {
+                if kind == KIND_TLS_SERVER || hello_continues(head, avail) {
                     (*slot).key = key;
                     (*slot).until_ns = bpf_ktime_get_ns() + HELLO_CONTINUATION_NS;
                 }

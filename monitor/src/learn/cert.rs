@@ -51,8 +51,7 @@ const TLS13: u16 = 0x0304;
 /// Issuer and subject of the leaf certificate in `flight`, the TCP payload of a TLS
 /// server from its first byte (a ServerHello record) on.
 pub fn leaf_names(flight: &[u8]) -> Result<LeafNames, CertError> {
-    if flight.len() < 6 || flight[0] != HANDSHAKE || flight[1] != 3 || flight[5] != SERVER_HELLO
-    {
+    if flight.len() < 6 || flight[0] != HANDSHAKE || flight[1] != 3 || flight[5] != SERVER_HELLO {
         return Err(CertError::NotServerHello);
     }
     // The handshake messages, out of their records (a message may span records). At

@@ -25,7 +25,10 @@ fn name(attrs: &[(u8, &str)]) -> Vec<u8> {
 pub(crate) fn certificate(issuer: &[(u8, &str)], subject: &[(u8, &str)]) -> Vec<u8> {
     let mut tbs = tlv(0xa0, &tlv(0x02, &[2]));
     tbs.extend(tlv(0x02, &[0x11; 16]));
-    tbs.extend(tlv(0x30, &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, 2])));
+    tbs.extend(tlv(
+        0x30,
+        &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, 2]),
+    ));
     tbs.extend(name(issuer));
     tbs.extend(tlv(0x30, &[0x17, 2, b'2', b'6', 0x17, 2, b'2', b'7']));
     tbs.extend(name(subject));
@@ -80,7 +83,10 @@ const O: u8 = 10;
 const C: u8 = 6;
 
 fn mitm() -> Vec<u8> {
-    certificate(&[(CN, "mitmproxy"), (O, "mitmproxy")], &[(CN, "x.wbx2.com")])
+    certificate(
+        &[(CN, "mitmproxy"), (O, "mitmproxy")],
+        &[(CN, "x.wbx2.com")],
+    )
 }
 
 #[test]
@@ -102,11 +108,7 @@ fn reads_issuer_and_subject_of_the_leaf() {
 fn a_cut_flight_is_read_as_far_as_it_goes() {
     let f = flight(&mitm());
     // Cut after the subject: still read (the rest of the certificate is not needed).
-    let subject_end = f
-        .windows(10)
-        .position(|w| w == b"x.wbx2.com")
-        .unwrap()
-        + 10;
+    let subject_end = f.windows(10).position(|w| w == b"x.wbx2.com").unwrap() + 10;
     assert_eq!(
         leaf_names(&f[..subject_end]).map(|n| n.issuer),
         Ok("CN=mitmproxy, O=mitmproxy".into())

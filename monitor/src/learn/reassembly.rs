@@ -130,8 +130,13 @@ impl Learner {
         self.waiting.remove(&conn);
         // The same flight seen on the WAN and on the LAN side: one event.
         let key = format!("{sni} {names:?}");
-        if self.duplicate(KIND_TLS_SERVER, conn.server, conn.server_port, key.as_bytes(), now_ns)
-        {
+        if self.duplicate(
+            KIND_TLS_SERVER,
+            conn.server,
+            conn.server_port,
+            key.as_bytes(),
+            now_ns,
+        ) {
             self.stats.duplicates += 1;
             return;
         }

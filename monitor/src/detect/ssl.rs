@@ -65,6 +65,9 @@ struct Seen {
     stun_ms: Option<f64>,
 }
 
+/// A remembered connection: (name, server) and what was seen.
+type Conn<'a> = (&'a (String, IpAddr), &'a Seen);
+
 #[derive(Default)]
 pub struct State {
     seen: HashMap<(String, IpAddr), Seen>,
@@ -218,8 +221,8 @@ impl State {
             }
         }
         let mut out = Vec::new();
-        let mut by_issuer: BTreeMap<&str, Vec<(&(String, IpAddr), &Seen)>> = BTreeMap::new();
-        let mut by_prefix: BTreeMap<String, Vec<(&(String, IpAddr), &Seen)>> = BTreeMap::new();
+        let mut by_issuer: BTreeMap<&str, Vec<Conn<'_>>> = BTreeMap::new();
+        let mut by_prefix: BTreeMap<String, Vec<Conn<'_>>> = BTreeMap::new();
         for (k, s) in &self.seen {
             match &s.names {
                 Some((issuer, _)) if !s.expected && !cfg.tls_expected_issuers.is_empty() => {
@@ -298,7 +301,7 @@ impl State {
     }
 }
 
-fn names(conns: &[(&(String, IpAddr), &Seen)]) -> String {
+fn names(conns: &[Conn<'_>]) -> String {
     let mut n: Vec<&str> = conns.iter().map(|((sni, _), _)| sni.as_str()).collect();
     n.sort_unstable();
     n.dedup();

@@ -263,4 +263,4 @@ impl<'a> Der<'a> {
 
 #[cfg(test)]
 #[path = "cert_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -416,8 +416,39 @@ fn a_tls_intercepting_proxy_is_reported_with_its_issuer_and_the_rtt_evidence() {
         (40.0..45.0).contains(&stun),
         "the node answers 40 ms late: {stun} ms"
     );
-    assert_eq!(certificates_read(&bed.status()), 2);
-    assert_eq!(findings(&bed.status()).len(), 1);
+    let s = bed.status();
+    assert_eq!(certificates_read(&s), 2);
+    assert_eq!(findings(&s).len(), 1);
+    // The detectors' tables in status: this one remembers the name and server once.
+    let tables = s["detectors"]["tables"]
+        .as_array()
+        .expect("detectors.tables");
+    let rows: Vec<(&str, &str, u64)> = tables
+        .iter()
+        .map(|t| {
+            (
+                t["detector"].as_str().unwrap(),
+                t["table"].as_str().unwrap(),
+                t["cap"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("webex_blocked_here", "lan_flows", 4096),
+            ("dns_blocks_webex", "failures", 1024),
+            ("media_in_tunnel", "tunnel_flows", 4096),
+            ("vpn_hairpin", "pool_hosts", 1024),
+            ("ssl_inspection", "connections", 1024),
+        ]
+    );
+    let ssl = &tables[4];
+    assert_eq!(
+        (ssl["entries"].as_u64(), ssl["dropped"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert!(tables.iter().all(|t| t["dropped"] == 0), "{tables:#?}");
 
     // The proxy removed: the next connection shows the Webex CA, and the finding clears
     // (after the book's hold-down).

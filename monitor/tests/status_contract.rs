@@ -155,6 +155,10 @@ fn full_report() -> StatusReport {
             "flows": 1, "matched": 100, "mismatched": 0, "rewritten": 0,
             "compliance_pct": 100.0
         }],
+        "detectors": {"tables": [{
+            "detector": "ssl_inspection", "table": "connections", "entries": 1,
+            "cap": 1024, "dropped": 0
+        }]},
         "learned_peers": [{
             "addr": "203.0.113.20", "name": "media.webex.com", "source": "dns",
             "expires_in_s": 42
@@ -404,6 +408,13 @@ const GOLDEN: &[&str] = &[
     "daemon.started_at_unix_s",
     "daemon.uptime_s",
     "daemon.version",
+    "detectors",
+    "detectors.tables",
+    "detectors.tables[].cap",
+    "detectors.tables[].detector",
+    "detectors.tables[].dropped",
+    "detectors.tables[].entries",
+    "detectors.tables[].table",
     "dscp",
     "dscp[].class",
     "dscp[].compliance_pct",

@@ -111,6 +111,8 @@ impl Detectors {
             journal(&t);
         }
         report.anomalies = self.book.list();
+        report.detectors.tables = self.failures.tables();
+        report.detectors.tables.insert(1, self.dns.table());
         report.dscp = self.dscp_totals.rows();
     }
 

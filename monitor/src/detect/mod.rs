@@ -297,9 +297,14 @@ impl Failures {
         self.ssl.add(certs, handshakes, &self.cfg, now_unix_s);
     }
 
-    /// Connections `ssl_inspection` forgot to stay within its cap, since start.
-    pub fn ssl_dropped(&self) -> u64 {
-        self.ssl.dropped
+    /// The detectors' tables between polls (status `detectors`).
+    pub fn tables(&self) -> Vec<crate::report::detectors::DetectorTable> {
+        vec![
+            self.blocked.table(),
+            self.tunnel.table(),
+            self.vpn.table(),
+            self.ssl.table(),
+        ]
     }
 
     /// Runs every failure detector on one poll's report at `now_unix_s`; `deltas` are its

@@ -152,6 +152,17 @@ fn ms(v: Option<f64>) -> String {
 }
 
 impl State {
+    /// Its table for status `detectors`.
+    pub fn table(&self) -> crate::report::detectors::DetectorTable {
+        crate::report::detectors::DetectorTable::new(
+            ID,
+            "connections",
+            self.seen.len(),
+            MAX_CONNECTIONS,
+            self.dropped,
+        )
+    }
+
     /// Takes the certificates the learner read since the last poll, at `now` (unix s);
     /// `handshakes`: the kernel's handshake RTTs per TCP flow of this poll's snapshot.
     pub fn add(

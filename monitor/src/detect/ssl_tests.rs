@@ -187,6 +187,10 @@ fn connections_are_bounded_and_counted() {
         .collect();
     s.add(certs, &[], &cfg, 100);
     assert_eq!((s.seen.len(), s.dropped), (MAX_CONNECTIONS, 5));
+    assert_eq!(
+        s.table(),
+        crate::report::detectors::DetectorTable::new(ID, "connections", 1024, 1024, 5)
+    );
     let v = s.detect(&cfg, &[], 100);
     assert_eq!(ev(&v[0], "connections"), MAX_CONNECTIONS.to_string());
     assert_eq!(ev(&v[0], "names").split(", ").count(), MAX_NAMES_SHOWN);

@@ -37,6 +37,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "openvpn",
     // The virtual environment mitmproxy is installed into (ssl_inspection test).
     "python3-venv",
+    // Checksum offload off on the links of the delay relay (vpn_hairpin's RTT test).
+    "ethtool",
 ];
 /// A real TLS-intercepting proxy (the ssl_inspection test), from PyPI into its own
 /// virtual environment: exactly this version.

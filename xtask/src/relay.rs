@@ -141,7 +141,7 @@ fn take(
         if n <= 0 {
             return;
         }
-        if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
             continue;
         }
         if queue.len() >= MAX_QUEUED {

@@ -309,6 +309,9 @@ impl Learner {
                 }
             }
             (KIND_TLS_SERVER, Side::Inbound) => self.server_flight(back, data, cut, now_ns),
+            // A server on the site answering a client outside: not a Webex connection
+            // of the site's, and nothing forged about it.
+            (KIND_TLS_SERVER, Side::Outbound) => {}
             // An answer or SYN-ACK going out, a query or hello coming in: not the
             // site's own conversation (a forged packet from the internet, or a LAN host
             // answering for a resolver).

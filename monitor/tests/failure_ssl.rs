@@ -11,6 +11,8 @@
 //! `ssl_inspection`, critical, with the proxy's issuer and subject as the client saw
 //! them, the SNI, the server, a sub-millisecond handshake and the 40 ms STUN RTT. The
 //! proxy removed, the next connection shows the Webex CA again and the finding clears.
+//! TLS 1.3 through the proxy (certificate encrypted): a "likely" warning from the round
+//! trips alone, cleared by a TLS 1.2 connection to that server showing the Webex CA.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
@@ -238,8 +240,9 @@ fn compact(name: &str) -> String {
     name.trim().replace(" = ", "=")
 }
 
-/// One TLS 1.2 connection from the LAN host; the issuer and subject the client saw.
-fn connect(bed: &GatewayBed) -> (String, String) {
+/// One TLS connection (`version`: `-tls1_2`, `-tls1_3`) from the LAN host; the issuer
+/// and subject the client saw.
+fn connect(bed: &GatewayBed, version: &str) -> (String, String) {
     let out = bed
         .tb
         .lan
@@ -252,7 +255,7 @@ fn connect(bed: &GatewayBed) -> (String, String) {
             &format!("{SERVER}:443"),
             "-servername",
             SNI,
-            "-tls1_2",
+            version,
         ])
         .stdin(Stdio::null())
         .output()
@@ -328,6 +331,52 @@ fn stun_client(node: SocketAddr) -> u32 {
     answers
 }
 
+/// The path to Webex outside TCP: 10 STUN checks to the media node, 40 ms each.
+fn stun_checks(bed: &GatewayBed) {
+    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 9000);
+    let (answers, answered) = std::thread::scope(|s| {
+        let n = s.spawn(|| bed.tb.wan.run(|| stun_node(node)));
+        std::thread::sleep(Duration::from_millis(100));
+        let a = bed.tb.lan.run(|| stun_client(node));
+        (a, n.join().expect("node"))
+    });
+    assert_eq!((answers, answered), (10, 10));
+}
+
+/// The open `ssl_inspection` anomaly, within 15 s.
+fn open_finding(bed: &GatewayBed) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = bed.status();
+        if let Some(a) = findings(&s)
+            .into_iter()
+            .find(|a| a["cleared_unix_s"].is_null())
+        {
+            return a;
+        }
+        assert!(Instant::now() < deadline, "no {ID}: {:#}", s["anomalies"]);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Until the one `ssl_inspection` anomaly is cleared (after the book's hold-down),
+/// with `certificates` read by then.
+fn wait_cleared(bed: &GatewayBed, certificates: u64) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let s = bed.status();
+        let f = findings(&s);
+        if certificates_read(&s) == certificates
+            && f.len() == 1
+            && f[0]["cleared_unix_s"].as_u64().is_some()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not cleared: {f:#?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 fn findings(s: &Value) -> Vec<Value> {
     s["anomalies"]
         .as_array()
@@ -361,19 +410,11 @@ fn a_tls_intercepting_proxy_is_reported_with_its_issuer_and_the_rtt_evidence() {
         "mitmdump",
     );
 
-    // The path to Webex outside TCP: 10 STUN checks to the media node, 40 ms each.
-    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 9000);
-    let (answers, answered) = std::thread::scope(|s| {
-        let n = s.spawn(|| bed.tb.wan.run(|| stun_node(node)));
-        std::thread::sleep(Duration::from_millis(100));
-        let a = bed.tb.lan.run(|| stun_client(node));
-        (a, n.join().expect("node"))
-    });
-    assert_eq!((answers, answered), (10, 10));
+    stun_checks(&bed);
 
     // No proxy: the client sees the Webex-like CA; the certificate is read, nothing
     // raised (the fast handshake alone is a near server, not inspection).
-    let (issuer, subject) = connect(&bed);
+    let (issuer, subject) = connect(&bed, "-tls1_2");
     assert_eq!(issuer, "C=US, O=IdenTrust, CN=TrustID Server CA Test");
     assert_eq!(subject, "CN=x.wbx2.com");
     bed.wait_status("the server's certificate read", |s| {
@@ -388,20 +429,9 @@ fn a_tls_intercepting_proxy_is_reported_with_its_issuer_and_the_rtt_evidence() {
 
     // The proxy in the path: its CA signs what the client sees.
     proxy_on(&bed);
-    let (issuer, subject) = connect(&bed);
+    let (issuer, subject) = connect(&bed, "-tls1_2");
     assert!(issuer.contains("mitmproxy"), "{issuer}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let a = loop {
-        let s = bed.status();
-        if let Some(a) = findings(&s)
-            .into_iter()
-            .find(|a| a["cleared_unix_s"].is_null())
-        {
-            break a;
-        }
-        assert!(Instant::now() < deadline, "no {ID}: {:#}", s["anomalies"]);
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let a = open_finding(&bed);
     assert_eq!(a["severity"], "critical");
     assert_eq!(a["subject"], format!("tls issuer {issuer}"));
     assert_eq!(evidence(&a, "issuer"), issuer);
@@ -453,16 +483,51 @@ fn a_tls_intercepting_proxy_is_reported_with_its_issuer_and_the_rtt_evidence() {
     // The proxy removed: the next connection shows the Webex CA, and the finding clears
     // (after the book's hold-down).
     proxy_off(&bed);
-    let (issuer, _) = connect(&bed);
+    let (issuer, _) = connect(&bed, "-tls1_2");
     assert_eq!(issuer, "C=US, O=IdenTrust, CN=TrustID Server CA Test");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let s = bed.status();
-        let f = findings(&s);
-        if certificates_read(&s) == 3 && f.len() == 1 && f[0]["cleared_unix_s"].as_u64().is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not cleared: {f:#?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_cleared(&bed, 3);
+}
+
+/// TLS 1.3 hides the certificate: through the proxy, the handshake answered far faster
+/// than STUN to the same prefix is a "likely" warning with the RTT evidence alone; a
+/// TLS 1.2 connection to that server showing the Webex CA (the proxy gone) clears it.
+#[test]
+fn tls13_through_the_proxy_is_likely_inspection_from_the_round_trips() {
+    let bed = GatewayBed::launch();
+    let dir = TempDir::new().expect("tempdir");
+    certificates(&dir);
+    let far = far(&bed);
+    let _server = s_server(&far, &dir);
+    let _proxy = mitmdump(&bed, &dir);
+    wait_listening(
+        &bed.tb.wan,
+        SocketAddr::new(IpAddr::V4(SERVER), 443),
+        "s_server",
+    );
+    wait_listening(
+        &bed.tb.wan,
+        SocketAddr::new(IpAddr::V4(WAN_HOST_V4), PROXY_PORT),
+        "mitmdump",
+    );
+    stun_checks(&bed);
+    proxy_on(&bed);
+    let (issuer, _) = connect(&bed, "-tls1_3");
+    assert!(issuer.contains("mitmproxy"), "{issuer}");
+    let a = open_finding(&bed);
+    assert_eq!(a["severity"], "warning");
+    assert_eq!(a["subject"], "tls to 203.0.113.0/24");
+    assert_eq!(evidence(&a, "issuer"), "- (TLS 1.3: not in clear)");
+    assert_eq!(evidence(&a, "sni"), SNI);
+    assert_eq!(evidence(&a, "server"), format!("{SERVER}:443"));
+    assert_eq!(evidence(&a, "connections"), "1");
+    let handshake: f64 = evidence(&a, "handshake_rtt_ms").parse().expect("timed");
+    let stun: f64 = evidence(&a, "stun_rtt_ms").parse().expect("measured");
+    assert!(handshake < 5.0, "the proxy answers at once: {handshake} ms");
+    assert!((40.0..45.0).contains(&stun), "{stun} ms");
+    assert_eq!(certificates_read(&bed.status()), 1);
+
+    proxy_off(&bed);
+    let (issuer, _) = connect(&bed, "-tls1_2");
+    assert_eq!(issuer, "C=US, O=IdenTrust, CN=TrustID Server CA Test");
+    wait_cleared(&bed, 2);
 }

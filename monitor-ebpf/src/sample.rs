@@ -113,10 +113,21 @@ fn copy<C: LoadBytes>(
         return;
     }
     // Most TCP segments to or from 443 are not hellos: look before reserving. The one
-    // after a ClientHello too long for its segment, or after a ServerHello (the server's
-    // certificate follows it, `ssl_inspection`), on the same connection, is sampled too
-    // (`learn::HelloCont`): one array read for the others.
+    // after a ClientHello too long for its segment, on the same connection, is sampled
+    // too (`learn::HelloCont`). A server's segments are looked at only on a connection
+    // whose ClientHello passed here within 1 s (its slot is armed for the reply): the
+    // ServerHello, and the segment after it (the certificate goes on there) for
+    // `ssl_inspection`. One array read for every other segment (downloads included).
     if kind == KIND_TLS || kind == KIND_TLS_SERVER {
+        let ifindex = (meta >> 32) as u32;
+        let key = hello_key(ifindex, ports);
+        let Some(slot) = HELLO_CONT.get_ptr_mut(hello_slot(key)) else {
+            return;
+        };
+        // SAFETY: a live array value; racing CPUs only lose a continuation.
+        if kind == KIND_TLS_SERVER && unsafe { (*slot).key != key } {
+            return;
+        }
         let mut head = [0u8; 6];
         // SAFETY: `head` holds 6 bytes.
         let hello = avail >= 6
@@ -126,22 +137,44 @@ fn copy<C: LoadBytes>(
             } else {
                 looks_like_server_hello(head)
             };
-        let key = hello_key((meta >> 32) as u32, ports);
-        let Some(slot) = HELLO_CONT.get_ptr_mut(hello_slot(key)) else {
-            return;
-        };
-        // SAFETY: a live array value; racing CPUs only lose a continuation.
+        let now = unsafe { bpf_ktime_get_ns() };
+        // The reply's key: the same connection the other way (the same slot).
+        let reply = hello_key(ifindex, ports.rotate_left(16));
+        // SAFETY: as above. `until_ns` bit 0 says a ServerHello was seen (its next
+        // segment is awaited) rather than awaited.
         unsafe {
-            if hello {
-                if kind == KIND_TLS_SERVER || hello_continues(head, avail) {
-                    (*slot).key = key;
-                    (*slot).until_ns = bpf_ktime_get_ns() + HELLO_CONTINUATION_NS;
+            if kind == KIND_TLS {
+                if hello {
+                    // A continuation takes the slot; a reply only a free one (another
+                    // connection's continuation is worth more than this certificate).
+                    if hello_continues(head, avail) {
+                        (*slot).key = key;
+                        (*slot).until_ns = (now + HELLO_CONTINUATION_NS) & !1;
+                    } else if (*slot).key == 0 || (*slot).until_ns < now || (*slot).key == reply {
+                        (*slot).key = reply;
+                        (*slot).until_ns = (now + HELLO_CONTINUATION_NS) & !1;
+                    }
+                } else {
+                    if (*slot).key != key || (*slot).until_ns < now {
+                        return;
+                    }
+                    // The hello is whole: now its reply is awaited.
+                    (*slot).key = reply;
+                    (*slot).until_ns = (now + HELLO_CONTINUATION_NS) & !1;
                 }
             } else {
-                if (*slot).key != key || (*slot).until_ns < bpf_ktime_get_ns() {
+                if (*slot).until_ns < now {
                     return;
                 }
-                (*slot).key = 0;
+                if (*slot).until_ns & 1 == 0 {
+                    if !hello {
+                        (*slot).key = 0;
+                        return;
+                    }
+                    (*slot).until_ns = (now + HELLO_CONTINUATION_NS) | 1;
+                } else {
+                    (*slot).key = 0;
+                }
             }
         }
     }

@@ -391,30 +391,54 @@ fn certificates_read(s: &Value) -> u64 {
     s["learn"]["tls_certificates"].as_u64().unwrap_or(0)
 }
 
+/// The testbed with the daemon, the TLS server behind the WAN host, the proxy ready (not
+/// yet in the path) and the STUN path to Webex measured. Fields drop in order: the
+/// processes, the server's namespace, the files, then the daemon and testbed.
+struct Scene {
+    _proxy: Proc,
+    _server: Proc,
+    _far: Far,
+    _dir: TempDir,
+    bed: GatewayBed,
+}
+
+impl Scene {
+    fn start() -> Scene {
+        let bed = GatewayBed::launch();
+        let dir = TempDir::new().expect("tempdir");
+        certificates(&dir);
+        let far = far(&bed);
+        let server = s_server(&far, &dir);
+        let proxy = mitmdump(&bed, &dir);
+        wait_listening(
+            &bed.tb.wan,
+            SocketAddr::new(IpAddr::V4(SERVER), 443),
+            "s_server",
+        );
+        wait_listening(
+            &bed.tb.wan,
+            SocketAddr::new(IpAddr::V4(WAN_HOST_V4), PROXY_PORT),
+            "mitmdump",
+        );
+        stun_checks(&bed);
+        Scene {
+            _proxy: proxy,
+            _server: server,
+            _far: far,
+            _dir: dir,
+            bed,
+        }
+    }
+}
+
 #[test]
 fn a_tls_intercepting_proxy_is_reported_with_its_issuer_and_the_rtt_evidence() {
-    let bed = GatewayBed::launch();
-    let dir = TempDir::new().expect("tempdir");
-    certificates(&dir);
-    let far = far(&bed);
-    let _server = s_server(&far, &dir);
-    let _proxy = mitmdump(&bed, &dir);
-    wait_listening(
-        &bed.tb.wan,
-        SocketAddr::new(IpAddr::V4(SERVER), 443),
-        "s_server",
-    );
-    wait_listening(
-        &bed.tb.wan,
-        SocketAddr::new(IpAddr::V4(WAN_HOST_V4), PROXY_PORT),
-        "mitmdump",
-    );
-
-    stun_checks(&bed);
+    let scene = Scene::start();
+    let bed = &scene.bed;
 
     // No proxy: the client sees the Webex-like CA; the certificate is read, nothing
     // raised (the fast handshake alone is a near server, not inspection).
-    let (issuer, subject) = connect(&bed, "-tls1_2");
+    let (issuer, subject) = connect(bed, "-tls1_2");
     assert_eq!(issuer, "C=US, O=IdenTrust, CN=TrustID Server CA Test");
     assert_eq!(subject, "CN=x.wbx2.com");
     bed.wait_status("the server's certificate read", |s| {
@@ -428,10 +452,10 @@ fn a_tls_intercepting_proxy_is_reported_with_its_issuer_and_the_rtt_evidence() {
     }
 
     // The proxy in the path: its CA signs what the client sees.
-    proxy_on(&bed);
-    let (issuer, subject) = connect(&bed, "-tls1_2");
+    proxy_on(bed);
+    let (issuer, subject) = connect(bed, "-tls1_2");
     assert!(issuer.contains("mitmproxy"), "{issuer}");
-    let a = open_finding(&bed);
+    let a = open_finding(bed);
     assert_eq!(a["severity"], "critical");
     assert_eq!(a["subject"], format!("tls issuer {issuer}"));
     assert_eq!(evidence(&a, "issuer"), issuer);
@@ -482,10 +506,10 @@ fn a_tls_intercepting_proxy_is_reported_with_its_issuer_and_the_rtt_evidence() {
 
     // The proxy removed: the next connection shows the Webex CA, and the finding clears
     // (after the book's hold-down).
-    proxy_off(&bed);
-    let (issuer, _) = connect(&bed, "-tls1_2");
+    proxy_off(bed);
+    let (issuer, _) = connect(bed, "-tls1_2");
     assert_eq!(issuer, "C=US, O=IdenTrust, CN=TrustID Server CA Test");
-    wait_cleared(&bed, 3);
+    wait_cleared(bed, 3);
 }
 
 /// TLS 1.3 hides the certificate: through the proxy, the handshake answered far faster
@@ -493,27 +517,12 @@ fn a_tls_intercepting_proxy_is_reported_with_its_issuer_and_the_rtt_evidence() {
 /// TLS 1.2 connection to that server showing the Webex CA (the proxy gone) clears it.
 #[test]
 fn tls13_through_the_proxy_is_likely_inspection_from_the_round_trips() {
-    let bed = GatewayBed::launch();
-    let dir = TempDir::new().expect("tempdir");
-    certificates(&dir);
-    let far = far(&bed);
-    let _server = s_server(&far, &dir);
-    let _proxy = mitmdump(&bed, &dir);
-    wait_listening(
-        &bed.tb.wan,
-        SocketAddr::new(IpAddr::V4(SERVER), 443),
-        "s_server",
-    );
-    wait_listening(
-        &bed.tb.wan,
-        SocketAddr::new(IpAddr::V4(WAN_HOST_V4), PROXY_PORT),
-        "mitmdump",
-    );
-    stun_checks(&bed);
-    proxy_on(&bed);
-    let (issuer, _) = connect(&bed, "-tls1_3");
+    let scene = Scene::start();
+    let bed = &scene.bed;
+    proxy_on(bed);
+    let (issuer, _) = connect(bed, "-tls1_3");
     assert!(issuer.contains("mitmproxy"), "{issuer}");
-    let a = open_finding(&bed);
+    let a = open_finding(bed);
     assert_eq!(a["severity"], "warning");
     assert_eq!(a["subject"], "tls to 203.0.113.0/24");
     assert_eq!(evidence(&a, "issuer"), "- (TLS 1.3: not in clear)");
@@ -526,8 +535,8 @@ fn tls13_through_the_proxy_is_likely_inspection_from_the_round_trips() {
     assert!((40.0..45.0).contains(&stun), "{stun} ms");
     assert_eq!(certificates_read(&bed.status()), 1);
 
-    proxy_off(&bed);
-    let (issuer, _) = connect(&bed, "-tls1_2");
+    proxy_off(bed);
+    let (issuer, _) = connect(bed, "-tls1_2");
     assert_eq!(issuer, "C=US, O=IdenTrust, CN=TrustID Server CA Test");
-    wait_cleared(&bed, 2);
+    wait_cleared(bed, 2);
 }

@@ -5,10 +5,7 @@
 //! the detectors drain each poll, and a bounded table of hellos waiting for their flight.
 //! Nothing here teaches a peer: a forged certificate can only raise a finding.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    net::IpAddr,
-};
+use std::{collections::HashMap, net::IpAddr};
 
 use super::{cert::LeafNames, pending::Conn};
 
@@ -37,40 +34,7 @@ pub struct ServerCert {
 }
 
 /// The ring of certificates not yet taken by the detectors.
-#[derive(Debug, Default)]
-pub struct ServerCerts {
-    events: VecDeque<ServerCert>,
-    /// Events dropped because the ring was full, since start.
-    dropped: u64,
-}
-
-impl ServerCerts {
-    /// Adds an event, dropping (and counting) the oldest when full.
-    pub fn push(&mut self, e: ServerCert) {
-        if self.events.len() >= MAX_EVENTS {
-            self.events.pop_front();
-            self.dropped += 1;
-        }
-        self.events.push_back(e);
-    }
-
-    /// Takes every event kept, oldest first.
-    pub fn take(&mut self) -> Vec<ServerCert> {
-        self.events.drain(..).collect()
-    }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
-    pub fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-}
+pub type ServerCerts = super::ring::Ring<ServerCert, MAX_EVENTS>;
 
 /// Webex hellos waiting for their server's first flight, by connection.
 #[derive(Debug, Default)]

@@ -17,6 +17,7 @@ pub mod failures;
 pub mod pending;
 mod reassembly;
 pub mod render;
+pub mod ring;
 pub mod run;
 pub mod sni;
 mod stats;

@@ -116,6 +116,46 @@ fn media_node(node: SocketAddr) -> u32 {
     answers
 }
 
+/// The VPN client's call to the node (media, and consent checks answered `leg` late):
+/// every datagram echoed, every check answered.
+fn vpn_call(bed: &GatewayBed, leg: Duration) {
+    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 9000);
+    let ((echoes, answered), answers) = std::thread::scope(|s| {
+        let far = s.spawn(|| bed.tb.wan.run(|| media_node(node)));
+        std::thread::sleep(Duration::from_millis(100));
+        let near = bed
+            .tb
+            .lan
+            .run(|| vpn_client(SocketAddr::new(IpAddr::V4(VPN_CLIENT), 52000), node, leg));
+        (near, far.join().expect("node thread"))
+    });
+    assert_eq!(
+        (echoes, answered, answers),
+        (MEDIA, CHECKS as u32, CHECKS as u32)
+    );
+}
+
+/// The open `vpn_hairpin` with every datagram and check of [`vpn_call`], within 15 s.
+fn open_hairpin(bed: &GatewayBed) -> Value {
+    let packets = (2 * (MEDIA + CHECKS as u32)).to_string();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = bed.status();
+        if let Some(a) = hairpins(&s)
+            .into_iter()
+            .find(|a| a["cleared_unix_s"].is_null() && evidence(a, "media_packets") == packets)
+        {
+            return a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no vpn_hairpin with {packets} packets: {:#}",
+            s["anomalies"]
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 fn hairpins(status: &Value) -> Vec<Value> {
     status["anomalies"]
         .as_array()
@@ -180,37 +220,8 @@ fn media_from_the_vpn_pool_hairpins_and_plain_media_does_not() {
 
     // The VPN client's call: 200 datagrams each way through the LAN interface, and 10
     // consent checks from the node, each answered (20 more packets each way).
-    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 9000);
-    let ((echoes, answered), answers) = std::thread::scope(|s| {
-        let far = s.spawn(|| bed.tb.wan.run(|| media_node(node)));
-        std::thread::sleep(Duration::from_millis(100));
-        let near = bed
-            .tb
-            .lan
-            .run(|| vpn_client(SocketAddr::new(IpAddr::V4(VPN_CLIENT), 52000), node, LEG));
-        (near, far.join().expect("node thread"))
-    });
-    assert_eq!(
-        (echoes, answered, answers),
-        (MEDIA, CHECKS as u32, CHECKS as u32)
-    );
-    let packets = (2 * (MEDIA + CHECKS as u32)).to_string();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let a = loop {
-        let s = bed.status();
-        if let Some(a) = hairpins(&s)
-            .into_iter()
-            .find(|a| a["cleared_unix_s"].is_null() && evidence(a, "media_packets") == packets)
-        {
-            break a;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no vpn_hairpin with {packets} packets: {:#}",
-            s["anomalies"]
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    vpn_call(&bed, LEG);
+    let a = open_hairpin(&bed);
     let leg: f64 = evidence(&a, "vpn_leg_rtt_ms")
         .parse()
         .expect("a measured leg");
@@ -285,39 +296,14 @@ fn the_vpn_legs_rtt_is_the_path_delay_of_a_relay() {
         Duration::from_secs(120),
     );
     // The client answers at once: the leg's RTT is the path's.
-    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 9000);
-    let ((echoes, answered), answers) = std::thread::scope(|s| {
-        let far = s.spawn(|| bed.tb.wan.run(|| media_node(node)));
-        std::thread::sleep(Duration::from_millis(100));
-        let near = bed.tb.lan.run(|| {
-            vpn_client(
-                SocketAddr::new(IpAddr::V4(VPN_CLIENT), 52000),
-                node,
-                Duration::ZERO,
-            )
-        });
-        (near, far.join().expect("node thread"))
-    });
-    assert_eq!(
-        (echoes, answered, answers),
-        (MEDIA, CHECKS as u32, CHECKS as u32)
-    );
+    vpn_call(&bed, Duration::ZERO);
     let counts = &relay.counts;
     use std::sync::atomic::Ordering::Relaxed;
     // Every datagram and check crossed it (plus ARP and neighbour discovery).
     assert!(counts.forward.load(Relaxed) >= (MEDIA + CHECKS as u32) as u64);
     assert!(counts.back.load(Relaxed) >= (MEDIA + CHECKS as u32) as u64);
     assert_eq!(counts.dropped.load(Relaxed), 0);
-    let packets = (2 * (MEDIA + CHECKS as u32)).to_string();
-    let a = bed.wait_status("vpn_hairpin with the relay's delay", |s| {
-        hairpins(s)
-            .iter()
-            .any(|a| a["cleared_unix_s"].is_null() && evidence(a, "media_packets") == packets)
-    });
-    let a = hairpins(&a)
-        .into_iter()
-        .find(|a| a["cleared_unix_s"].is_null())
-        .unwrap();
+    let a = open_hairpin(&bed);
     let leg: f64 = evidence(&a, "vpn_leg_rtt_ms")
         .parse()
         .expect("a measured leg");

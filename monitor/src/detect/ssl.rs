@@ -246,10 +246,13 @@ impl State {
             }
         }
         for (issuer, mut conns) in by_issuer {
-            conns.sort_by_key(|(k, s)| (std::cmp::Reverse(s.at), k.0.clone()));
-            let ((sni, server), latest) = conns[0];
-            let subject = latest.names.as_ref().map_or("", |(_, s)| s.as_str());
-            let n: u64 = conns.iter().map(|(_, s)| s.connections).sum();
+            let (n, shared) = group_evidence(&mut conns);
+            let subject = conns[0].1.names.as_ref().map_or("", |(_, s)| s.as_str());
+            let mut evidence = vec![
+                ("issuer".into(), issuer.to_string()),
+                ("certificate_subject".into(), subject.to_string()),
+            ];
+            evidence.extend(shared);
             out.push(Finding {
                 id: ID,
                 severity: Severity::Critical,
@@ -258,17 +261,7 @@ impl State {
                     "TLS to Webex is intercepted: {n} connections for Webex names were \
                      answered with certificates issued by \"{issuer}\", not a Webex CA"
                 ),
-                evidence: vec![
-                    ("issuer".into(), issuer.to_string()),
-                    ("certificate_subject".into(), subject.to_string()),
-                    ("sni".into(), sni.clone()),
-                    ("server".into(), format!("{server}:{}", latest.server_port)),
-                    ("names".into(), names(&conns)),
-                    ("connections".into(), n.to_string()),
-                    ("handshake_rtt_ms".into(), ms(latest.handshake_ms)),
-                    ("stun_rtt_ms".into(), ms(latest.stun_ms)),
-                    ("window_s".into(), WINDOW_S.to_string()),
-                ],
+                evidence,
                 remediation: REMEDIATION,
             });
         }
@@ -281,9 +274,10 @@ impl State {
             {
                 continue;
             }
-            conns.sort_by_key(|(k, s)| (std::cmp::Reverse(s.at), k.0.clone()));
-            let ((sni, server), latest) = conns[0];
-            let n: u64 = conns.iter().map(|(_, s)| s.connections).sum();
+            let (n, shared) = group_evidence(&mut conns);
+            let latest = conns[0].1;
+            let mut evidence = vec![("issuer".into(), "- (TLS 1.3: not in clear)".into())];
+            evidence.extend(shared);
             out.push(Finding {
                 id: ID,
                 severity: Severity::Warning,
@@ -295,21 +289,30 @@ impl State {
                     ms(latest.handshake_ms),
                     ms(latest.stun_ms)
                 ),
-                evidence: vec![
-                    ("issuer".into(), "- (TLS 1.3: not in clear)".into()),
-                    ("sni".into(), sni.clone()),
-                    ("server".into(), format!("{server}:{}", latest.server_port)),
-                    ("names".into(), names(&conns)),
-                    ("connections".into(), n.to_string()),
-                    ("handshake_rtt_ms".into(), ms(latest.handshake_ms)),
-                    ("stun_rtt_ms".into(), ms(latest.stun_ms)),
-                    ("window_s".into(), WINDOW_S.to_string()),
-                ],
+                evidence,
                 remediation: LIKELY_REMEDIATION,
             });
         }
         out
     }
+}
+
+/// Sorts a group's connections latest first; their count and the evidence they share:
+/// the latest's name, server and round trips, the names, the count and the window.
+fn group_evidence(conns: &mut [Conn<'_>]) -> (u64, Vec<(String, String)>) {
+    conns.sort_by_key(|(k, s)| (std::cmp::Reverse(s.at), k.0.clone()));
+    let ((sni, server), latest) = conns[0];
+    let n: u64 = conns.iter().map(|(_, s)| s.connections).sum();
+    let evidence = vec![
+        ("sni".into(), sni.clone()),
+        ("server".into(), format!("{server}:{}", latest.server_port)),
+        ("names".into(), names(conns)),
+        ("connections".into(), n.to_string()),
+        ("handshake_rtt_ms".into(), ms(latest.handshake_ms)),
+        ("stun_rtt_ms".into(), ms(latest.stun_ms)),
+        ("window_s".into(), WINDOW_S.to_string()),
+    ];
+    (n, evidence)
 }
 
 fn names(conns: &[Conn<'_>]) -> String {

@@ -97,7 +97,6 @@ impl Learner {
             return;
         };
         let starts = data.len() >= 6 && data[0] == 0x16 && data[1] == 0x03 && data[5] == 0x02;
-        let first = starts;
         let mut stream = if starts {
             self.stats.server_flights += 1;
             data.to_vec()
@@ -115,7 +114,7 @@ impl Learner {
             Err(cert::CertError::Encrypted) => None,
             // The names are in the next segment (only when this one was copied whole:
             // a cut sample leaves a gap).
-            Err(cert::CertError::Truncated) if first && !cut => {
+            Err(cert::CertError::Truncated) if starts && !cut => {
                 if !self.partial.start(KIND_TLS_SERVER, conn, &stream, now_ns) {
                     self.refuse("too_many_partial");
                 }

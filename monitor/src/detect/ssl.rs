@@ -54,6 +54,11 @@ pub const LIKELY_REMEDIATION: &str = "Check whether a proxy or firewall near the
 #[derive(Clone, Debug)]
 struct Seen {
     at: u64,
+    /// The latest connection's ends (its interface, client and ports), to find its
+    /// handshake in a later snapshot when this one did not have it yet.
+    ifindex: u32,
+    client: IpAddr,
+    client_port: u16,
     server_port: u16,
     /// The leaf's issuer and subject (`None`: TLS 1.3, not in clear).
     names: Option<(String, String)>,
@@ -124,18 +129,18 @@ pub fn stun_rtt_ms(stun_rtt: &[(FlowKey, RttStats)], server: IpAddr) -> Option<f
         .map(|ns| ns as f64 / 1e6)
 }
 
-/// The kernel's SYN to SYN/ACK time (ms) of `c`'s connection: on its interface, else
-/// on any (the other side of the gateway, same ports).
-pub fn handshake_ms(handshakes: &[(FlowKey, u64)], c: &ServerCert) -> Option<f64> {
+/// The kernel's SYN to SYN/ACK time (ms) of `s`'s latest connection to `server`: on its
+/// interface, else on any (the other side of the gateway, same ports).
+fn handshake_ms(handshakes: &[(FlowKey, u64)], s: &Seen, server: IpAddr) -> Option<f64> {
     let conn = |k: &FlowKey| {
-        k.dst_ip() == c.server
-            && k.dst_port == c.server_port
-            && k.src_port == c.client_port
+        k.dst_ip() == server
+            && k.dst_port == s.server_port
+            && k.src_port == s.client_port
             && k.protocol == 6
     };
     handshakes
         .iter()
-        .find(|(k, _)| conn(k) && k.ifindex == c.ifindex && k.src_ip() == c.client)
+        .find(|(k, _)| conn(k) && k.ifindex == s.ifindex && k.src_ip() == s.client)
         .or_else(|| handshakes.iter().find(|(k, _)| conn(k)))
         .map(|(_, ns)| *ns as f64 / 1e6)
 }
@@ -192,9 +197,11 @@ impl State {
             let expected = names
                 .as_ref()
                 .is_some_and(|(i, _)| issuer_expected(i, &cfg.tls_expected_issuers));
-            let handshake = handshake_ms(handshakes, &c);
             let e = self.seen.entry(key).or_insert(Seen {
                 at: now,
+                ifindex: c.ifindex,
+                client: c.client,
+                client_port: c.client_port,
                 server_port: c.server_port,
                 names: names.clone(),
                 expected,
@@ -207,12 +214,17 @@ impl State {
                 e.connections = 0;
             }
             e.at = now;
+            (e.ifindex, e.client, e.client_port) = (c.ifindex, c.client, c.client_port);
             e.server_port = c.server_port;
             e.names = names;
             e.expected = expected;
             e.connections += 1;
-            if handshake.is_some() {
-                e.handshake_ms = handshake;
+            e.handshake_ms = None;
+        }
+        // This connection's handshake, or one an earlier snapshot did not have yet.
+        for ((_, server), s) in self.seen.iter_mut() {
+            if s.handshake_ms.is_none() {
+                s.handshake_ms = handshake_ms(handshakes, s, *server);
             }
         }
     }

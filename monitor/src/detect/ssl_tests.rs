@@ -118,6 +118,28 @@ fn a_foreign_issuer_is_inspection_with_both_kinds_of_evidence() {
 }
 
 #[test]
+fn a_handshake_missing_from_the_certificates_snapshot_is_found_in_a_later_one() {
+    let cfg = DetectConfig::default();
+    let mut s = State::default();
+    s.add(vec![cert(Some("CN=Corp CA"), 40000)], &[], &cfg, 100);
+    assert_eq!(
+        ev(&s.detect(&cfg, &stun(40), 100)[0], "handshake_rtt_ms"),
+        "-"
+    );
+    // Another connection's handshake is not this one's.
+    s.add(Vec::new(), &handshake(40001, 700), &cfg, 101);
+    assert_eq!(
+        ev(&s.detect(&cfg, &stun(40), 101)[0], "handshake_rtt_ms"),
+        "-"
+    );
+    s.add(Vec::new(), &handshake(40000, 700), &cfg, 102);
+    assert_eq!(
+        ev(&s.detect(&cfg, &stun(40), 102)[0], "handshake_rtt_ms"),
+        "0.7"
+    );
+}
+
+#[test]
 fn expected_issuers_match_o_or_cn_case_insensitively() {
     let e = DetectConfig::default().tls_expected_issuers;
     assert!(issuer_expected(

@@ -5,7 +5,10 @@
 //! NAT state from [`system`]) and returns [`Finding`](crate::anomaly::Finding)s for the
 //! anomaly book. Verdicts come from the deltas and recent activity, never from lifetime
 //! counters alone (README "Anomalies": when each clears). [`dns`] judges the failed
-//! lookups of Webex names the learner records instead of flows.
+//! lookups of Webex names the learner records instead of flows; [`ssl`] the servers'
+//! certificates it reads on Webex connections, with the kernel's handshake and STUN
+//! round trips. Each detector's tables between polls are bounded and shown in status
+//! (`detectors.tables`).
 
 pub mod blocked;
 pub mod conntrack_join;

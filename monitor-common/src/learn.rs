@@ -27,6 +27,10 @@ pub const KIND_DNS_QUERY: u8 = 3;
 /// The sample is a TCP SYN-ACK from a TLS port (no payload): the handshake a ClientHello
 /// must follow to be believed.
 pub const KIND_TLS_SYNACK: u8 = 4;
+/// The sample is the start of a TLS server's first flight (a segment from a TLS port
+/// whose payload starts with a ServerHello record) or the segment after it: on TLS 1.2
+/// the server's certificate is in clear there (`ssl_inspection`; never used to learn).
+pub const KIND_TLS_SERVER: u8 = 5;
 
 /// TCP flags.
 pub const TCP_SYN: u8 = 0x02;
@@ -139,8 +143,13 @@ pub fn candidate(protocol: u8, src_port: u16, dst_port: u16, tcp_flags: u8) -> u
         if tls_port(dst_port) {
             return KIND_TLS;
         }
-        if tls_port(src_port) && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
-            return KIND_TLS_SYNACK;
+        if tls_port(src_port) {
+            if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
+                return KIND_TLS_SYNACK;
+            }
+            if tcp_flags & TCP_SYN == 0 {
+                return KIND_TLS_SERVER;
+            }
         }
     }
     0
@@ -151,6 +160,13 @@ pub fn candidate(protocol: u8, src_port: u16, dst_port: u16, tcp_flags: u8) -> u
 #[inline(always)]
 pub fn looks_like_client_hello(head: [u8; 6]) -> bool {
     head[0] == 0x16 && head[1] == 0x03 && head[5] == 0x01
+}
+
+/// Whether the first six payload bytes start a TLS handshake record whose first message
+/// is a ServerHello (handshake type 2): the start of a server's first flight.
+#[inline(always)]
+pub fn looks_like_server_hello(head: [u8; 6]) -> bool {
+    head[0] == 0x16 && head[1] == 0x03 && head[5] == 0x02
 }
 
 /// One sample as it crosses the ring buffer. `#[repr(C)]`, no implicit padding.
@@ -263,8 +279,9 @@ mod tests {
             assert_eq!(candidate(TCP, 40000, p, TCP_ACK), KIND_TLS);
             assert_eq!(candidate(UDP, 40000, p, 0), 0);
             assert_eq!(candidate(TCP, p, 40000, TCP_SYN | TCP_ACK), KIND_TLS_SYNACK);
-            // Only the SYN-ACK of the handshake: later segments from the server are not.
-            assert_eq!(candidate(TCP, p, 40000, TCP_ACK), 0);
+            // Later segments from the server may start its first flight (the kernel
+            // then looks for a ServerHello); a bare SYN from a TLS port is nothing.
+            assert_eq!(candidate(TCP, p, 40000, TCP_ACK), KIND_TLS_SERVER);
             assert_eq!(candidate(TCP, p, 40000, TCP_SYN), 0);
         }
         // Media is not sampled.
@@ -337,6 +354,20 @@ mod tests {
         assert!(client_is_source(KIND_TLS));
         assert!(!client_is_source(KIND_DNS));
         assert!(!client_is_source(KIND_TLS_SYNACK));
+        assert!(!client_is_source(KIND_TLS_SERVER));
+    }
+
+    #[test]
+    fn server_hello_head() {
+        assert!(looks_like_server_hello([
+            0x16, 0x03, 0x03, 0x00, 0x5a, 0x02
+        ]));
+        assert!(!looks_like_server_hello([
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01
+        ]));
+        assert!(!looks_like_server_hello([
+            0x17, 0x03, 0x03, 0x00, 0x5a, 0x02
+        ]));
     }
 
     #[test]

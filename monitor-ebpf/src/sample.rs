@@ -1,5 +1,7 @@
 //! Copies DNS queries and responses, TLS ClientHellos and the SYN-ACKs before them to
-//! the daemon (ring buffer), which learns Webex peers from them. Only the port test runs
+//! the daemon (ring buffer), which learns Webex peers from them; and the start of TLS
+//! servers' first flights (ServerHello and the segment after it), whose certificates the
+//! daemon checks for SSL inspection (never learning from them). Only the port test runs
 //! on every packet; each sample is charged to its client's token bucket before it is
 //! reserved (`learn::take_token`), so one host's flood cannot fill the ring; the copy is
 //! bounded (`learn::SAMPLE_BYTES`) and done by a helper, so it also reaches paged skb data.
@@ -19,9 +21,10 @@ use monitor_common::{
     GlobalCounters,
     flow::FAMILY_V4,
     learn::{
-        HELLO_CONTINUATION_NS, KIND_TLS, KIND_TLS_SYNACK, LearnSample, SAMPLE_BYTES,
-        STATE_RATE_LIMITED, STATE_SAMPLE_COST_NS, candidate, client_is_source, cost_ns,
-        hello_continues, hello_key, hello_slot, looks_like_client_hello, new_bucket, take_token,
+        HELLO_CONTINUATION_NS, KIND_TLS, KIND_TLS_SERVER, KIND_TLS_SYNACK, LearnSample,
+        SAMPLE_BYTES, STATE_RATE_LIMITED, STATE_SAMPLE_COST_NS, candidate, client_is_source,
+        cost_ns, hello_continues, hello_key, hello_slot, looks_like_client_hello,
+        looks_like_server_hello, new_bucket, take_token,
     },
 };
 
@@ -62,7 +65,7 @@ impl LoadBytes for TcContext {
 }
 
 /// Samples `p` when it is a DNS query or response, a TLS ClientHello (or its
-/// continuation) or a SYN-ACK from a TLS port. Inline only the port test: anything else
+/// continuation), a SYN-ACK from a TLS port, or a ServerHello segment (and the next). Inline only the port test: anything else
 /// pays a few comparisons.
 #[inline(always)]
 pub fn sample<C: LoadBytes>(
@@ -109,31 +112,69 @@ fn copy<C: LoadBytes>(
     if avail == 0 && kind != KIND_TLS_SYNACK {
         return;
     }
-    // Most TCP segments to 443 are not ClientHellos: look before reserving. The one
-    // after a hello too long for its segment, on the same connection, is sampled too
-    // (`learn::HelloCont`): one array read for the others.
-    if kind == KIND_TLS {
-        let mut head = [0u8; 6];
-        // SAFETY: `head` holds 6 bytes.
-        let hello = avail >= 6
-            && unsafe { C::load(raw, payload, head.as_mut_ptr(), 6) } == 0
-            && looks_like_client_hello(head);
-        let key = hello_key((meta >> 32) as u32, ports);
+    // Most TCP segments to or from 443 are not hellos: look before reserving. The one
+    // after a ClientHello too long for its segment, on the same connection, is sampled
+    // too (`learn::HelloCont`). A server's segments are looked at only on a connection
+    // whose ClientHello passed here within 1 s (its slot is armed for the reply): the
+    // ServerHello, and the segment after it (the certificate goes on there) for
+    // `ssl_inspection`. One array read for every other segment (downloads included).
+    if kind == KIND_TLS || kind == KIND_TLS_SERVER {
+        let ifindex = (meta >> 32) as u32;
+        let key = hello_key(ifindex, ports);
         let Some(slot) = HELLO_CONT.get_ptr_mut(hello_slot(key)) else {
             return;
         };
         // SAFETY: a live array value; racing CPUs only lose a continuation.
+        if kind == KIND_TLS_SERVER && unsafe { (*slot).key != key } {
+            return;
+        }
+        let mut head = [0u8; 6];
+        // SAFETY: `head` holds 6 bytes.
+        let hello = avail >= 6
+            && unsafe { C::load(raw, payload, head.as_mut_ptr(), 6) } == 0
+            && if kind == KIND_TLS {
+                looks_like_client_hello(head)
+            } else {
+                looks_like_server_hello(head)
+            };
+        let now = unsafe { bpf_ktime_get_ns() };
+        // The reply's key: the same connection the other way (the same slot).
+        let reply = hello_key(ifindex, ports.rotate_left(16));
+        // SAFETY: as above. `until_ns` bit 0 says a ServerHello was seen (its next
+        // segment is awaited) rather than awaited.
         unsafe {
-            if hello {
-                if hello_continues(head, avail) {
-                    (*slot).key = key;
-                    (*slot).until_ns = bpf_ktime_get_ns() + HELLO_CONTINUATION_NS;
+            if kind == KIND_TLS {
+                if hello {
+                    // A continuation takes the slot; a reply only a free one (another
+                    // connection's continuation is worth more than this certificate).
+                    if hello_continues(head, avail) {
+                        (*slot).key = key;
+                        (*slot).until_ns = (now + HELLO_CONTINUATION_NS) & !1;
+                    } else if (*slot).key == 0 || (*slot).until_ns < now || (*slot).key == reply {
+                        (*slot).key = reply;
+                        (*slot).until_ns = (now + HELLO_CONTINUATION_NS) & !1;
+                    }
+                } else {
+                    if (*slot).key != key || (*slot).until_ns < now {
+                        return;
+                    }
+                    // The hello is whole: now its reply is awaited.
+                    (*slot).key = reply;
+                    (*slot).until_ns = (now + HELLO_CONTINUATION_NS) & !1;
                 }
             } else {
-                if (*slot).key != key || (*slot).until_ns < bpf_ktime_get_ns() {
+                if (*slot).until_ns < now {
                     return;
                 }
-                (*slot).key = 0;
+                if (*slot).until_ns & 1 == 0 {
+                    if !hello {
+                        (*slot).key = 0;
+                        return;
+                    }
+                    (*slot).until_ns = (now + HELLO_CONTINUATION_NS) | 1;
+                } else {
+                    (*slot).key = 0;
+                }
             }
         }
     }

@@ -3,7 +3,10 @@
 //! concentrator on the LAN forwards it) is reported with exact counts and clears after
 //! the call; a plain LAN host's media in the same site is not. The media node sends STUN
 //! consent checks to the client, which answers each after a fixed 30 ms (the trip through
-//! the tunnel and back): the finding states that leg's RTT.
+//! the tunnel and back): the finding states that leg's RTT. And with the delay on the
+//! path instead (no netem here): a relay namespace between the LAN host and the gateway
+//! resends every frame 15 ms late each way while the client answers at once; the leg's
+//! RTT is the relay's 30 ms round trip.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
@@ -35,8 +38,8 @@ fn is_stun(m: &[u8], kind: [u8; 2]) -> bool {
 }
 
 /// The VPN client: `MEDIA` datagrams to the node every 20 ms; each consent check from the
-/// node answered `LEG` later. Returns (media echoes received, checks answered).
-fn vpn_client(from: SocketAddr, node: SocketAddr) -> (u32, u32) {
+/// node answered `leg` later. Returns (media echoes received, checks answered).
+fn vpn_client(from: SocketAddr, node: SocketAddr, leg: Duration) -> (u32, u32) {
     let s = UdpSocket::bind(from).expect("bind");
     s.set_nonblocking(true).unwrap();
     let start = Instant::now();
@@ -54,7 +57,7 @@ fn vpn_client(from: SocketAddr, node: SocketAddr) -> (u32, u32) {
             if is_stun(&buf[..n], [0x00, 0x01]) {
                 let mut resp = buf[..20].to_vec();
                 resp[0..2].copy_from_slice(&[0x01, 0x01]);
-                due.push((Instant::now() + LEG, resp));
+                due.push((Instant::now() + leg, resp));
             } else {
                 echoes += 1;
             }
@@ -111,6 +114,46 @@ fn media_node(node: SocketAddr) -> u32 {
         }
     }
     answers
+}
+
+/// The VPN client's call to the node (media, and consent checks answered `leg` late):
+/// every datagram echoed, every check answered.
+fn vpn_call(bed: &GatewayBed, leg: Duration) {
+    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 9000);
+    let ((echoes, answered), answers) = std::thread::scope(|s| {
+        let far = s.spawn(|| bed.tb.wan.run(|| media_node(node)));
+        std::thread::sleep(Duration::from_millis(100));
+        let near = bed
+            .tb
+            .lan
+            .run(|| vpn_client(SocketAddr::new(IpAddr::V4(VPN_CLIENT), 52000), node, leg));
+        (near, far.join().expect("node thread"))
+    });
+    assert_eq!(
+        (echoes, answered, answers),
+        (MEDIA, CHECKS as u32, CHECKS as u32)
+    );
+}
+
+/// The open `vpn_hairpin` with every datagram and check of [`vpn_call`], within 15 s.
+fn open_hairpin(bed: &GatewayBed) -> Value {
+    let packets = (2 * (MEDIA + CHECKS as u32)).to_string();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = bed.status();
+        if let Some(a) = hairpins(&s)
+            .into_iter()
+            .find(|a| a["cleared_unix_s"].is_null() && evidence(a, "media_packets") == packets)
+        {
+            return a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no vpn_hairpin with {packets} packets: {:#}",
+            s["anomalies"]
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn hairpins(status: &Value) -> Vec<Value> {
@@ -177,37 +220,8 @@ fn media_from_the_vpn_pool_hairpins_and_plain_media_does_not() {
 
     // The VPN client's call: 200 datagrams each way through the LAN interface, and 10
     // consent checks from the node, each answered (20 more packets each way).
-    let node = SocketAddr::new(IpAddr::V4(WEBEX_NODE_V4), 9000);
-    let ((echoes, answered), answers) = std::thread::scope(|s| {
-        let far = s.spawn(|| bed.tb.wan.run(|| media_node(node)));
-        std::thread::sleep(Duration::from_millis(100));
-        let near = bed
-            .tb
-            .lan
-            .run(|| vpn_client(SocketAddr::new(IpAddr::V4(VPN_CLIENT), 52000), node));
-        (near, far.join().expect("node thread"))
-    });
-    assert_eq!(
-        (echoes, answered, answers),
-        (MEDIA, CHECKS as u32, CHECKS as u32)
-    );
-    let packets = (2 * (MEDIA + CHECKS as u32)).to_string();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let a = loop {
-        let s = bed.status();
-        if let Some(a) = hairpins(&s)
-            .into_iter()
-            .find(|a| a["cleared_unix_s"].is_null() && evidence(a, "media_packets") == packets)
-        {
-            break a;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no vpn_hairpin with {packets} packets: {:#}",
-            s["anomalies"]
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    vpn_call(&bed, LEG);
+    let a = open_hairpin(&bed);
     let leg: f64 = evidence(&a, "vpn_leg_rtt_ms")
         .parse()
         .expect("a measured leg");
@@ -233,4 +247,70 @@ fn media_from_the_vpn_pool_hairpins_and_plain_media_does_not() {
         assert!(Instant::now() < deadline, "not cleared: {h:#?}");
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// The relay's namespace; deleted on drop (after the relay, dropped first).
+struct RelayNs(xtask::Netns);
+
+impl Drop for RelayNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", self.0.name()])
+            .status();
+    }
+}
+
+/// The path delay each way (the relay's), and how far above twice that the measured
+/// leg may be (the relay's 0.1 ms polling, scheduling on a loaded machine).
+const RELAY_DELAY: Duration = Duration::from_millis(15);
+const TOLERANCE_MS: f64 = 4.0;
+
+#[test]
+fn the_vpn_legs_rtt_is_the_path_delay_of_a_relay() {
+    let mut relay_ns = None;
+    let bed = GatewayBed::launch_with(CONFIG, |tb| {
+        let name = format!("{}-relay", tb.prefix());
+        let st = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status();
+        assert!(st.is_ok_and(|s| s.success()), "ip netns add {name}");
+        let ns = RelayNs(xtask::Netns::new(name));
+        tb.plug_lan_via(&ns.0).expect("LAN link through the relay");
+        tb.lan
+            .ip(&[
+                "addr",
+                "add",
+                &format!("{VPN_CLIENT}/24"),
+                "dev",
+                LAN_HOST_IF,
+            ])
+            .expect("pool address");
+        relay_ns = Some(ns);
+    });
+    let relay_ns = relay_ns.expect("relay namespace");
+    let relay = xtask::relay::DelayRelay::start(
+        &relay_ns.0,
+        "lan",
+        "gw",
+        RELAY_DELAY,
+        Duration::from_secs(120),
+    );
+    // The client answers at once: the leg's RTT is the path's.
+    vpn_call(&bed, Duration::ZERO);
+    let counts = &relay.counts;
+    use std::sync::atomic::Ordering::Relaxed;
+    // Every datagram and check crossed it (plus ARP and neighbour discovery).
+    assert!(counts.forward.load(Relaxed) >= (MEDIA + CHECKS as u32) as u64);
+    assert!(counts.back.load(Relaxed) >= (MEDIA + CHECKS as u32) as u64);
+    assert_eq!(counts.dropped.load(Relaxed), 0);
+    let a = open_hairpin(&bed);
+    let leg: f64 = evidence(&a, "vpn_leg_rtt_ms")
+        .parse()
+        .expect("a measured leg");
+    let path = 2.0 * RELAY_DELAY.as_secs_f64() * 1e3;
+    assert!(
+        (path..path + TOLERANCE_MS).contains(&leg),
+        "the relay delays 15 ms each way: {leg} ms"
+    );
+    drop(relay);
 }

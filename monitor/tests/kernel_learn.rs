@@ -1,6 +1,6 @@
 //! The kernel side of learning, through BPF_PROG_TEST_RUN: which packets become samples
 //! (queries, answers, hellos, SYN-ACKs; a long hello's continuation on its own
-//! connection only), the per-client token bucket before the ring (exact counts at a rate
+//! connection only; a server's ServerHello segment and the next one), the per-client token bucket before the ring (exact counts at a rate
 //! of one sample a second), and IPv6 clients keyed by their full address.
 
 mod support;
@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use aya::maps::{HashMap, MapData, RingBuf};
 use monitor::kernel::learn as maps;
 use monitor_common::learn::{
-    KIND_DNS, KIND_DNS_QUERY, KIND_TLS, KIND_TLS_SYNACK, LearnSample, RateBucket,
+    KIND_DNS, KIND_DNS_QUERY, KIND_TLS, KIND_TLS_SERVER, KIND_TLS_SYNACK, LearnSample, RateBucket,
 };
 use support::{Kernel, XDP_PASS};
 use xtask::frames::{self, Ipv4, Ipv6, L4};
@@ -125,6 +125,84 @@ fn a_long_hello_continues_on_its_own_connection_only() {
             .iter()
             .all(|s| s.kind == KIND_TLS && s.src_port == 40001)
     );
+}
+
+#[test]
+fn a_servers_first_flight_and_its_next_segment_are_sampled_and_nothing_else() {
+    let mut k = Kernel::load();
+    let mut ring = maps::take_ring(&mut k.harness.ebpf).unwrap();
+    // A ServerHello record head (type 22, version 3.3, handshake type 2).
+    let hello = [
+        0x16, 0x03, 0x03, 0x00, 0x5a, 0x02, 0x00, 0x00, 0x56, 0x03, 0x03,
+    ];
+    // Before any ClientHello on its connection: not even looked at.
+    k.xdp(&tcp(SERVER, 443, CLIENT, 40005, 0x18, &hello));
+    assert_eq!(drain(&mut ring).len(), 0);
+    // The client's hello (whole in its segment: 5 + 195 bytes) arms its slot for the reply.
+    k.xdp(&tcp(
+        CLIENT,
+        40005,
+        SERVER,
+        443,
+        0x18,
+        &hello_head(195, 194),
+    ));
+    assert_eq!(drain(&mut ring).len(), 1);
+    k.xdp(&tcp(SERVER, 443, CLIENT, 40005, 0x18, &hello));
+    // Another connection's data is not its continuation; its own next segment is (the
+    // certificate goes on there), the one after that is not.
+    k.xdp(&tcp(SERVER, 443, CLIENT, 40006, 0x18, b"other connection"));
+    k.xdp(&tcp(SERVER, 443, CLIENT, 40005, 0x18, b"certificate"));
+    k.xdp(&tcp(SERVER, 443, CLIENT, 40005, 0x18, b"more data"));
+    let samples = drain(&mut ring);
+    assert_eq!(samples.len(), 2, "{samples:?}");
+    assert_eq!(samples[0].data[..hello.len()], hello);
+    assert_eq!(&samples[1].data[..11], b"certificate");
+    assert!(samples.iter().all(|s| s.kind == KIND_TLS_SERVER
+        && s.src_port == 443
+        && s.dst_port == 40005
+        && s.dst_addr[12..] == CLIENT.octets()));
+}
+
+#[test]
+fn a_reply_that_is_not_a_server_hello_disarms_the_connection() {
+    let mut k = Kernel::load();
+    let mut ring = maps::take_ring(&mut k.harness.ebpf).unwrap();
+    k.xdp(&tcp(
+        CLIENT,
+        40007,
+        SERVER,
+        443,
+        0x18,
+        &hello_head(195, 194),
+    ));
+    assert_eq!(drain(&mut ring).len(), 1);
+    // Application data first (not the TLS expected): nothing, and nothing after it.
+    let data = b"\x17\x03\x03\x00\x10 app data";
+    k.xdp(&tcp(SERVER, 443, CLIENT, 40007, 0x18, data));
+    let server_hello = [0x16, 0x03, 0x03, 0x00, 0x5a, 0x02];
+    k.xdp(&tcp(SERVER, 443, CLIENT, 40007, 0x18, &server_hello));
+    assert_eq!(drain(&mut ring).len(), 0);
+}
+
+#[test]
+fn a_long_hellos_reply_is_awaited_once_the_hello_is_whole() {
+    let mut k = Kernel::load();
+    let mut ring = maps::take_ring(&mut k.harness.ebpf).unwrap();
+    // A hello in two segments (the slot first awaits its continuation, then the reply).
+    k.xdp(&tcp(
+        CLIENT,
+        40008,
+        SERVER,
+        443,
+        0x10,
+        &hello_head(1500, 594),
+    ));
+    k.xdp(&tcp(CLIENT, 40008, SERVER, 443, 0x18, b"second part"));
+    let server_hello = [0x16, 0x03, 0x03, 0x00, 0x5a, 0x02];
+    k.xdp(&tcp(SERVER, 443, CLIENT, 40008, 0x18, &server_hello));
+    let kinds: Vec<u8> = drain(&mut ring).iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, [KIND_TLS, KIND_TLS, KIND_TLS_SERVER]);
 }
 
 #[test]

@@ -156,6 +156,10 @@ fn full_report() -> StatusReport {
             "flows": 1, "matched": 100, "mismatched": 0, "rewritten": 0,
             "compliance_pct": 100.0
         }],
+        "detectors": {"tables": [{
+            "detector": "ssl_inspection", "table": "connections", "entries": 1,
+            "cap": 1024, "dropped": 0
+        }]},
         "learned_peers": [{
             "addr": "203.0.113.20", "name": "media.webex.com", "source": "dns",
             "expires_in_s": 42
@@ -175,6 +179,13 @@ const MAPS: &[&str] = &[
     "learn.dns_malformed",
     "learn.refused",
     "learn.sni_malformed",
+    "learn.tls_certificate_unread",
+    "learn.tls_certificates",
+    "learn.tls_certificates_cap",
+    "learn.tls_certificates_dropped",
+    "learn.tls_hellos_waiting",
+    "learn.tls_hellos_waiting_cap",
+    "learn.tls_server_flights",
     "counters.malformed",
 ];
 
@@ -398,6 +409,13 @@ const GOLDEN: &[&str] = &[
     "daemon.started_at_unix_s",
     "daemon.uptime_s",
     "daemon.version",
+    "detectors",
+    "detectors.tables",
+    "detectors.tables[].cap",
+    "detectors.tables[].detector",
+    "detectors.tables[].dropped",
+    "detectors.tables[].entries",
+    "detectors.tables[].table",
     "dscp",
     "dscp[].class",
     "dscp[].compliance_pct",
@@ -502,6 +520,13 @@ const GOLDEN: &[&str] = &[
     "learn.sample_drops",
     "learn.samples",
     "learn.sni_malformed",
+    "learn.tls_certificate_unread",
+    "learn.tls_certificates",
+    "learn.tls_certificates_cap",
+    "learn.tls_certificates_dropped",
+    "learn.tls_hellos_waiting",
+    "learn.tls_hellos_waiting_cap",
+    "learn.tls_server_flights",
     "learned_peers",
     "learned_peers[].addr",
     "learned_peers[].expires_in_s",

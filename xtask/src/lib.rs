@@ -23,6 +23,7 @@ pub mod netns;
 pub mod package;
 pub mod paths;
 pub mod prometheus;
+pub mod relay;
 pub mod rtp;
 pub mod rtpgen;
 pub mod scratch;

@@ -37,7 +37,16 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "openvpn",
     // `cargo xtask bench`: the profile of the programs during the forwarding benchmark.
     "linux-perf",
+    // The virtual environment mitmproxy is installed into (ssl_inspection test).
+    "python3-venv",
+    // Checksum offload off on the links of the delay relay (vpn_hairpin's RTT test).
+    "ethtool",
 ];
+/// A real TLS-intercepting proxy (the ssl_inspection test), from PyPI into its own
+/// virtual environment: exactly this version.
+const MITMPROXY_VERSION: &str = "10.4.2";
+/// Where it goes; the test runs `MITMPROXY_VENV/bin/mitmdump`.
+pub const MITMPROXY_VENV: &str = "/opt/mitmproxy";
 /// aya-build links the eBPF object with this exact bpf-linker.
 const BPF_LINKER_VERSION: &str = "0.10.0";
 /// The dependency audit's cargo-deny (deny.toml's format is this version's).
@@ -56,6 +65,7 @@ pub fn run() -> Result<()> {
     nightly_components()?;
     cargo_tool("bpf-linker", BPF_LINKER_VERSION)?;
     cargo_tool("cargo-deny", CARGO_DENY_VERSION)?;
+    mitmproxy()?;
     bpffs()?;
     Ok(())
 }
@@ -164,6 +174,34 @@ fn cargo_tool(tool: &str, version: &str) -> Result<()> {
     }
     println!("setup: installing {what} (cargo install; takes a few minutes)");
     cmd::run(Command::new("cargo").args(["install", &format!("{tool}@{version}"), "--locked"]))?;
+    step(&what, "installed");
+    Ok(())
+}
+
+/// Installs mitmproxy `MITMPROXY_VERSION` into `MITMPROXY_VENV` unless exactly that
+/// version is there (Debian's python3 with python3-venv).
+fn mitmproxy() -> Result<()> {
+    let what = format!("mitmproxy {MITMPROXY_VERSION}");
+    let mitmdump = format!("{MITMPROXY_VENV}/bin/mitmdump");
+    let present = cmd::output(Command::new(&mitmdump).arg("--version")).is_ok_and(|o| {
+        o.status.success()
+            && String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == format!("Mitmproxy: {MITMPROXY_VERSION}"))
+    });
+    if present {
+        step(&what, "present");
+        return Ok(());
+    }
+    println!("setup: installing {what} into {MITMPROXY_VENV} (pip)");
+    cmd::run(Command::new("/usr/bin/python3").args(["-m", "venv", MITMPROXY_VENV]))
+        .context("creating the mitmproxy virtual environment (needs python3-venv)")?;
+    cmd::run(Command::new(format!("{MITMPROXY_VENV}/bin/pip")).args([
+        "install",
+        "--quiet",
+        &format!("mitmproxy=={MITMPROXY_VERSION}"),
+    ]))
+    .context("installing mitmproxy from PyPI")?;
     step(&what, "installed");
     Ok(())
 }

@@ -89,6 +89,32 @@ impl Testbed {
         wiring::wait_ready(&[(&self.lan, LAN_HOST_IF), (&self.gw, GW_LAN_IF)])
     }
 
+    /// Puts `relay` (a namespace the caller made and removes) on the LAN link: the LAN
+    /// host's `eth0` <-> `relay`'s `lan` and `relay`'s `gw` <-> the gateway's `lan0`,
+    /// same addresses as before. Frames cross only if something joins `lan` and `gw`
+    /// ([`crate::relay::DelayRelay`]), which resends them as they are: checksum offload
+    /// is turned off on `eth0` and `lan0`, so no frame reaches the relay with its
+    /// checksum left for the hardware to fill in.
+    pub fn plug_lan_via(&self, relay: &Netns) -> Result<()> {
+        self.unplug_lan()?;
+        wiring::veth(&self.lan, LAN_HOST_IF, relay, "lan")?;
+        wiring::veth(relay, "gw", &self.gw, GW_LAN_IF)?;
+        wiring::lan_host(&self.lan)?;
+        wiring::gateway_lan(&self.gw)?;
+        for ifname in ["lo", "lan", "gw"] {
+            relay.ip(&["link", "set", ifname, "up"])?;
+        }
+        for (ns, ifname) in [(&self.lan, LAN_HOST_IF), (&self.gw, GW_LAN_IF)] {
+            ns.exec(&["ethtool", "-K", ifname, "tx", "off", "rx", "off"])?;
+        }
+        wiring::wait_ready(&[
+            (&self.lan, LAN_HOST_IF),
+            (relay, "lan"),
+            (relay, "gw"),
+            (&self.gw, GW_LAN_IF),
+        ])
+    }
+
     /// Deletes the WAN link (the gateway's `wan0` and the WAN host's `eth0` go together),
     /// as when a PPP or VPN uplink is not there yet.
     pub fn unplug_wan(&self) -> Result<()> {

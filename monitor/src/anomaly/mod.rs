@@ -14,7 +14,7 @@ pub mod window;
 pub use crate::report::anomaly::{Anomaly, Event, Evidence, Severity};
 
 /// Every detector's id (README "Anomalies"), for series that exist before one opens.
-pub const DETECTOR_IDS: [&str; 22] = [
+pub const DETECTOR_IDS: [&str; 23] = [
     crate::detect::sip_alg::ID,
     crate::detect::media::BLOCKED,
     crate::detect::media::ONE_WAY,
@@ -26,6 +26,7 @@ pub const DETECTOR_IDS: [&str; 22] = [
     crate::detect::dns::ID,
     crate::detect::vpn::HAIRPIN,
     crate::detect::tunnel::ID,
+    crate::detect::ssl::ID,
     crate::dscp::detect::MISSING,
     crate::dscp::detect::WRONG,
     crate::dscp::detect::LOST,

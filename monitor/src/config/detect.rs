@@ -25,7 +25,17 @@ pub struct DetectConfig {
     /// concentrator sits behind a monitored LAN interface: Webex media from these hosts
     /// is hairpinned through the VPN (`vpn_hairpin`). Default none (detector off).
     pub vpn_client_pools: Vec<Prefix>,
+    /// Certificate issuers Webex's TLS servers use (`ssl_inspection`): a Webex
+    /// connection whose leaf certificate's issuer O or CN contains none of these
+    /// (case-insensitive) was answered by someone else. Default
+    /// [`DEFAULT_TLS_EXPECTED_ISSUERS`]; empty turns the certificate check off.
+    pub tls_expected_issuers: Vec<String>,
 }
+
+/// The CAs that sign Webex's server certificates: IdenTrust (and its HydrantID
+/// issuing CAs), DigiCert (and QuoVadis, now DigiCert's), and Cisco's own CAs.
+pub const DEFAULT_TLS_EXPECTED_ISSUERS: [&str; 5] =
+    ["IdenTrust", "HydrantID", "DigiCert", "QuoVadis", "Cisco"];
 
 impl Default for DetectConfig {
     fn default() -> Self {
@@ -35,6 +45,10 @@ impl Default for DetectConfig {
             nat_use_pct: 80,
             nat_event_hold_s: 600,
             vpn_client_pools: Vec::new(),
+            tls_expected_issuers: DEFAULT_TLS_EXPECTED_ISSUERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -61,6 +75,19 @@ pub fn validate(d: &DetectConfig) -> Result<(), Problem> {
             });
         }
     }
+    if let Some(bad) = d
+        .tls_expected_issuers
+        .iter()
+        .find(|i| i.trim().is_empty() || i.len() > 64)
+    {
+        return Err(Problem {
+            field: "detect.tls_expected_issuers",
+            problem: format!(
+                "\"{bad}\" is not an issuer name; give 1 to 64 characters of the CA's \
+                 O or CN, e.g. \"IdenTrust\""
+            ),
+        });
+    }
     Ok(())
 }
 
@@ -85,6 +112,22 @@ mod tests {
             "{e}"
         );
         assert_eq!(DetectConfig::default().vpn_client_pools, []);
+    }
+
+    #[test]
+    fn tls_expected_issuers_default_and_parse() {
+        assert_eq!(
+            DetectConfig::default().tls_expected_issuers,
+            ["IdenTrust", "HydrantID", "DigiCert", "QuoVadis", "Cisco"]
+        );
+        let d: DetectConfig = toml::from_str("tls_expected_issuers = [\"Example CA\"]").unwrap();
+        assert_eq!(d.tls_expected_issuers, ["Example CA"]);
+        assert_eq!(validate(&d), Ok(()));
+        let d: DetectConfig = toml::from_str("tls_expected_issuers = [\" \"]").unwrap();
+        assert_eq!(
+            validate(&d).unwrap_err().field,
+            "detect.tls_expected_issuers"
+        );
     }
 
     #[test]

@@ -123,6 +123,11 @@ impl Analysis {
                 .map(|v| v.take_dns_failures())
                 .unwrap_or_default();
             detectors.set_dns_failures(dns_failures, dropped, snapshot::monotonic_ns());
+            let (certs, _) = learn
+                .lock()
+                .map(|v| v.take_server_certs())
+                .unwrap_or_default();
+            detectors.set_server_certs(certs, &handshake_rtts(&snap), now_unix_s);
             detectors.poll(&mut report, now_unix_s);
             (report.scale.anomalies, report.scale.conntrack) = detectors.scale();
             report.scale.analysis_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -162,4 +167,18 @@ impl Analysis {
             }
         }
     }
+}
+
+/// The kernel's completed TCP handshake RTTs (SYN to SYN/ACK, ns) per flow of `snap`.
+fn handshake_rtts(snap: &Snapshot) -> Vec<(monitor_common::FlowKey, u64)> {
+    use monitor_common::rtp::HANDSHAKE_PENDING;
+    snap.flows
+        .iter()
+        .filter(|(k, v)| {
+            k.protocol == 6
+                && v.handshake_rtt_ns != 0
+                && v.handshake_rtt_ns & HANDSHAKE_PENDING == 0
+        })
+        .map(|(k, v)| (*k, v.handshake_rtt_ns))
+        .collect()
 }

@@ -63,6 +63,18 @@ impl Detectors {
         self.failures.set_stun_rtt(rtt);
     }
 
+    /// The servers' certificates on Webex connections read since the last poll, with
+    /// the snapshot's TCP handshake RTTs (`ssl_inspection`).
+    pub fn set_server_certs(
+        &mut self,
+        certs: Vec<crate::learn::certs::ServerCert>,
+        handshakes: &[(monitor_common::FlowKey, u64)],
+        now_unix_s: u64,
+    ) {
+        self.failures
+            .set_server_certs(certs, handshakes, now_unix_s);
+    }
+
     /// The failed lookups of Webex names recorded since the last poll, the learner's
     /// ring drop counter, and CLOCK_MONOTONIC now (the failures are stamped with it).
     pub fn set_dns_failures(
@@ -99,6 +111,8 @@ impl Detectors {
             journal(&t);
         }
         report.anomalies = self.book.list();
+        report.detectors.tables = self.failures.tables();
+        report.detectors.tables.insert(1, self.dns.table());
         report.dscp = self.dscp_totals.rows();
     }
 

@@ -116,6 +116,7 @@ pub fn build_tracked(
             flow_tables: flow_tables(snap),
             ..Default::default()
         },
+        detectors: Default::default(),
     }
 }
 

@@ -29,6 +29,7 @@ use crate::{
 };
 
 use super::{View, nft_counters, subject};
+use crate::report::detectors::DetectorTable;
 
 pub const HERE: &str = "webex_blocked_here";
 pub const SIGNALLING: &str = "signalling_blocked";
@@ -67,9 +68,22 @@ pub struct State {
     rules: nft_counters::Moves,
     /// Whether the last ruleset read worked (`None`: not read yet).
     rules_readable: Option<bool>,
+    /// New LAN flows not judged because [`MAX_TRACKED`] were remembered, since start.
+    dropped: u64,
 }
 
 impl State {
+    /// Its table for status `detectors`.
+    pub fn table(&self) -> DetectorTable {
+        DetectorTable::new(
+            HERE,
+            "lan_flows",
+            self.here.len(),
+            MAX_TRACKED,
+            self.dropped,
+        )
+    }
+
     pub fn detect(&mut self, view: &View<'_>, now: u64) -> Vec<Finding> {
         let mut out = self.here(view, now, nft_counters::read);
         out.extend(signalling(view));
@@ -136,6 +150,7 @@ impl State {
                 continue;
             }
             if !self.here.contains_key(&key) && self.here.len() >= MAX_TRACKED {
+                self.dropped += 1;
                 continue;
             }
             let twins = wan

@@ -31,6 +31,8 @@ pub struct State {
     recent: VecDeque<DnsFailure>,
     /// Dropped by the learner's ring since start (shown in the evidence).
     ring_dropped: u64,
+    /// The oldest failures forgotten to stay within [`MAX_EVENTS`], since start.
+    dropped: u64,
 }
 
 /// What the window holds for one name and code.
@@ -41,11 +43,23 @@ struct Tally {
 }
 
 impl State {
+    /// Its table for status `detectors` (the learner's ring is in status `learn`).
+    pub fn table(&self) -> crate::report::detectors::DetectorTable {
+        crate::report::detectors::DetectorTable::new(
+            ID,
+            "failures",
+            self.recent.len(),
+            MAX_EVENTS,
+            self.dropped,
+        )
+    }
+
     /// Takes the failures recorded since the last poll and the ring's drop counter.
     pub fn add(&mut self, events: Vec<DnsFailure>, ring_dropped: u64) {
         self.recent.extend(events);
         while self.recent.len() > MAX_EVENTS {
             self.recent.pop_front();
+            self.dropped += 1;
         }
         self.ring_dropped = ring_dropped;
     }

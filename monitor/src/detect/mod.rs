@@ -5,7 +5,10 @@
 //! NAT state from [`system`]) and returns [`Finding`](crate::anomaly::Finding)s for the
 //! anomaly book. Verdicts come from the deltas and recent activity, never from lifetime
 //! counters alone (README "Anomalies": when each clears). [`dns`] judges the failed
-//! lookups of Webex names the learner records instead of flows.
+//! lookups of Webex names the learner records instead of flows; [`ssl`] the servers'
+//! certificates it reads on Webex connections, with the kernel's handshake and STUN
+//! round trips. Each detector's tables between polls are bounded and shown in status
+//! (`detectors.tables`).
 
 pub mod blocked;
 pub mod conntrack_join;
@@ -17,6 +20,7 @@ pub mod nat_exhaustion;
 pub mod nat_timeout;
 pub mod nft_counters;
 pub mod sip_alg;
+pub mod ssl;
 pub mod system;
 pub mod tunnel;
 pub mod vpn;
@@ -58,6 +62,7 @@ pub struct Failures {
     blocked: blocked::State,
     vpn: vpn::State,
     tunnel: tunnel::State,
+    ssl: ssl::State,
     /// The last snapshot's STUN RTTs measured on requests leaving an interface (see
     /// [`Failures::set_stun_rtt`]).
     stun_rtt: Vec<(monitor_common::FlowKey, monitor_common::rtp::RttStats)>,
@@ -259,6 +264,7 @@ impl Failures {
             blocked: blocked::State::default(),
             vpn: vpn::State::default(),
             tunnel: tunnel::State::default(),
+            ssl: ssl::State::default(),
             stun_rtt: Vec::new(),
             conntrack: None,
             conntrack_read: None,
@@ -280,6 +286,28 @@ impl Failures {
                 .filter(|(k, _)| k.direction == monitor_common::Direction::Egress as u8)
                 .copied(),
         );
+    }
+
+    /// Takes the servers' certificates the learner read since the last poll
+    /// (`ssl_inspection`) with the kernel's TCP handshake RTTs of the same snapshot, at
+    /// `now_unix_s`.
+    pub fn set_server_certs(
+        &mut self,
+        certs: Vec<crate::learn::certs::ServerCert>,
+        handshakes: &[(monitor_common::FlowKey, u64)],
+        now_unix_s: u64,
+    ) {
+        self.ssl.add(certs, handshakes, &self.cfg, now_unix_s);
+    }
+
+    /// The detectors' tables between polls (status `detectors`).
+    pub fn tables(&self) -> Vec<crate::report::detectors::DetectorTable> {
+        vec![
+            self.blocked.table(),
+            self.tunnel.table(),
+            self.vpn.table(),
+            self.ssl.table(),
+        ]
     }
 
     /// Runs every failure detector on one poll's report at `now_unix_s`; `deltas` are its
@@ -346,6 +374,7 @@ impl Failures {
             self.vpn
                 .detect(&view, &self.cfg, &self.stun_rtt, now_unix_s),
         );
+        findings.extend(self.ssl.detect(&self.cfg, &self.stun_rtt, now_unix_s));
         findings.extend(
             self.mtu
                 .detect(&view, self.path_mtu, system::too_big_drops(), now_unix_s),

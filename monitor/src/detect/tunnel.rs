@@ -17,6 +17,7 @@ use monitor_common::tunnel::{IPPROTO_ESP, tunnel};
 use crate::anomaly::{Finding, Severity};
 
 use super::{View, is_media, subject};
+use crate::report::detectors::DetectorTable;
 
 pub const ID: &str = "media_in_tunnel";
 pub const WINDOW_S: u64 = 10;
@@ -53,9 +54,22 @@ pub struct State {
     tunnels: HashMap<String, Tunnel>,
     /// Per inner host: when Webex media last left it directly.
     direct: HashMap<String, u64>,
+    /// New tunnel flows not judged because [`MAX_TUNNELS`] were remembered, since start.
+    dropped: u64,
 }
 
 impl State {
+    /// Its table for status `detectors`.
+    pub fn table(&self) -> DetectorTable {
+        DetectorTable::new(
+            ID,
+            "tunnel_flows",
+            self.tunnels.len(),
+            MAX_TUNNELS,
+            self.dropped,
+        )
+    }
+
     pub fn detect(&mut self, view: &View<'_>, now: u64) -> Vec<Finding> {
         let poll_s = (view.report.daemon.poll_interval_ms.max(1) as f64) / 1000.0;
         for f in view.flows() {
@@ -92,6 +106,7 @@ impl State {
             }
             let key = subject(f);
             if !self.tunnels.contains_key(&key) && self.tunnels.len() >= MAX_TUNNELS {
+                self.dropped += 1;
                 continue;
             }
             seen.insert(key.clone());

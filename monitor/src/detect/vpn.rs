@@ -44,9 +44,22 @@ struct Host {
 #[derive(Default)]
 pub struct State {
     hosts: HashMap<IpAddr, Host>,
+    /// New pool hosts not judged because [`MAX_HOSTS`] were remembered, since start.
+    dropped: u64,
 }
 
 impl State {
+    /// Its table for status `detectors`.
+    pub fn table(&self) -> crate::report::detectors::DetectorTable {
+        crate::report::detectors::DetectorTable::new(
+            HAIRPIN,
+            "pool_hosts",
+            self.hosts.len(),
+            MAX_HOSTS,
+            self.dropped,
+        )
+    }
+
     /// `stun_rtt`: STUN RTTs per flow of requests that left an interface (see
     /// [`super::Failures::set_stun_rtt`]).
     pub fn detect(
@@ -81,6 +94,7 @@ impl State {
         }
         for (inner, (pool, packets, peers)) in this_poll {
             if !self.hosts.contains_key(&inner) && self.hosts.len() >= MAX_HOSTS {
+                self.dropped += 1;
                 continue;
             }
             let h = self.hosts.entry(inner).or_insert_with(|| Host {

@@ -5,7 +5,7 @@
 //! detectors drain on each poll: a flood of failing lookups cannot grow memory, the
 //! oldest event is dropped and counted instead.
 
-use std::{collections::VecDeque, net::IpAddr};
+use std::net::IpAddr;
 
 /// Events kept until the detectors' next poll, at most (README "Failure detectors").
 pub const MAX_EVENTS: usize = 1024;
@@ -55,40 +55,7 @@ pub struct DnsFailure {
 }
 
 /// The ring of failures not yet taken by the detectors.
-#[derive(Debug, Default)]
-pub struct DnsFailures {
-    events: VecDeque<DnsFailure>,
-    /// Events dropped because the ring was full, since start.
-    dropped: u64,
-}
-
-impl DnsFailures {
-    /// Adds an event, dropping (and counting) the oldest when full.
-    pub fn push(&mut self, e: DnsFailure) {
-        if self.events.len() >= MAX_EVENTS {
-            self.events.pop_front();
-            self.dropped += 1;
-        }
-        self.events.push_back(e);
-    }
-
-    /// Takes every event kept, oldest first.
-    pub fn take(&mut self) -> Vec<DnsFailure> {
-        self.events.drain(..).collect()
-    }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
-    pub fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-}
+pub type DnsFailures = super::ring::Ring<DnsFailure, MAX_EVENTS>;
 
 #[cfg(test)]
 mod tests {

@@ -783,3 +783,62 @@ fn a_flood_of_forged_syn_acks_does_not_shut_out_a_real_handshake() {
     );
     assert_eq!(l.pending().1, pending::MAX_HANDSHAKES);
 }
+
+fn flight_to(client_port: u16, payload: &[u8]) -> LearnSample {
+    pkt(
+        KIND_TLS_SERVER,
+        TCP,
+        LAN_IF,
+        OUT,
+        (SERVER, 443),
+        (CLIENT, client_port),
+        payload,
+    )
+}
+
+#[test]
+fn a_webex_hellos_certificate_is_read_once_and_teaches_nothing() {
+    use crate::learn::cert::tests::{certificate, flight};
+    let mut l = learner();
+    let f = flight(&certificate(
+        &[(3, "mitmproxy"), (10, "mitmproxy")],
+        &[(3, "x.wbx2.com")],
+    ));
+    // A flight nobody asked for (no hello on its connection): not even looked at.
+    l.ingest(&flight_to(40000, &f), 0);
+    assert_eq!(l.stats.server_flights, 0);
+    // A hello for a Webex name, then its server's flight split over two segments.
+    l.ingest(&synack(40000, SERVER), 0);
+    l.ingest(&hello_to(40000, SERVER, &hello(b"x.wbx2.com")), 0);
+    let peers = l.peers().clone();
+    l.ingest(&flight_to(40000, &f[..120]), S);
+    assert!(l.server_certs().lock().unwrap().is_empty());
+    l.ingest(&flight_to(40000, &f[120..]), S);
+    let certs = l.server_certs().lock().unwrap().take();
+    assert_eq!(certs.len(), 1, "{certs:?}");
+    assert_eq!(
+        (certs[0].sni.as_str(), certs[0].client_port, certs[0].server),
+        ("x.wbx2.com", 40000, IpAddr::from(SERVER))
+    );
+    let names = certs[0].names.clone().unwrap();
+    assert_eq!(names.issuer, "CN=mitmproxy, O=mitmproxy");
+    assert_eq!(names.subject, "CN=x.wbx2.com");
+    assert_eq!(
+        (
+            l.stats.server_flights,
+            l.stats.certificates,
+            l.stats.reassembled
+        ),
+        (1, 1, 1)
+    );
+    // A certificate teaches nothing.
+    assert_eq!(l.peers(), &peers);
+    // The flight again on that connection: no hello waits for it any more.
+    l.ingest(&flight_to(40000, &f), 2 * S);
+    assert!(l.server_certs().lock().unwrap().is_empty());
+    // A hello for another name: its server's flight is not read.
+    l.ingest(&synack(40001, SERVER), 2 * S);
+    l.ingest(&hello_to(40001, SERVER, &hello(b"www.example.org")), 2 * S);
+    l.ingest(&flight_to(40001, &f), 2 * S);
+    assert_eq!((l.stats.server_flights, l.certs_waiting()), (1, 0));
+}

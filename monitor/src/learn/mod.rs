@@ -10,11 +10,14 @@
 //! [`Learner`] is the pure part (no kernel): samples in, peer changes out. The daemon
 //! glue is in [`run`].
 
+pub mod cert;
+pub mod certs;
 pub mod dns;
 pub mod failures;
 pub mod pending;
 mod reassembly;
 pub mod render;
+pub mod ring;
 pub mod run;
 pub mod sni;
 mod stats;
@@ -32,7 +35,8 @@ use std::{
 use monitor_common::{
     flow::FAMILY_V4,
     learn::{
-        KIND_DNS, KIND_DNS_QUERY, KIND_TLS, KIND_TLS_SYNACK, LearnSample, SOURCE_DNS, SOURCE_SNI,
+        KIND_DNS, KIND_DNS_QUERY, KIND_TLS, KIND_TLS_SERVER, KIND_TLS_SYNACK, LearnSample,
+        SOURCE_DNS, SOURCE_SNI,
     },
 };
 
@@ -59,6 +63,10 @@ pub struct Learner {
     partial: Partial,
     /// Failed lookups of Webex names, drained by the detectors (shared with them).
     failures: Arc<Mutex<DnsFailures>>,
+    /// Webex hellos waiting for their server's certificate, and the certificates read,
+    /// drained by the detectors (`ssl_inspection`).
+    waiting: certs::Waiting,
+    certs: Arc<Mutex<certs::ServerCerts>>,
     pub stats: Stats,
 }
 
@@ -74,6 +82,8 @@ impl Learner {
             handshakes: Handshakes::default(),
             partial: Partial::default(),
             failures: Arc::default(),
+            waiting: certs::Waiting::default(),
+            certs: Arc::default(),
             stats: Stats::default(),
         }
     }
@@ -87,6 +97,16 @@ impl Learner {
     /// The site as found now (interfaces, own addresses, LAN prefixes).
     pub fn set_site(&mut self, site: Site) {
         self.site = site;
+    }
+
+    /// The ring of servers' certificates on Webex connections (`ssl_inspection`).
+    pub fn server_certs(&self) -> Arc<Mutex<certs::ServerCerts>> {
+        self.certs.clone()
+    }
+
+    /// Webex hellos waiting for their server's certificate.
+    pub fn certs_waiting(&self) -> usize {
+        self.waiting.len()
     }
 
     /// The ring of failed lookups of Webex names (`dns_blocks_webex`).
@@ -266,11 +286,19 @@ impl Learner {
                     self.refuse("no_handshake");
                     return changes;
                 }
+                let name = sni::server_name(&hello);
+                // Every copy (LAN and WAN side) waits for its own server flight.
+                if let Ok(n) = &name
+                    && self.domains.matches(n)
+                    && !self.waiting.insert(outward, n.clone(), now_ns)
+                {
+                    self.refuse("too_many_certificate_waits");
+                }
                 if self.duplicate(KIND_TLS, dst, s.dst_port, &hello, now_ns) {
                     self.stats.duplicates += 1;
                     return changes;
                 }
-                match sni::server_name(&hello) {
+                match name {
                     Ok(name) if self.domains.matches(&name) => {
                         let ttl = self.cfg.sni_ttl_s;
                         if self.teach(dst, name, SOURCE_SNI, ttl, now_ns, &mut changes) {
@@ -281,6 +309,10 @@ impl Learner {
                     Err(e) => *self.stats.sni_malformed.entry(e.as_str()).or_default() += 1,
                 }
             }
+            (KIND_TLS_SERVER, Side::Inbound) => self.server_flight(back, data, cut, now_ns),
+            // A server on the site answering a client outside: not a Webex connection
+            // of the site's, and nothing forged about it.
+            (KIND_TLS_SERVER, Side::Outbound) => {}
             // An answer or SYN-ACK going out, a query or hello coming in: not the
             // site's own conversation (a forged packet from the internet, or a LAN host
             // answering for a resolver).
@@ -364,6 +396,7 @@ impl Learner {
         }
         self.handshakes.purge(now_ns);
         self.partial.purge(now_ns);
+        self.waiting.purge(now_ns);
         gone
     }
 

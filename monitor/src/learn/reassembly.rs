@@ -1,12 +1,14 @@
 //! Messages that span two TCP segments: a DNS-over-TCP message whose first segment holds
-//! only part of it (its 2-byte length alone, say) and a ClientHello longer than its
-//! segment (large post-quantum hellos). The start waits in [`super::pending::Partial`]
+//! only part of it (its 2-byte length alone, say), a ClientHello longer than its
+//! segment (large post-quantum hellos), and a server's certificate that starts in the
+//! segment of its ServerHello and ends in the next. The start waits in [`super::pending::Partial`]
 //! (bounded, timed) for the next segment of the same connection on the same interface.
 
-use monitor_common::learn::KIND_TLS;
+use monitor_common::learn::{KIND_TLS, KIND_TLS_SERVER};
 
 use super::{
-    Learner, TCP,
+    Learner, TCP, cert,
+    certs::ServerCert,
     pending::{self, Conn},
 };
 
@@ -85,5 +87,70 @@ impl Learner {
             return None;
         }
         Some(stream)
+    }
+
+    /// A segment of a TLS server's first flight on `conn` (seen from its client): the
+    /// ServerHello's segment, or the one after it. Only flights answering a Webex hello
+    /// are read; the leaf's names (or that TLS 1.3 hides them) go to the detectors.
+    pub(super) fn server_flight(&mut self, conn: Conn, data: &[u8], cut: bool, now_ns: u64) {
+        let Some(sni) = self.waiting.get(&conn, now_ns).map(str::to_owned) else {
+            return;
+        };
+        let starts = data.len() >= 6 && data[0] == 0x16 && data[1] == 0x03 && data[5] == 0x02;
+        let mut stream = if starts {
+            self.stats.server_flights += 1;
+            data.to_vec()
+        } else {
+            let Some(mut start) = self.partial.take(KIND_TLS_SERVER, &conn, now_ns) else {
+                return;
+            };
+            start.extend_from_slice(data);
+            self.stats.reassembled += 1;
+            start
+        };
+        stream.truncate(pending::MAX_PARTIAL_BYTES);
+        let names = match cert::leaf_names(&stream) {
+            Ok(n) => Some(n),
+            Err(cert::CertError::Encrypted) => None,
+            // The names are in the next segment (only when this one was copied whole:
+            // a cut sample leaves a gap).
+            Err(cert::CertError::Truncated) if starts && !cut => {
+                if !self.partial.start(KIND_TLS_SERVER, conn, &stream, now_ns) {
+                    self.refuse("too_many_partial");
+                }
+                return;
+            }
+            Err(e) => {
+                self.waiting.remove(&conn);
+                *self.stats.cert_unread.entry(e.as_str()).or_default() += 1;
+                return;
+            }
+        };
+        self.waiting.remove(&conn);
+        // The same flight seen on the WAN and on the LAN side: one event.
+        let key = format!("{sni} {names:?}");
+        if self.duplicate(
+            KIND_TLS_SERVER,
+            conn.server,
+            conn.server_port,
+            key.as_bytes(),
+            now_ns,
+        ) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.stats.certificates += 1;
+        if let Ok(mut c) = self.certs.lock() {
+            c.push(ServerCert {
+                sni,
+                ifindex: conn.ifindex,
+                client: conn.client,
+                client_port: conn.client_port,
+                server: conn.server,
+                server_port: conn.server_port,
+                names,
+                at_ns: now_ns,
+            });
+        }
     }
 }

@@ -47,6 +47,10 @@ pub struct View {
     pending: (usize, usize, usize),
     /// Failed lookups of Webex names, until the detectors take them.
     dns_failures: Arc<Mutex<super::failures::DnsFailures>>,
+    /// Servers' certificates on Webex connections, until the detectors take them; and
+    /// the hellos waiting for theirs.
+    server_certs: Arc<Mutex<super::certs::ServerCerts>>,
+    certs_waiting: usize,
 }
 
 impl View {
@@ -55,6 +59,15 @@ impl View {
     pub fn take_dns_failures(&self) -> (Vec<super::failures::DnsFailure>, u64) {
         match self.dns_failures.lock() {
             Ok(mut f) => (f.take(), f.dropped()),
+            Err(_) => (Vec::new(), 0),
+        }
+    }
+
+    /// Takes the servers' certificates recorded since the last call, and how many the
+    /// ring dropped since start (for `ssl_inspection`).
+    pub fn take_server_certs(&self) -> (Vec<super::certs::ServerCert>, u64) {
+        match self.server_certs.lock() {
+            Ok(mut c) => (c.take(), c.dropped()),
             Err(_) => (Vec::new(), 0),
         }
     }
@@ -109,6 +122,13 @@ impl View {
             partial_waiting: self.pending.2 as u64,
             dns_failures_dropped: self.dns_failures.lock().map_or(0, |f| f.dropped()),
             dns_failures_cap: super::failures::MAX_EVENTS as u64,
+            tls_server_flights: s.server_flights,
+            tls_certificates: s.certificates,
+            tls_certificate_unread: map(&s.cert_unread),
+            tls_certificates_dropped: self.server_certs.lock().map_or(0, |c| c.dropped()),
+            tls_certificates_cap: super::certs::MAX_EVENTS as u64,
+            tls_hellos_waiting: self.certs_waiting as u64,
+            tls_hellos_waiting_cap: super::certs::MAX_WAITING as u64,
         });
     }
 }
@@ -329,6 +349,8 @@ impl Learning {
             client_rate_per_s: self.learn_config().client_rate_per_s,
             pending: self.learner.pending(),
             dns_failures: self.learner.dns_failures(),
+            server_certs: self.learner.server_certs(),
+            certs_waiting: self.learner.certs_waiting(),
         };
         if let Ok(mut v) = self.view.lock() {
             *v = view;

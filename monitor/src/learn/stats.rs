@@ -64,4 +64,11 @@ pub struct Stats {
     pub expired: u64,
     /// Samples dropped because learning is disabled.
     pub ignored: u64,
+    /// TLS servers' first flights (ServerHello segments) answering a Webex hello.
+    pub server_flights: u64,
+    /// Of those, certificates read (or found encrypted, TLS 1.3) and handed to
+    /// `ssl_inspection`.
+    pub certificates: u64,
+    /// Flights whose certificate could not be read, by reason.
+    pub cert_unread: BTreeMap<&'static str, u64>,
 }

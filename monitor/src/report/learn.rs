@@ -93,4 +93,25 @@ pub struct LearnStatus {
     pub dns_failures_dropped: u64,
     #[serde(default)]
     pub dns_failures_cap: u64,
+    /// TLS servers' first flights answering a ClientHello for a Webex name, and of
+    /// those the certificates read (names, or TLS 1.3: not in clear) for
+    /// `ssl_inspection`; flights whose certificate could not be read, by reason.
+    #[serde(default)]
+    pub tls_server_flights: u64,
+    #[serde(default)]
+    pub tls_certificates: u64,
+    #[serde(default)]
+    pub tls_certificate_unread: BTreeMap<String, u64>,
+    /// Certificates dropped because the ring the detectors drain each poll was full,
+    /// since start; and the ring's size.
+    #[serde(default)]
+    pub tls_certificates_dropped: u64,
+    #[serde(default)]
+    pub tls_certificates_cap: u64,
+    /// Webex hellos waiting for their server's certificate (at most the cap; the
+    /// oldest goes first, counted in `refused.too_many_certificate_waits`).
+    #[serde(default)]
+    pub tls_hellos_waiting: u64,
+    #[serde(default)]
+    pub tls_hellos_waiting_cap: u64,
 }

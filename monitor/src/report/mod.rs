@@ -4,6 +4,7 @@
 
 pub mod anomaly;
 pub mod calls;
+pub mod detectors;
 pub mod dscp;
 pub mod learn;
 pub mod scale;

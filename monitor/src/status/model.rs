@@ -44,6 +44,7 @@ impl StatusReport {
             learned_peers: self.learned_peers.clone(),
             learn: self.learn.clone(),
             scale: self.scale.clone(),
+            detectors: self.detectors.clone(),
         }
     }
 }
@@ -100,6 +101,9 @@ pub struct StatusReport {
     /// The daemon's own load and caps: status socket clients (README "Scale and caps").
     #[serde(default)]
     pub scale: crate::report::scale::ScaleStatus,
+    /// The failure detectors' tables: fill, cap, and what each dropped when full.
+    #[serde(default)]
+    pub detectors: crate::report::detectors::DetectorsStatus,
 }
 
 /// How export is doing (README "Export").

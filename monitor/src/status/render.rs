@@ -157,6 +157,7 @@ fn maps(out: &mut String, report: &StatusReport, paint: Paint) {
     }
     table.write(out, paint);
     scale_notes(out, &report.scale);
+    detector_notes(out, &report.detectors);
 }
 
 /// One line each for what the daemon's caps turned away or folded, only when it did
@@ -184,6 +185,17 @@ fn scale_notes(out: &mut String, s: &crate::report::scale::ScaleStatus) {
             "  status clients turned away: {} busy, {} silent connections closed (at most \
              {} at once)\n",
             c.refused_busy, c.closed_idle, c.max_clients
+        ));
+    }
+}
+
+/// One line per detector table that dropped entries because it was full (README
+/// "Detector tables"; the numbers are in the JSON's `detectors`).
+fn detector_notes(out: &mut String, d: &crate::report::detectors::DetectorsStatus) {
+    for t in d.tables.iter().filter(|t| t.dropped > 0) {
+        out.push_str(&format!(
+            "  {} {} table full: {} dropped (at most {})\n",
+            t.detector, t.table, t.dropped, t.cap
         ));
     }
 }
@@ -603,6 +615,7 @@ pub(crate) mod tests {
             learned_peers: Vec::new(),
             learn: None,
             scale: Default::default(),
+            detectors: Default::default(),
         }
     }
 
@@ -716,6 +729,25 @@ FLOWS (3 of 3, busiest first)
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_full_detector_table_gets_a_line_under_the_maps() {
+        use crate::report::detectors::DetectorTable;
+        let mut r = sample_report();
+        r.detectors.tables = vec![
+            DetectorTable::new("vpn_hairpin", "pool_hosts", 3, 1024, 0),
+            DetectorTable::new("ssl_inspection", "connections", 1024, 1024, 7),
+        ];
+        let text = render(&r, false);
+        assert!(
+            text.contains(
+                "  WEBEX_V4       41     41  100.0%\n  ssl_inspection connections table full: 7 \
+                 dropped (at most 1024)\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("pool_hosts"));
     }
 
     #[test]

@@ -18,8 +18,9 @@
 //! Both clear once the condition has been absent for the book's clear hold-down: traffic
 //! that passes again (or stops) leaves the window within [`WINDOW_S`] seconds.
 
+use crate::fasthash::{HashMap, HashSet};
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, VecDeque},
     net::IpAddr,
 };
 
@@ -88,7 +89,7 @@ impl State {
             return Vec::new();
         }
         // WAN egress flows by protocol and peer.
-        let mut wan: HashMap<(&str, &str, u16), Vec<&FlowStatus>> = HashMap::new();
+        let mut wan: HashMap<(&str, &str, u16), Vec<&FlowStatus>> = HashMap::default();
         for f in view.flows() {
             if view.is_wan(f) && f.direction == "egress" && f.class != "not_webex" {
                 wan.entry((&f.protocol, &f.dst_addr, f.dst_port))
@@ -114,7 +115,7 @@ impl State {
                 )
             })
             .collect();
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         // The flows with polls in the window, with their subjects.
         let mut tracked: Vec<(&FlowStatus, String)> = Vec::new();
         for f in view.flows() {

@@ -10,7 +10,8 @@
 //! [`VOICE_POLLS`] voice-shaped polls within the last [`WINDOW_S`] seconds and no direct
 //! Webex media from the host in that window; it clears when either ends.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use crate::fasthash::{HashMap, HashSet};
+use std::collections::VecDeque;
 
 use monitor_common::tunnel::{IPPROTO_ESP, tunnel};
 
@@ -71,7 +72,7 @@ impl State {
         self.direct
             .retain(|_, at| now.saturating_sub(*at) < WINDOW_S);
 
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         let mut out = Vec::new();
         for f in view.flows() {
             let from_lan = if view.has_lan() {

@@ -8,8 +8,9 @@
 //! is monitored) in the last [`WINDOW_S`] seconds; it clears when that media has been
 //! gone for the window (plus the book's hold-down).
 
+use crate::fasthash::HashMap;
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{BTreeSet, VecDeque},
     net::IpAddr,
 };
 
@@ -59,7 +60,7 @@ impl State {
         if cfg.vpn_client_pools.is_empty() {
             return Vec::new();
         }
-        let mut this_poll: HashMap<IpAddr, (Prefix, u64, Vec<String>)> = HashMap::new();
+        let mut this_poll: HashMap<IpAddr, (Prefix, u64, Vec<String>)> = HashMap::default();
         for f in view.flows() {
             let side = if view.has_lan() { view.is_lan(f) } else { true };
             if f.protocol != "udp" || !is_media(f) || !side {

@@ -17,7 +17,8 @@
 //! settles, its packets so far count once. A finding clears [`WINDOW_S`] seconds after
 //! its last offending packet (then after the book's hold-down).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use crate::fasthash::HashMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::{Setup, profile};
 use crate::{
@@ -137,9 +138,9 @@ impl State {
         let has_lan = setup.interfaces.iter().any(|i| i.role == Role::Lan);
         let role = |f: &FlowStatus| setup.role(&f.interface);
         // Per peer: the LAN ingress flows (before NAT) and WAN ingress flows (arrivals).
-        let mut lan_in: HashMap<Peer, Vec<Twin>> = HashMap::new();
-        let mut wan_in: HashMap<Peer, Vec<Twin>> = HashMap::new();
-        let mut by_key: HashMap<FlowId, usize> = HashMap::new();
+        let mut lan_in: HashMap<Peer, Vec<Twin>> = HashMap::default();
+        let mut wan_in: HashMap<Peer, Vec<Twin>> = HashMap::default();
+        let mut by_key: HashMap<FlowId, usize> = HashMap::default();
         for (i, f) in flows.iter().enumerate() {
             if f.dscp.is_none() {
                 continue;

@@ -125,6 +125,11 @@ impl Analysis {
             detectors.set_dns_failures(dns_failures, dropped, snapshot::monotonic_ns());
             detectors.poll(&mut report, now_unix_s);
             (report.scale.anomalies, report.scale.conntrack) = detectors.scale();
+            // Only the flows status and export show stay in the published report.
+            report.keep_shown_flows(
+                crate::status::model::MAX_FLOWS_SERVED,
+                crate::config::export::MAX_CALL_SERIES as usize,
+            );
             report.scale.analysis_ms = started.elapsed().as_secs_f64() * 1e3;
             (
                 detectors,

@@ -114,6 +114,7 @@ pub fn build_tracked(
             flow_tables: flow_tables(snap),
             ..Default::default()
         },
+        flow_aggregates: None,
     }
 }
 

@@ -84,7 +84,8 @@ pub struct View<'a> {
     pub conntrack_age_s: f64,
     lan: HashSet<&'a str>,
     wan: HashSet<&'a str>,
-    index: HashMap<FlowId<'a>, usize>,
+    /// The flows by text identity, built on first use ([`View::flow`], [`View::reverse`]).
+    index: std::cell::OnceCell<HashMap<FlowId<'a>, usize>>,
     /// The flows conntrack entries join with, by numeric 5-tuple: built on first use
     /// ([`View::joins`]).
     joins: std::cell::OnceCell<conntrack_join::Joins<'a>>,
@@ -117,12 +118,6 @@ impl<'a> View<'a> {
                 .map(|i| i.name.as_str())
                 .collect()
         };
-        let index = report
-            .flows
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (id(f), i))
-            .collect::<HashMap<_, _>>();
         View {
             report,
             deltas,
@@ -132,7 +127,7 @@ impl<'a> View<'a> {
             ruleset,
             lan: role("lan"),
             wan: role("wan"),
-            index,
+            index: std::cell::OnceCell::new(),
             joins: std::cell::OnceCell::new(),
         }
     }
@@ -147,14 +142,25 @@ impl<'a> View<'a> {
     pub fn flow<'k>(&'k self, id: &FlowId<'k>) -> Option<&'a FlowStatus> {
         // The key type is covariant: the index keyed by the report's strings can be
         // searched with a key borrowing shorter-lived ones.
-        let index: &'k HashMap<FlowId<'k>, usize> = &self.index;
+        let index: &'k HashMap<FlowId<'k>, usize> = self.index();
         index.get(id).map(|&i| &self.report.flows[i])
+    }
+
+    fn index(&self) -> &HashMap<FlowId<'a>, usize> {
+        self.index.get_or_init(|| {
+            let flows = &self.report.flows;
+            let mut index = HashMap::with_capacity_and_hasher(flows.len(), Default::default());
+            for (i, f) in flows.iter().enumerate() {
+                index.insert(id(f), i);
+            }
+            index
+        })
     }
 
     /// What `f` (a flow of this view's report) counted since the last poll.
     pub fn delta(&self, f: &FlowStatus) -> Counts {
         self.position(f)
-            .or_else(|| self.index.get(&id(f)).copied())
+            .or_else(|| self.index().get(&id(f)).copied())
             .and_then(|i| self.deltas.get(i))
             .copied()
             .unwrap_or_default()

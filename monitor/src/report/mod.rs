@@ -5,5 +5,6 @@
 pub mod anomaly;
 pub mod calls;
 pub mod dscp;
+pub mod flows;
 pub mod learn;
 pub mod scale;

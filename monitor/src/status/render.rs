@@ -603,6 +603,7 @@ pub(crate) mod tests {
             learned_peers: Vec::new(),
             learn: None,
             scale: Default::default(),
+            flow_aggregates: None,
         }
     }
 

@@ -16,6 +16,7 @@ use crate::{
     kernel::snapshot::{self, Snapshot},
     learn::run::View as LearnView,
     quality::tracker::Tracker,
+    report::scale::Cap,
     status::model::{InterfaceStatus, StatusReport},
 };
 
@@ -43,6 +44,27 @@ fn build_with(
         v.annotate(&mut report, &snap.counters, snapshot::monotonic_ns());
     }
     report
+}
+
+/// The caps of what the report holds: its flows (the rest counted in `flows_total`)
+/// and the call records.
+fn report_caps(report: &StatusReport) -> Vec<Cap> {
+    let kept = report.flows.len();
+    let mut caps = vec![Cap::new(
+        "report.flows",
+        crate::status::model::MAX_FLOWS_SERVED + crate::config::export::MAX_CALL_SERIES as usize,
+        kept,
+        report.flows_total.saturating_sub(kept as u64),
+    )];
+    if let Some(t) = &report.call_tracking {
+        caps.push(Cap {
+            name: "quality.call_records".into(),
+            limit: t.max_call_records,
+            held: report.call_records.len() as u64,
+            refused: t.records_dropped,
+        });
+    }
+    caps
 }
 
 /// A finished analysis: the report with its anomalies, and when its snapshot was taken.
@@ -130,6 +152,8 @@ impl Analysis {
                 crate::status::model::MAX_FLOWS_SERVED,
                 crate::config::export::MAX_CALL_SERIES as usize,
             );
+            report.scale.caps.extend(detectors.caps());
+            report.scale.caps.extend(report_caps(&report));
             report.scale.analysis_ms = started.elapsed().as_secs_f64() * 1e3;
             (
                 detectors,

@@ -65,12 +65,24 @@ struct Poll {
 pub struct State {
     /// Per LAN ingress flow (subject): its polls within the window.
     here: HashMap<String, VecDeque<Poll>>,
+    /// Flows not followed because `here` held [`MAX_TRACKED`] already.
+    refused: u64,
     rules: nft_counters::Moves,
     /// Whether the last ruleset read worked (`None`: not read yet).
     rules_readable: Option<bool>,
 }
 
 impl State {
+    /// The table of followed LAN flows: its cap, fill and refusals (status `scale.caps`).
+    pub fn cap(&self) -> crate::report::scale::Cap {
+        crate::report::scale::Cap::new(
+            "detect.blocked.flows",
+            MAX_TRACKED,
+            self.here.len(),
+            self.refused,
+        )
+    }
+
     pub fn detect(&mut self, view: &View<'_>, now: u64) -> Vec<Finding> {
         let mut out = self.here(view, now, nft_counters::read);
         out.extend(signalling(view));
@@ -137,6 +149,7 @@ impl State {
                 continue;
             }
             if !self.here.contains_key(&key) && self.here.len() >= MAX_TRACKED {
+                self.refused += 1;
                 continue;
             }
             let twins = wan

@@ -45,9 +45,22 @@ struct Host {
 #[derive(Default)]
 pub struct State {
     hosts: HashMap<IpAddr, Host>,
+    /// Hosts not followed because `hosts` held [`MAX_HOSTS`] already.
+    refused: u64,
 }
 
 impl State {
+    /// The table of followed inner hosts: its cap, fill and refusals (status
+    /// `scale.caps`).
+    pub fn cap(&self) -> crate::report::scale::Cap {
+        crate::report::scale::Cap::new(
+            "detect.vpn.hosts",
+            MAX_HOSTS,
+            self.hosts.len(),
+            self.refused,
+        )
+    }
+
     /// `stun_rtt`: STUN RTTs per flow of requests that left an interface (see
     /// [`super::Failures::set_stun_rtt`]).
     pub fn detect(
@@ -82,6 +95,7 @@ impl State {
         }
         for (inner, (pool, packets, peers)) in this_poll {
             if !self.hosts.contains_key(&inner) && self.hosts.len() >= MAX_HOSTS {
+                self.refused += 1;
                 continue;
             }
             let h = self.hosts.entry(inner).or_insert_with(|| Host {

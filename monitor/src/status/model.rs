@@ -88,7 +88,13 @@ fn aggregate(flows: &[FlowStatus]) -> Vec<FlowAggregate> {
         Default::default();
     for f in flows {
         let e = agg
-            .entry((&f.class, &f.interface, &f.direction, &f.protocol, f.ip_version))
+            .entry((
+                &f.class,
+                &f.interface,
+                &f.direction,
+                &f.protocol,
+                f.ip_version,
+            ))
             .or_default();
         e.0 += f.packets;
         e.1 += f.bytes;
@@ -96,16 +102,18 @@ fn aggregate(flows: &[FlowStatus]) -> Vec<FlowAggregate> {
     }
     let mut out: Vec<FlowAggregate> = agg
         .into_iter()
-        .map(|((class, interface, direction, protocol, ip_version), (p, b, n))| FlowAggregate {
-            class: class.to_string(),
-            interface: interface.to_string(),
-            direction: direction.to_string(),
-            protocol: protocol.to_string(),
-            ip_version,
-            packets: p,
-            bytes: b,
-            flows: n,
-        })
+        .map(
+            |((class, interface, direction, protocol, ip_version), (p, b, n))| FlowAggregate {
+                class: class.to_string(),
+                interface: interface.to_string(),
+                direction: direction.to_string(),
+                protocol: protocol.to_string(),
+                ip_version,
+                packets: p,
+                bytes: b,
+                flows: n,
+            },
+        )
         .collect();
     out.sort();
     out

@@ -23,7 +23,7 @@ pub mod vpn;
 
 use std::time::{Duration, Instant};
 
-use crate::fasthash::{HashMap, HashSet};
+use crate::fasthash::HashMap;
 use crate::{
     anomaly::{Finding, window::Counts},
     config::detect::DetectConfig,
@@ -82,8 +82,10 @@ pub struct View<'a> {
     /// Seconds since `conntrack` was read (it is not read every poll on big tables):
     /// flows younger than this cannot be in it yet.
     pub conntrack_age_s: f64,
-    lan: HashSet<&'a str>,
-    wan: HashSet<&'a str>,
+    /// A few names each: compared in turn, cheaper than hashing a flow's interface name
+    /// (asked of every flow by several detectors).
+    lan: Vec<&'a str>,
+    wan: Vec<&'a str>,
     /// The flows by text identity, built on first use ([`View::flow`], [`View::reverse`]).
     index: std::cell::OnceCell<HashMap<FlowId<'a>, usize>>,
     /// The flows conntrack entries join with, by numeric 5-tuple: built on first use
@@ -110,13 +112,16 @@ impl<'a> View<'a> {
         conntrack_age_s: f64,
         ruleset: Option<&'a system::Ruleset>,
     ) -> View<'a> {
-        let role = |r: &str| -> HashSet<&'a str> {
-            report
+        let role = |r: &str| -> Vec<&'a str> {
+            let mut names: Vec<&'a str> = report
                 .interfaces
                 .iter()
                 .filter(|i| i.role == r)
                 .map(|i| i.name.as_str())
-                .collect()
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            names
         };
         View {
             report,
@@ -179,11 +184,11 @@ impl<'a> View<'a> {
     }
 
     pub fn is_lan(&self, f: &FlowStatus) -> bool {
-        self.lan.contains(f.interface.as_str())
+        self.lan.contains(&f.interface.as_str())
     }
 
     pub fn is_wan(&self, f: &FlowStatus) -> bool {
-        self.wan.contains(f.interface.as_str())
+        self.wan.contains(&f.interface.as_str())
     }
 
     pub fn wan_interfaces(&self) -> impl Iterator<Item = &'a str> + '_ {

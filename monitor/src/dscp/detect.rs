@@ -140,12 +140,23 @@ impl State {
         // Per peer: the LAN ingress flows (before NAT) and WAN ingress flows (arrivals).
         let mut lan_in: HashMap<Peer, Vec<Twin>> = HashMap::default();
         let mut wan_in: HashMap<Peer, Vec<Twin>> = HashMap::default();
-        let mut by_key: HashMap<FlowId, usize> = HashMap::default();
+        // Flows by text identity, for the few WAN arrivals that need their way out:
+        // built on first use (hashing every flow's text each poll was much of its cost).
+        let by_key: std::cell::OnceCell<HashMap<FlowId, usize>> = std::cell::OnceCell::new();
+        let by_key = || {
+            by_key.get_or_init(|| {
+                flows
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.dscp.is_some())
+                    .map(|(i, f)| (crate::detect::id(f), i))
+                    .collect()
+            })
+        };
         for (i, f) in flows.iter().enumerate() {
             if f.dscp.is_none() {
                 continue;
             }
-            by_key.insert(crate::detect::id(f), i);
             let (m, mm) = judged(f, &deltas[i], baseline);
             let twin = Twin {
                 inner_port: f.inner_port,
@@ -210,7 +221,7 @@ impl State {
                     None => (if unmarked { MISSING } else { WRONG }, 0),
                 },
                 (Some(Role::Wan), "ingress") => {
-                    let out = by_key
+                    let out = by_key()
                         .get(&FlowId {
                             interface: &f.interface,
                             direction: "egress",

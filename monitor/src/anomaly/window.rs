@@ -69,8 +69,6 @@ impl Counts {
 #[derive(Debug, Default)]
 pub struct Deltas {
     prev: HashMap<u64, Counts>,
-    /// The map the next poll fills, kept to reuse its memory.
-    next: HashMap<u64, Counts>,
     /// Seeded per process: flow identities come from the wire.
     hasher: foldhash::fast::RandomState,
     polls: u64,
@@ -82,9 +80,7 @@ impl Deltas {
     pub fn update(&mut self, flows: &[FlowStatus]) -> Vec<Counts> {
         let baseline = self.polls == 0;
         self.polls += 1;
-        let mut next = std::mem::take(&mut self.next);
-        next.clear();
-        next.reserve(flows.len());
+        let mut next = HashMap::with_capacity_and_hasher(flows.len(), Default::default());
         let out = flows
             .iter()
             .map(|f| {
@@ -112,11 +108,7 @@ impl Deltas {
                 }
             })
             .collect();
-        self.next = std::mem::replace(&mut self.prev, next);
-        // A table that shrank a lot gives its memory back.
-        if self.next.capacity() > 4 * self.prev.len().max(1024) {
-            self.next = HashMap::default();
-        }
+        self.prev = next;
         out
     }
 

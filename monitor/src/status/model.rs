@@ -72,12 +72,17 @@ impl StatusReport {
         if self.flows.len() <= served {
             return;
         }
-        let rest = self.flows.split_off(served);
-        self.flows.extend(
-            rest.into_iter()
-                .filter(|f| CALL_CLASSES.contains(&f.class.as_str()))
-                .take(call_flows),
-        );
+        // In place: moving a million flows to a second list would double the peak.
+        let (mut seen, mut calls) = (0, 0);
+        self.flows.retain(|f| {
+            seen += 1;
+            let keep =
+                seen <= served || (calls < call_flows && CALL_CLASSES.contains(&f.class.as_str()));
+            if seen > served && keep {
+                calls += 1;
+            }
+            keep
+        });
         self.flows.shrink_to_fit();
     }
 }

@@ -89,8 +89,9 @@ impl StatusReport {
 
 /// Totals of `flows` per class, interface, direction, transport and IP version.
 fn aggregate(flows: &[FlowStatus]) -> Vec<FlowAggregate> {
-    let mut agg: crate::fasthash::HashMap<(&str, &str, &str, &str, u8), (u64, u64, u64)> =
-        Default::default();
+    // (class, interface, direction, protocol, IP version) -> (packets, bytes, flows)
+    type Group<'a> = (&'a str, &'a str, &'a str, &'a str, u8);
+    let mut agg: crate::fasthash::HashMap<Group<'_>, (u64, u64, u64)> = Default::default();
     for f in flows {
         let e = agg
             .entry((

@@ -9,6 +9,7 @@ pub mod detect;
 pub mod dscp;
 pub mod exit;
 pub mod export;
+pub mod fasthash;
 pub mod kernel;
 pub mod learn;
 pub mod logging;

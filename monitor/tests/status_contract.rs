@@ -169,6 +169,9 @@ fn full_report() -> StatusReport {
             "dns_responses": 2, "dns_malformed": {"truncated": 1}, "dns_cut": 0,
             "client_hellos": 1, "sni_malformed": {}, "learned_dns": 1, "learned_sni": 0,
             "refused_full": 0, "expired": 0, "flows_deleted": 0, "peers": 1
+        },
+        "scale": {
+            "caps": [{"name": "learn.peers", "limit": 4096, "held": 1, "refused": 0}]
         }
     }))
     .expect("the fixture no longer deserialises: a required field was added or renamed")
@@ -549,6 +552,11 @@ const GOLDEN: &[&str] = &[
     "media.stun_responses",
     "scale",
     "scale.analysis_ms",
+    "scale.caps",
+    "scale.caps[].held",
+    "scale.caps[].limit",
+    "scale.caps[].name",
+    "scale.caps[].refused",
     "scale.anomalies",
     "scale.anomalies.aggregates",
     "scale.anomalies.cap_per_id",

@@ -8,10 +8,9 @@
 //! run never reopen a finding. A flow that is new since the last poll, or was evicted and
 //! created again (its counters went down), counts all it has.
 
-use std::{
-    collections::HashMap,
-    hash::{BuildHasher, RandomState},
-};
+use std::hash::BuildHasher;
+
+use crate::fasthash::HashMap;
 
 use crate::status::model::FlowStatus;
 
@@ -70,7 +69,8 @@ impl Counts {
 #[derive(Debug, Default)]
 pub struct Deltas {
     prev: HashMap<u64, Counts>,
-    hasher: RandomState,
+    /// Seeded per process: flow identities come from the wire.
+    hasher: foldhash::fast::RandomState,
     polls: u64,
 }
 
@@ -80,7 +80,7 @@ impl Deltas {
     pub fn update(&mut self, flows: &[FlowStatus]) -> Vec<Counts> {
         let baseline = self.polls == 0;
         self.polls += 1;
-        let mut next = HashMap::with_capacity(flows.len());
+        let mut next = HashMap::with_capacity_and_hasher(flows.len(), Default::default());
         let out = flows
             .iter()
             .map(|f| {

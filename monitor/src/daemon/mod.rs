@@ -224,7 +224,11 @@ impl Daemon {
         // The first report, before anything is served.
         let hub = {
             let snap = snapshot::take(&ebpf).context("reading the maps")?;
-            let report = analysis::build(&snap, &info, &ifaces, &learn_view);
+            let mut report = analysis::build(&snap, &info, &ifaces, &learn_view);
+            report.keep_shown_flows(
+                crate::status::model::MAX_FLOWS_SERVED,
+                crate::config::export::MAX_CALL_SERIES as usize,
+            );
             watch::channel(Arc::new(Published {
                 report: Arc::new(report),
                 taken_mono_ns: snap.taken_mono_ns,

@@ -1,15 +1,13 @@
 //! Turning a map snapshot into the status report.
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{
     Class, Direction, FlowKey, FlowStats, MalformedReason, WebexSide, flow::FAMILY_V4,
     rtp::HANDSHAKE_PENDING,
 };
 
+use crate::fasthash::HashMap;
 use crate::{
     kernel::snapshot::Snapshot,
     status::model::{
@@ -117,6 +115,7 @@ pub fn build_tracked(
             ..Default::default()
         },
         detectors: Default::default(),
+        flow_aggregates: None,
     }
 }
 
@@ -175,7 +174,9 @@ fn busiest_first<'a>(
     sorted
 }
 
-fn quality_ifaces(info: &StaticInfo) -> HashMap<u32, crate::quality::calls::Iface<'_>> {
+fn quality_ifaces(
+    info: &StaticInfo,
+) -> std::collections::HashMap<u32, crate::quality::calls::Iface<'_>> {
     info.interfaces
         .iter()
         .map(|i| {
@@ -482,7 +483,7 @@ mod tests {
             protocol: 58,
             ..Default::default()
         };
-        let f = flow_status(&key, &FlowStats::default(), &HashMap::new(), 0);
+        let f = flow_status(&key, &FlowStats::default(), &HashMap::default(), 0);
         assert_eq!(f.interface, "if99");
         assert_eq!(f.protocol, "icmpv6");
         assert_eq!(f.ip_version, 6);

@@ -18,8 +18,9 @@
 //! Both clear once the condition has been absent for the book's clear hold-down: traffic
 //! that passes again (or stops) leaves the window within [`WINDOW_S`] seconds.
 
+use crate::fasthash::{HashMap, HashSet};
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, VecDeque},
     net::IpAddr,
 };
 
@@ -84,6 +85,16 @@ impl State {
         )
     }
 
+    /// The table of followed LAN flows: its cap, fill and refusals (status `scale.caps`).
+    pub fn cap(&self) -> crate::report::scale::Cap {
+        crate::report::scale::Cap::new(
+            "detect.blocked.flows",
+            MAX_TRACKED,
+            self.here.len(),
+            self.dropped,
+        )
+    }
+
     pub fn detect(&mut self, view: &View<'_>, now: u64) -> Vec<Finding> {
         let mut out = self.here(view, now, nft_counters::read);
         out.extend(signalling(view));
@@ -102,7 +113,7 @@ impl State {
             return Vec::new();
         }
         // WAN egress flows by protocol and peer.
-        let mut wan: HashMap<(&str, &str, u16), Vec<&FlowStatus>> = HashMap::new();
+        let mut wan: HashMap<(&str, &str, u16), Vec<&FlowStatus>> = HashMap::default();
         for f in view.flows() {
             if view.is_wan(f) && f.direction == "egress" && f.class != "not_webex" {
                 wan.entry((&f.protocol, &f.dst_addr, f.dst_port))
@@ -128,7 +139,7 @@ impl State {
                 )
             })
             .collect();
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         // The flows with polls in the window, with their subjects.
         let mut tracked: Vec<(&FlowStatus, String)> = Vec::new();
         for f in view.flows() {

@@ -3,7 +3,7 @@
 //! is then one look-up, instead of a scan of all flows per entry (which made 5,000
 //! entries and 900 flows cost most of a core).
 
-use std::collections::{HashMap, HashSet};
+use crate::fasthash::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::system::Tuple;

@@ -54,6 +54,17 @@ impl State {
         )
     }
 
+    /// The window of failed lookups: its cap, fill and what was dropped (here, or by the
+    /// learner's ring before it) (status `scale.caps`).
+    pub fn cap(&self) -> crate::report::scale::Cap {
+        crate::report::scale::Cap::new(
+            "detect.dns.failures",
+            MAX_EVENTS,
+            self.recent.len(),
+            self.dropped + self.ring_dropped,
+        )
+    }
+
     /// Takes the failures recorded since the last poll and the ring's drop counter.
     pub fn add(&mut self, events: Vec<DnsFailure>, ring_dropped: u64) {
         self.recent.extend(events);
@@ -195,8 +206,15 @@ mod tests {
         let many = (0..MAX_EVENTS + 10)
             .map(|_| ev("mtg.webex.com", Code::ServFail, 100, "192.0.2.10"))
             .collect();
-        s.add(many, 0);
+        s.add(many, 4);
         let f = s.detect(100 * S);
         assert_eq!(evidence(&f[0], "count"), MAX_EVENTS.to_string());
+        // Shown in status `scale.caps`: 10 dropped here, 4 by the learner's ring.
+        let cap = s.cap();
+        assert_eq!(cap.name, "detect.dns.failures");
+        assert_eq!(
+            (cap.limit, cap.held, cap.refused),
+            (MAX_EVENTS as u64, MAX_EVENTS as u64, 14)
+        );
     }
 }

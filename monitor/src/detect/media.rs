@@ -14,7 +14,7 @@
 //! sending (see [`State::icmp`]): a hang-up is not blocked media. That finding clears
 //! `media_silence_s` after the last such poll.
 
-use std::collections::HashMap;
+use crate::fasthash::HashMap;
 
 use crate::{
     anomaly::{Finding, Severity},
@@ -112,7 +112,7 @@ impl State {
 
         // Inbound at the WAN, not forwarded to the LAN: dropped on this gateway.
         if view.has_lan() {
-            let mut forwarded: HashMap<(&str, u16), (u64, bool)> = HashMap::new();
+            let mut forwarded: HashMap<(&str, u16), (u64, bool)> = HashMap::default();
             for f in view.flows().filter(udp_media) {
                 if view.is_lan(f) && f.direction == "egress" && f.src_addr == f.peer_addr {
                     let e = forwarded
@@ -169,7 +169,7 @@ impl State {
     /// keeps sending while refusing, for [`REFUSED_POLLS`] polls in a row. Judged on this
     /// poll's deltas: old counts (a new call reusing the 5-tuple, a restart) do not count.
     fn icmp(&mut self, view: &View<'_>, cfg: &DetectConfig, now: u64) -> Vec<Finding> {
-        let mut streak = HashMap::new();
+        let mut streak = HashMap::default();
         for f in view.flows() {
             if f.protocol != "udp" || !is_media(f) || f.direction != "egress" {
                 continue;

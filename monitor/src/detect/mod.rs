@@ -25,11 +25,9 @@ pub mod system;
 pub mod tunnel;
 pub mod vpn;
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
+use crate::fasthash::HashMap;
 use crate::{
     anomaly::{Finding, window::Counts},
     config::detect::DetectConfig,
@@ -89,9 +87,12 @@ pub struct View<'a> {
     /// Seconds since `conntrack` was read (it is not read every poll on big tables):
     /// flows younger than this cannot be in it yet.
     pub conntrack_age_s: f64,
-    lan: HashSet<&'a str>,
-    wan: HashSet<&'a str>,
-    index: HashMap<FlowId<'a>, usize>,
+    /// A few names each: compared in turn, cheaper than hashing a flow's interface name
+    /// (asked of every flow by several detectors).
+    lan: Vec<&'a str>,
+    wan: Vec<&'a str>,
+    /// The flows by text identity, built on first use ([`View::flow`], [`View::reverse`]).
+    index: std::cell::OnceCell<HashMap<FlowId<'a>, usize>>,
     /// The flows conntrack entries join with, by numeric 5-tuple: built on first use
     /// ([`View::joins`]).
     joins: std::cell::OnceCell<conntrack_join::Joins<'a>>,
@@ -116,20 +117,17 @@ impl<'a> View<'a> {
         conntrack_age_s: f64,
         ruleset: Option<&'a system::Ruleset>,
     ) -> View<'a> {
-        let role = |r: &str| -> HashSet<&'a str> {
-            report
+        let role = |r: &str| -> Vec<&'a str> {
+            let mut names: Vec<&'a str> = report
                 .interfaces
                 .iter()
                 .filter(|i| i.role == r)
                 .map(|i| i.name.as_str())
-                .collect()
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            names
         };
-        let index = report
-            .flows
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (id(f), i))
-            .collect::<HashMap<_, _>>();
         View {
             report,
             deltas,
@@ -139,7 +137,7 @@ impl<'a> View<'a> {
             ruleset,
             lan: role("lan"),
             wan: role("wan"),
-            index,
+            index: std::cell::OnceCell::new(),
             joins: std::cell::OnceCell::new(),
         }
     }
@@ -154,25 +152,48 @@ impl<'a> View<'a> {
     pub fn flow<'k>(&'k self, id: &FlowId<'k>) -> Option<&'a FlowStatus> {
         // The key type is covariant: the index keyed by the report's strings can be
         // searched with a key borrowing shorter-lived ones.
-        let index: &'k HashMap<FlowId<'k>, usize> = &self.index;
+        let index: &'k HashMap<FlowId<'k>, usize> = self.index();
         index.get(id).map(|&i| &self.report.flows[i])
+    }
+
+    fn index(&self) -> &HashMap<FlowId<'a>, usize> {
+        self.index.get_or_init(|| {
+            let flows = &self.report.flows;
+            let mut index = HashMap::with_capacity_and_hasher(flows.len(), Default::default());
+            for (i, f) in flows.iter().enumerate() {
+                index.insert(id(f), i);
+            }
+            index
+        })
     }
 
     /// What `f` (a flow of this view's report) counted since the last poll.
     pub fn delta(&self, f: &FlowStatus) -> Counts {
-        self.index
-            .get(&id(f))
-            .and_then(|&i| self.deltas.get(i))
+        self.position(f)
+            .or_else(|| self.index().get(&id(f)).copied())
+            .and_then(|i| self.deltas.get(i))
             .copied()
             .unwrap_or_default()
     }
 
+    /// Where `f` is in the report's flows when it is one of them (not a copy): its
+    /// place from its address, without hashing its text (every detector asks this of
+    /// every flow it judges).
+    fn position(&self, f: &FlowStatus) -> Option<usize> {
+        let flows = &self.report.flows;
+        let size = std::mem::size_of::<FlowStatus>();
+        let start = flows.as_ptr() as usize;
+        let offset = (f as *const FlowStatus as usize).checked_sub(start)?;
+        let i = offset / size;
+        (offset % size == 0 && i < flows.len() && std::ptr::eq(&flows[i], f)).then_some(i)
+    }
+
     pub fn is_lan(&self, f: &FlowStatus) -> bool {
-        self.lan.contains(f.interface.as_str())
+        self.lan.contains(&f.interface.as_str())
     }
 
     pub fn is_wan(&self, f: &FlowStatus) -> bool {
-        self.wan.contains(f.interface.as_str())
+        self.wan.contains(&f.interface.as_str())
     }
 
     pub fn wan_interfaces(&self) -> impl Iterator<Item = &'a str> + '_ {
@@ -249,6 +270,11 @@ impl Failures {
     /// `scale.conntrack`).
     pub fn conntrack_cost(&self) -> ConntrackRead {
         self.conntrack_cost.clone()
+    }
+
+    /// The detectors' bounded state tables (status `scale.caps`).
+    pub fn caps(&self) -> Vec<crate::report::scale::Cap> {
+        vec![self.blocked.cap(), self.tunnel.cap(), self.vpn.cap()]
     }
 
     pub fn new(cfg: DetectConfig, path_mtu: u32) -> Failures {

@@ -15,7 +15,8 @@
 //! the last [`HOLD_S`] seconds and clears after. The first poll after start is a baseline:
 //! counts already there (maps pinned by an earlier run) are not growth.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::fasthash::{HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use crate::anomaly::{Finding, Severity};
 
@@ -142,7 +143,7 @@ impl State {
         }
 
         let mut out = Vec::new();
-        let mut present = HashSet::new();
+        let mut present = HashSet::default();
         for s in signs {
             let grew = match self.seen.get(&s.subject) {
                 Some(&(count, last_growth)) if count >= s.count => last_growth,

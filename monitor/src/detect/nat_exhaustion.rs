@@ -8,8 +8,9 @@
 //! Opens at `[detect] nat_use_pct` percent. Evidence includes the Webex flows arriving
 //! from the LAN that have no conntrack binding at all: new flows the NAT could not place.
 
+use crate::fasthash::HashSet;
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet},
     net::IpAddr,
 };
 
@@ -64,7 +65,7 @@ pub fn detect(view: &View<'_>, cfg: &DetectConfig) -> Vec<Finding> {
     // Ports in use per (public address, transport), and every binding by its numeric
     // original tuple: no text per entry (a table holds 100,000).
     let mut used: BTreeMap<(IpAddr, &'static str), BTreeSet<u16>> = BTreeMap::new();
-    let mut bound: HashSet<(&'static str, IpAddr, u16, IpAddr, u16)> = HashSet::new();
+    let mut bound: HashSet<(&'static str, IpAddr, u16, IpAddr, u16)> = HashSet::default();
     for e in entries {
         bound.insert((
             e.protocol,

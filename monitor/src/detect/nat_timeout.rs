@@ -11,7 +11,7 @@
 //!
 //! Gap and rebinding events stay open for `[detect] nat_event_hold_s` after the last one.
 
-use std::collections::HashMap;
+use crate::fasthash::HashMap;
 
 use crate::{
     anomaly::{Finding, Severity},

@@ -13,7 +13,7 @@
 //!
 //! The helper sign is the conntrack table as it is now: it clears when the entry goes.
 
-use std::collections::{HashMap, HashSet};
+use crate::fasthash::{HashMap, HashSet};
 
 use crate::anomaly::{Finding, Severity};
 
@@ -44,7 +44,7 @@ pub fn detect(view: &View<'_>, rewrites: &mut Rewrites, now: u64) -> Vec<Finding
     };
     let mut out = Vec::new();
     // Pairs seen in this poll: the pending deltas of the others are dropped.
-    let mut judged = HashSet::new();
+    let mut judged = HashSet::default();
     let helpers = view
         .ruleset
         .map(|r| r.sip_helpers.join(", "))

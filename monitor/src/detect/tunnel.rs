@@ -10,7 +10,8 @@
 //! [`VOICE_POLLS`] voice-shaped polls within the last [`WINDOW_S`] seconds and no direct
 //! Webex media from the host in that window; it clears when either ends.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use crate::fasthash::{HashMap, HashSet};
+use std::collections::VecDeque;
 
 use monitor_common::tunnel::{IPPROTO_ESP, tunnel};
 
@@ -70,6 +71,17 @@ impl State {
         )
     }
 
+    /// The table of followed tunnel flows: its cap, fill and refusals (status
+    /// `scale.caps`).
+    pub fn cap(&self) -> crate::report::scale::Cap {
+        crate::report::scale::Cap::new(
+            "detect.tunnel.flows",
+            MAX_TUNNELS,
+            self.tunnels.len(),
+            self.dropped,
+        )
+    }
+
     pub fn detect(&mut self, view: &View<'_>, now: u64) -> Vec<Finding> {
         let poll_s = (view.report.daemon.poll_interval_ms.max(1) as f64) / 1000.0;
         for f in view.flows() {
@@ -85,7 +97,7 @@ impl State {
         self.direct
             .retain(|_, at| now.saturating_sub(*at) < WINDOW_S);
 
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         let mut out = Vec::new();
         for f in view.flows() {
             let from_lan = if view.has_lan() {
@@ -289,5 +301,36 @@ mod tests {
             (r.flows[0].packets, r.flows[0].bytes) = (r.flows[0].packets + p, r.flows[0].bytes + b);
             assert!(run.poll(&r).is_empty());
         }
+    }
+
+    #[test]
+    fn tunnel_table_holds_its_cap_and_counts_each_refusal() {
+        let mut r = report();
+        let t = r.flows[0].clone();
+        // MAX_TUNNELS + 7 OpenVPN flows from distinct source ports.
+        r.flows = (0..MAX_TUNNELS + 7)
+            .map(|i| {
+                let mut f = t.clone();
+                f.src_port = 1024 + i as u16;
+                f.inner_port = f.src_port;
+                f
+            })
+            .collect();
+        let mut run = Run {
+            deltas: Deltas::default(),
+            state: State::default(),
+            now: 100,
+        };
+        run.poll(&r);
+        let cap = run.state.cap();
+        assert_eq!(cap.name, "detect.tunnel.flows");
+        assert_eq!(
+            (cap.limit, cap.held, cap.refused),
+            (MAX_TUNNELS as u64, MAX_TUNNELS as u64, 7)
+        );
+        // The next poll turns the same 7 away again: counted each time.
+        run.poll(&r);
+        let cap = run.state.cap();
+        assert_eq!((cap.held, cap.refused), (MAX_TUNNELS as u64, 14));
     }
 }

@@ -8,8 +8,9 @@
 //! is monitored) in the last [`WINDOW_S`] seconds; it clears when that media has been
 //! gone for the window (plus the book's hold-down).
 
+use crate::fasthash::HashMap;
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{BTreeSet, VecDeque},
     net::IpAddr,
 };
 
@@ -60,6 +61,17 @@ impl State {
         )
     }
 
+    /// The table of followed inner hosts: its cap, fill and refusals (status
+    /// `scale.caps`).
+    pub fn cap(&self) -> crate::report::scale::Cap {
+        crate::report::scale::Cap::new(
+            "detect.vpn.hosts",
+            MAX_HOSTS,
+            self.hosts.len(),
+            self.dropped,
+        )
+    }
+
     /// `stun_rtt`: STUN RTTs per flow of requests that left an interface (see
     /// [`super::Failures::set_stun_rtt`]).
     pub fn detect(
@@ -72,7 +84,7 @@ impl State {
         if cfg.vpn_client_pools.is_empty() {
             return Vec::new();
         }
-        let mut this_poll: HashMap<IpAddr, (Prefix, u64, Vec<String>)> = HashMap::new();
+        let mut this_poll: HashMap<IpAddr, (Prefix, u64, Vec<String>)> = HashMap::default();
         for f in view.flows() {
             let side = if view.has_lan() { view.is_lan(f) } else { true };
             if f.protocol != "udp" || !is_media(f) || !side {

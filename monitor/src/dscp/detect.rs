@@ -17,7 +17,8 @@
 //! settles, its packets so far count once. A finding clears [`WINDOW_S`] seconds after
 //! its last offending packet (then after the book's hold-down).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use crate::fasthash::HashMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::{Setup, profile};
 use crate::{
@@ -137,14 +138,25 @@ impl State {
         let has_lan = setup.interfaces.iter().any(|i| i.role == Role::Lan);
         let role = |f: &FlowStatus| setup.role(&f.interface);
         // Per peer: the LAN ingress flows (before NAT) and WAN ingress flows (arrivals).
-        let mut lan_in: HashMap<Peer, Vec<Twin>> = HashMap::new();
-        let mut wan_in: HashMap<Peer, Vec<Twin>> = HashMap::new();
-        let mut by_key: HashMap<FlowId, usize> = HashMap::new();
+        let mut lan_in: HashMap<Peer, Vec<Twin>> = HashMap::default();
+        let mut wan_in: HashMap<Peer, Vec<Twin>> = HashMap::default();
+        // Flows by text identity, for the few WAN arrivals that need their way out:
+        // built on first use (hashing every flow's text each poll was much of its cost).
+        let by_key: std::cell::OnceCell<HashMap<FlowId, usize>> = std::cell::OnceCell::new();
+        let by_key = || {
+            by_key.get_or_init(|| {
+                flows
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.dscp.is_some())
+                    .map(|(i, f)| (crate::detect::id(f), i))
+                    .collect()
+            })
+        };
         for (i, f) in flows.iter().enumerate() {
             if f.dscp.is_none() {
                 continue;
             }
-            by_key.insert(crate::detect::id(f), i);
             let (m, mm) = judged(f, &deltas[i], baseline);
             let twin = Twin {
                 inner_port: f.inner_port,
@@ -209,7 +221,7 @@ impl State {
                     None => (if unmarked { MISSING } else { WRONG }, 0),
                 },
                 (Some(Role::Wan), "ingress") => {
-                    let out = by_key
+                    let out = by_key()
                         .get(&FlowId {
                             interface: &f.interface,
                             direction: "egress",

@@ -298,7 +298,7 @@ pub const ALL: &[&MetricDef] = &[
 ];
 
 /// The class of flow that per-call series are made from.
-const CALL_CLASSES: &[&str] = &["media", "audio", "video"];
+use crate::report::flows::CALL_CLASSES;
 
 /// All series of one report, by metric name. Every metric in [`ALL`] has an entry.
 pub type Series = BTreeMap<&'static str, Vec<Point>>;
@@ -373,19 +373,20 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
     );
 
     // Aggregates per class, interface, direction, transport and IP version.
+    // Totals of every flow, also those the published report no longer lists.
     let mut agg: BTreeMap<[String; 5], (u64, u64, u64)> = BTreeMap::new();
-    for f in &report.flows {
+    for a in report.flow_totals() {
         let key = [
-            f.class.clone(),
-            f.interface.clone(),
-            io_direction(&f.direction).to_string(),
-            f.protocol.clone(),
-            format!("ipv{}", f.ip_version),
+            a.class,
+            a.interface,
+            io_direction(&a.direction).to_string(),
+            a.protocol,
+            format!("ipv{}", a.ip_version),
         ];
         let e = agg.entry(key).or_default();
-        e.0 += f.packets;
-        e.1 += f.bytes;
-        e.2 += 1;
+        e.0 += a.packets;
+        e.1 += a.bytes;
+        e.2 += a.flows;
     }
     let agg_attrs = |k: &[String; 5]| {
         vec![

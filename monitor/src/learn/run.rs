@@ -43,6 +43,8 @@ pub struct View {
     rate_limited: u64,
     idle_s: u32,
     client_rate_per_s: u32,
+    /// `learn.max_peers`: the learned-peer table's cap.
+    max_peers: u32,
     /// Queries, handshakes and partial messages waiting.
     pending: (usize, usize, usize),
     /// Failed lookups of Webex names, until the detectors take them.
@@ -88,6 +90,12 @@ impl View {
             .collect();
         peers.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.addr.cmp(&b.addr)));
         r.learned_peers = peers;
+        r.scale.caps.push(crate::report::scale::Cap::new(
+            "learn.peers",
+            self.max_peers as usize,
+            self.peers.len(),
+            self.stats.refused_full,
+        ));
         let s = &self.stats;
         let map = |m: &std::collections::BTreeMap<&'static str, u64>| {
             m.iter().map(|(k, v)| (k.to_string(), *v)).collect()
@@ -347,6 +355,7 @@ impl Learning {
             rate_limited: self.rate_limited,
             idle_s: self.learn_config().idle_s,
             client_rate_per_s: self.learn_config().client_rate_per_s,
+            max_peers: self.learn_config().max_peers,
             pending: self.learner.pending(),
             dns_failures: self.learner.dns_failures(),
             server_certs: self.learner.server_certs(),

@@ -6,5 +6,6 @@ pub mod anomaly;
 pub mod calls;
 pub mod detectors;
 pub mod dscp;
+pub mod flows;
 pub mod learn;
 pub mod scale;

@@ -23,6 +23,36 @@ pub struct ScaleStatus {
     /// took, in milliseconds.
     #[serde(default)]
     pub analysis_ms: f64,
+    /// Every other bounded table and queue of the daemon (README "Scale and caps"): the
+    /// detectors' state tables, the call records, the learned peers, the published
+    /// report's flows.
+    #[serde(default)]
+    pub caps: Vec<Cap>,
+}
+
+/// One bounded table or queue: its limit, what it holds, and what the limit turned
+/// away or dropped since the daemon started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Cap {
+    /// E.g. "detect.blocked.flows" (README "Scale and caps" lists them).
+    pub name: String,
+    pub limit: u64,
+    /// Held after the last poll.
+    pub held: u64,
+    /// Refused or dropped because the table was full, since start (for the report's
+    /// flows: those the last poll did not keep).
+    pub refused: u64,
+}
+
+impl Cap {
+    pub fn new(name: &str, limit: usize, held: usize, refused: u64) -> Cap {
+        Cap {
+            name: name.to_string(),
+            limit: limit as u64,
+            held: held as u64,
+            refused,
+        }
+    }
 }
 
 /// One poll's findings folded to a cap per detector id (README "Scale and caps").

@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::report::flows::{CALL_CLASSES, FlowAggregate};
+
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Flows in a report served on the status socket: enough for any screen or script, and
@@ -45,8 +47,83 @@ impl StatusReport {
             learn: self.learn.clone(),
             scale: self.scale.clone(),
             detectors: self.detectors.clone(),
+            flow_aggregates: self.flow_aggregates.clone(),
         }
     }
+
+    /// Totals of every flow per class, interface, direction, transport and IP version,
+    /// sorted by those: the ones the analysis made before cutting the list, else from the
+    /// flows listed.
+    pub fn flow_totals(&self) -> Vec<FlowAggregate> {
+        if let Some(a) = &self.flow_aggregates {
+            return a.clone();
+        }
+        aggregate(&self.flows)
+    }
+
+    /// Cuts a finished poll's flows to what a reader shows: the busiest `served` (the
+    /// status socket) and after them the busiest `call_flows` media flows among the rest
+    /// (export's per-call series), with the totals of all kept in `flow_aggregates`. A
+    /// million flows are then not kept (and copied) between polls.
+    pub fn keep_shown_flows(&mut self, served: usize, call_flows: usize) {
+        if self.flow_aggregates.is_none() {
+            self.flow_aggregates = Some(aggregate(&self.flows));
+        }
+        self.flows_total = self.flows_total.max(self.flows.len() as u64);
+        if self.flows.len() <= served {
+            return;
+        }
+        // In place: moving a million flows to a second list would double the peak.
+        let (mut seen, mut calls) = (0, 0);
+        self.flows.retain(|f| {
+            seen += 1;
+            let keep =
+                seen <= served || (calls < call_flows && CALL_CLASSES.contains(&f.class.as_str()));
+            if seen > served && keep {
+                calls += 1;
+            }
+            keep
+        });
+        self.flows.shrink_to_fit();
+    }
+}
+
+/// Totals of `flows` per class, interface, direction, transport and IP version.
+fn aggregate(flows: &[FlowStatus]) -> Vec<FlowAggregate> {
+    // (class, interface, direction, protocol, IP version) -> (packets, bytes, flows)
+    type Group<'a> = (&'a str, &'a str, &'a str, &'a str, u8);
+    let mut agg: crate::fasthash::HashMap<Group<'_>, (u64, u64, u64)> = Default::default();
+    for f in flows {
+        let e = agg
+            .entry((
+                &f.class,
+                &f.interface,
+                &f.direction,
+                &f.protocol,
+                f.ip_version,
+            ))
+            .or_default();
+        e.0 += f.packets;
+        e.1 += f.bytes;
+        e.2 += 1;
+    }
+    let mut out: Vec<FlowAggregate> = agg
+        .into_iter()
+        .map(
+            |((class, interface, direction, protocol, ip_version), (p, b, n))| FlowAggregate {
+                class: class.to_string(),
+                interface: interface.to_string(),
+                direction: direction.to_string(),
+                protocol: protocol.to_string(),
+                ip_version,
+                packets: p,
+                bytes: b,
+                flows: n,
+            },
+        )
+        .collect();
+    out.sort();
+    out
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -104,6 +181,11 @@ pub struct StatusReport {
     /// The failure detectors' tables: fill, cap, and what each dropped when full.
     #[serde(default)]
     pub detectors: crate::report::detectors::DetectorsStatus,
+    /// Totals of every flow when `flows` was cut after the analysis (see
+    /// [`StatusReport::keep_shown_flows`]), for export (not in the JSON); `None`: the
+    /// list holds every flow.
+    #[serde(skip)]
+    pub flow_aggregates: Option<Vec<FlowAggregate>>,
 }
 
 /// How export is doing (README "Export").
@@ -319,4 +401,65 @@ pub struct FlowStatus {
     /// announced; 0 when none did.
     #[serde(default)]
     pub next_hop_mtu: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` flows of `class`, busiest first, with `packets` counting down from `n`.
+    fn report(classes: &[&str]) -> StatusReport {
+        let mut r = crate::status::render::tests::sample_report();
+        let template = r.flows[0].clone();
+        r.flows = classes
+            .iter()
+            .enumerate()
+            .map(|(i, class)| FlowStatus {
+                class: class.to_string(),
+                src_port: i as u16,
+                packets: (classes.len() - i) as u64,
+                bytes: 100,
+                ..template.clone()
+            })
+            .collect();
+        r.flows_total = r.flows.len() as u64;
+        r
+    }
+
+    #[test]
+    fn kept_flows_are_the_served_then_the_busiest_media_and_totals_count_them_all() {
+        let classes = [
+            "sip_signalling",
+            "media",
+            "not_webex",
+            "not_webex",
+            "audio",
+            "not_webex",
+            "video",
+            "media",
+        ];
+        let full = report(&classes);
+        let mut r = full.clone();
+        r.keep_shown_flows(3, 2);
+        let ports: Vec<u16> = r.flows.iter().map(|f| f.src_port).collect();
+        // The busiest 3 as they are, then 2 media flows of the rest (audio, video).
+        assert_eq!(ports, [0, 1, 2, 4, 6]);
+        assert_eq!(r.flows_total, 8);
+        // The totals are those of all 8 flows, as computed from the uncut list.
+        assert_eq!(r.flow_totals(), full.flow_totals());
+        let not_webex = r
+            .flow_totals()
+            .into_iter()
+            .find(|a| a.class == "not_webex")
+            .unwrap();
+        assert_eq!((not_webex.flows, not_webex.packets), (3, 6 + 5 + 3));
+        assert_eq!(r.flow_totals().iter().map(|a| a.flows).sum::<u64>(), 8);
+        // Served copies are cut to the first `max`, as before.
+        assert_eq!(r.clone_limited(3).flows.len(), 3);
+        // A list within `served` is kept whole.
+        let mut small = report(&classes[..2]);
+        small.keep_shown_flows(3, 2);
+        assert_eq!(small.flows.len(), 2);
+        assert_eq!(small.flow_totals(), report(&classes[..2]).flow_totals());
+    }
 }

@@ -616,6 +616,7 @@ pub(crate) mod tests {
             learn: None,
             scale: Default::default(),
             detectors: Default::default(),
+            flow_aggregates: None,
         }
     }
 

@@ -245,3 +245,38 @@ fn signalling_causes_reset_icmp_and_no_answer() {
     r.flows[0].class = "media".into();
     assert_eq!(cause(&r), []);
 }
+
+#[test]
+fn followed_lan_flows_hold_their_cap_and_count_each_refusal() {
+    let mut r = media();
+    let t = r.flows[0].clone();
+    // MAX_TRACKED + 3 phones' media at LAN ingress, nothing at the WAN.
+    r.flows = (0..MAX_TRACKED + 3)
+        .map(|i| {
+            let src = format!("192.0.2.{}", 1 + i / 60_000);
+            flow(
+                &t,
+                "lan-bridge0",
+                "ingress",
+                "udp",
+                "media",
+                (&src, 1024 + (i % 60_000) as u16),
+                NODE,
+            )
+        })
+        .collect();
+    let mut run = Run::new();
+    run.poll(&r);
+    // The baseline poll counts nothing: no flow sent, none followed.
+    assert_eq!((run.state.cap().held, run.state.cap().refused), (0, 0));
+    for f in &mut r.flows {
+        f.packets += 50;
+    }
+    run.poll(&r);
+    let cap = run.state.cap();
+    assert_eq!(cap.name, "detect.blocked.flows");
+    assert_eq!(
+        (cap.limit, cap.held, cap.refused),
+        (MAX_TRACKED as u64, MAX_TRACKED as u64, 3)
+    );
+}

@@ -61,6 +61,7 @@ pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
     direction: u8,
     remote: Remote,
     delta: Delta,
+    missed: bool,
     work: W,
 ) -> Option<()> {
     let key = flow_key(p, ifindex, direction);
@@ -70,8 +71,9 @@ pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
 
     // Established flow: the common case, no classification work (one look-up, see
     // `flow_ptr`). The entry programs normally take this case themselves
-    // (`established`); the flow stage sees it for fragments and ICMP errors.
-    if let Some(stats) = flow_ptr(key) {
+    // (`established`) and say when they missed (`missed`: not looked up again); the
+    // flow stage sees it for fragments and ICMP errors.
+    if !missed && let Some(stats) = flow_ptr(key) {
         work(&established(counters, stats, p, delta, now));
         return Some(());
     }

@@ -217,6 +217,7 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
         direction,
         remote,
         delta(p, gso),
+        job.missed != 0,
         |flow| per_flow(ctx, p, flow, ifindex, direction, gso),
     )
 }
@@ -238,6 +239,7 @@ fn try_established<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Appl
     let ifindex = job.ifindex;
     let direction = job.direction as u8;
     let gso = job.segments;
+    job.missed = 0;
     let p = &job.parsed;
     if p.is_fragment()
         || (direction == Direction::Ingress as u8 && crate::failure::is_icmp_error(p))
@@ -246,6 +248,7 @@ fn try_established<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Appl
     }
     let Some(stats) = flow_ptr(&flow_key(p, ifindex, direction)) else {
         if !untracked(p, link::remote(job.link as u8, direction)) {
+            job.missed = 1;
             return None;
         }
         crate::sample::sample(ctx, p, ifindex, direction, counters);

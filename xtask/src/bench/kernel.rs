@@ -198,8 +198,8 @@ fn analysis(above: &HashMap<String, f64>) -> String {
          measured the same way: the flow and stream entries of the interleaved streams \
          are not in the CPU's caches, two hash buckets and two values per packet. A new \
          RTP flow costs {new_rtp:.0}: both flow tables missed and the trie in the entry \
-         program, the tail call into the flow stage, which looks both tables up again \
-         and classifies again (trie and port table), an LRU insert into the media table \
+         program, the tail call into the flow stage, which is told of the miss (no \
+         second look-up) and classifies again (trie and port table), an LRU insert into the media table \
          (which takes the LRU's lock and may evict), and in the quality program a \
          stream look-up that misses and a second LRU insert for the stream. A new TCP \
          SYN costs {new_syn:.0}: the same with one table, an insert into the main \
@@ -210,8 +210,7 @@ fn analysis(above: &HashMap<String, f64>) -> String {
          Linux 6.1 is what to watch: see README \"Kernel pipeline\"). A smaller flow key \
          (a separate IPv4 map with 4-byte addresses instead of two 16-byte ones) would \
          cut the hashing, and also the cache misses under pressure. The new-flow path \
-         would lose its repeated look-up and classification if the entry program handed \
-         its miss and its trie result to the flow stage, and a new media flow its \
-         separate stream insert.\n\n"
+         would lose its repeated classification if the entry program handed its trie \
+         result to the flow stage, and a new media flow its separate stream insert.\n\n"
     )
 }

@@ -61,39 +61,20 @@ pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
     direction: u8,
     remote: Remote,
     delta: Delta,
+    missed: bool,
     work: W,
 ) -> Option<()> {
-    // Built in place (see `Parsed::copy_addrs`); every byte is written.
-    let mut key = MaybeUninit::<FlowKey>::uninit();
-    let k = key.as_mut_ptr();
-    // SAFETY: writes to the fields of a local; FlowKey is 4-aligned (it holds a u32)
-    // with its addresses at offsets 0 and 16.
-    let key = unsafe {
-        p.copy_addrs(&raw mut (*k).src_addr, &raw mut (*k).dst_addr);
-        (&raw mut (*k).ifindex).write(ifindex);
-        (&raw mut (*k).src_port).write(p.src_port);
-        (&raw mut (*k).dst_port).write(p.dst_port);
-        (&raw mut (*k).protocol).write(p.protocol);
-        (&raw mut (*k).family).write(p.family);
-        (&raw mut (*k).direction).write(direction);
-        (&raw mut (*k)._pad).write(0);
-        key.assume_init_ref()
-    };
+    let key = flow_key(p, ifindex, direction);
+    let key = &key;
     let now = unsafe { bpf_ktime_get_ns() };
     let fragments = if p.is_fragment() { delta.packets } else { 0 };
 
     // Established flow: the common case, no classification work (one look-up, see
-    // `flow_ptr`).
-    if let Some(stats) = flow_ptr(key) {
-        add(stats, &delta, fragments, now, p.dscp);
-        // SAFETY: a live map value; the class is written once, at creation.
-        let class = unsafe { (*stats).class };
-        count_class(counters, class, delta.packets);
-        work(&FlowRef {
-            stats,
-            class: Class::from_u32(class).unwrap_or(Class::OtherWebex),
-            now,
-        });
+    // `flow_ptr`). The entry programs normally take this case themselves
+    // (`established`) and say when they missed (`missed`: not looked up again); the
+    // flow stage sees it for fragments and ICMP errors.
+    if !missed && let Some(stats) = flow_ptr(key) {
+        work(&established(counters, stats, p, delta, now));
         return Some(());
     }
 
@@ -189,6 +170,49 @@ pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
     }
 }
 
+/// The flow key of `p`, seen on `ifindex` in `direction`.
+#[inline(always)]
+pub fn flow_key(p: &Parsed, ifindex: u32, direction: u8) -> FlowKey {
+    // Built in place (see `Parsed::copy_addrs`); every byte is written.
+    let mut key = MaybeUninit::<FlowKey>::uninit();
+    let k = key.as_mut_ptr();
+    // SAFETY: writes to the fields of a local; FlowKey is 4-aligned (it holds a u32)
+    // with its addresses at offsets 0 and 16.
+    unsafe {
+        p.copy_addrs(&raw mut (*k).src_addr, &raw mut (*k).dst_addr);
+        (&raw mut (*k).ifindex).write(ifindex);
+        (&raw mut (*k).src_port).write(p.src_port);
+        (&raw mut (*k).dst_port).write(p.dst_port);
+        (&raw mut (*k).protocol).write(p.protocol);
+        (&raw mut (*k).family).write(p.family);
+        (&raw mut (*k).direction).write(direction);
+        (&raw mut (*k)._pad).write(0);
+        key.assume_init()
+    }
+}
+
+/// Accounts `p` to its established flow `stats` (found by [`flow_ptr`]): the flow for
+/// the per-flow work that follows.
+#[inline(always)]
+pub fn established(
+    counters: &mut GlobalCounters,
+    stats: *mut FlowStats,
+    p: &Parsed,
+    delta: Delta,
+    now: u64,
+) -> FlowRef {
+    let fragments = if p.is_fragment() { delta.packets } else { 0 };
+    add(stats, &delta, fragments, now, p.dscp);
+    // SAFETY: a live map value; the class is written once, at creation.
+    let class = unsafe { (*stats).class };
+    count_class(counters, class, delta.packets);
+    FlowRef {
+        stats,
+        class: Class::from_u32(class).unwrap_or(Class::OtherWebex),
+        now,
+    }
+}
+
 /// The flow of `key`. Media is UDP (`in_media_table`), so a TCP or ICMP packet looks in
 /// the main table only and a UDP one in the media table first: an established RTP or
 /// TCP packet costs one look-up; only UDP of other classes pays a second.
@@ -241,6 +265,17 @@ fn add(stats: *mut FlowStats, delta: &Delta, fragments: u64, now: u64, dscp: u8)
         (*stats).last_dscp = dscp as u32;
         (*stats).dscp_seen |= 1u64 << (dscp & 63);
     }
+}
+
+/// True when a packet without a flow would not get one: no Webex peer, not a VPN
+/// tunnel, and not every flow tracked. The entry programs count such a packet as not
+/// Webex themselves (no tail call); the flow stage classifies the others.
+#[inline(always)]
+pub fn untracked(p: &Parsed, remote: Remote) -> bool {
+    let settings = SETTINGS.get(0).map(|s| s.flags).unwrap_or(0);
+    settings & SETTING_TRACK_ALL_FLOWS == 0
+        && tunnel::tunnel(p.protocol, p.src_port, p.dst_port).is_none()
+        && webex_side(p, remote).is_none()
 }
 
 /// Which side of the packet is a Webex peer, from the prefix tries: only the remote

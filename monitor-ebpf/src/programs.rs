@@ -1,9 +1,12 @@
 //! The entry points: thin wrappers that always return pass, over `try_*` functions.
 //!
-//! A pipeline of tail calls (`monitor_common::stages`): `monitor_xdp` / `monitor_tc`
-//! parse and count, then the flow stage (`monitor_flow_xdp` / `monitor_flow_tc`)
-//! accounts the packet to its flow and does the per-flow work, then the quality stage
-//! (quality.rs) measures media and signalling. The verifier checks each on its own.
+//! A pipeline of tail calls (`monitor_common::stages`) for the rare paths only:
+//! `monitor_xdp` / `monitor_tc` parse and count, look the packet's flow up once and, for
+//! an established flow, account it and do the per-flow work themselves
+//! ([`try_established`]); a packet that gets no flow (not Webex) is counted there too.
+//! The flow stage (`monitor_flow_xdp` / `monitor_flow_tc`) takes new flows, fragments
+//! and ICMP errors; the quality stage (quality.rs) measures media and signalling, after
+//! whichever accounted the packet. The verifier checks each on its own.
 
 use aya_ebpf::{
     EbpfContext,
@@ -13,11 +16,13 @@ use aya_ebpf::{
 };
 use monitor_common::{Direction, GlobalCounters, flow::FAMILY_V4, link, stages};
 
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+
 use crate::{
-    account::{Delta, account},
+    account::{Delta, FlowRef, account, established, flow_key, flow_ptr, untracked},
     maps::COUNTERS,
     packet::{Linear, Packet},
-    parse::{Outcome, parse},
+    parse::{Outcome, Parsed, parse},
     stage::{self, SLOT_TC, SLOT_XDP, STAGES_TC, STAGES_XDP},
 };
 
@@ -29,8 +34,19 @@ pub fn monitor_xdp(ctx: XdpContext) -> u32 {
     let pkt = ctx.packet();
     let ifindex = ctx.ingress_ifindex() as u32;
     if try_parse(&pkt, pkt.len(), ifindex, Direction::Ingress, 1, SLOT_XDP).is_some() {
-        stage::tail(&ctx, &STAGES_XDP, stages::FLOW);
-        count_stage_failed();
+        // Last: a tail call does not return.
+        match try_established(&ctx, SLOT_XDP) {
+            Some(true) => {
+                if crate::quality::tail(&ctx, &STAGES_XDP) {
+                    count_stage_failed();
+                }
+            }
+            Some(false) => {}
+            None => {
+                stage::tail(&ctx, &STAGES_XDP, stages::FLOW);
+                count_stage_failed();
+            }
+        }
     }
     xdp_action::XDP_PASS
 }
@@ -67,12 +83,24 @@ fn try_monitor_tc(ctx: &TcContext, direction: Direction) {
     // super-packet's payload is still in pages beyond the linear bytes.
     let wire_len = len as usize;
     if try_parse(&pkt, wire_len, ifindex, direction, gso_segs, SLOT_TC).is_some() {
-        stage::tail(ctx, &STAGES_TC, stages::FLOW);
-        count_stage_failed();
+        // Last: a tail call does not return.
+        match try_established(ctx, SLOT_TC) {
+            Some(true) => {
+                if crate::quality::tail(ctx, &STAGES_TC) {
+                    count_stage_failed();
+                }
+            }
+            Some(false) => {}
+            None => {
+                stage::tail(ctx, &STAGES_TC, stages::FLOW);
+                count_stage_failed();
+            }
+        }
     }
 }
 
-/// The flow stage on ingress: accounting, learning samples, ICMP errors, DSCP verify.
+/// The flow stage on ingress, for what the entry program leaves: new flows (classified
+/// and inserted), fragments, ICMP errors; with their samples and DSCP verify.
 #[xdp]
 pub fn monitor_flow_xdp(ctx: XdpContext) -> u32 {
     let pkt = ctx.packet();
@@ -181,9 +209,6 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
     if direction == Direction::Ingress as u8 && crate::failure::is_icmp_error(p) {
         crate::failure::icmp_error(pkt, p, ifindex, direction);
     }
-    let segments = if gso > 1 { gso as u64 } else { 1 };
-    // A GSO super-packet carries one set of headers for `segments` wire packets.
-    let bytes = p.ip_len as u64 + (segments - 1) * p.header_len as u64;
     account(
         ctx,
         counters,
@@ -191,19 +216,79 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
         ifindex,
         direction,
         remote,
-        Delta {
-            packets: segments,
-            bytes,
-        },
-        |flow| {
-            crate::failure::oversize(p, flow, gso);
-            crate::quality::prepare(p, flow, ifindex, direction);
-            // TC runs on ingress too (`monitor_tc_ingress`): there it verifies, as XDP does.
-            if direction == Direction::Ingress as u8 {
-                crate::dscp::ingress(p, flow, ifindex);
-            } else {
-                ctx.apply_dscp(p, flow, ifindex, gso);
-            }
-        },
+        delta(p, gso),
+        job.missed != 0,
+        |flow| per_flow(ctx, p, flow, ifindex, direction, gso),
     )
+}
+
+/// The common case, in the entry program without a tail call: the packet of an
+/// established flow (found with its one look-up), accounted with its per-flow work.
+/// `None` leaves the packet to the flow stage: a miss (new flow, or not Webex), a
+/// fragment (its ports come from the fragment table first) or an ICMP error from
+/// outside. A packet that gets no flow (not Webex) is counted here too: `Some(false)`,
+/// nothing follows; `Some(true)`: a flow's packet, the quality stage may follow. A
+/// learning sample is taken here in both cases.
+#[inline(always)]
+fn try_established<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
+    ctx: &C,
+    slot: u32,
+) -> Option<bool> {
+    let counters = counters()?;
+    let job = stage::job(slot)?;
+    let ifindex = job.ifindex;
+    let direction = job.direction as u8;
+    let gso = job.segments;
+    job.missed = 0;
+    let p = &job.parsed;
+    if p.is_fragment()
+        || (direction == Direction::Ingress as u8 && crate::failure::is_icmp_error(p))
+    {
+        return None;
+    }
+    let Some(stats) = flow_ptr(&flow_key(p, ifindex, direction)) else {
+        if !untracked(p, link::remote(job.link as u8, direction)) {
+            job.missed = 1;
+            return None;
+        }
+        crate::sample::sample(ctx, p, ifindex, direction, counters);
+        counters.not_webex_packets += delta(p, gso).packets;
+        return Some(false);
+    };
+    crate::sample::sample(ctx, p, ifindex, direction, counters);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let flow = established(counters, stats, p, delta(p, gso), now);
+    per_flow(ctx, p, &flow, ifindex, direction, gso);
+    Some(true)
+}
+
+/// What a packet adds to its flow. A GSO super-packet (`gso > 1`) carries one set of
+/// headers for `gso` wire packets.
+#[inline(always)]
+fn delta(p: &Parsed, gso: u32) -> Delta {
+    let segments = if gso > 1 { gso as u64 } else { 1 };
+    Delta {
+        packets: segments,
+        bytes: p.ip_len as u64 + (segments - 1) * p.header_len as u64,
+    }
+}
+
+/// The per-flow work on a packet's flow: oversize, the quality hand-over, DSCP.
+#[inline(always)]
+fn per_flow<C: crate::dscp::Apply>(
+    ctx: &C,
+    p: &Parsed,
+    flow: &FlowRef,
+    ifindex: u32,
+    direction: u8,
+    gso: u32,
+) {
+    crate::failure::oversize(p, flow, gso);
+    crate::quality::prepare(p, flow, ifindex, direction);
+    // TC runs on ingress too (`monitor_tc_ingress`): there it verifies, as XDP does.
+    if direction == Direction::Ingress as u8 {
+        crate::dscp::ingress(p, flow, ifindex);
+    } else {
+        ctx.apply_dscp(p, flow, ifindex, gso);
+    }
 }

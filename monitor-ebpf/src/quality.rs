@@ -6,7 +6,8 @@
 //! offset, protocol, class and the packet's time (read once, in accounting) in a per-CPU
 //! slot, [`tail`] (last in the program) tail-calls the quality program when the packet
 //! needs it (media, STUN, and TCP SYNs of signalling flows). An established RTP packet
-//! then costs the tail call, one stream-map look-up and integer arithmetic.
+//! then costs this one tail call (accounting ran in the entry program), one stream-map
+//! look-up and integer arithmetic.
 //!
 //! The work runs in tail-called programs with their own stack: the parser's frame has no
 //! room for it. A STUN request and its response pair by transaction ID on any interface:

@@ -137,6 +137,12 @@ fn copy<C: LoadBytes>(
             } else {
                 looks_like_server_hello(head)
             };
+        // Not a hello and not awaited on this connection: the common segment, done
+        // before the clock is read.
+        // SAFETY: as above.
+        if !hello && unsafe { (*slot).key != key } {
+            return;
+        }
         let now = unsafe { bpf_ktime_get_ns() };
         // The reply's key: the same connection the other way (the same slot).
         let reply = hello_key(ifindex, ports.rotate_left(16));

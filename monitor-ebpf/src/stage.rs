@@ -39,6 +39,9 @@ pub struct Job {
     pub direction: u32,
     /// The interface's `LINK_KINDS` entry (link kind and role, `monitor_common::link`).
     pub link: u32,
+    /// 1 when the entry program looked the flow up and missed: the flow stage then does
+    /// not look again (an insert that loses a race still finds the other CPU's entry).
+    pub missed: u32,
 }
 
 /// The per-CPU hand-over slots. Not pinned: a job lives for one packet.

@@ -506,8 +506,9 @@ fn dedicated_port_ranges_split_audio_and_video() {
 }
 
 /// A stage missing from the tail-call table is counted, never silent, and the frame
-/// still passes: with the flow stage gone the packet counts globally only; with the
-/// quality stage gone its flow is counted but the media is not measured.
+/// still passes: with the quality stage gone its flow is counted but the media is not
+/// measured; with the flow stage gone an established flow's packet is still counted (the
+/// entry program does that itself) and a new flow's packet counts globally only.
 #[test]
 fn a_missing_stage_is_counted_and_the_frame_passes() {
     use aya::maps::ProgramArray;
@@ -533,10 +534,21 @@ fn a_missing_stage_is_counted_and_the_frame_passes() {
     clear(&mut k, stages::FLOW);
     assert_eq!(k.xdp(&media), XDP_PASS);
     let c = k.counters();
+    // The quality stage is still missing: counted again.
     assert_eq!((c.stage_failed, c.parsed, c.ipv4), (2, 2, 2));
     assert_eq!(
         k.flow(&flow).expect("the media flow").packets,
-        1,
-        "not counted again"
+        2,
+        "established: counted without the flow stage"
     );
+
+    let new_flow = udp4(52102, 5004);
+    assert_eq!(k.xdp(&new_flow), XDP_PASS);
+    let c = k.counters();
+    assert_eq!(
+        (c.stage_failed, c.parsed, c.flows_created, c.webex_packets),
+        (3, 3, 1, 2)
+    );
+    let key = key_v4(LAN, 52102, WEBEX, 5004, UDP, INGRESS);
+    assert!(k.flow(&key).is_none(), "a new flow needs the flow stage");
 }

@@ -177,40 +177,40 @@ fn analysis(above: &HashMap<String, f64>) -> String {
          packet is not Webex — the parse (which reads the interface's link kind and role, \
          one byte of an inlined array, and hands the IP header offset through the \
          per-CPU slot so that the verifier walks the IP parsers once for all seven \
-         framings), the global counters, the learning-sample port tests, the tail call \
-         into the flow stage with the parsed packet in a per-CPU slot, the flow look-up \
-         that misses (two for UDP: the media table first, then the main one), one \
-         prefix-trie look-up of the remote address (the role says which) and, for UDP \
-         and ESP, the VPN-tunnel port test — costs {not_webex:.0}. An established TCP \
-         signalling segment, which skips the trie, costs {tcp:.0}: one flow-map look-up \
-         with a 44-byte key (hashing the key is most of it), a clock read, two atomic \
-         adds, the interface's DSCP policy (an inlined array look-up by ifindex) and the \
-         sampling port test; only its SYNs go on to the quality program. An RTP packet \
-         costs {rtp:.0}: the same flow work (its flow is found in the media table with \
-         the first look-up) plus the tail call into the quality program (handed the \
-         clock reading rather than calling the helper again), the per-stream look-up \
-         (48-byte key) and the RFC 3550 arithmetic, whose jitter step is a multiply and \
-         a shift (no 64-bit division), plus the loss-burst and frame counters. Under \
-         cache pressure the same packet costs {many:.0} against {one:.0} for one stream \
+         framings), the global counters, the flow look-up that misses (two for UDP: the \
+         media table first, then the main one), one prefix-trie look-up of the remote \
+         address (the role says which), for UDP and ESP the VPN-tunnel port test, and \
+         the learning-sample port tests, all in the entry program with no tail call — \
+         costs {not_webex:.0}. An established TCP signalling segment costs {tcp:.0}, also \
+         without a tail call: one flow-map look-up with a 44-byte key (hashing the key \
+         is most of it), a clock read, two atomic adds, the interface's DSCP policy (an \
+         inlined array look-up by ifindex) and, its port being a TLS port, the \
+         learning sample's test (an out-of-line call that reads the connection's \
+         hello slot and the segment's first six bytes: a ClientHello, or a server's \
+         first flight awaited for the certificate check, would be copied); only its \
+         SYNs go on to the quality program. An RTP packet costs {rtp:.0}: the same flow \
+         work in the entry program (its flow is found in the media table with the first \
+         look-up) plus the one tail call into the quality program (handed the clock \
+         reading rather than calling the helper again), the per-stream look-up (48-byte \
+         key) and the RFC 3550 arithmetic, whose jitter step is a multiply and a shift \
+         (no 64-bit division), plus the loss-burst and frame counters. Under cache \
+         pressure the same packet costs {many:.0} against {one:.0} for one stream \
          measured the same way: the flow and stream entries of the interleaved streams \
          are not in the CPU's caches, two hash buckets and two values per packet. A new \
-         RTP flow costs {new_rtp:.0}: both flow tables missed, the trie, the port \
-         table, an LRU insert into the media table (which takes the LRU's lock and may \
-         evict), a second look-up to return the new entry, and in the quality program a \
+         RTP flow costs {new_rtp:.0}: both flow tables missed and the trie in the entry \
+         program, the tail call into the flow stage, which is told of the miss (no \
+         second look-up) and classifies again (trie and port table), an LRU insert into the media table \
+         (which takes the LRU's lock and may evict), and in the quality program a \
          stream look-up that misses and a second LRU insert for the stream. A new TCP \
-         SYN costs {new_syn:.0}: one table missed, the same classification and an \
-         insert into the main table, and the quality program noting the SYN's time for \
-         the handshake RTT.\n\n\
-         Why the targets are missed, and what would close the gap: the established path \
-         still runs as a pipeline (so that it loads on Linux 6.1, see README \"Kernel \
-         pipeline\"): every IP packet pays one tail call and a per-CPU hand-over, media \
-         another tail call and a second look-up for its stream. One program for the \
-         established case (parse, one flow look-up, the per-packet work) with the first \
-         SSRC's stream state inside the flow value, tail calls only for new flows, \
-         learning samples, ICMP errors and fragments, would leave one look-up; a smaller \
-         flow key (a separate IPv4 map with 4-byte addresses instead of two 16-byte \
-         ones) would cut the hashing, and also the cache misses under pressure. The \
-         new-flow path would lose its second look-up by inserting from and returning \
-         the scratch value, and a new media flow its separate stream insert.\n\n"
+         SYN costs {new_syn:.0}: the same with one table, an insert into the main \
+         table, and the quality program noting the SYN's time for the handshake RTT.\n\n\
+         What would close the remaining gaps: media still pays a tail call and a second \
+         look-up for its stream; the first SSRC's stream state inside the flow value, \
+         updated in the entry program, would leave one look-up (the verifier budget on \
+         Linux 6.1 is what to watch: see README \"Kernel pipeline\"). A smaller flow key \
+         (a separate IPv4 map with 4-byte addresses instead of two 16-byte ones) would \
+         cut the hashing, and also the cache misses under pressure. The new-flow path \
+         would lose its repeated classification if the entry program handed its trie \
+         result to the flow stage, and a new media flow its separate stream insert.\n\n"
     )
 }

@@ -25,7 +25,6 @@ use tokio::{
     io::unix::AsyncFd,
     signal::unix::{Signal, SignalKind, signal},
     sync::watch,
-    task::JoinHandle,
 };
 
 use crate::{
@@ -132,7 +131,7 @@ pub struct Daemon {
     /// Tail-call tables of earlier loads, removed once this load's programs run
     /// everywhere (on the first tick).
     stale_stages: Vec<PathBuf>,
-    server: Option<JoinHandle<()>>,
+    server: Option<std::thread::JoinHandle<()>>,
     server_shutdown: watch::Sender<bool>,
     exporter: Option<crate::export::Exporter>,
     // Last: dropped after everything that uses the maps.
@@ -273,12 +272,9 @@ impl Daemon {
         // The socket serves the busiest flows only; export still sees every flow.
         let served: Arc<dyn Fn() -> StatusReport + Send + Sync> =
             Arc::new(move || current(Some(crate::status::model::MAX_FLOWS_SERVED)));
-        let server = tokio::spawn(status::server::serve(
-            listener,
-            served,
-            socket_stats,
-            shutdown_rx,
-        ));
+        // Its own thread: the map read on this loop never delays a status reply.
+        let server = status::server::spawn_thread(listener, served, socket_stats, shutdown_rx)
+            .context("starting the status socket thread")?;
 
         let mut ticker = tokio::time::interval(Duration::from_millis(daemon_cfg.poll_interval_ms));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -460,7 +456,8 @@ impl Daemon {
     async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.server_shutdown.send(true);
         if let Some(server) = self.server.take() {
-            let _ = server.await;
+            // It stops at once (between requests); join off the loop all the same.
+            let _ = tokio::task::spawn_blocking(move || server.join()).await;
         }
         drop(self.exporter.take());
         let pin_path = self.running.config.daemon.pin_path.clone();

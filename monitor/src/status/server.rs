@@ -345,6 +345,42 @@ pub async fn serve(
     .await;
 }
 
+/// Runs [`serve`] on a thread of its own ("monitor-status") with its own runtime: the
+/// daemon's loop reads the maps synchronously (half a second at a million flows) and a
+/// status request must not wait for that. Returns once the thread runs; join it after
+/// `shutdown` turns true.
+pub fn spawn_thread(
+    listener: UnixListener,
+    report: Arc<dyn Fn() -> StatusReport + Send + Sync>,
+    stats: Stats,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // The listener leaves the caller's runtime and registers with the thread's own.
+    let listener = listener.into_std()?;
+    std::thread::Builder::new()
+        .name("monitor-status".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    log::error!(
+                        "status socket: cannot start its runtime: {e}; status is not served"
+                    );
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match UnixListener::from_std(listener) {
+                    Ok(listener) => serve(listener, report, stats, shutdown).await,
+                    Err(e) => log::error!("status socket: cannot serve: {e}"),
+                }
+            });
+        })
+}
+
 /// Raises the soft limit of open files towards [`WANT_OPEN_FILES`] (never above the
 /// hard limit): a default of 1024 would run out before [`MAX_CLIENTS`] plus the maps.
 fn raise_open_files_limit() {

@@ -8,7 +8,6 @@
 pub mod detect;
 pub mod model;
 pub mod profile;
-pub mod render;
 
 use monitor_common::{Class, FlowStats};
 

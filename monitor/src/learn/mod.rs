@@ -16,7 +16,6 @@ pub mod dns;
 pub mod failures;
 pub mod pending;
 mod reassembly;
-pub mod render;
 pub mod ring;
 pub mod run;
 pub mod sni;

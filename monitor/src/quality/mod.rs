@@ -12,7 +12,6 @@ pub mod history;
 pub mod measure;
 pub mod model;
 pub mod mos;
-pub mod render;
 pub mod tracker;
 pub mod window;
 

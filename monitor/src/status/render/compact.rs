@@ -159,6 +159,21 @@ pub fn render(report: &StatusReport, width: usize, color: bool) -> String {
         }
         lines.extend(text);
     }
+    // A cap that acted or an upgrade that lost data: one line, the rest in the view.
+    let limits = super::limits::notes(report);
+    if let Some(first) = limits.first()
+        && lines.len() + 2 <= MAX_LINES
+    {
+        let more = match limits.len() {
+            1 => String::new(),
+            n => format!(" (+{} more)", n - 1),
+        };
+        lines.push(String::new());
+        lines.push(cut(
+            &format!("LIMITS {first}{more}: monitor status interfaces"),
+            width,
+        ));
+    }
     let mut out = lines.join("\n");
     out.push('\n');
     out

@@ -287,11 +287,17 @@ fn interfaces(out: &mut String, report: &StatusReport, width: usize, color: bool
             Column::left("STATE", 5),
         ]);
         for i in &report.interfaces {
-            let state = if i.reattached > 0 {
+            let mut state = if i.reattached > 0 {
                 format!("{} (re-attached {}x)", i.state, i.reattached)
             } else {
                 i.state.clone()
             };
+            // What keeps working while the daemon is down (README "Never blind").
+            for (on, what) in [(i.pinned, ", pinned"), (i.dscp_rewrite, ", rewriting DSCP")] {
+                if on {
+                    state.push_str(what);
+                }
+            }
             let style = if i.state == "attached" {
                 ""
             } else {
@@ -329,4 +335,8 @@ fn interfaces(out: &mut String, report: &StatusReport, width: usize, color: bool
         ]);
     }
     table.write(out, width, color);
+    for line in super::limits::notes(report) {
+        out.push_str(&super::fit::cut(&format!("  {line}"), width));
+        out.push('\n');
+    }
 }

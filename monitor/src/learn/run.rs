@@ -96,6 +96,36 @@ impl View {
             self.peers.len(),
             self.stats.refused_full,
         ));
+        // The tables of what an answer or hello must match, and of split messages: when
+        // one is full an entry is forgotten for the new one (counted as the refusal).
+        let refused = |reason: &str| self.stats.refused.get(reason).copied().unwrap_or(0);
+        for (name, cap, held, reason) in [
+            (
+                "learn.queries",
+                super::pending::MAX_QUERIES,
+                self.pending.0,
+                "too_many_queries",
+            ),
+            (
+                "learn.handshakes",
+                super::pending::MAX_HANDSHAKES,
+                self.pending.1,
+                "too_many_handshakes",
+            ),
+            (
+                "learn.partial",
+                super::pending::MAX_PARTIAL,
+                self.pending.2,
+                "too_many_partial",
+            ),
+        ] {
+            r.scale.caps.push(crate::report::scale::Cap::new(
+                name,
+                cap,
+                held,
+                refused(reason),
+            ));
+        }
         let s = &self.stats;
         let map = |m: &std::collections::BTreeMap<&'static str, u64>| {
             m.iter().map(|(k, v)| (k.to_string(), *v)).collect()
@@ -377,5 +407,39 @@ fn flow_addr(a: IpAddr) -> [u8; 16] {
     match a {
         IpAddr::V4(v) => FlowKey::v4_mapped(v.octets()),
         IpAddr::V6(v) => v.octets(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_tables_are_caps_with_their_forgotten_entries() {
+        let mut view = View {
+            max_peers: 4096,
+            pending: (4096, 17, 0),
+            ..Default::default()
+        };
+        view.stats.refused.insert("too_many_queries", 12);
+        view.stats.refused.insert("too_many_partial", 3);
+        view.stats.refused_full = 2;
+        let mut r = crate::status::render::tests::sample_report();
+        view.annotate(&mut r, &GlobalCounters::default(), 0);
+        let caps: Vec<(&str, u64, u64, u64)> = r
+            .scale
+            .caps
+            .iter()
+            .map(|c| (c.name.as_str(), c.limit, c.held, c.refused))
+            .collect();
+        assert_eq!(
+            caps,
+            [
+                ("learn.peers", 4096, 0, 2),
+                ("learn.queries", 4096, 4096, 12),
+                ("learn.handshakes", 4096, 17, 0),
+                ("learn.partial", 256, 0, 3),
+            ]
+        );
     }
 }

@@ -169,7 +169,6 @@ impl Analysis {
                 crate::status::model::MAX_FLOWS_SERVED,
                 crate::config::export::MAX_CALL_SERIES as usize,
             );
-            report.scale.caps.extend(detectors.caps());
             report.scale.caps.extend(report_caps(&report));
             report.scale.analysis_ms = started.elapsed().as_secs_f64() * 1e3;
             (

@@ -130,13 +130,6 @@ impl Detectors {
     pub fn scale(&self) -> (AnomalyFolding, ConntrackRead) {
         (self.folder.stats(), self.failures.conntrack_cost())
     }
-
-    /// The detectors' bounded state tables, for status `scale.caps`.
-    pub fn caps(&self) -> Vec<crate::report::scale::Cap> {
-        let mut caps = self.failures.caps();
-        caps.push(self.dns.cap());
-        caps
-    }
 }
 
 /// The journal line of a transition, at the level of the anomaly's severity (cleared:

@@ -85,16 +85,6 @@ impl State {
         )
     }
 
-    /// The table of followed LAN flows: its cap, fill and refusals (status `scale.caps`).
-    pub fn cap(&self) -> crate::report::scale::Cap {
-        crate::report::scale::Cap::new(
-            "detect.blocked.flows",
-            MAX_TRACKED,
-            self.here.len(),
-            self.dropped,
-        )
-    }
-
     pub fn detect(&mut self, view: &View<'_>, now: u64) -> Vec<Finding> {
         let mut out = self.here(view, now, nft_counters::read);
         out.extend(signalling(view));

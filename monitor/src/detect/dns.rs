@@ -54,17 +54,6 @@ impl State {
         )
     }
 
-    /// The window of failed lookups: its cap, fill and what was dropped (here, or by the
-    /// learner's ring before it) (status `scale.caps`).
-    pub fn cap(&self) -> crate::report::scale::Cap {
-        crate::report::scale::Cap::new(
-            "detect.dns.failures",
-            MAX_EVENTS,
-            self.recent.len(),
-            self.dropped + self.ring_dropped,
-        )
-    }
-
     /// Takes the failures recorded since the last poll and the ring's drop counter.
     pub fn add(&mut self, events: Vec<DnsFailure>, ring_dropped: u64) {
         self.recent.extend(events);
@@ -209,12 +198,13 @@ mod tests {
         s.add(many, 4);
         let f = s.detect(100 * S);
         assert_eq!(evidence(&f[0], "count"), MAX_EVENTS.to_string());
-        // Shown in status `scale.caps`: 10 dropped here, 4 by the learner's ring.
-        let cap = s.cap();
-        assert_eq!(cap.name, "detect.dns.failures");
+        // Shown in status `detectors.tables`: 10 dropped here (the learner's ring shows
+        // its own 4 in `learn.dns_failures_dropped`).
+        let t = s.table();
+        assert_eq!((t.detector.as_str(), t.table.as_str()), (ID, "failures"));
         assert_eq!(
-            (cap.limit, cap.held, cap.refused),
-            (MAX_EVENTS as u64, MAX_EVENTS as u64, 14)
+            (t.cap, t.entries, t.dropped),
+            (MAX_EVENTS as u64, MAX_EVENTS as u64, 10)
         );
     }
 }

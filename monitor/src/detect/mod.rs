@@ -272,11 +272,6 @@ impl Failures {
         self.conntrack_cost.clone()
     }
 
-    /// The detectors' bounded state tables (status `scale.caps`).
-    pub fn caps(&self) -> Vec<crate::report::scale::Cap> {
-        vec![self.blocked.cap(), self.tunnel.cap(), self.vpn.cap()]
-    }
-
     pub fn new(cfg: DetectConfig, path_mtu: u32) -> Failures {
         Failures {
             cfg,

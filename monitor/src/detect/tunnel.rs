@@ -71,17 +71,6 @@ impl State {
         )
     }
 
-    /// The table of followed tunnel flows: its cap, fill and refusals (status
-    /// `scale.caps`).
-    pub fn cap(&self) -> crate::report::scale::Cap {
-        crate::report::scale::Cap::new(
-            "detect.tunnel.flows",
-            MAX_TUNNELS,
-            self.tunnels.len(),
-            self.dropped,
-        )
-    }
-
     pub fn detect(&mut self, view: &View<'_>, now: u64) -> Vec<Finding> {
         let poll_s = (view.report.daemon.poll_interval_ms.max(1) as f64) / 1000.0;
         for f in view.flows() {
@@ -322,15 +311,18 @@ mod tests {
             now: 100,
         };
         run.poll(&r);
-        let cap = run.state.cap();
-        assert_eq!(cap.name, "detect.tunnel.flows");
+        let t = run.state.table();
         assert_eq!(
-            (cap.limit, cap.held, cap.refused),
+            (t.detector.as_str(), t.table.as_str()),
+            (ID, "tunnel_flows")
+        );
+        assert_eq!(
+            (t.cap, t.entries, t.dropped),
             (MAX_TUNNELS as u64, MAX_TUNNELS as u64, 7)
         );
         // The next poll turns the same 7 away again: counted each time.
         run.poll(&r);
-        let cap = run.state.cap();
-        assert_eq!((cap.held, cap.refused), (MAX_TUNNELS as u64, 14));
+        let t = run.state.table();
+        assert_eq!((t.entries, t.dropped), (MAX_TUNNELS as u64, 14));
     }
 }

@@ -61,17 +61,6 @@ impl State {
         )
     }
 
-    /// The table of followed inner hosts: its cap, fill and refusals (status
-    /// `scale.caps`).
-    pub fn cap(&self) -> crate::report::scale::Cap {
-        crate::report::scale::Cap::new(
-            "detect.vpn.hosts",
-            MAX_HOSTS,
-            self.hosts.len(),
-            self.dropped,
-        )
-    }
-
     /// `stun_rtt`: STUN RTTs per flow of requests that left an interface (see
     /// [`super::Failures::set_stun_rtt`]).
     pub fn detect(

@@ -34,7 +34,7 @@ pub struct ScaleStatus {
 /// away or dropped since the daemon started.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Cap {
-    /// E.g. "detect.blocked.flows" (README "Scale and caps" lists them).
+    /// E.g. "learn.peers" (README "Scale and caps" lists them).
     pub name: String,
     pub limit: u64,
     /// Held after the last poll.

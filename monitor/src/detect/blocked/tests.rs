@@ -268,15 +268,18 @@ fn followed_lan_flows_hold_their_cap_and_count_each_refusal() {
     let mut run = Run::new();
     run.poll(&r);
     // The baseline poll counts nothing: no flow sent, none followed.
-    assert_eq!((run.state.cap().held, run.state.cap().refused), (0, 0));
+    assert_eq!(
+        (run.state.table().entries, run.state.table().dropped),
+        (0, 0)
+    );
     for f in &mut r.flows {
         f.packets += 50;
     }
     run.poll(&r);
-    let cap = run.state.cap();
-    assert_eq!(cap.name, "detect.blocked.flows");
+    let t = run.state.table();
+    assert_eq!((t.detector.as_str(), t.table.as_str()), (HERE, "lan_flows"));
     assert_eq!(
-        (cap.limit, cap.held, cap.refused),
+        (t.cap, t.entries, t.dropped),
         (MAX_TRACKED as u64, MAX_TRACKED as u64, 3)
     );
 }

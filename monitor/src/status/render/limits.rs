@@ -43,12 +43,12 @@ pub fn notes(report: &StatusReport) -> Vec<String> {
             t.detector, t.table, t.dropped, t.cap
         ));
     }
-    // The detector tables are above; the served report's flows are cut by design (the
-    // JSON's `flows_total` has the count), so neither is repeated here.
+    // The served report's flows are cut by design (the JSON's `flows_total` has the
+    // count): not a limit reached.
     for cap in s
         .caps
         .iter()
-        .filter(|c| c.refused > 0 && !c.name.starts_with("detect.") && c.name != "report.flows")
+        .filter(|c| c.refused > 0 && c.name != "report.flows")
     {
         out.push(format!(
             "{} full: {} refused (at most {})",
@@ -92,7 +92,6 @@ mod tests {
             DetectorTable::new("ssl_inspection", "connections", 1024, 1024, 7),
         ];
         r.scale.caps = vec![
-            Cap::new("detect.vpn.hosts", 1024, 1024, 5),
             Cap::new("report.flows", 1000, 1000, 64_536),
             Cap::new("learn.peers", 4096, 4096, 2),
             Cap::new("quality.call_records", 1000, 10, 0),

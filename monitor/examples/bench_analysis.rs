@@ -1,5 +1,6 @@
 //! Times one poll's analysis (report and detectors) in-process on a synthetic snapshot
-//! like `bench_fill`'s, without a kernel: `bench_analysis <flows> [polls]`. For
+//! like `bench_fill`'s, without a kernel: `bench_analysis <flows> [polls] [changing]`
+//! (`changing`: how many of the flows count a packet more each poll). For
 //! profiling the daemon's analysis path (`perf record`); `cargo xtask bench` measures
 //! the real daemon.
 
@@ -15,8 +16,9 @@ fn cpu_s() -> f64 {
 }
 
 use monitor::{
-    daemon::{detectors::Detectors, report},
+    daemon::{analysis, detectors::Detectors, flow_rows::FlowRows, report},
     kernel::snapshot::Snapshot,
+    learn::run::View as LearnView,
     quality::tracker::Tracker,
     status::model::InterfaceStatus,
 };
@@ -26,6 +28,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(65_536);
     let polls: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let changing: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
     let iface = |name: &str, ifindex, role: &str| InterfaceStatus {
         name: name.into(),
         ifindex,
@@ -70,7 +73,15 @@ fn main() {
         .collect();
     let mut tracker = Tracker::new();
     let mut detectors = Detectors::new(Default::default());
+    let mut rows = FlowRows::new();
+    let learn = std::sync::Mutex::new(LearnView::default());
+    let mut flows = flows;
     for poll in 0..polls {
+        // The busiest `changing` of the flows count a packet more each poll.
+        for (_, v) in flows.iter_mut().take(changing) {
+            v.packets += 1;
+            v.bytes += 200;
+        }
         let now = monitor::kernel::snapshot::monotonic_ns();
         let snap = Snapshot {
             taken_mono_ns: now,
@@ -78,17 +89,22 @@ fn main() {
             ..Default::default()
         };
         let started = cpu_s();
-        let mut r = report::build_tracked(&info, &interfaces, &snap, now, &mut tracker);
-        let built = cpu_s() - started;
-        detectors.poll(&mut r, poll as u64);
+        let done = analysis::analyse(
+            &mut detectors,
+            &mut tracker,
+            &mut rows,
+            snap,
+            &info,
+            &interfaces,
+            &learn,
+        );
         let total = cpu_s() - started;
         println!(
-            "poll {poll} (CPU time): report {:.1} ms, detectors {:.1} ms, total {:.1} ms \
-             ({:.3} µs/flow)",
-            built * 1e3,
-            (total - built) * 1e3,
+            "poll {poll} (CPU time): {:.1} ms ({:.3} µs/flow), {} rows made, {} flows shown",
             total * 1e3,
-            total * 1e6 / n.max(1) as f64
+            total * 1e6 / n.max(1) as f64,
+            done.report.scale.rows_made,
+            done.report.flows.len(),
         );
     }
 }

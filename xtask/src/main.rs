@@ -64,6 +64,13 @@ enum Task {
         /// of written to BENCHMARKS.md.
         #[arg(long, conflicts_with = "daemon_only")]
         throughput_only: bool,
+        /// With --daemon-only: these flow counts instead of 1k, 10k, 100k and 1M
+        /// (comma-separated; `none` for none), e.g. `--daemon-sizes 1000000`.
+        #[arg(long, requires = "daemon_only")]
+        daemon_sizes: Option<String>,
+        /// With --daemon-only: skip the conntrack case.
+        #[arg(long, requires = "daemon_only")]
+        no_conntrack: bool,
     },
     /// Send one RTP impairment profile with known ground truth (clean, random loss, burst
     /// loss, reordering, duplicates, wrap, send jitter): run it in the namespace that
@@ -144,8 +151,16 @@ fn main() -> ExitCode {
         Task::Bench {
             quick,
             daemon_only,
+            daemon_sizes,
+            no_conntrack,
             throughput_only,
-        } => bench::run(quick, daemon_only, throughput_only),
+        } => bench::run(
+            quick,
+            daemon_only,
+            throughput_only,
+            daemon_sizes.as_deref(),
+            no_conntrack,
+        ),
         Task::Install { root, binary } => xtask::install::run(&root, binary.as_deref()),
         Task::Package {
             binary,

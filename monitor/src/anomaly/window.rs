@@ -46,7 +46,7 @@ impl Counts {
 
     /// What was counted since `prev`; everything when the flow is not the one `prev`
     /// described any more (its packet count went down: evicted and created again).
-    fn since(self, prev: Counts) -> Counts {
+    pub fn since(self, prev: Counts) -> Counts {
         if self.packets < prev.packets {
             return self;
         }

@@ -11,7 +11,7 @@ use std::{
 use log::{error, warn};
 use tokio::task::JoinHandle;
 
-use super::{detectors::Detectors, report};
+use super::{detectors::Detectors, flow_rows::FlowRows, report};
 use crate::{
     kernel::snapshot::{self, Snapshot},
     learn::run::View as LearnView,
@@ -73,7 +73,7 @@ pub struct Done {
     pub taken_mono_ns: u64,
 }
 
-type Output = (Detectors, Tracker, Done);
+type Output = (Detectors, Tracker, FlowRows, Done);
 
 /// At most one analysis runs at a time; a snapshot taken while one runs is not made.
 pub struct Analysis {
@@ -81,6 +81,8 @@ pub struct Analysis {
     detectors: Option<Detectors>,
     /// The calls across polls; away while an analysis runs.
     tracker: Option<Tracker>,
+    /// The flows' rows across polls; away while an analysis runs.
+    rows: Option<FlowRows>,
     running: Option<JoinHandle<Output>>,
     make_detectors: Box<dyn Fn() -> Detectors + Send>,
     skipped: u64,
@@ -93,6 +95,7 @@ impl Analysis {
         Analysis {
             detectors: Some(make_detectors()),
             tracker: Some(Tracker::new()),
+            rows: Some(FlowRows::new()),
             running: None,
             make_detectors: Box::new(make_detectors),
             skipped: 0,
@@ -132,53 +135,18 @@ impl Analysis {
             .take()
             .unwrap_or_else(|| (self.make_detectors)());
         let mut tracker = self.tracker.take().unwrap_or_default();
+        let mut rows = self.rows.take().unwrap_or_default();
         self.running = Some(tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let mut report = build_with(&snap, &info, &interfaces, &learn, &mut tracker);
-            // The report has every flow now: the raw copy goes before the detectors run
-            // (with a million flows, 160 MB less at the peak).
-            // The certificate detector's handshake times come from the raw flows.
-            let handshakes = handshake_rtts(&snap);
-            let Snapshot {
-                taken_mono_ns,
-                quality,
-                flows,
-                ..
-            } = snap;
-            drop(flows);
-            let now_unix_s = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            detectors.set_stun_rtt(&quality.rtt);
-            drop(quality);
-            let (dns_failures, dropped) = learn
-                .lock()
-                .map(|v| v.take_dns_failures())
-                .unwrap_or_default();
-            detectors.set_dns_failures(dns_failures, dropped, snapshot::monotonic_ns());
-            let (certs, _) = learn
-                .lock()
-                .map(|v| v.take_server_certs())
-                .unwrap_or_default();
-            detectors.set_server_certs(certs, &handshakes, now_unix_s);
-            detectors.poll(&mut report, now_unix_s);
-            (report.scale.anomalies, report.scale.conntrack) = detectors.scale();
-            // Only the flows status and export show stay in the published report.
-            report.keep_shown_flows(
-                crate::status::model::MAX_FLOWS_SERVED,
-                crate::config::export::MAX_CALL_SERIES as usize,
+            let done = analyse(
+                &mut detectors,
+                &mut tracker,
+                &mut rows,
+                snap,
+                &info,
+                &interfaces,
+                &learn,
             );
-            report.scale.caps.extend(report_caps(&report));
-            report.scale.analysis_ms = started.elapsed().as_secs_f64() * 1e3;
-            (
-                detectors,
-                tracker,
-                Done {
-                    report,
-                    taken_mono_ns,
-                },
-            )
+            (detectors, tracker, rows, done)
         }));
     }
 
@@ -191,9 +159,10 @@ impl Analysis {
         let result = handle.await;
         self.running = None;
         match result {
-            Ok((detectors, tracker, done)) => {
+            Ok((detectors, tracker, rows, done)) => {
                 self.detectors = Some(detectors);
                 self.tracker = Some(tracker);
+                self.rows = Some(rows);
                 Some(done)
             }
             Err(e) => {
@@ -203,9 +172,94 @@ impl Analysis {
                 );
                 self.detectors = Some((self.make_detectors)());
                 self.tracker = Some(Tracker::new());
+                self.rows = Some(FlowRows::new());
                 None
             }
         }
+    }
+}
+
+/// One poll's analysis: the report of `snap` with the calls (`tracker`), the flows'
+/// rows (`rows`) and the learned peers, the detectors run over it, and only the flows
+/// status and export show kept. What a poll costs after the map read; `bench_analysis`
+/// runs it without a kernel.
+pub fn analyse(
+    detectors: &mut Detectors,
+    tracker: &mut Tracker,
+    rows: &mut FlowRows,
+    snap: Snapshot,
+    info: &report::StaticInfo,
+    interfaces: &[InterfaceStatus],
+    learn: &Mutex<LearnView>,
+) -> Done {
+    let started = Instant::now();
+    let (mut report, deltas, baseline) = report::build_rows(
+        info,
+        interfaces,
+        &snap,
+        snapshot::monotonic_ns(),
+        tracker,
+        rows,
+    );
+    if let Ok(v) = learn.lock() {
+        v.annotate(&mut report, &snap.counters, snapshot::monotonic_ns());
+    }
+    let names = report::interface_names(interfaces);
+    // The report has every flow now: the raw copy goes before the detectors run
+    // (with a million flows, 160 MB less at the peak).
+    // The certificate detector's handshake times come from the raw flows.
+    let handshakes = handshake_rtts(&snap);
+    let Snapshot {
+        taken_mono_ns,
+        quality,
+        flows,
+        ..
+    } = snap;
+    drop(flows);
+    let now_unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    detectors.set_stun_rtt(&quality.rtt);
+    drop(quality);
+    let (dns_failures, dropped) = learn
+        .lock()
+        .map(|v| v.take_dns_failures())
+        .unwrap_or_default();
+    detectors.set_dns_failures(dns_failures, dropped, snapshot::monotonic_ns());
+    let (certs, _) = learn
+        .lock()
+        .map(|v| v.take_server_certs())
+        .unwrap_or_default();
+    detectors.set_server_certs(certs, &handshakes, now_unix_s);
+    detectors.poll_with_deltas(&mut report, &deltas, baseline, Some(rows), now_unix_s);
+    (report.scale.anomalies, report.scale.conntrack) = detectors.scale();
+    // Only the flows status and export show stay in the published report
+    // (copies, busiest first); the rows take their statuses back.
+    let all = std::mem::take(&mut report.flows);
+    report.flow_aggregates = Some(rows.aggregate());
+    report.flows_total = all.len() as u64;
+    let rank = report::interface_rank(&names);
+    report.flows = rows
+        .shown(
+            crate::status::model::MAX_FLOWS_SERVED,
+            crate::config::export::MAX_CALL_SERIES as usize,
+            &rank,
+        )
+        .into_iter()
+        .map(|i| {
+            let mut f = all[i].clone();
+            (f.age_s, f.idle_s) = rows.times(i, taken_mono_ns);
+            f
+        })
+        .collect();
+    rows.give_back(all, deltas);
+    report.scale.rows_made = rows.last_made as u64;
+    report.scale.caps.extend(report_caps(&report));
+    report.scale.analysis_ms = started.elapsed().as_secs_f64() * 1e3;
+    Done {
+        report,
+        taken_mono_ns,
     }
 }
 

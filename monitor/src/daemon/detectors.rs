@@ -14,7 +14,7 @@ use crate::{
     },
     dscp,
     report::scale::{AnomalyFolding, ConntrackRead},
-    status::model::StatusReport,
+    status::model::{FlowStatus, StatusReport},
 };
 
 pub struct Detectors {
@@ -92,18 +92,42 @@ impl Detectors {
     pub fn poll(&mut self, report: &mut StatusReport, now_unix_s: u64) {
         let baseline = self.deltas.before_baseline();
         let deltas = self.deltas.update(&report.flows);
-        self.add_dscp_totals(report, &deltas, baseline);
+        self.poll_with_deltas(report, &deltas, baseline, None, now_unix_s);
+    }
+
+    /// [`Detectors::poll`] with each flow's counts since the last poll already known
+    /// (`deltas`, in the order of `report.flows`; `baseline` on the first poll), as
+    /// [`FlowRows`](super::flow_rows::FlowRows) keeps them; `rows` are the rows
+    /// `report.flows` was lent by.
+    pub fn poll_with_deltas(
+        &mut self,
+        report: &mut StatusReport,
+        deltas: &[Counts],
+        baseline: bool,
+        rows: Option<&super::flow_rows::FlowRows>,
+        now_unix_s: u64,
+    ) {
+        self.add_dscp_totals(
+            report,
+            deltas,
+            baseline,
+            rows.map(|r| r.of_interest(super::flow_rows::Interest::DscpChecked)),
+        );
 
         let mut findings = Vec::new();
         findings.extend(self.dscp_detect.detect(
             &report.flows,
-            &deltas,
+            deltas,
             baseline,
+            rows.map(|r| r.changed()),
             &self.dscp,
             now_unix_s,
         ));
         findings.extend(crate::quality::detect::detect(&report.calls));
-        findings.extend(self.failures.poll(report, &deltas, baseline, now_unix_s));
+        findings.extend(
+            self.failures
+                .poll_rows(report, deltas, baseline, rows, now_unix_s),
+        );
         findings.extend(crate::detect::interfaces::detect(&report.interfaces));
         findings.extend(self.dns.detect(self.dns_now_ns));
         let findings = self.folder.fold(findings);
@@ -118,12 +142,36 @@ impl Detectors {
 
     /// The first poll counts every flow's packets so far; later ones what each counted
     /// since.
-    fn add_dscp_totals(&mut self, report: &StatusReport, deltas: &[Counts], baseline: bool) {
-        self.dscp_totals
-            .add(report.flows.iter().zip(deltas).filter_map(|(f, d)| {
-                let m = dscp::marks(f)?;
-                Some((m, if baseline { Counts::of(f) } else { *d }))
-            }));
+    /// `checked`: the places of the only flows that count (those whose marks were
+    /// checked), when known.
+    fn add_dscp_totals(
+        &mut self,
+        report: &StatusReport,
+        deltas: &[Counts],
+        baseline: bool,
+        checked: Option<&[usize]>,
+    ) {
+        fn one<'f>(
+            (f, d): (&'f FlowStatus, &Counts),
+            baseline: bool,
+        ) -> Option<(dscp::model::FlowMarks<'f>, Counts)> {
+            let m = dscp::marks(f)?;
+            Some((m, if baseline { Counts::of(f) } else { *d }))
+        }
+        match checked {
+            Some(places) => self.dscp_totals.add(
+                places
+                    .iter()
+                    .filter_map(|&i| one((&report.flows[i], &deltas[i]), baseline)),
+            ),
+            None => self.dscp_totals.add(
+                report
+                    .flows
+                    .iter()
+                    .zip(deltas)
+                    .filter_map(|p| one(p, baseline)),
+            ),
+        }
     }
 
     /// The last poll's folding and conntrack cost, for status `scale`.

@@ -7,8 +7,9 @@
 //! and the next start swaps its programs in atomically. `monitor detach` (or
 //! `run --unpin-on-exit`) removes them.
 
-mod analysis;
+pub mod analysis;
 pub mod detectors;
+pub mod flow_rows;
 pub mod reload;
 pub mod report;
 

@@ -56,17 +56,7 @@ pub fn build_tracked(
     now_mono_ns: u64,
     tracker: &mut crate::quality::tracker::Tracker,
 ) -> StatusReport {
-    // Flows of an interface's earlier indexes (deleted and created again) keep its name.
-    let names: HashMap<u32, &str> = interfaces
-        .iter()
-        .flat_map(|i| {
-            i.previous_ifindexes
-                .iter()
-                .chain(std::iter::once(&i.ifindex))
-                .filter(|index| **index != 0)
-                .map(|index| (*index, i.name.as_str()))
-        })
-        .collect();
+    let names = interface_names(interfaces);
     let flows: Vec<FlowStatus> = busiest_first(&snap.flows, &names)
         .into_iter()
         .map(|(k, v)| {
@@ -76,6 +66,66 @@ pub fn build_tracked(
         })
         .collect();
     let dscp = crate::dscp::compliance(&flows);
+    assemble(info, interfaces, snap, now_mono_ns, tracker, flows, dscp)
+}
+
+/// Interface names by index; flows of an interface's earlier indexes (deleted and
+/// created again) keep its name.
+pub fn interface_names(interfaces: &[InterfaceStatus]) -> HashMap<u32, &str> {
+    interfaces
+        .iter()
+        .flat_map(|i| {
+            i.previous_ifindexes
+                .iter()
+                .chain(std::iter::once(&i.ifindex))
+                .filter(|index| **index != 0)
+                .map(|index| (*index, i.name.as_str()))
+        })
+        .collect()
+}
+
+/// [`build_tracked`] with the flows' rows kept across polls by `rows` (text made only
+/// for new and changed flows): the report's flows are in the rows' order, not sorted,
+/// and lent by `rows` (give them back after the detectors); also returns what each
+/// counted since the last poll and whether this is the first poll.
+pub fn build_rows(
+    info: &StaticInfo,
+    interfaces: &[InterfaceStatus],
+    snap: &Snapshot,
+    now_mono_ns: u64,
+    tracker: &mut crate::quality::tracker::Tracker,
+    rows: &mut super::flow_rows::FlowRows,
+) -> (StatusReport, Vec<crate::anomaly::window::Counts>, bool) {
+    let names = interface_names(interfaces);
+    let polled = rows.update(&snap.flows, &names, &info.dscp.marks, snap.taken_mono_ns);
+    // Compliance counts only the flows whose marks were checked: the rows know them.
+    let dscp = crate::dscp::model::compliance(
+        rows.of_interest(super::flow_rows::Interest::DscpChecked)
+            .iter()
+            .filter_map(|&i| crate::dscp::marks(&polled.flows[i])),
+    );
+    let report = assemble(
+        info,
+        interfaces,
+        snap,
+        now_mono_ns,
+        tracker,
+        polled.flows,
+        dscp,
+    );
+    (report, polled.deltas, polled.baseline)
+}
+
+/// The report of a snapshot around its flows' statuses.
+fn assemble(
+    info: &StaticInfo,
+    interfaces: &[InterfaceStatus],
+    snap: &Snapshot,
+    now_mono_ns: u64,
+    tracker: &mut crate::quality::tracker::Tracker,
+    flows: Vec<FlowStatus>,
+    dscp: Vec<crate::dscp::model::DscpCompliance>,
+) -> StatusReport {
     let calls = calls(info, snap, tracker);
 
     StatusReport {
@@ -135,14 +185,9 @@ fn flow_tables(snap: &Snapshot) -> crate::report::scale::FlowTables {
     )
 }
 
-/// The flows busiest first, then by interface name, direction (egress first), source
-/// address (numerically) and port, and the rest of the key, so the order is total. Sorted
-/// on the raw keys before any text is made: comparing formatted addresses was most of a
-/// poll's time with 100k flows.
-fn busiest_first<'a>(
-    flows: &'a [(FlowKey, FlowStats)],
-    names: &HashMap<u32, &str>,
-) -> Vec<&'a (FlowKey, FlowStats)> {
+/// Interface indexes ranked by name (indexes without a name after the named ones, by
+/// index): the interface part of [`busiest_key`].
+pub fn interface_rank(names: &HashMap<u32, &str>) -> impl Fn(u32) -> (u8, usize) + use<> {
     let mut by_name: Vec<(&str, u32)> = names.iter().map(|(i, n)| (*n, *i)).collect();
     by_name.sort_unstable();
     let rank: HashMap<u32, usize> = by_name
@@ -150,27 +195,44 @@ fn busiest_first<'a>(
         .enumerate()
         .map(|(r, (_, i))| (*i, r))
         .collect();
-    // Interfaces without a name ("if7") after the named ones, by index.
-    let if_rank = |i: u32| rank.get(&i).map_or((1, i as usize), |r| (0, *r));
-    let dir_rank = |d: u8| match Direction::from_u8(d) {
-        Some(Direction::Egress) => 0,
+    move |i: u32| rank.get(&i).map_or((1, i as usize), |r| (0, *r))
+}
+
+/// The order flows are shown in: busiest first, then by interface name, direction
+/// (egress first), source address (numerically) and port, and the rest of the key, so
+/// the order is total. On the raw keys, before any text is made: comparing formatted
+/// addresses was most of a poll's time with 100k flows.
+pub fn busiest_key(
+    k: &FlowKey,
+    v: &FlowStats,
+    if_rank: &dyn Fn(u32) -> (u8, usize),
+) -> impl Ord + use<> {
+    let dir_rank = match Direction::from_u8(k.direction) {
+        Some(Direction::Egress) => 0u8,
         Some(Direction::Ingress) => 1,
         None => 2,
     };
+    (
+        std::cmp::Reverse(v.packets),
+        if_rank(k.ifindex),
+        dir_rank,
+        k.src_addr,
+        k.src_port,
+        k.dst_addr,
+        k.dst_port,
+        k.protocol,
+    )
+}
+
+/// The flows in [`busiest_key`] order.
+fn busiest_first<'a>(
+    flows: &'a [(FlowKey, FlowStats)],
+    names: &HashMap<u32, &str>,
+) -> Vec<&'a (FlowKey, FlowStats)> {
+    let rank = interface_rank(names);
     let mut sorted: Vec<&(FlowKey, FlowStats)> = flows.iter().collect();
     // Keys made once per flow, not once per comparison.
-    sorted.sort_by_cached_key(|(k, v)| {
-        (
-            std::cmp::Reverse(v.packets),
-            if_rank(k.ifindex),
-            dir_rank(k.direction),
-            k.src_addr,
-            k.src_port,
-            k.dst_addr,
-            k.dst_port,
-            k.protocol,
-        )
-    });
+    sorted.sort_by_cached_key(|(k, v)| busiest_key(k, v, &rank));
     sorted
 }
 
@@ -242,7 +304,7 @@ fn counters(c: &monitor_common::GlobalCounters, flows_present: u64) -> Counters 
     }
 }
 
-fn flow_status(
+pub(super) fn flow_status(
     k: &FlowKey,
     v: &FlowStats,
     names: &HashMap<u32, &str>,

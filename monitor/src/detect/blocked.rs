@@ -19,10 +19,7 @@
 //! that passes again (or stops) leaves the window within [`WINDOW_S`] seconds.
 
 use crate::fasthash::{HashMap, HashSet};
-use std::{
-    collections::{BTreeMap, VecDeque},
-    net::IpAddr,
-};
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::{
     anomaly::{Finding, Severity},
@@ -102,37 +99,30 @@ impl State {
         if !view.has_lan() || !view.has_wan() {
             return Vec::new();
         }
-        // WAN egress flows by protocol and peer.
-        let mut wan: HashMap<(&str, &str, u16), Vec<&FlowStatus>> = HashMap::default();
-        for f in view.flows() {
-            if view.is_wan(f) && f.direction == "egress" && f.class != "not_webex" {
-                wan.entry((&f.protocol, &f.dst_addr, f.dst_port))
-                    .or_default()
-                    .push(f);
-            }
-        }
-        // The NAT's source port per LAN connection (orig tuple → reply dport).
-        let nat: HashMap<(&str, IpAddr, u16, IpAddr, u16), u16> = view
-            .conntrack
-            .unwrap_or_default()
-            .iter()
-            .map(|e| {
-                (
-                    (
-                        e.protocol,
-                        e.orig.src,
-                        e.orig.sport,
-                        e.orig.dst,
-                        e.orig.dport,
-                    ),
-                    e.reply.dport,
-                )
+        // WAN egress flows by protocol and peer, idle ones too (a twin that stopped is
+        // the sign): made on first use, when a LAN flow is judged.
+        let wan = std::cell::OnceCell::new();
+        let wan = || {
+            wan.get_or_init(|| {
+                let mut wan: HashMap<(&str, &str, u16), Vec<&FlowStatus>> = HashMap::default();
+                for f in view.flows() {
+                    if view.is_wan(f) && f.direction == "egress" && f.class != "not_webex" {
+                        wan.entry((&f.protocol, &f.dst_addr, f.dst_port))
+                            .or_default()
+                            .push(f);
+                    }
+                }
+                wan
             })
-            .collect();
+        };
+        // The NAT's source port per LAN connection (orig tuple → reply dport), from the
+        // conntrack index.
+        let nat = view.conntrack_index();
         let mut seen = HashSet::default();
         // The flows with polls in the window, with their subjects.
         let mut tracked: Vec<(&FlowStatus, String)> = Vec::new();
-        for f in view.flows() {
+        // A flow idle for longer than the window has no polls with packets left in it.
+        for f in view.recent(WINDOW_S as f64) {
             let outbound_lan = view.is_lan(f)
                 && f.direction == "ingress"
                 && view.is_outbound(f)
@@ -154,14 +144,21 @@ impl State {
                 self.dropped += 1;
                 continue;
             }
-            let twins = wan
+            let twins = wan()
                 .get(&(f.protocol.as_str(), f.dst_addr.as_str(), f.dst_port))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             let translated = match (f.src_addr.parse(), f.dst_addr.parse()) {
-                (Ok(s), Ok(d)) => nat
-                    .get(&(f.protocol.as_str(), s, f.src_port, d, f.dst_port))
-                    .copied(),
+                (Ok(s), Ok(d)) => nat.and_then(|t| {
+                    let protocol = if f.protocol == "udp" { "udp" } else { "tcp" };
+                    let orig = super::system::Tuple {
+                        src: s,
+                        dst: d,
+                        sport: f.src_port,
+                        dport: f.dst_port,
+                    };
+                    t.by_orig(protocol, &orig).map(|e| e.reply.dport)
+                }),
                 _ => None,
             };
             let port = translated.unwrap_or(f.src_port);
@@ -303,7 +300,7 @@ struct Failed {
 fn signalling(view: &View<'_>) -> Vec<Finding> {
     let window = WINDOW_S as f64;
     let mut failed: BTreeMap<(&str, &str, u16, Cause), Failed> = BTreeMap::new();
-    for f in view.flows() {
+    for f in view.recent(window) {
         let candidate = f.protocol == "tcp"
             && f.handshake_pending
             && view.is_wan(f)

@@ -71,6 +71,14 @@ impl<'a> Joins<'a> {
         j
     }
 
+    /// Every tuple a conntrack entry can join on, each once or more.
+    pub fn keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.lan_signalling
+            .keys()
+            .chain(self.signalling.iter())
+            .copied()
+    }
+
     /// The signalling flow entering a LAN interface as `orig` (src to dst).
     pub fn lan_signalling(&self, protocol: &'static str, orig: &Tuple) -> Option<&'a FlowStatus> {
         self.lan_signalling

@@ -80,7 +80,7 @@ impl State {
                     view.is_lan(f)
                 }
         };
-        for o in view.flows().filter(udp_media) {
+        for o in view.recent(silence).filter(udp_media) {
             if !outbound_side(o) || !active(o) || o.packets < MIN_PACKETS || o.age_s < silence {
                 continue;
             }
@@ -111,7 +111,18 @@ impl State {
         }
 
         // Inbound at the WAN, not forwarded to the LAN: dropped on this gateway.
-        if view.has_lan() {
+        // Only active inbound flows can be findings; the LAN copies they are compared
+        // with are totalled only when there is one.
+        let inbound: Vec<&FlowStatus> = if view.has_lan() {
+            view.recent(silence)
+                .filter(udp_media)
+                .filter(|i| view.is_wan(i) && i.direction == "ingress" && i.src_addr == i.peer_addr)
+                .filter(|i| active(i) && i.packets >= MIN_PACKETS && i.age_s >= silence)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !inbound.is_empty() {
             let mut forwarded: HashMap<(&str, u16), (u64, bool)> = HashMap::default();
             for f in view.flows().filter(udp_media) {
                 if view.is_lan(f) && f.direction == "egress" && f.src_addr == f.peer_addr {
@@ -122,13 +133,7 @@ impl State {
                     e.1 |= active(f);
                 }
             }
-            for i in view.flows().filter(udp_media) {
-                if !(view.is_wan(i) && i.direction == "ingress" && i.src_addr == i.peer_addr) {
-                    continue;
-                }
-                if !active(i) || i.packets < MIN_PACKETS || i.age_s < silence {
-                    continue;
-                }
+            for i in inbound {
                 let (lan_packets, lan_active) = forwarded
                     .get(&(i.src_addr.as_str(), i.src_port))
                     .copied()
@@ -170,7 +175,8 @@ impl State {
     /// poll's deltas: old counts (a new call reusing the 5-tuple, a restart) do not count.
     fn icmp(&mut self, view: &View<'_>, cfg: &DetectConfig, now: u64) -> Vec<Finding> {
         let mut streak = HashMap::default();
-        for f in view.flows() {
+        // Judged on this poll's counts: the flows that counted something.
+        for f in view.changed() {
             if f.protocol != "udp" || !is_media(f) || f.direction != "egress" {
                 continue;
             }

@@ -12,6 +12,7 @@
 
 pub mod blocked;
 pub mod conntrack_join;
+pub mod conntrack_table;
 pub mod dns;
 pub mod interfaces;
 pub mod media;
@@ -27,6 +28,7 @@ pub mod vpn;
 
 use std::time::{Duration, Instant};
 
+use crate::daemon::flow_rows::Interest;
 use crate::fasthash::HashMap;
 use crate::{
     anomaly::{Finding, window::Counts},
@@ -34,6 +36,10 @@ use crate::{
     report::scale::ConntrackRead,
     status::model::{FlowStatus, StatusReport},
 };
+
+/// How long a flow counts as recent after its last packet ([`View::recent`]): longer
+/// than every window of the detectors that judge only recent flows.
+pub const RECENT_S: f64 = 300.0;
 
 /// How often the nftables ruleset is read again (it is an exec of `nft`).
 const RULESET_EVERY: Duration = Duration::from_secs(10);
@@ -66,7 +72,7 @@ pub struct Failures {
     stun_rtt: Vec<(monitor_common::FlowKey, monitor_common::rtp::RttStats)>,
     /// The last conntrack read (`None`: unreadable), when it was taken, and when the next
     /// one is due.
-    conntrack: Option<Vec<system::Entry>>,
+    conntrack: Option<conntrack_table::ConntrackTable>,
     conntrack_read: Option<Instant>,
     conntrack_due: Option<Instant>,
     /// What the conntrack reads and joins cost (status `scale.conntrack`).
@@ -83,6 +89,10 @@ pub struct View<'a> {
     pub baseline: bool,
     /// `None` when conntrack cannot be read (no procfs file, no tool).
     pub conntrack: Option<&'a [system::Entry]>,
+    /// The same entries indexed at their read ([`View::conntrack_index`]).
+    conntrack_table: Option<&'a conntrack_table::ConntrackTable>,
+    /// The index made here when the view was given bare entries (tests).
+    own_table: std::cell::OnceCell<conntrack_table::ConntrackTable>,
     pub ruleset: Option<&'a system::Ruleset>,
     /// Seconds since `conntrack` was read (it is not read every poll on big tables):
     /// flows younger than this cannot be in it yet.
@@ -96,6 +106,12 @@ pub struct View<'a> {
     /// The flows conntrack entries join with, by numeric 5-tuple: built on first use
     /// ([`View::joins`]).
     joins: std::cell::OnceCell<conntrack_join::Joins<'a>>,
+    /// Places of the flows [`View::recent`] lists, found on first use.
+    recent: std::cell::OnceCell<Vec<usize>>,
+    /// The daemon's rows of `report.flows` (same order), with their kernel keys already
+    /// indexed: [`View::flow`] and [`View::reverse`] look flows up by key instead of
+    /// indexing every flow's text each poll.
+    rows: Option<&'a crate::daemon::flow_rows::FlowRows>,
 }
 
 /// Interface, direction, protocol and the two ends: a flow as the map keys it.
@@ -139,17 +155,124 @@ impl<'a> View<'a> {
             wan: role("wan"),
             index: std::cell::OnceCell::new(),
             joins: std::cell::OnceCell::new(),
+            rows: None,
+            recent: std::cell::OnceCell::new(),
+            conntrack_table: None,
+            own_table: std::cell::OnceCell::new(),
         }
+    }
+
+    /// Reads conntrack through `table`, indexed when it was read.
+    pub fn with_conntrack_table(
+        mut self,
+        table: Option<&'a conntrack_table::ConntrackTable>,
+    ) -> View<'a> {
+        if let Some(t) = table {
+            self.conntrack = Some(&t.entries);
+            self.conntrack_table = Some(t);
+        }
+        self
+    }
+
+    /// The conntrack entries indexed (`None` when conntrack cannot be read).
+    pub fn conntrack_index(&self) -> Option<&conntrack_table::ConntrackTable> {
+        match self.conntrack_table {
+            Some(t) => Some(t),
+            None => self.conntrack.map(|e| {
+                self.own_table
+                    .get_or_init(|| conntrack_table::ConntrackTable::new(e.to_vec()))
+            }),
+        }
+    }
+
+    /// The conntrack entries a signalling join can use: those with a helper attached
+    /// and those whose original tuple is a signalling flow's, in table order. Found
+    /// from the flows' side: a look-up per signalling flow, not per entry.
+    pub fn conntrack_candidates(&self) -> Vec<&system::Entry> {
+        let Some(t) = self.conntrack_index() else {
+            return Vec::new();
+        };
+        t.helpers_and(self.joins().keys())
+            .into_iter()
+            .map(|i| &t.entries[i])
+            .collect()
+    }
+
+    /// Looks flows up through `rows`, the rows `report.flows` was lent by.
+    pub fn with_rows(mut self, rows: Option<&'a crate::daemon::flow_rows::FlowRows>) -> View<'a> {
+        self.rows = rows.filter(|r| r.len() == self.report.flows.len());
+        self
+    }
+
+    /// The flow with kernel key `k`, through the rows.
+    fn by_key(&self, k: &monitor_common::FlowKey) -> Option<&'a FlowStatus> {
+        let i = self.rows?.position(k)?;
+        self.report.flows.get(i)
+    }
+
+    /// The kernel key of `id` on interface index `ifindex`; `None` when its text does
+    /// not parse (then it names no flow).
+    fn key_of(id: &FlowId<'_>, ifindex: u32) -> Option<monitor_common::FlowKey> {
+        use monitor_common::flow::{FAMILY_V4, FAMILY_V6};
+        let src: std::net::IpAddr = id.src.0.parse().ok()?;
+        let dst: std::net::IpAddr = id.dst.0.parse().ok()?;
+        let bytes = |a: std::net::IpAddr| match a {
+            std::net::IpAddr::V4(v) => monitor_common::FlowKey::v4_mapped(v.octets()),
+            std::net::IpAddr::V6(v) => v.octets(),
+        };
+        let family = match (src, dst) {
+            (std::net::IpAddr::V4(_), std::net::IpAddr::V4(_)) => FAMILY_V4,
+            (std::net::IpAddr::V6(_), std::net::IpAddr::V6(_)) => FAMILY_V6,
+            _ => return None,
+        };
+        let protocol = match id.protocol {
+            "icmp" => 1,
+            "tcp" => 6,
+            "udp" => 17,
+            "icmpv6" => 58,
+            other => other.parse().ok()?,
+        };
+        let direction = match id.direction {
+            "ingress" => monitor_common::Direction::Ingress as u8,
+            "egress" => monitor_common::Direction::Egress as u8,
+            _ => return None,
+        };
+        Some(monitor_common::FlowKey {
+            src_addr: bytes(src),
+            dst_addr: bytes(dst),
+            ifindex,
+            src_port: id.src.1,
+            dst_port: id.dst.1,
+            protocol,
+            family,
+            direction,
+            _pad: 0,
+        })
     }
 
     /// The flows conntrack entries join with, indexed on first use.
     pub fn joins(&self) -> &conntrack_join::Joins<'a> {
         self.joins.get_or_init(|| {
-            conntrack_join::Joins::new(self.report.flows.iter(), |f| self.is_lan(f))
+            conntrack_join::Joins::new(self.of_interest(Interest::Signalling), |f| self.is_lan(f))
         })
     }
 
     pub fn flow<'k>(&'k self, id: &FlowId<'k>) -> Option<&'a FlowStatus> {
+        if self.rows.is_some() {
+            // The interface by name: its index now and the ones it had before.
+            return self
+                .report
+                .interfaces
+                .iter()
+                .filter(|i| i.name == id.interface)
+                .flat_map(|i| {
+                    i.previous_ifindexes
+                        .iter()
+                        .chain(std::iter::once(&i.ifindex))
+                })
+                .filter(|ifindex| **ifindex != 0)
+                .find_map(|ifindex| self.by_key(&Self::key_of(id, *ifindex)?));
+        }
         // The key type is covariant: the index keyed by the report's strings can be
         // searched with a key borrowing shorter-lived ones.
         let index: &'k HashMap<FlowId<'k>, usize> = self.index();
@@ -222,6 +345,21 @@ impl<'a> View<'a> {
 
     /// The flow the other way on the same interface (replies to `f`).
     pub fn reverse(&self, f: &'a FlowStatus) -> Option<&'a FlowStatus> {
+        if let (Some(rows), Some(i)) = (self.rows, self.position(f)) {
+            let k = rows.key(i);
+            return self.by_key(&monitor_common::FlowKey {
+                src_addr: k.dst_addr,
+                dst_addr: k.src_addr,
+                src_port: k.dst_port,
+                dst_port: k.src_port,
+                direction: if k.direction == monitor_common::Direction::Ingress as u8 {
+                    monitor_common::Direction::Egress as u8
+                } else {
+                    monitor_common::Direction::Ingress as u8
+                },
+                ..*k
+            });
+        }
         let direction = if f.direction == "ingress" {
             "egress"
         } else {
@@ -239,6 +377,61 @@ impl<'a> View<'a> {
     /// Active flows of the report.
     pub fn flows(&self) -> impl Iterator<Item = &'a FlowStatus> {
         self.report.flows.iter()
+    }
+
+    /// The flows of `interest` (listed by the rows when the view has them).
+    pub fn of_interest(&self, interest: Interest) -> Box<dyn Iterator<Item = &'a FlowStatus> + '_> {
+        match self.rows {
+            Some(rows) => Box::new(
+                rows.of_interest(interest)
+                    .iter()
+                    .map(|&i| &self.report.flows[i]),
+            ),
+            None => Box::new(self.flows().filter(move |f| interest.of_status(f))),
+        }
+    }
+
+    /// The flows that counted anything since the last poll (the rest have nothing new
+    /// to judge).
+    pub fn changed(&self) -> Box<dyn Iterator<Item = &'a FlowStatus> + '_> {
+        if let Some(rows) = self.rows {
+            return Box::new(rows.changed().iter().map(|&i| &self.report.flows[i]));
+        }
+        let idle = Counts::default();
+        Box::new(
+            self.report
+                .flows
+                .iter()
+                .zip(self.deltas)
+                .filter(move |(_, d)| **d != idle)
+                .map(|(f, _)| f),
+        )
+    }
+
+    /// The flows that carried a packet within [`RECENT_S`] or counted anything since
+    /// the last poll. Most of a large flow table is idle: a detector whose verdict needs
+    /// a flow active within `within_s` (at most [`RECENT_S`]) or counting this poll
+    /// judges these instead of every flow; a longer `within_s` gives every flow.
+    pub fn recent(&self, within_s: f64) -> Box<dyn Iterator<Item = &'a FlowStatus> + '_> {
+        if within_s > RECENT_S {
+            return Box::new(self.flows());
+        }
+        if let Some(rows) = self.rows {
+            return Box::new(rows.recent().iter().map(|&i| &self.report.flows[i]));
+        }
+        let places = self.recent.get_or_init(|| {
+            let idle = Counts::default();
+            self.report
+                .flows
+                .iter()
+                .enumerate()
+                .filter(|(i, f)| {
+                    f.idle_s < RECENT_S || self.deltas.get(*i).is_some_and(|d| *d != idle)
+                })
+                .map(|(i, _)| i)
+                .collect()
+        });
+        Box::new(places.iter().map(|&i| &self.report.flows[i]))
     }
 }
 
@@ -341,6 +534,19 @@ impl Failures {
         baseline: bool,
         now_unix_s: u64,
     ) -> Vec<Finding> {
+        self.poll_rows(report, deltas, baseline, None, now_unix_s)
+    }
+
+    /// [`Failures::poll`] with the rows `report.flows` was lent by (flows looked up by
+    /// their kernel keys).
+    pub fn poll_rows(
+        &mut self,
+        report: &StatusReport,
+        deltas: &[Counts],
+        baseline: bool,
+        rows: Option<&crate::daemon::flow_rows::FlowRows>,
+        now_unix_s: u64,
+    ) -> Vec<Finding> {
         if self
             .ruleset_read
             .is_none_or(|t| t.elapsed() >= RULESET_EVERY)
@@ -350,7 +556,7 @@ impl Failures {
         }
         if self.conntrack_due.is_none_or(|t| Instant::now() >= t) {
             let started = Instant::now();
-            self.conntrack = system::conntrack_entries();
+            self.conntrack = system::conntrack_entries().map(conntrack_table::ConntrackTable::new);
             let took = started.elapsed();
             self.conntrack_read = Some(started);
             let due = next_conntrack_read(started, took);
@@ -359,11 +565,8 @@ impl Failures {
             c.reads += 1;
             c.last_read_ms = took.as_secs_f64() * 1e3;
             c.interval_s = (due - started).as_secs_f64();
-            c.entries = self.conntrack.as_ref().map(|e| e.len() as u64);
-            c.nat_entries = self
-                .conntrack
-                .as_ref()
-                .map_or(0, |e| e.iter().filter(|e| e.is_snat()).count() as u64);
+            c.entries = self.conntrack.as_ref().map(|t| t.entries.len() as u64);
+            c.nat_entries = self.conntrack.as_ref().map_or(0, |t| t.nat_entries);
         }
         let conntrack_age_s = self
             .conntrack_read
@@ -373,10 +576,12 @@ impl Failures {
             report,
             deltas,
             baseline,
-            self.conntrack.as_deref(),
+            None,
             conntrack_age_s,
             self.ruleset.as_ref(),
-        );
+        )
+        .with_rows(rows)
+        .with_conntrack_table(self.conntrack.as_ref());
         // The conntrack joins, timed: the index (built on first use) and the three
         // detectors that use it.
         let started = Instant::now();

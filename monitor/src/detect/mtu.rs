@@ -79,7 +79,11 @@ impl State {
                 });
             }
         }
-        let webex = view.flows().filter(|f| f.class != "not_webex");
+        // Webex flows with fragments, frag-needed or oversize packets: the others give
+        // no sign.
+        let webex = view
+            .of_interest(super::Interest::MtuSigns)
+            .filter(|f| f.class != "not_webex");
 
         let mut fragments: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for f in webex {

@@ -8,11 +8,7 @@
 //! Opens at `[detect] nat_use_pct` percent. Evidence includes the Webex flows arriving
 //! from the LAN that have no conntrack binding at all: new flows the NAT could not place.
 
-use crate::fasthash::HashSet;
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-};
+use std::net::IpAddr;
 
 use crate::{
     anomaly::{Finding, Severity},
@@ -59,37 +55,23 @@ pub fn detect(view: &View<'_>, cfg: &DetectConfig) -> Vec<Finding> {
         });
     }
 
-    let Some(entries) = view.conntrack else {
+    let Some(table) = view.conntrack_index() else {
         return out;
     };
-    // Ports in use per (public address, transport), and every binding by its numeric
-    // original tuple: no text per entry (a table holds 100,000).
-    let mut used: BTreeMap<(IpAddr, &'static str), BTreeSet<u16>> = BTreeMap::new();
-    let mut bound: HashSet<(&'static str, IpAddr, u16, IpAddr, u16)> = HashSet::default();
-    for e in entries {
-        bound.insert((
-            e.protocol,
-            e.orig.src,
-            e.orig.sport,
-            e.orig.dst,
-            e.orig.dport,
-        ));
-        if e.is_snat() {
-            used.entry((e.reply.dst, e.protocol))
-                .or_default()
-                .insert(e.reply.dport);
-        }
-    }
+    // Ports in use per (public address, transport) and every binding by its numeric
+    // original tuple, indexed when conntrack was read: no text per entry (a table holds
+    // 100,000).
+    let used = &table.ports_used;
     let has_binding = |f: &crate::status::model::FlowStatus| {
         let protocol = if f.protocol == "udp" { "udp" } else { "tcp" };
         match (f.src_addr.parse::<IpAddr>(), f.dst_addr.parse::<IpAddr>()) {
-            (Ok(src), Ok(dst)) => bound.contains(&(protocol, src, f.src_port, dst, f.dst_port)),
+            (Ok(src), Ok(dst)) => table.has_orig(&(protocol, src, f.src_port, dst, f.dst_port)),
             _ => false,
         }
     };
     // Webex flows from the LAN that are active but have no binding.
     let unbound = view
-        .flows()
+        .recent(ACTIVE_S)
         .filter(|f| {
             view.is_lan(f)
                 && view.is_outbound(f)
@@ -104,7 +86,7 @@ pub fn detect(view: &View<'_>, cfg: &DetectConfig) -> Vec<Finding> {
         Some(r) if !r.nat_port_ranges.is_empty() => r.nat_port_ranges.clone(),
         _ => vec![DEFAULT_NAT_PORTS],
     };
-    for ((public, protocol), ports) in &used {
+    for ((public, protocol), ports) in used {
         // The range holding most of this address's ports is the rule that placed them.
         let (first, last) = *ranges
             .iter()

@@ -93,7 +93,7 @@ impl State {
 
         // Settings, judged for the transports signalling uses through this gateway now.
         let mut transports: Vec<&str> = view
-            .flows()
+            .of_interest(super::Interest::Signalling)
             .filter(signalling)
             .filter(|f| side(f))
             .map(|f| f.protocol.as_str())
@@ -139,7 +139,11 @@ impl State {
 
         // Idle gaps between consecutive packets of a signalling flow.
         let mut present = Vec::new();
-        for f in view.flows().filter(signalling).filter(|f| side(f)) {
+        for f in view
+            .of_interest(super::Interest::Signalling)
+            .filter(signalling)
+            .filter(|f| side(f))
+        {
             let key = subject(f);
             let mark = f.age_s - f.idle_s;
             if let Some(&(packets, prev)) = self.last.get(&key)
@@ -192,8 +196,12 @@ impl State {
         }
 
         // Rebinding: the same inner host and peer on a new public address or port.
-        if let Some(entries) = view.conntrack {
-            for e in entries.iter().filter(|e| e.is_snat()) {
+        if view.conntrack.is_some() {
+            for e in view
+                .conntrack_candidates()
+                .into_iter()
+                .filter(|e| e.is_snat())
+            {
                 // One look-up per entry; text only for signalling bindings.
                 if !view.joins().is_signalling(e.protocol, &e.orig) {
                     continue;

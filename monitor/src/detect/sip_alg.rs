@@ -39,9 +39,12 @@ pub fn detect(view: &View<'_>, rewrites: &mut Rewrites, now: u64) -> Vec<Finding
     rewrites
         .last
         .retain(|_, t| now.saturating_sub(*t) <= REWRITE_HOLD_S);
-    let Some(entries) = view.conntrack else {
+    if view.conntrack.is_none() {
         return Vec::new();
-    };
+    }
+    // Entries with a helper and those a signalling flow joins: the others can give no
+    // finding here.
+    let entries = view.conntrack_candidates();
     let mut out = Vec::new();
     // Pairs seen in this poll: the pending deltas of the others are dropped.
     let mut judged = HashSet::default();

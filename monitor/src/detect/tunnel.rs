@@ -73,7 +73,8 @@ impl State {
 
     pub fn detect(&mut self, view: &View<'_>, now: u64) -> Vec<Finding> {
         let poll_s = (view.report.daemon.poll_interval_ms.max(1) as f64) / 1000.0;
-        for f in view.flows() {
+        // Counting this poll: the flows that counted something.
+        for f in view.changed() {
             let outbound = if view.has_lan() {
                 view.is_lan(f) && f.direction == "ingress"
             } else {
@@ -88,12 +89,16 @@ impl State {
 
         let mut seen = HashSet::default();
         let mut out = Vec::new();
-        for f in view.flows() {
+        // Flows that are not Webex on a tunnel's protocol or port.
+        for f in view.of_interest(super::Interest::Tunnel) {
             let from_lan = if view.has_lan() {
                 view.is_lan(f) && f.direction == "ingress"
             } else {
                 f.direction == "egress"
             };
+            if !from_lan || f.class != "not_webex" {
+                continue;
+            }
             let protocol = match f.protocol.as_str() {
                 "udp" => 17,
                 "tcp" => 6,
@@ -102,9 +107,6 @@ impl State {
             let Some(kind) = tunnel(protocol, f.src_port, f.dst_port) else {
                 continue;
             };
-            if !from_lan || f.class != "not_webex" {
-                continue;
-            }
             let key = subject(f);
             if !self.tunnels.contains_key(&key) && self.tunnels.len() >= MAX_TUNNELS {
                 self.dropped += 1;

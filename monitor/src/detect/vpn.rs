@@ -74,7 +74,8 @@ impl State {
             return Vec::new();
         }
         let mut this_poll: HashMap<IpAddr, (Prefix, u64, Vec<String>)> = HashMap::default();
-        for f in view.flows() {
+        // Judged on this poll's packets: the flows that counted something.
+        for f in view.changed() {
             let side = if view.has_lan() { view.is_lan(f) } else { true };
             if f.protocol != "udp" || !is_media(f) || !side {
                 continue;

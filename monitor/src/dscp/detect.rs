@@ -126,20 +126,19 @@ struct Twin {
 
 impl State {
     /// Judges one poll: `deltas[i]` is what `flows[i]` counted since the last poll,
-    /// `baseline` is true on the first poll after start.
+    /// `baseline` is true on the first poll after start. `changed`: the places of the
+    /// flows that counted anything, when known (only they can have mismatches to judge).
     pub fn detect(
         &mut self,
         flows: &[FlowStatus],
         deltas: &[Counts],
         baseline: bool,
+        changed: Option<&[usize]>,
         setup: &Setup,
         now: u64,
     ) -> Vec<Finding> {
         let has_lan = setup.interfaces.iter().any(|i| i.role == Role::Lan);
         let role = |f: &FlowStatus| setup.role(&f.interface);
-        // Per peer: the LAN ingress flows (before NAT) and WAN ingress flows (arrivals).
-        let mut lan_in: HashMap<Peer, Vec<Twin>> = HashMap::default();
-        let mut wan_in: HashMap<Peer, Vec<Twin>> = HashMap::default();
         // Flows by text identity, for the few WAN arrivals that need their way out:
         // built on first use (hashing every flow's text each poll was much of its cost).
         let by_key: std::cell::OnceCell<HashMap<FlowId, usize>> = std::cell::OnceCell::new();
@@ -153,24 +152,35 @@ impl State {
                     .collect()
             })
         };
-        for (i, f) in flows.iter().enumerate() {
-            if f.dscp.is_none() {
-                continue;
-            }
-            let (m, mm) = judged(f, &deltas[i], baseline);
-            let twin = Twin {
-                inner_port: f.inner_port,
-                ever_marked: f.dscp.as_ref().is_some_and(|d| d.matched > 0),
-                matched: m,
-                mismatched: mm,
-            };
-            let peer = (f.protocol.as_str(), f.peer_addr.as_str(), f.peer_port);
-            match (role(f), f.direction.as_str()) {
-                (Some(Role::Lan), "ingress") => lan_in.entry(peer).or_default().push(twin),
-                (Some(Role::Wan), "ingress") => wan_in.entry(peer).or_default().push(twin),
-                _ => {}
-            }
-        }
+        // Per peer: the LAN ingress flows (before NAT) and WAN ingress flows (arrivals),
+        // idle ones too; made on first use, when a flow has mismatches to place.
+        type Sides<'f> = (HashMap<Peer<'f>, Vec<Twin>>, HashMap<Peer<'f>, Vec<Twin>>);
+        let sides: std::cell::OnceCell<Sides> = std::cell::OnceCell::new();
+        let sides = || {
+            sides.get_or_init(|| {
+                let mut lan_in: HashMap<Peer, Vec<Twin>> = HashMap::default();
+                let mut wan_in: HashMap<Peer, Vec<Twin>> = HashMap::default();
+                for (i, f) in flows.iter().enumerate() {
+                    if f.dscp.is_none() {
+                        continue;
+                    }
+                    let (m, mm) = judged(f, &deltas[i], baseline);
+                    let twin = Twin {
+                        inner_port: f.inner_port,
+                        ever_marked: f.dscp.as_ref().is_some_and(|d| d.matched > 0),
+                        matched: m,
+                        mismatched: mm,
+                    };
+                    let peer = (f.protocol.as_str(), f.peer_addr.as_str(), f.peer_port);
+                    match (role(f), f.direction.as_str()) {
+                        (Some(Role::Lan), "ingress") => lan_in.entry(peer).or_default().push(twin),
+                        (Some(Role::Wan), "ingress") => wan_in.entry(peer).or_default().push(twin),
+                        _ => {}
+                    }
+                }
+                (lan_in, wan_in)
+            })
+        };
         // `f`'s copies on the other side of the NAT: its twin by peer and port
         // (masquerade keeps the source port when it can), else every flow to that peer.
         // `None`: no twin at all; `Some(Some(n))`: they arrive marked (n of them in this
@@ -194,7 +204,14 @@ impl State {
         };
 
         let mut this_poll: BTreeMap<(&'static str, String), Sample> = BTreeMap::new();
-        for (i, f) in flows.iter().enumerate() {
+        // A flow that counted nothing has no mismatches this poll (its profile, too, is
+        // what it was): only the flows that counted are judged.
+        let judge: Box<dyn Iterator<Item = usize>> = match changed {
+            Some(places) => Box::new(places.iter().copied()),
+            None => Box::new(0..flows.len()),
+        };
+        for i in judge {
+            let f = &flows[i];
             let Some(dscp) = &f.dscp else { continue };
             let Some(expected) = dscp.expected else {
                 continue;
@@ -212,7 +229,7 @@ impl State {
             let unmarked = f.last_dscp == 0 && expected != 0;
             let (id, other_side) = match (role(f), f.direction.as_str()) {
                 (Some(Role::Lan), "ingress") => (if unmarked { MISSING } else { WRONG }, 0),
-                (Some(Role::Wan), "egress") => match marked_twin(&lan_in, f) {
+                (Some(Role::Wan), "egress") => match marked_twin(&sides().0, f) {
                     Some(Some(marked)) => (LOST, marked),
                     // Unmarked on the LAN side too: the phones' finding.
                     Some(_) => continue,
@@ -237,7 +254,7 @@ impl State {
                     }
                     (BLEACHED, out)
                 }
-                (Some(Role::Lan), "egress") => match marked_twin(&wan_in, f) {
+                (Some(Role::Lan), "egress") => match marked_twin(&sides().1, f) {
                     Some(Some(marked)) => (LOST, marked),
                     _ => continue,
                 },
@@ -498,7 +515,8 @@ mod tests {
         fn poll(&mut self, flows: &[FlowStatus], now: u64) -> Vec<Finding> {
             let baseline = self.deltas.before_baseline();
             let d = self.deltas.update(flows);
-            self.state.detect(flows, &d, baseline, &self.setup, now)
+            self.state
+                .detect(flows, &d, baseline, None, &self.setup, now)
         }
     }
 

@@ -82,7 +82,18 @@ pub fn observe<'a>(
     snap: &'a QualitySnapshot,
     ifaces: &'a HashMap<u32, Iface<'a>>,
 ) -> Vec<Obs<'a>> {
-    let flow_of: HashMap<&FlowKey, &FlowStats> = flows.iter().map(|(k, v)| (k, v)).collect();
+    // Only the flows that carry a stream are indexed: a big flow table holds few.
+    let wanted: crate::fasthash::HashSet<&FlowKey> =
+        snap.streams.iter().map(|(k, _)| &k.flow).collect();
+    let flow_of: crate::fasthash::HashMap<&FlowKey, &FlowStats> = if wanted.is_empty() {
+        Default::default()
+    } else {
+        flows
+            .iter()
+            .filter(|(k, _)| wanted.contains(k))
+            .map(|(k, v)| (k, v))
+            .collect()
+    };
     let mut obs = Vec::new();
     for (key, s) in &snap.streams {
         let Some(flow) = flow_of.get(&key.flow) else {

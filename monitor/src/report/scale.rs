@@ -23,6 +23,11 @@ pub struct ScaleStatus {
     /// took, in milliseconds.
     #[serde(default)]
     pub analysis_ms: f64,
+    /// Flows whose report row (text addresses, class, DSCP fields) the last poll made:
+    /// new flows and flows whose counters changed. Every other flow's row was kept from
+    /// the poll before (README "Scale and caps").
+    #[serde(default)]
+    pub rows_made: u64,
     /// Every other bounded table and queue of the daemon (README "Scale and caps"): the
     /// detectors' state tables, the call records, the learned peers, the published
     /// report's flows.

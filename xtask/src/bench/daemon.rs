@@ -253,7 +253,9 @@ pub fn run(plan: &Plan) -> Result<String> {
          last finished poll's report (the socket only its busiest 1000 flows, one \
          encoding shared by all requests within 100 ms) instead of building their own.\n"
     )?;
-    md.push_str(&conntrack_case(&tb, &bin, plan)?);
+    if plan.conntrack_entries > 0 {
+        md.push_str(&conntrack_case(&tb, &bin, plan)?);
+    }
     writeln!(
         md,
         "## 4. Kernel memory per tracked flow\n\nFrom the definitions: a flow key is {} \

@@ -18,7 +18,8 @@ pub struct Plan {
     pub throughput_secs: u64,
     pub daemon_sizes: Vec<u32>,
     pub cpu_window_secs: u64,
-    /// The conntrack case: entries (half NAT'd) and flows in the map.
+    /// The conntrack case: entries (half NAT'd) and flows in the map (0 entries: not
+    /// run).
     pub conntrack_entries: u32,
     pub conntrack_flows: u32,
 }
@@ -51,9 +52,31 @@ impl Plan {
     }
 }
 
-pub fn run(quick: bool, daemon_only: bool, throughput_only: bool) -> Result<()> {
+pub fn run(
+    quick: bool,
+    daemon_only: bool,
+    throughput_only: bool,
+    daemon_sizes: Option<&str>,
+    no_conntrack: bool,
+) -> Result<()> {
     crate::setup::run()?;
-    let plan = Plan::new(quick);
+    let mut plan = Plan::new(quick);
+    if let Some(sizes) = daemon_sizes {
+        plan.daemon_sizes = if sizes == "none" {
+            Vec::new()
+        } else {
+            sizes
+                .split(',')
+                .map(|n| n.trim().parse::<u32>())
+                .collect::<Result<_, _>>()
+                .with_context(|| {
+                    format!("--daemon-sizes {sizes:?}: give flow counts like 1000,100000 or none")
+                })?
+        };
+    }
+    if no_conntrack {
+        plan.conntrack_entries = 0;
+    }
     println!("==> building (release)");
     cmd::run(
         Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))

@@ -30,10 +30,11 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// Every (key, value) of the hash map behind `fd`. `Ok(None)` when the kernel does not
-/// support batch lookups for this map (the caller then iterates key by key).
-pub fn lookup_all<K: Pod, V: Pod>(fd: BorrowedFd<'_>) -> io::Result<Option<Vec<(K, V)>>> {
-    let mut out = Vec::new();
+/// Every (key, value) of the hash map behind `fd`, appended to `out` (reserve its
+/// capacity first: growing it copies everything read so far). `Ok(false)` when the
+/// kernel does not support batch lookups for this map (the caller then iterates key by
+/// key).
+pub fn lookup_all<K: Pod, V: Pod>(fd: BorrowedFd<'_>, out: &mut Vec<(K, V)>) -> io::Result<bool> {
     let mut keys: Vec<K> = Vec::with_capacity(BATCH);
     let mut values: Vec<V> = Vec::with_capacity(BATCH);
     // The batch token of hash maps is a bucket index (u32); 8 bytes leave room.
@@ -71,7 +72,7 @@ pub fn lookup_all<K: Pod, V: Pod>(fd: BorrowedFd<'_>) -> io::Result<Option<Vec<(
         match err {
             None => {}
             // ENOENT: the walk reached the end (possibly with a last partial batch).
-            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Some(out)),
+            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(true),
             Some(e)
                 if first
                     && matches!(
@@ -79,7 +80,7 @@ pub fn lookup_all<K: Pod, V: Pod>(fd: BorrowedFd<'_>) -> io::Result<Option<Vec<(
                         Some(libc::EINVAL | ENOTSUPP | libc::EOPNOTSUPP)
                     ) =>
             {
-                return Ok(None);
+                return Ok(false);
             }
             Some(e) => return Err(e),
         }

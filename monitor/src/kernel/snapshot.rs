@@ -53,9 +53,13 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
     let media_map: HashMap<&MapData, FlowKey, FlowStats> =
         HashMap::try_from(map(map_names::MEDIA_FLOWS)?).map_err(err(map_names::MEDIA_FLOWS))?;
     let taken_mono_ns = monotonic_ns();
-    let mut flows = read_flows(&flows_map, map_names::FLOWS)?;
+    // Room for both tables full: read straight into place, never moved while it grows
+    // (pages not written are not used).
+    let mut flows =
+        Vec::with_capacity((max_entries(flows_map.map()) + max_entries(media_map.map())) as usize);
+    read_flows(&flows_map, map_names::FLOWS, &mut flows)?;
     let main_entries = flows.len() as u64;
-    flows.extend(read_flows(&media_map, map_names::MEDIA_FLOWS)?);
+    read_flows(&media_map, map_names::MEDIA_FLOWS, &mut flows)?;
 
     let mut maps = vec![
         MapFill {
@@ -106,14 +110,17 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
     })
 }
 
-/// A flow map (`name`) in batches, or key by key where the kernel lacks batch lookups.
+/// A flow map (`name`) in batches, or key by key where the kernel lacks batch lookups,
+/// appended to `flows`.
 fn read_flows(
     flows_map: &HashMap<&MapData, FlowKey, FlowStats>,
     name: &'static str,
-) -> Result<Vec<(FlowKey, FlowStats)>, KernelError> {
-    match batch::lookup_all(flows_map.map().fd().as_fd()) {
-        Ok(Some(flows)) => return Ok(flows),
-        Ok(None) => {}
+    flows: &mut Vec<(FlowKey, FlowStats)>,
+) -> Result<(), KernelError> {
+    let start = flows.len();
+    match batch::lookup_all(flows_map.map().fd().as_fd(), flows) {
+        Ok(true) => return Ok(()),
+        Ok(false) => flows.truncate(start),
         Err(e) => {
             return Err(KernelError::Map {
                 map: name,
@@ -124,7 +131,6 @@ fn read_flows(
             });
         }
     }
-    let mut flows = Vec::new();
     for entry in flows_map.iter() {
         match entry {
             Ok(kv) => flows.push(kv),
@@ -138,7 +144,7 @@ fn read_flows(
             }
         }
     }
-    Ok(flows)
+    Ok(())
 }
 
 fn max_entries(map: &MapData) -> u64 {

@@ -211,6 +211,7 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
     }
     account(
         ctx,
+        pkt,
         counters,
         p,
         ifindex,
@@ -230,7 +231,7 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
 /// nothing follows; `Some(true)`: a flow's packet, the quality stage may follow. A
 /// learning sample is taken here in both cases.
 #[inline(always)]
-fn try_established<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
+fn try_established<C: EbpfContext + Linear + crate::sample::LoadBytes + crate::dscp::Apply>(
     ctx: &C,
     slot: u32,
 ) -> Option<bool> {
@@ -246,7 +247,7 @@ fn try_established<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Appl
     {
         return None;
     }
-    let Some(stats) = flow_ptr(&flow_key(p, ifindex, direction)) else {
+    let Some((stats, media)) = flow_ptr(&flow_key(p, ifindex, direction)) else {
         if !untracked(p, link::remote(job.link as u8, direction)) {
             job.missed = 1;
             return None;
@@ -257,7 +258,13 @@ fn try_established<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Appl
     };
     crate::sample::sample(ctx, p, ifindex, direction, counters);
     let now = unsafe { bpf_ktime_get_ns() };
-    let flow = established(counters, stats, p, delta(p, gso), now);
+    let mut flow = established(counters, stats, p, delta(p, gso), now);
+    // An RTP packet of the stream embedded in its media flow: accounted here, with no
+    // second look-up and no tail call. Before the DSCP work, whose rewrite invalidates
+    // the packet pointers.
+    if !media.is_null() {
+        flow.rtp_done = crate::quality::embedded(&ctx.packet(), p, media, now);
+    }
     per_flow(ctx, p, &flow, ifindex, direction, gso);
     Some(true)
 }

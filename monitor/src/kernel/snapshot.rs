@@ -4,7 +4,7 @@ use aya::{
     Ebpf,
     maps::{HashMap, IterableMap as _, LpmTrie, MapData, PerCpuArray},
 };
-use monitor_common::{FlowKey, FlowStats, GlobalCounters, map_names};
+use monitor_common::{FlowKey, FlowStats, GlobalCounters, MediaFlowStats, map_names};
 
 use std::os::fd::AsFd as _;
 
@@ -50,12 +50,14 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
 
     let flows_map: HashMap<&MapData, FlowKey, FlowStats> =
         HashMap::try_from(map(map_names::FLOWS)?).map_err(err(map_names::FLOWS))?;
-    let media_map: HashMap<&MapData, FlowKey, FlowStats> =
+    let media_map: HashMap<&MapData, FlowKey, MediaFlowStats> =
         HashMap::try_from(map(map_names::MEDIA_FLOWS)?).map_err(err(map_names::MEDIA_FLOWS))?;
     let taken_mono_ns = monotonic_ns();
     let mut flows = read_flows(&flows_map, map_names::FLOWS)?;
     let main_entries = flows.len() as u64;
-    flows.extend(read_flows(&media_map, map_names::MEDIA_FLOWS)?);
+    let media = read_flows(&media_map, map_names::MEDIA_FLOWS)?;
+    let embedded = crate::quality::embedded_streams(&media);
+    flows.extend(media.into_iter().map(|(k, v)| (k, v.stats)));
 
     let mut maps = vec![
         MapFill {
@@ -89,10 +91,10 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
         });
     }
 
-    let quality = crate::quality::take(ebpf)?;
+    let quality = crate::quality::take_with(ebpf, embedded)?;
     maps.push(MapFill {
         name: map_names::RTP_STREAMS.to_string(),
-        entries: quality.streams.len() as u64,
+        entries: quality.streams_in_map,
         max_entries: quality.streams_max,
     });
 
@@ -107,10 +109,10 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
 }
 
 /// A flow map (`name`) in batches, or key by key where the kernel lacks batch lookups.
-fn read_flows(
-    flows_map: &HashMap<&MapData, FlowKey, FlowStats>,
+fn read_flows<V: aya::Pod>(
+    flows_map: &HashMap<&MapData, FlowKey, V>,
     name: &'static str,
-) -> Result<Vec<(FlowKey, FlowStats)>, KernelError> {
+) -> Result<Vec<(FlowKey, V)>, KernelError> {
     match batch::lookup_all(flows_map.map().fd().as_fd()) {
         Ok(Some(flows)) => return Ok(flows),
         Ok(None) => {}

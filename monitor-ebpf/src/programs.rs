@@ -219,7 +219,7 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
         remote,
         delta(p, gso),
         job.missed != 0,
-        |flow| per_flow(ctx, p, flow, ifindex, direction, gso),
+        |flow| per_flow::<false, _>(ctx, p, flow, ifindex, direction, gso),
     )
 }
 
@@ -265,8 +265,9 @@ fn try_established<C: EbpfContext + Linear + crate::sample::LoadBytes + crate::d
     if !media.is_null() {
         flow.rtp_done = crate::quality::embedded(&ctx.packet(), p, media, now);
     }
-    per_flow(ctx, p, &flow, ifindex, direction, gso);
-    Some(true)
+    per_flow::<true, _>(ctx, p, &flow, ifindex, direction, gso);
+    // Done: no quality hand-over to look at.
+    Some(flow.rtp_done == 0)
 }
 
 /// What a packet adds to its flow. A GSO super-packet (`gso > 1`) carries one set of
@@ -280,9 +281,10 @@ fn delta(p: &Parsed, gso: u32) -> Delta {
     }
 }
 
-/// The per-flow work on a packet's flow: oversize, the quality hand-over, DSCP.
+/// The per-flow work on a packet's flow: oversize, the quality hand-over, DSCP. `ENTRY`:
+/// called by the entry program (see the hand-over below).
 #[inline(always)]
-fn per_flow<C: crate::dscp::Apply>(
+fn per_flow<const ENTRY: bool, C: crate::dscp::Apply>(
     ctx: &C,
     p: &Parsed,
     flow: &FlowRef,
@@ -291,7 +293,12 @@ fn per_flow<C: crate::dscp::Apply>(
     gso: u32,
 ) {
     crate::failure::oversize(p, flow, gso);
-    crate::quality::prepare(p, flow, ifindex, direction);
+    // In the entry program, an RTP packet already accounted to its stream needs no
+    // hand-over: the caller does not look for one. (The flow stage always looks: there
+    // `prepare` says no for such a packet.)
+    if !ENTRY || flow.rtp_done == 0 {
+        crate::quality::prepare(p, flow, ifindex, direction);
+    }
     // TC runs on ingress too (`monitor_tc_ingress`): there it verifies, as XDP does.
     if direction == Direction::Ingress as u8 {
         crate::dscp::ingress(p, flow, ifindex);

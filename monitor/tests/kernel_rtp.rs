@@ -9,9 +9,9 @@ use monitor_common::{
     FlowKey, map_names,
     rtp::{ClockSource, MediaKind, RtpStreamKey, RtpStreamState},
 };
-use support::{Kernel, TC_ACT_OK, XDP_PASS, key_v4};
+use support::{Kernel, TC_ACT_OK, XDP_PASS, key_v4, key_v6};
 use xtask::{
-    frames::{self, Ipv4, L4},
+    frames::{self, Ext, Ipv4, Ipv6, L4},
     rtp::RtpStream,
 };
 
@@ -166,6 +166,55 @@ fn tc_counts_a_wrapping_stream_and_ssrcs_apart() {
         .counters;
     assert_eq!(c.packets[MediaKind::Rtp as usize], 24);
     assert_eq!(c.streams_created, 2);
+}
+
+/// IPv6: the stream embedded in the media flow on TC egress, exactly; a flow whose
+/// packets carry an extension header before UDP is not measured, as before streams were
+/// embedded (the quality stage leaves those out).
+#[test]
+fn ipv6_streams_are_embedded_and_extension_headers_are_left_out() {
+    const LAN6: &str = "2001:db8:1::10";
+    const WEBEX6: &str = "2001:db8:ff::10";
+    let mut k = Kernel::load();
+    let frame = |sport: u16, ext: Vec<Ext>, rtp: Vec<u8>| {
+        let mut ip = Ipv6::new(LAN6.parse().unwrap(), WEBEX6.parse().unwrap());
+        ip.ext = ext;
+        frames::v6(
+            &ip,
+            &L4::Udp {
+                src: sport,
+                dst: 5004,
+                payload: rtp,
+            },
+        )
+    };
+    // 0..=11 with 6 lost.
+    let order = [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11];
+    send(&order, 0x0600_0001, |rtp| {
+        assert_eq!(k.tc(&frame(40006, Vec::new(), rtp), 0), TC_ACT_OK);
+    });
+    send(&[0, 1, 2, 3], 0x0600_0002, |rtp| {
+        assert_eq!(k.tc(&frame(40008, vec![Ext::DestOpts], rtp), 0), TC_ACT_OK);
+    });
+    let flow = key_v6(LAN6, 40006, WEBEX6, 5004, UDP, 1);
+    let s = stream(&k, flow, 0x0600_0001);
+    assert_eq!(
+        (s.packets, s.expected(), s.received, s.lost()),
+        (11, 12, 11, 1)
+    );
+    assert_eq!(
+        streams(&k).len(),
+        1,
+        "no stream for the extension-header flow"
+    );
+    assert!(map_streams(&k).is_empty());
+    let c = monitor::quality::take(&k.harness.ebpf)
+        .expect("quality maps")
+        .counters;
+    assert_eq!(c.packets[MediaKind::Rtp as usize], order.len() as u64);
+    assert_eq!((c.streams_created, c.stream_insert_failed), (1, 0));
+    let ext_flow = key_v6(LAN6, 40008, WEBEX6, 5004, UDP, 1);
+    assert_eq!(k.flow(&ext_flow).expect("the flow is counted").packets, 4);
 }
 
 #[test]

@@ -127,6 +127,46 @@ pub struct FlowStats {
     pub oversize: u64,
 }
 
+/// [`MediaFlowStats::stream_state`]: no stream embedded yet (the flow's first RTP packet
+/// claims it).
+pub const EMBEDDED_NONE: u32 = 0;
+/// [`MediaFlowStats::stream_state`]: `stream` holds the RTP stream of SSRC `ssrc`.
+pub const EMBEDDED_STREAM: u32 = 1;
+
+/// The value of a media flow (`MEDIA_FLOWS`): its counters, then the RTP stream of the
+/// first SSRC seen on it (issue #15: an established RTP packet of that SSRC costs one
+/// look-up, of its flow, and no tail call). Further SSRCs of the flow (rare: a second
+/// stream on one 5-tuple) live in `RTP_STREAMS`. The daemon reads the embedded stream
+/// as an `RTP_STREAMS` entry of key (flow key, `ssrc`). Fields only appended after
+/// `stats`, so an earlier version's media flows migrate with no stream embedded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct MediaFlowStats {
+    pub stats: FlowStats,
+    /// SSRC of the embedded stream (when `stream_state` is [`EMBEDDED_STREAM`]).
+    pub ssrc: u32,
+    /// [`EMBEDDED_NONE`] or [`EMBEDDED_STREAM`].
+    pub stream_state: u32,
+    pub stream: crate::rtp::RtpStreamState,
+}
+
+impl MediaFlowStats {
+    /// The embedded stream of the flow `key`, as its `RTP_STREAMS` entry would be.
+    pub fn embedded(
+        &self,
+        key: &FlowKey,
+    ) -> Option<(crate::rtp::RtpStreamKey, crate::rtp::RtpStreamState)> {
+        let stream = (
+            crate::rtp::RtpStreamKey {
+                flow: *key,
+                ssrc: self.ssrc,
+            },
+            self.stream,
+        );
+        (self.stream_state == EMBEDDED_STREAM).then_some(stream)
+    }
+}
+
 impl FlowKey {
     /// IPv4-mapped form of an IPv4 address, as stored in the key.
     pub const fn v4_mapped(octets: [u8; 4]) -> [u8; 16] {
@@ -168,6 +208,10 @@ mod tests {
         assert_eq!(align_of::<FlowKey>(), 4);
         // 5 * 8 + 4 * 4 + 8 * 8
         assert_eq!(size_of::<FlowStats>(), 120);
+        // FlowStats, ssrc and state, the stream state.
+        assert_eq!(size_of::<MediaFlowStats>(), 120 + 8 + 168);
+        // The counters first: a pointer to the value is one to its `stats`.
+        assert_eq!(core::mem::offset_of!(MediaFlowStats, stats), 0);
         // 16 + 16 + 4 + 1 + 1 + 2
         assert_eq!(size_of::<FragKey>(), 40);
         assert_eq!(align_of::<FragKey>(), 4);
@@ -194,6 +238,23 @@ mod tests {
             FlowKey::ip(FAMILY_V6, &k.dst_addr).to_string(),
             "2001:db8::1"
         );
+    }
+
+    #[test]
+    fn only_a_claimed_stream_is_read() {
+        let key = FlowKey {
+            src_port: 5004,
+            ..Default::default()
+        };
+        let mut v = MediaFlowStats {
+            ssrc: 7,
+            ..Default::default()
+        };
+        assert_eq!(v.embedded(&key), None);
+        v.stream_state = EMBEDDED_STREAM;
+        v.stream.packets = 3;
+        let (k, s) = v.embedded(&key).unwrap();
+        assert_eq!((k.flow, k.ssrc, s.packets), (key, 7, 3));
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod tunnel;
 
 pub use class::{Class, WebexSide, classify};
 pub use counters::{GlobalCounters, MalformedReason};
-pub use flow::{Direction, FlowKey, FlowStats, FragKey};
+pub use flow::{Direction, FlowKey, FlowStats, FragKey, MediaFlowStats};
 pub use settings::Settings;
 
 /// Names of the maps the kernel object defines. They are pinned under the daemon's pin
@@ -124,6 +124,7 @@ mod pod {
     // no padding (checked by the size tests in each module), so every bit pattern is valid.
     unsafe impl aya::Pod for crate::FlowKey {}
     unsafe impl aya::Pod for crate::FlowStats {}
+    unsafe impl aya::Pod for crate::MediaFlowStats {}
     unsafe impl aya::Pod for crate::GlobalCounters {}
     unsafe impl aya::Pod for crate::Settings {}
     unsafe impl aya::Pod for crate::dscp::Policy {}

@@ -320,21 +320,64 @@ impl RtpStreamState {
         s
     }
 
-    /// [`Self::first`] in place (the kernel builds the state in a per-CPU scratch slot,
-    /// not on its 512-byte stack).
+    /// [`Self::first`] in place, every field written once: the kernel starts a stream
+    /// in map memory (a per-CPU scratch slot, or the stream embedded in a media flow's
+    /// value, `flow::MediaFlowStats`), not on its 512-byte stack. Straight-line, the same
+    /// state as a zeroed one put on probation and given the packet with [`Self::update`]
+    /// (A.1 `init_seq` probation: the first of [`MIN_SEQUENTIAL`] packets; the clock
+    /// reference when the payload type's rate is static, else the first inference
+    /// sample); each store volatile, so that no run of zero stores becomes a `memset`
+    /// call (an out-of-line byte loop on the BPF target).
     #[inline(always)]
     pub fn start(&mut self, f: &RtpFields, now_ns: u64) {
-        *self = RtpStreamState::default();
-        self.max_seq = (f.seq as u32).wrapping_sub(1) & 0xffff;
-        self.probation = MIN_SEQUENTIAL;
-        self.bad_seq = RTP_SEQ_MOD + 1;
-        self.first_seen_ns = now_ns;
+        const _: () = assert!(MIN_SEQUENTIAL == 2, "the first packet leaves one to go");
+        use core::ptr::write_volatile as w;
         let rate = static_clock_rate(f.payload_type);
-        if rate != 0 {
-            self.clock_rate = rate;
-            self.clock_source = ClockSource::Static as u32;
+        let fixed = rate != 0;
+        let (ref_ns, infer_ns) = if fixed { (now_ns, 0) } else { (0, now_ns) };
+        let (ref_ts, infer_ts) = if fixed {
+            (f.timestamp, 0)
+        } else {
+            (0, f.timestamp)
+        };
+        let (source, flags) = if fixed {
+            (ClockSource::Static as u32, STREAM_HAS_REF)
+        } else {
+            (ClockSource::Unknown as u32, STREAM_INFERRING)
+        };
+        // SAFETY: stores to the fields of `self`.
+        unsafe {
+            w(&mut self.packets, 1);
+            w(&mut self.received, 0);
+            w(&mut self.prior_expected, 0);
+            w(&mut self.prior_received, 0);
+            w(&mut self.duplicates, 0);
+            w(&mut self.reordered, 0);
+            w(&mut self.first_seen_ns, now_ns);
+            w(&mut self.last_seen_ns, now_ns);
+            w(&mut self.ref_arrival_ns, ref_ns);
+            w(&mut self.infer_arrival_ns, infer_ns);
+            w(&mut self.jitter_sum, 0);
+            w(&mut self.jitter_samples, 0);
+            w(&mut self.window, 0);
+            w(&mut self.base_seq, 0);
+            w(&mut self.max_seq, f.seq as u32);
+            w(&mut self.cycles, 0);
+            w(&mut self.bad_seq, RTP_SEQ_MOD + 1);
+            w(&mut self.probation, MIN_SEQUENTIAL - 1);
+            w(&mut self.restarts, 0);
+            w(&mut self.jitter, 0);
+            w(&mut self.max_jitter, 0);
+            w(&mut self.ref_ts, ref_ts);
+            w(&mut self.infer_ts, infer_ts);
+            w(&mut self.infer_packets, 0);
+            w(&mut self.clock_rate, rate);
+            w(&mut self.clock_source, source);
+            w(&mut self.payload_type, f.payload_type as u32);
+            w(&mut self.flags, flags);
+            w(&mut self.loss_bursts, 0);
+            w(&mut self.frames, 0);
         }
-        self.update(f, now_ns);
     }
 
     /// A.1 `init_seq`: (re)bases the sequence at `seq`. Counts of an earlier run move to

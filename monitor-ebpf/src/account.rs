@@ -10,7 +10,7 @@ use core::{
     ptr::write_volatile,
 };
 use monitor_common::{
-    Class, FlowKey, FlowStats, GlobalCounters, WebexSide, classify,
+    Class, FlowKey, FlowStats, GlobalCounters, MediaFlowStats, WebexSide, classify,
     flow::FAMILY_V4,
     link::Remote,
     ports::{self, IPPROTO_UDP},
@@ -20,6 +20,7 @@ use monitor_common::{
 
 use crate::{
     maps::{FLOWS, MEDIA_FLOWS, NEW_FLOW, PORT_CLASS, SETTINGS, WEBEX_V4, WEBEX_V6},
+    packet::Packet,
     parse::Parsed,
 };
 
@@ -32,6 +33,9 @@ pub struct FlowRef {
     /// The packet's time (`bpf_ktime_get_ns`, read once per packet: the quality stage
     /// gets it handed over instead of calling the helper again).
     pub now: u64,
+    /// 1 when the packet's RTP stream was accounted already (the stream embedded in its
+    /// media flow, `crate::quality::embedded`): the quality stage is then not wanted.
+    pub rtp_done: u64,
 }
 
 /// What one packet adds to its flow. On TC egress a GSO super-packet stands for several
@@ -55,6 +59,7 @@ pub struct Delta {
 #[allow(clippy::too_many_arguments)]
 pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
     ctx: &C,
+    pkt: &Packet,
     counters: &mut GlobalCounters,
     p: &Parsed,
     ifindex: u32,
@@ -73,7 +78,7 @@ pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
     // `flow_ptr`). The entry programs normally take this case themselves
     // (`established`) and say when they missed (`missed`: not looked up again); the
     // flow stage sees it for fragments and ICMP errors.
-    if !missed && let Some(stats) = flow_ptr(key) {
+    if !missed && let Some((stats, _)) = flow_ptr(key) {
         work(&established(counters, stats, p, delta, now));
         return Some(());
     }
@@ -106,12 +111,13 @@ pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
     };
 
     // The new flow's value is built in a per-CPU scratch slot, not on the 512-byte stack.
-    let Some(stats) = NEW_FLOW.get_ptr_mut(0) else {
+    let Some(scratch) = NEW_FLOW.get_ptr_mut(0) else {
         counters.flow_insert_failed += 1;
         return None;
     };
     // SAFETY: this CPU's scratch slot; nothing else runs on it until we return.
-    let stats = unsafe { &mut *stats };
+    let scratch = unsafe { &mut *scratch };
+    let stats = &mut scratch.stats;
     // Field by field, each store on its own (volatile): a struct literal, or plain zero
     // stores side by side, become a `memset` call, an out-of-line byte loop on this
     // target that older verifiers (6.1) walk on every path.
@@ -136,14 +142,30 @@ pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
         write_volatile(&mut stats.oversize, 0);
     }
     count_class(counters, class as u32, delta.packets);
+    let media = in_media_table(class, key);
+    // A media flow's first RTP packet starts the stream embedded in the value: it is
+    // inserted with it (no stream insert). Before `work`: a DSCP rewrite there
+    // invalidates the packet pointers.
+    let rtp_done = if media {
+        crate::quality::first_stream(pkt, p, scratch, now)
+    } else {
+        0
+    };
     work(&FlowRef {
-        stats: &raw mut *stats,
+        stats: &raw mut scratch.stats,
         class,
         now,
+        rtp_done,
     });
-    let media = in_media_table(class, key);
-    let table = if media { &MEDIA_FLOWS } else { &FLOWS };
-    match table.insert(key, &*stats, BPF_NOEXIST as u64) {
+    let inserted = if media {
+        MEDIA_FLOWS.insert(key, &*scratch, BPF_NOEXIST as u64)
+    } else {
+        FLOWS.insert(key, &scratch.stats, BPF_NOEXIST as u64)
+    };
+    if rtp_done != 0 {
+        crate::quality::count_first_stream(inserted.is_ok());
+    }
+    match inserted {
         Ok(()) => {
             counters.flows_created += 1;
             if media {
@@ -152,7 +174,7 @@ pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
             Some(())
         }
         // Another CPU created it first: add to theirs.
-        Err(e) if e == -EEXIST => match table.get_ptr_mut(key) {
+        Err(e) if e == -EEXIST => match in_table(media, key) {
             Some(existing) => {
                 add(existing, &delta, fragments, now, p.dscp);
                 Some(())
@@ -210,18 +232,33 @@ pub fn established(
         stats,
         class: Class::from_u32(class).unwrap_or(Class::OtherWebex),
         now,
+        rtp_done: 0,
     }
 }
 
-/// The flow of `key`. Media is UDP (`in_media_table`), so a TCP or ICMP packet looks in
-/// the main table only and a UDP one in the media table first: an established RTP or
-/// TCP packet costs one look-up; only UDP of other classes pays a second.
+/// The flow of `key`: its counters, and its whole value when it is a media flow (null
+/// otherwise). Media is UDP (`in_media_table`), so a TCP or ICMP packet looks in the
+/// main table only and a UDP one in the media table first: an established RTP or TCP
+/// packet costs one look-up; only UDP of other classes pays a second.
 #[inline(always)]
-pub fn flow_ptr(key: &FlowKey) -> Option<*mut FlowStats> {
-    if key.protocol == IPPROTO_UDP {
+pub fn flow_ptr(key: &FlowKey) -> Option<(*mut FlowStats, *mut MediaFlowStats)> {
+    if key.protocol == IPPROTO_UDP
+        && let Some(m) = MEDIA_FLOWS.get_ptr_mut(key)
+    {
+        // SAFETY: a live map value; `stats` is its first field.
+        return Some((unsafe { &raw mut (*m).stats }, m));
+    }
+    FLOWS.get_ptr_mut(key).map(|s| (s, core::ptr::null_mut()))
+}
+
+/// The flow of `key` in the media table or the main one.
+#[inline(always)]
+fn in_table(media: bool, key: &FlowKey) -> Option<*mut FlowStats> {
+    if media {
+        // SAFETY: a live map value; `stats` is its first field.
         MEDIA_FLOWS
             .get_ptr_mut(key)
-            .or_else(|| FLOWS.get_ptr_mut(key))
+            .map(|m| unsafe { &raw mut (*m).stats })
     } else {
         FLOWS.get_ptr_mut(key)
     }

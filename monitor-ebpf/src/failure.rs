@@ -136,7 +136,7 @@ pub fn icmp_error(pkt: &Packet, p: &Parsed, ifindex: u32, direction: u8) -> Opti
     key.src_port = u16::from_be_bytes([ports[0], ports[1]]);
     key.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
 
-    let stats = crate::account::flow_ptr(&*key)?;
+    let (stats, _) = crate::account::flow_ptr(&*key)?;
     let frag_needed = if p.protocol == IPPROTO_ICMP {
         p.dst_port == ICMP_FRAG_NEEDED
     } else {

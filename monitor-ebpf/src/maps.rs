@@ -6,21 +6,23 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray},
 };
-use monitor_common::{FlowKey, FlowStats, GlobalCounters, Settings, ports};
+use monitor_common::{FlowKey, FlowStats, GlobalCounters, MediaFlowStats, Settings, ports};
 
 /// Per-flow counters (5-tuple, interface, direction).
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowStats> = LruHashMap::pinned(65536, 0);
 
 /// Media flows (audio, video, media) only, so other new flows cannot evict them
-/// (`monitor_common::flow::media_table_size`; the daemon sets the size).
+/// (`monitor_common::flow::media_table_size`; the daemon sets the size). Their values
+/// embed the RTP stream of the flow's first SSRC (`MediaFlowStats`).
 #[map]
-pub static MEDIA_FLOWS: LruHashMap<FlowKey, FlowStats> = LruHashMap::pinned(16384, 0);
+pub static MEDIA_FLOWS: LruHashMap<FlowKey, MediaFlowStats> = LruHashMap::pinned(16384, 0);
 
 /// Scratch space where a new flow's value is built (too large for the BPF stack next to
-/// everything else). Not pinned: it holds nothing between packets.
+/// everything else): a media flow's whole value, of which other flows insert `stats`.
+/// Not pinned: it holds nothing between packets.
 #[map]
-pub static NEW_FLOW: PerCpuArray<FlowStats> = PerCpuArray::with_max_entries(1, 0);
+pub static NEW_FLOW: PerCpuArray<MediaFlowStats> = PerCpuArray::with_max_entries(1, 0);
 
 /// Global counters, one [`GlobalCounters`] per CPU at index 0.
 #[map]

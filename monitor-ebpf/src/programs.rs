@@ -211,6 +211,7 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
     }
     account(
         ctx,
+        pkt,
         counters,
         p,
         ifindex,
@@ -218,7 +219,7 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
         remote,
         delta(p, gso),
         job.missed != 0,
-        |flow| per_flow(ctx, p, flow, ifindex, direction, gso),
+        |flow| per_flow::<false, _>(ctx, p, flow, ifindex, direction, gso),
     )
 }
 
@@ -230,7 +231,7 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
 /// nothing follows; `Some(true)`: a flow's packet, the quality stage may follow. A
 /// learning sample is taken here in both cases.
 #[inline(always)]
-fn try_established<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
+fn try_established<C: EbpfContext + Linear + crate::sample::LoadBytes + crate::dscp::Apply>(
     ctx: &C,
     slot: u32,
 ) -> Option<bool> {
@@ -246,7 +247,7 @@ fn try_established<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Appl
     {
         return None;
     }
-    let Some(stats) = flow_ptr(&flow_key(p, ifindex, direction)) else {
+    let Some((stats, media)) = flow_ptr(&flow_key(p, ifindex, direction)) else {
         if !untracked(p, link::remote(job.link as u8, direction)) {
             job.missed = 1;
             return None;
@@ -257,9 +258,16 @@ fn try_established<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Appl
     };
     crate::sample::sample(ctx, p, ifindex, direction, counters);
     let now = unsafe { bpf_ktime_get_ns() };
-    let flow = established(counters, stats, p, delta(p, gso), now);
-    per_flow(ctx, p, &flow, ifindex, direction, gso);
-    Some(true)
+    let mut flow = established(counters, stats, p, delta(p, gso), now);
+    // An RTP packet of the stream embedded in its media flow: accounted here, with no
+    // second look-up and no tail call. Before the DSCP work, whose rewrite invalidates
+    // the packet pointers.
+    if !media.is_null() {
+        flow.rtp_done = crate::quality::embedded(&ctx.packet(), p, media, now);
+    }
+    per_flow::<true, _>(ctx, p, &flow, ifindex, direction, gso);
+    // Done: no quality hand-over to look at.
+    Some(flow.rtp_done == 0)
 }
 
 /// What a packet adds to its flow. A GSO super-packet (`gso > 1`) carries one set of
@@ -273,9 +281,10 @@ fn delta(p: &Parsed, gso: u32) -> Delta {
     }
 }
 
-/// The per-flow work on a packet's flow: oversize, the quality hand-over, DSCP.
+/// The per-flow work on a packet's flow: oversize, the quality hand-over, DSCP. `ENTRY`:
+/// called by the entry program (see the hand-over below).
 #[inline(always)]
-fn per_flow<C: crate::dscp::Apply>(
+fn per_flow<const ENTRY: bool, C: crate::dscp::Apply>(
     ctx: &C,
     p: &Parsed,
     flow: &FlowRef,
@@ -284,7 +293,12 @@ fn per_flow<C: crate::dscp::Apply>(
     gso: u32,
 ) {
     crate::failure::oversize(p, flow, gso);
-    crate::quality::prepare(p, flow, ifindex, direction);
+    // In the entry program, an RTP packet already accounted to its stream needs no
+    // hand-over: the caller does not look for one. (The flow stage always looks: there
+    // `prepare` says no for such a packet.)
+    if !ENTRY || flow.rtp_done == 0 {
+        crate::quality::prepare(p, flow, ifindex, direction);
+    }
     // TC runs on ingress too (`monitor_tc_ingress`): there it verifies, as XDP does.
     if direction == Direction::Ingress as u8 {
         crate::dscp::ingress(p, flow, ifindex);

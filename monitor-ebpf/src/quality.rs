@@ -21,9 +21,10 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
+use core::ptr::write_volatile;
 use monitor_common::{
-    Class, FlowKey,
-    flow::{FAMILY_V4, FAMILY_V6},
+    Class, FlowKey, MediaFlowStats,
+    flow::{EMBEDDED_NONE, EMBEDDED_STREAM, FAMILY_V4, FAMILY_V6},
     rtp::{
         HANDSHAKE_PENDING, MediaCounters, MediaKind, RtpFields, RtpStreamKey, RtpStreamState,
         RttStats, STUN_BINDING_ERROR, STUN_BINDING_REQUEST, STUN_BINDING_SUCCESS, STUN_HEADER_LEN,
@@ -33,7 +34,7 @@ use monitor_common::{
 
 use crate::{
     account::FlowRef,
-    maps::FLOWS,
+    maps::{FLOWS, MEDIA_FLOWS},
     packet::Packet,
     parse::{IPPROTO_TCP, IPPROTO_UDP, Parsed},
 };
@@ -93,7 +94,8 @@ pub fn prepare(p: &Parsed, flow: &FlowRef, ifindex: u32, direction: u8) {
     let class = unsafe { (*flow.stats).class } & 31;
     let handshake_only = (HANDSHAKE_CLASSES >> class) as u64 & 1;
     let syn = (p.tcp_flags & TCP_SYN != 0) as u64;
-    let wanted = (QUALITY_CLASSES >> class) as u64 & 1 & ((handshake_only ^ 1) | syn);
+    let wanted =
+        (QUALITY_CLASSES >> class) as u64 & 1 & ((handshake_only ^ 1) | syn) & (flow.rtp_done ^ 1);
     // Only values the caller keeps live anyway: the quality program re-reads the rest
     // of the headers from the IP header on (keeping more of the parser's results alive
     // costs the caller stack it does not have).
@@ -317,6 +319,11 @@ fn media(pkt: &Packet, m: &Meta, key: &FlowKey, now: u64) {
     }
 }
 
+/// An RTP packet the entry program did not account: of another SSRC than the one
+/// embedded in its media flow, the first RTP packet of a media flow created without one
+/// (its first packet was STUN, say), a first fragment, or of a flow in the main table.
+/// A stream in `RTP_STREAMS` first (an earlier version's streams stay there after an
+/// upgrade), then the media flow's embedded one, claimed when free.
 #[inline(always)]
 fn rtp(c: &mut MediaCounters, h: &[u8; RTP_HEADER_LEN], flow: &FlowKey, now: u64) {
     let f = RtpFields::from_header(h);
@@ -330,7 +337,110 @@ fn rtp(c: &mut MediaCounters, h: &[u8; RTP_HEADER_LEN], flow: &FlowKey, now: u64
         unsafe { (*s).update(&f, now) };
         return;
     }
+    if let Some(m) = MEDIA_FLOWS.get_ptr_mut(flow) {
+        // SAFETY: a live map value (as above for concurrent updates).
+        unsafe {
+            if (*m).stream_state == EMBEDDED_STREAM && (*m).ssrc == f.ssrc {
+                (*m).stream.update(&f, now);
+                return;
+            }
+            if (*m).stream_state == EMBEDDED_NONE {
+                (*m).stream.start(&f, now);
+                (*m).ssrc = f.ssrc;
+                // Last: the daemon reads the stream only once it is marked.
+                write_volatile(&mut (*m).stream_state, EMBEDDED_STREAM);
+                c.streams_created += 1;
+                return;
+            }
+        }
+    }
     new_stream(c, &key, &f, now);
+}
+
+/// The RTP header of a UDP packet of a tracked flow, when its payload starts with one
+/// (RFC 7983) and holds it whole; as [`work`] finds it (IPv6 with extension headers and
+/// fragments are left to the quality stage, which does not measure later fragments).
+#[inline(always)]
+fn rtp_header(pkt: &Packet, p: &Parsed) -> Option<[u8; RTP_HEADER_LEN]> {
+    if p.protocol != IPPROTO_UDP
+        || p.is_fragment()
+        || (p.family == FAMILY_V6 && p.l4_offset != p.l3_offset + 40)
+    {
+        return None;
+    }
+    let off = p.payload_offset as u64;
+    // The parsed offsets are map memory to the verifier: bounded here (see `work`).
+    if off > MAX_HEADER_OFFSET {
+        return None;
+    }
+    let off = (unsafe { core::ptr::read_volatile(&off) } & MAX_HEADER_OFFSET) as usize;
+    if off + RTP_HEADER_LEN > p.ip_end {
+        return None;
+    }
+    let h = pkt.read::<[u8; RTP_HEADER_LEN]>(off)?;
+    match demux(h[0], h[1]) {
+        MediaKind::Rtp => Some(h),
+        _ => None,
+    }
+}
+
+/// The entry program's part (issue #15): an RTP packet of an established media flow
+/// whose embedded stream is of the packet's SSRC is accounted there, with the flow's one
+/// look-up and no tail call. Returns 1 when it did (the quality stage is then not
+/// wanted); 0 leaves the packet to the quality stage.
+#[inline(always)]
+pub fn embedded(pkt: &Packet, p: &Parsed, m: *mut MediaFlowStats, now: u64) -> u64 {
+    let Some(h) = rtp_header(pkt, p) else {
+        return 0;
+    };
+    let f = RtpFields::from_header(&h);
+    // SAFETY: a live map value (see `rtp` on concurrent updates).
+    unsafe {
+        if (*m).stream_state != EMBEDDED_STREAM || (*m).ssrc != f.ssrc {
+            return 0;
+        }
+        (*m).stream.update(&f, now);
+    }
+    if let Some(c) = counters() {
+        c.packets[MediaKind::Rtp as usize] += 1;
+    }
+    1
+}
+
+/// The flow stage's part: a new media flow's first packet, when it is RTP, starts the
+/// stream embedded in the value being built (`scratch`), so the flow's one insert holds
+/// it. Returns 1 when it did; the caller then calls [`count_first_stream`] with the
+/// insert's result.
+#[inline(always)]
+pub fn first_stream(pkt: &Packet, p: &Parsed, scratch: &mut MediaFlowStats, now: u64) -> u64 {
+    let Some(h) = rtp_header(pkt, p) else {
+        // SAFETY: a store to this CPU's scratch value.
+        unsafe { write_volatile(&mut scratch.stream_state, EMBEDDED_NONE) };
+        return 0;
+    };
+    let f = RtpFields::from_header(&h);
+    scratch.stream.start(&f, now);
+    // SAFETY: stores to this CPU's scratch value.
+    unsafe {
+        write_volatile(&mut scratch.ssrc, f.ssrc);
+        write_volatile(&mut scratch.stream_state, EMBEDDED_STREAM);
+    }
+    1
+}
+
+/// Counts the RTP packet that started a new flow's embedded stream: a stream created
+/// when the flow was inserted; when another CPU inserted the flow first, the packet is
+/// not accounted to a stream (as a lost stream insert race).
+#[inline(always)]
+pub fn count_first_stream(inserted: bool) {
+    if let Some(c) = counters() {
+        c.packets[MediaKind::Rtp as usize] += 1;
+        if inserted {
+            c.streams_created += 1;
+        } else {
+            c.stream_insert_failed += 1;
+        }
+    }
 }
 
 /// The first packet of a stream. Not inlined: its state lives in its own stack frame,

@@ -506,8 +506,10 @@ fn dedicated_port_ranges_split_audio_and_video() {
 }
 
 /// A stage missing from the tail-call table is counted, never silent, and the frame
-/// still passes: with the quality stage gone its flow is counted but the media is not
-/// measured; with the flow stage gone an established flow's packet is still counted (the
+/// still passes: with the quality stage gone its flow is counted but the media that
+/// needs it (here STUN) is not measured, while RTP of a media flow's first SSRC needs no
+/// quality stage (the flow stage starts its stream, the entry program accounts the
+/// rest); with the flow stage gone an established flow's packet is still counted (the
 /// entry program does that itself) and a new flow's packet counts globally only.
 #[test]
 fn a_missing_stage_is_counted_and_the_frame_passes() {
@@ -521,7 +523,14 @@ fn a_missing_stage_is_counted_and_the_frame_passes() {
         table.clear_index(&index).expect("clear");
     };
     clear(&mut k, stages::QUALITY);
-    let media = udp4(52100, 5004);
+    let media = frames::v4(
+        &ip4(LAN, WEBEX),
+        &L4::Udp {
+            src: 52100,
+            dst: 5004,
+            payload: vec![0; 20],
+        },
+    );
     assert_eq!(k.xdp(&media), XDP_PASS);
     let c = k.counters();
     assert_eq!(
@@ -531,11 +540,26 @@ fn a_missing_stage_is_counted_and_the_frame_passes() {
     let flow = key_v4(LAN, 52100, WEBEX, 5004, UDP, INGRESS);
     assert_eq!(k.flow(&flow).expect("the media flow").packets, 1);
 
+    // RTP (the payload bytes 0xab) on a new media flow, then on the established one.
+    let rtp = udp4(52104, 5004);
+    assert_eq!(k.xdp(&rtp), XDP_PASS);
+    assert_eq!(k.xdp(&rtp), XDP_PASS);
+    let c = k.counters();
+    assert_eq!(
+        (c.stage_failed, c.flows_created, c.webex_packets),
+        (1, 2, 3)
+    );
+    let streams = monitor::quality::take(&k.harness.ebpf)
+        .expect("quality maps")
+        .streams;
+    assert_eq!(streams.len(), 1);
+    assert_eq!((streams[0].0.ssrc, streams[0].1.packets), (0xabab_abab, 2));
+
     clear(&mut k, stages::FLOW);
     assert_eq!(k.xdp(&media), XDP_PASS);
     let c = k.counters();
     // The quality stage is still missing: counted again.
-    assert_eq!((c.stage_failed, c.parsed, c.ipv4), (2, 2, 2));
+    assert_eq!((c.stage_failed, c.parsed, c.ipv4), (2, 4, 4));
     assert_eq!(
         k.flow(&flow).expect("the media flow").packets,
         2,
@@ -547,7 +571,7 @@ fn a_missing_stage_is_counted_and_the_frame_passes() {
     let c = k.counters();
     assert_eq!(
         (c.stage_failed, c.parsed, c.flows_created, c.webex_packets),
-        (3, 3, 1, 2)
+        (3, 5, 2, 4)
     );
     let key = key_v4(LAN, 52102, WEBEX, 5004, UDP, INGRESS);
     assert!(k.flow(&key).is_none(), "a new flow needs the flow stage");

@@ -9,9 +9,9 @@ use monitor_common::{
     FlowKey, map_names,
     rtp::{ClockSource, MediaKind, RtpStreamKey, RtpStreamState},
 };
-use support::{Kernel, TC_ACT_OK, XDP_PASS, key_v4};
+use support::{Kernel, TC_ACT_OK, XDP_PASS, key_v4, key_v6};
 use xtask::{
-    frames::{self, Ipv4, L4},
+    frames::{self, Ext, Ipv4, Ipv6, L4},
     rtp::RtpStream,
 };
 
@@ -31,7 +31,16 @@ fn rtp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, rtp: Vec<u8>) -
     )
 }
 
+/// Every stream as the daemon reads them: the stream map's entries and the streams
+/// embedded in media flows (a flow's first SSRC).
 fn streams(k: &Kernel) -> Vec<(RtpStreamKey, RtpStreamState)> {
+    monitor::quality::take(&k.harness.ebpf)
+        .expect("quality maps")
+        .streams
+}
+
+/// The stream map's own entries (streams not embedded in their media flow).
+fn map_streams(k: &Kernel) -> Vec<(RtpStreamKey, RtpStreamState)> {
     let map: HashMap<&MapData, RtpStreamKey, RtpStreamState> = HashMap::try_from(
         k.harness
             .ebpf
@@ -95,6 +104,33 @@ fn xdp_counts_loss_reordering_and_duplicates_exactly() {
     );
     assert_eq!(q.counters.streams_created, 1);
     assert_eq!(q.counters.stream_insert_failed, 0);
+    // The flow's first SSRC lives in its media flow's value (no stream map entry).
+    assert!(map_streams(&k).is_empty());
+}
+
+#[test]
+fn a_stream_whose_flow_began_with_dtls_is_embedded_when_its_first_rtp_arrives() {
+    let mut k = Kernel::load();
+    let dtls = rtp_frame(WEBEX, 5004, LAN, 40004, vec![22; 40]);
+    assert_eq!(k.xdp(&dtls), XDP_PASS);
+    assert!(streams(&k).is_empty());
+    // 0..=9 with 4 lost.
+    let order = [0, 1, 2, 3, 5, 6, 7, 8, 9];
+    send(&order, 0x5eed, |rtp| {
+        assert_eq!(k.xdp(&rtp_frame(WEBEX, 5004, LAN, 40004, rtp)), XDP_PASS);
+    });
+    let s = stream(&k, key_v4(WEBEX, 5004, LAN, 40004, UDP, 0), 0x5eed);
+    assert_eq!(
+        (s.packets, s.expected(), s.received, s.lost()),
+        (9, 10, 9, 1)
+    );
+    assert!(map_streams(&k).is_empty());
+    let c = monitor::quality::take(&k.harness.ebpf)
+        .expect("quality maps")
+        .counters;
+    assert_eq!(c.packets[MediaKind::Dtls as usize], 1);
+    assert_eq!(c.packets[MediaKind::Rtp as usize], order.len() as u64);
+    assert_eq!((c.streams_created, c.stream_insert_failed), (1, 0));
 }
 
 #[test]
@@ -122,6 +158,63 @@ fn tc_counts_a_wrapping_stream_and_ssrcs_apart() {
     assert_eq!(sa.lost(), 1);
     let sb = stream(&k, flow, 2);
     assert_eq!((sb.packets, sb.received, sb.lost()), (12, 12, 0));
+    // The first SSRC is embedded in the media flow, the second in the stream map.
+    let in_map: Vec<u32> = map_streams(&k).iter().map(|(k, _)| k.ssrc).collect();
+    assert_eq!(in_map, [2]);
+    let c = monitor::quality::take(&k.harness.ebpf)
+        .expect("quality maps")
+        .counters;
+    assert_eq!(c.packets[MediaKind::Rtp as usize], 24);
+    assert_eq!(c.streams_created, 2);
+}
+
+/// IPv6: the stream embedded in the media flow on TC egress, exactly; a flow whose
+/// packets carry an extension header before UDP is not measured, as before streams were
+/// embedded (the quality stage leaves those out).
+#[test]
+fn ipv6_streams_are_embedded_and_extension_headers_are_left_out() {
+    const LAN6: &str = "2001:db8:1::10";
+    const WEBEX6: &str = "2001:db8:ff::10";
+    let mut k = Kernel::load();
+    let frame = |sport: u16, ext: Vec<Ext>, rtp: Vec<u8>| {
+        let mut ip = Ipv6::new(LAN6.parse().unwrap(), WEBEX6.parse().unwrap());
+        ip.ext = ext;
+        frames::v6(
+            &ip,
+            &L4::Udp {
+                src: sport,
+                dst: 5004,
+                payload: rtp,
+            },
+        )
+    };
+    // 0..=11 with 6 lost.
+    let order = [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11];
+    send(&order, 0x0600_0001, |rtp| {
+        assert_eq!(k.tc(&frame(40006, Vec::new(), rtp), 0), TC_ACT_OK);
+    });
+    send(&[0, 1, 2, 3], 0x0600_0002, |rtp| {
+        assert_eq!(k.tc(&frame(40008, vec![Ext::DestOpts], rtp), 0), TC_ACT_OK);
+    });
+    let flow = key_v6(LAN6, 40006, WEBEX6, 5004, UDP, 1);
+    let s = stream(&k, flow, 0x0600_0001);
+    assert_eq!(
+        (s.packets, s.expected(), s.received, s.lost()),
+        (11, 12, 11, 1)
+    );
+    assert_eq!(
+        streams(&k).len(),
+        1,
+        "no stream for the extension-header flow"
+    );
+    assert!(map_streams(&k).is_empty());
+    let c = monitor::quality::take(&k.harness.ebpf)
+        .expect("quality maps")
+        .counters;
+    assert_eq!(c.packets[MediaKind::Rtp as usize], order.len() as u64);
+    assert_eq!((c.streams_created, c.stream_insert_failed), (1, 0));
+    let ext_flow = key_v6(LAN6, 40008, WEBEX6, 5004, UDP, 1);
+    assert_eq!(k.flow(&ext_flow).expect("the flow is counted").packets, 4);
 }
 
 #[test]

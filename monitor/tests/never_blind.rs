@@ -239,14 +239,14 @@ fn an_upgrade_across_a_map_layout_change_migrates_or_states_what_it_cannot_keep(
     // values), its RTT map another key, and it kept media flows in the one flow map (no
     // MEDIA_FLOWS). Built from this run's flows, pinned in their place.
     let pins = bed.pin.path().to_path_buf();
-    let flows: Vec<(FlowKey, FlowStats)> = ["FLOWS", "MEDIA_FLOWS"]
+    let map = |name: &str| aya::maps::Map::LruHashMap(MapData::from_pin(pins.join(name)).unwrap());
+    let main: HashMap<_, FlowKey, FlowStats> = HashMap::try_from(map("FLOWS")).unwrap();
+    let media: HashMap<_, FlowKey, monitor_common::MediaFlowStats> =
+        HashMap::try_from(map("MEDIA_FLOWS")).unwrap();
+    let flows: Vec<(FlowKey, FlowStats)> = main
         .iter()
-        .flat_map(|name| {
-            let map = MapData::from_pin(pins.join(name)).unwrap();
-            let map: HashMap<_, FlowKey, FlowStats> =
-                HashMap::try_from(aya::maps::Map::LruHashMap(map)).unwrap();
-            map.iter().map(Result::unwrap).collect::<Vec<_>>()
-        })
+        .map(Result::unwrap)
+        .chain(media.iter().map(|e| e.map(|(k, v)| (k, v.stats)).unwrap()))
         .collect();
     assert!(flows.len() >= 2, "{} flows", flows.len());
     let key_len = std::mem::size_of::<FlowKey>();

@@ -39,6 +39,54 @@ fn layouts_have_no_padding() {
     assert_eq!(size_of::<MediaCounters>(), 16 * 8);
 }
 
+/// A.1's source initialisation as the RFC writes it (a zeroed state on probation, then
+/// the packet through `update`): what the straight-line `start` must equal.
+fn start_by_update(f: &RtpFields, now: u64) -> RtpStreamState {
+    let mut s = RtpStreamState {
+        max_seq: (f.seq as u32).wrapping_sub(1) & 0xffff,
+        probation: MIN_SEQUENTIAL,
+        bad_seq: RTP_SEQ_MOD + 1,
+        first_seen_ns: now,
+        ..Default::default()
+    };
+    let rate = static_clock_rate(f.payload_type);
+    if rate != 0 {
+        s.clock_rate = rate;
+        s.clock_source = ClockSource::Static as u32;
+    }
+    s.update(f, now);
+    s
+}
+
+#[test]
+fn start_is_a_zeroed_state_given_its_first_packet() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    // Every payload type (static and dynamic), the sequence wrap, marker bits, and a
+    // scratch slot full of an earlier stream's bytes.
+    for pt in 0..128u8 {
+        for seq in [0u16, 1, 65535, next() as u16, next() as u16] {
+            let f = RtpFields {
+                marker: next() & 1 == 1,
+                payload_type: pt,
+                seq,
+                timestamp: next() as u32,
+                ssrc: next() as u32,
+            };
+            let now = next() >> 1;
+            let mut dirty = run(&[7, 8, 9, 700, 10]);
+            dirty.start(&f, now);
+            assert_eq!(dirty, start_by_update(&f, now), "{f:?}");
+            assert_eq!(RtpStreamState::first(&f, now), dirty);
+        }
+    }
+}
+
 #[test]
 fn in_order_stream_after_probation() {
     let s = run(&[100, 101, 102, 103, 104, 105, 106, 107, 108, 109]);

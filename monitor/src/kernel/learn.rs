@@ -145,17 +145,21 @@ pub fn delete_flows(
     gone: &HashSet<[u8; 16]>,
 ) -> Result<Vec<FlowKey>, KernelError> {
     let mut deleted = Vec::new();
-    for name in [map_names::FLOWS, map_names::MEDIA_FLOWS] {
-        let mut map: HashMap<_, FlowKey, FlowStats> =
-            HashMap::try_from(map_mut(ebpf, name)?).map_err(err(name))?;
-        delete_from(&mut map, flows, gone, &mut deleted);
-    }
+    let name = map_names::FLOWS;
+    let mut map: HashMap<_, FlowKey, FlowStats> =
+        HashMap::try_from(map_mut(ebpf, name)?).map_err(err(name))?;
+    delete_from(&mut map, flows, gone, &mut deleted);
+    let name = map_names::MEDIA_FLOWS;
+    let mut map: HashMap<_, FlowKey, monitor_common::MediaFlowStats> =
+        HashMap::try_from(map_mut(ebpf, name)?).map_err(err(name))?;
+    delete_from(&mut map, flows, gone, &mut deleted);
     Ok(deleted)
 }
 
-/// [`delete_flows`] in one of the two flow maps.
-fn delete_from(
-    map: &mut HashMap<&mut MapData, FlowKey, FlowStats>,
+/// [`delete_flows`] in one of the two flow maps (values `V`: a flow's counters or a
+/// media flow's value).
+fn delete_from<V: aya::Pod>(
+    map: &mut HashMap<&mut MapData, FlowKey, V>,
     flows: &[(FlowKey, FlowStats)],
     gone: &HashSet<[u8; 16]>,
     deleted: &mut Vec<FlowKey>,

@@ -21,9 +21,11 @@ const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 /// Expected (key size, value size) of each pinned map.
 fn expected_sizes(name: &str) -> (u32, u32) {
     match name {
-        map_names::FLOWS | map_names::MEDIA_FLOWS => {
-            (size_of::<FlowKey>() as u32, size_of::<FlowStats>() as u32)
-        }
+        map_names::FLOWS => (size_of::<FlowKey>() as u32, size_of::<FlowStats>() as u32),
+        map_names::MEDIA_FLOWS => (
+            size_of::<FlowKey>() as u32,
+            size_of::<monitor_common::MediaFlowStats>() as u32,
+        ),
         map_names::COUNTERS => (4, size_of::<GlobalCounters>() as u32),
         // LPM keys carry a u32 prefix length before the address.
         map_names::WEBEX_V4 => (8, 4),

@@ -4,7 +4,7 @@ use aya::{
     Ebpf,
     maps::{HashMap, IterableMap as _, LpmTrie, MapData, PerCpuArray},
 };
-use monitor_common::{FlowKey, FlowStats, GlobalCounters, map_names};
+use monitor_common::{FlowKey, FlowStats, GlobalCounters, MediaFlowStats, map_names};
 
 use std::os::fd::AsFd as _;
 
@@ -50,7 +50,7 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
 
     let flows_map: HashMap<&MapData, FlowKey, FlowStats> =
         HashMap::try_from(map(map_names::FLOWS)?).map_err(err(map_names::FLOWS))?;
-    let media_map: HashMap<&MapData, FlowKey, FlowStats> =
+    let media_map: HashMap<&MapData, FlowKey, MediaFlowStats> =
         HashMap::try_from(map(map_names::MEDIA_FLOWS)?).map_err(err(map_names::MEDIA_FLOWS))?;
     let taken_mono_ns = monotonic_ns();
     // Room for both tables full: read straight into place, never moved while it grows
@@ -59,7 +59,10 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
         Vec::with_capacity((max_entries(flows_map.map()) + max_entries(media_map.map())) as usize);
     read_flows(&flows_map, map_names::FLOWS, &mut flows)?;
     let main_entries = flows.len() as u64;
-    read_flows(&media_map, map_names::MEDIA_FLOWS, &mut flows)?;
+    let mut media = Vec::with_capacity(max_entries(media_map.map()) as usize);
+    read_flows(&media_map, map_names::MEDIA_FLOWS, &mut media)?;
+    let embedded = crate::quality::embedded_streams(&media);
+    flows.extend(media.into_iter().map(|(k, v)| (k, v.stats)));
 
     let mut maps = vec![
         MapFill {
@@ -93,10 +96,10 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
         });
     }
 
-    let quality = crate::quality::take(ebpf)?;
+    let quality = crate::quality::take_with(ebpf, embedded)?;
     maps.push(MapFill {
         name: map_names::RTP_STREAMS.to_string(),
-        entries: quality.streams.len() as u64,
+        entries: quality.streams_in_map,
         max_entries: quality.streams_max,
     });
 
@@ -112,10 +115,10 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
 
 /// A flow map (`name`) in batches, or key by key where the kernel lacks batch lookups,
 /// appended to `flows`.
-fn read_flows(
-    flows_map: &HashMap<&MapData, FlowKey, FlowStats>,
+fn read_flows<V: aya::Pod>(
+    flows_map: &HashMap<&MapData, FlowKey, V>,
     name: &'static str,
-    flows: &mut Vec<(FlowKey, FlowStats)>,
+    flows: &mut Vec<(FlowKey, V)>,
 ) -> Result<(), KernelError> {
     let start = flows.len();
     match batch::lookup_all(flows_map.map().fd().as_fd(), flows) {

@@ -4,7 +4,7 @@
 
 use anyhow::{Context as _, Result};
 use monitor_common::{
-    FlowKey, FlowStats,
+    FlowKey, FlowStats, MediaFlowStats,
     rtp::{RtpStreamKey, RtpStreamState},
 };
 use std::mem::size_of;
@@ -28,6 +28,8 @@ struct Measured {
     status_p99_ms: f64,
     /// Kernel bytes per entry of the flow map.
     per_flow_bytes: String,
+    /// Kernel bytes per entry of the media flow map and of the stream map.
+    media_flow_bytes: String,
     stream_bytes: String,
     /// The last status sample's `scale` section.
     scale: serde_json::Value,
@@ -125,6 +127,7 @@ fn measure(
         age_median_ms: super::stats(ages).0,
         status_p99_ms,
         per_flow_bytes: per_entry("FLOWS"),
+        media_flow_bytes: per_entry("MEDIA_FLOWS"),
         stream_bytes: per_entry("RTP_STREAMS"),
         scale,
         notes,
@@ -174,12 +177,14 @@ pub fn run(plan: &Plan) -> Result<String> {
     );
     let mut notes = Vec::new();
     let mut stream_bytes = String::from("n/a");
+    let mut media_flow_bytes = String::from("n/a");
     let mut costs = Vec::new();
     for &n in &plan.daemon_sizes {
         let table = (n + n / 4).max(1024);
         let m = measure(&tb, &bin, n, table, plan.cpu_window_secs, &|_| Ok(()))?;
         if n == plan.daemon_sizes[0] {
             stream_bytes = m.stream_bytes.clone();
+            media_flow_bytes = m.media_flow_bytes.clone();
         }
         writeln!(
             md,
@@ -262,11 +267,17 @@ pub fn run(plan: &Plan) -> Result<String> {
          bytes and its value {} bytes (monitor-common/src/flow.rs); the LRU hash adds its \
          element header and per-CPU free lists. The \"kernel bytes per flow\" column above \
          is the map's own memlock accounting (bpftool, `memlock`) divided by its capacity. \
-         The media table (`MEDIA_FLOWS`, a quarter of the main one) costs the same per \
-         entry. Per RTP stream (map RTP_STREAMS, key {} bytes, value {} bytes, \
+         The media table (`MEDIA_FLOWS`, a quarter of the main one) holds values of {} \
+         bytes: a flow's value and the RTP stream of the flow's first SSRC ({} bytes \
+         of SSRC and state, then the stream; monitor-common/src/flow.rs \
+         `MediaFlowStats`), so that an established RTP packet needs one look-up; \
+         measured the same way: {media_flow_bytes} bytes per entry. Per further SSRC of \
+         a flow (map RTP_STREAMS, key {} bytes, value {} bytes, \
          monitor-common/src/rtp.rs), measured the same way: {stream_bytes} bytes.\n",
         size_of::<FlowKey>(),
         size_of::<FlowStats>(),
+        size_of::<MediaFlowStats>(),
+        size_of::<MediaFlowStats>() - size_of::<FlowStats>() - size_of::<RtpStreamState>(),
         size_of::<RtpStreamKey>(),
         size_of::<RtpStreamState>(),
     )?;

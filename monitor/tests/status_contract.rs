@@ -552,6 +552,7 @@ const GOLDEN: &[&str] = &[
     "media.stun_responses",
     "scale",
     "scale.analysis_ms",
+    "scale.rows_made",
     "scale.caps",
     "scale.caps[].held",
     "scale.caps[].limit",

@@ -29,6 +29,22 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// The counts of a Webex flow from its kernel counters: what [`Counts::of`] reads
+    /// from its status.
+    pub fn of_stats(v: &monitor_common::FlowStats) -> Counts {
+        Counts {
+            packets: v.packets,
+            bytes: v.bytes,
+            fragments: v.fragments,
+            icmp_unreachable: v.icmp_unreachable,
+            icmp_frag_needed: v.icmp_frag_needed,
+            oversize: v.oversize,
+            dscp_matched: v.dscp_match,
+            dscp_mismatched: v.dscp_mismatch,
+            dscp_rewritten: v.dscp_rewritten,
+        }
+    }
+
     pub fn of(f: &FlowStatus) -> Counts {
         let d = f.dscp.as_ref();
         Counts {

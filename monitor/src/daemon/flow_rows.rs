@@ -15,14 +15,12 @@ use crate::{
     anomaly::window::Counts, detect::RECENT_S, fasthash::HashMap, status::model::FlowStatus,
 };
 
-/// One flow's row: its key, the counters its text was made from, the counts the
-/// detectors saw last poll, and the poll that last saw it.
+/// One flow's row: its key, the counters its text was made from (and its counts since
+/// the last poll are measured from), and the poll that last saw it.
 #[derive(Clone, Debug)]
 struct Row {
     key: FlowKey,
     stats: FlowStats,
-    /// `None` for flows the detectors do not judge (not Webex) and for new rows.
-    prev: Option<Counts>,
     /// The poll (generation) that last listed this flow.
     seen: u64,
     /// Its place in this poll's snapshot.
@@ -36,22 +34,19 @@ struct Row {
 /// most 3600 s), so every verdict reads them as it would read the exact ones.
 pub const FROZEN_S: f64 = 3700.0;
 
-/// What a new or changed row counted since the last poll (as `Deltas::update`: flows
+/// What a new or changed flow counted since the last poll (as `Deltas::update`: flows
 /// that are not Webex are not judged, the first poll is the baseline, a new flow counted
-/// everything it has), remembering its counts for the next.
-fn judge(r: &mut Row, s: &FlowStatus, baseline: bool) -> Counts {
-    if r.stats.class == Class::NotWebex as u32 {
-        r.prev = None;
+/// everything it has); `before`: the counters its row had (`None` for a new row).
+fn judge(before: Option<&FlowStats>, v: &FlowStats, baseline: bool) -> Counts {
+    let webex = |v: &FlowStats| v.class != Class::NotWebex as u32;
+    if !webex(v) || baseline {
         return Counts::default();
     }
-    let now = Counts::of(s);
-    let d = match r.prev {
-        _ if baseline => Counts::default(),
-        Some(p) => now.since(p),
+    let now = Counts::of_stats(v);
+    match before.filter(|b| webex(b)) {
+        Some(b) => now.since(Counts::of_stats(b)),
         None => now,
-    };
-    r.prev = Some(now);
-    d
+    }
 }
 
 /// What a row's text depends on besides the flow: the interface names and the DSCP
@@ -324,10 +319,10 @@ impl FlowRows {
             marks_of(s, v);
             count_in(&mut self.groups, &r.key, &r.stats, false);
             count_in(&mut self.groups, k, v, true);
+            deltas[i] = judge(Some(&r.stats), v, baseline);
             r.stats = *v;
             r.frozen = false;
             made += 1;
-            deltas[i] = judge(r, s, baseline);
             note(&mut recent_at, &mut changed_at, at, s, &deltas[i]);
             note_interests(&mut interests_at, at, k, v);
         }
@@ -364,15 +359,14 @@ impl FlowRows {
             self.index.entry(*k).or_insert(i);
             row_at[at] = i;
             count_in(&mut self.groups, k, v, true);
-            let mut r = Row {
+            let r = Row {
                 key: *k,
                 stats: *v,
-                prev: None,
                 seen: generation,
                 at,
                 frozen: false,
             };
-            let d = judge(&mut r, &s, baseline);
+            let d = judge(None, v, baseline);
             note(&mut recent_at, &mut changed_at, at, &s, &d);
             note_interests(&mut interests_at, at, k, v);
             deltas.push(d);

@@ -93,6 +93,8 @@ pub fn run(
                 "bench_fill",
                 "--example",
                 "bench_floor",
+                "--example",
+                "bench_analysis",
             ])
             .current_dir(workspace_dir()),
     )

@@ -310,9 +310,12 @@ pub(super) fn flow_status(
     names: &HashMap<u32, &str>,
     now_mono_ns: u64,
 ) -> FlowStatus {
-    // Each address formatted once: with 100k flows formatting is much of a poll.
-    let src = addr(k.family, &k.src_addr).to_string();
-    let dst = addr(k.family, &k.dst_addr).to_string();
+    use compact_str::{CompactString, ToCompactString};
+    // Each address formatted once, into the string itself: an IPv4 address and every
+    // name fit inline (no allocation per field; with a million flows kept, that is
+    // most of their memory).
+    let src = addr(k.family, &k.src_addr).to_compact_string();
+    let dst = addr(k.family, &k.dst_addr).to_compact_string();
     let (inner, inner_port, peer, peer_port) = match WebexSide::from_u32(v.webex_side) {
         WebexSide::Dst => (src.clone(), k.src_port, dst.clone(), k.dst_port),
         WebexSide::Src => (dst.clone(), k.dst_port, src.clone(), k.src_port),
@@ -321,13 +324,14 @@ pub(super) fn flow_status(
     FlowStatus {
         interface: names
             .get(&k.ifindex)
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| format!("if{}", k.ifindex)),
-        direction: Direction::from_u8(k.direction)
-            .map(Direction::as_str)
-            .unwrap_or("unknown")
-            .to_string(),
-        protocol: protocol_name(k.protocol),
+            .map(|n| CompactString::from(*n))
+            .unwrap_or_else(|| compact_str::format_compact!("if{}", k.ifindex)),
+        direction: CompactString::const_new(
+            Direction::from_u8(k.direction)
+                .map(Direction::as_str)
+                .unwrap_or("unknown"),
+        ),
+        protocol: protocol_name(k.protocol).into(),
         ip_version: if k.family == FAMILY_V4 { 4 } else { 6 },
         src_addr: src,
         src_port: k.src_port,
@@ -337,10 +341,11 @@ pub(super) fn flow_status(
         inner_port,
         peer_addr: peer,
         peer_port,
-        class: Class::from_u32(v.class)
-            .map(Class::as_str)
-            .unwrap_or("unknown")
-            .to_string(),
+        class: CompactString::const_new(
+            Class::from_u32(v.class)
+                .map(Class::as_str)
+                .unwrap_or("unknown"),
+        ),
         packets: v.packets,
         bytes: v.bytes,
         fragments: v.fragments,

@@ -257,7 +257,7 @@ impl State {
                     }
                 ),
                 evidence: vec![
-                    ("protocol".into(), f.protocol.clone()),
+                    ("protocol".into(), f.protocol.to_string()),
                     ("port".into(), f.dst_port.to_string()),
                     ("lan_packets".into(), lan.to_string()),
                     ("wan_packets".into(), "0".into()),

@@ -265,7 +265,7 @@ mod tests {
         let template = r.flows[0].clone();
         let flow = |dir: &str, src: (&str, u16), dst: (&str, u16)| {
             let mut f = template.clone();
-            f.interface = lan.clone();
+            f.interface = lan.as_str().into();
             f.direction = dir.into();
             f.protocol = "udp".into();
             f.class = "media".into();

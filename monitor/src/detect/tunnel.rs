@@ -81,7 +81,7 @@ impl State {
                 f.direction == "egress"
             };
             if outbound && is_media(f) && f.src_addr == f.inner_addr && view.delta(f).packets > 0 {
-                self.direct.insert(f.inner_addr.clone(), now);
+                self.direct.insert(f.inner_addr.to_string(), now);
             }
         }
         self.direct
@@ -136,7 +136,7 @@ impl State {
             });
             t.polls.retain(|p| now.saturating_sub(p.at) < WINDOW_S);
             let voice: Vec<&Poll> = t.polls.iter().filter(|p| p.voice).collect();
-            if voice.len() < VOICE_POLLS || self.direct.contains_key(&f.src_addr) {
+            if voice.len() < VOICE_POLLS || self.direct.contains_key(f.src_addr.as_str()) {
                 continue;
             }
             let packets: u64 = voice.iter().map(|p| p.packets).sum();
@@ -144,7 +144,7 @@ impl State {
             let pps = packets as f64 / (voice.len() as f64 * poll_s);
             let size = bytes as f64 / packets as f64;
             let far = if protocol == IPPROTO_ESP {
-                f.dst_addr.clone()
+                f.dst_addr.to_string()
             } else {
                 format!("{}:{}", f.dst_addr, f.dst_port)
             };
@@ -162,7 +162,7 @@ impl State {
                 ),
                 evidence: vec![
                     ("tunnel".into(), kind.as_str().into()),
-                    ("inner_addr".into(), f.src_addr.clone()),
+                    ("inner_addr".into(), f.src_addr.to_string()),
                     ("concentrator".into(), far),
                     ("packets_per_s".into(), format!("{pps:.1}")),
                     ("mean_packet_bytes".into(), format!("{size:.1}")),
@@ -195,7 +195,7 @@ mod tests {
         let t = r.flows[0].clone();
         let flow = |dst: (&str, u16), class: &str| {
             let mut f = t.clone();
-            f.interface = lan.clone();
+            f.interface = lan.as_str().into();
             f.direction = "ingress".into();
             f.class = class.into();
             (f.src_addr, f.src_port) = ("192.0.2.10".into(), 40000);

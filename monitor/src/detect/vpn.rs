@@ -194,7 +194,7 @@ mod tests {
         let t = r.flows[0].clone();
         let flow = |inner: &str| {
             let mut f = t.clone();
-            f.interface = lan.clone();
+            f.interface = lan.as_str().into();
             f.direction = "ingress".into();
             f.class = "audio".into();
             (f.src_addr, f.src_port) = (inner.into(), 52000);

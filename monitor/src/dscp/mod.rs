@@ -131,8 +131,8 @@ pub fn annotate(f: &mut crate::status::model::FlowStatus, stats: &FlowStats, mar
         return;
     }
     let (class, by) = effective_class(stats);
-    f.classified_by = Some(by.to_string());
-    f.dscp_class = Some(class.as_str().to_string());
+    f.classified_by = Some(by.into());
+    f.dscp_class = Some(class.as_str().into());
     f.dscp = flow_dscp(stats, marks, class);
 }
 

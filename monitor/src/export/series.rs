@@ -420,13 +420,13 @@ pub fn collect(report: &StatusReport, max_call_series: u32) -> Series {
         .collect();
     let call_attrs = |f: &crate::status::model::FlowStatus| {
         vec![
-            ("monitor.class", s(&f.class)),
-            ("network.interface.name", s(&f.interface)),
+            ("monitor.class", s(f.class.as_str())),
+            ("network.interface.name", s(f.interface.as_str())),
             ("network.io.direction", s(io_direction(&f.direction))),
-            ("network.transport", s(&f.protocol)),
-            ("network.local.address", s(&f.inner_addr)),
+            ("network.transport", s(f.protocol.as_str())),
+            ("network.local.address", s(f.inner_addr.as_str())),
             ("network.local.port", AttrValue::Int(f.inner_port.into())),
-            ("network.peer.address", s(&f.peer_addr)),
+            ("network.peer.address", s(f.peer_addr.as_str())),
             ("network.peer.port", AttrValue::Int(f.peer_port.into())),
         ]
     };

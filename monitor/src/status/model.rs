@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
+
 use crate::report::flows::{CALL_CLASSES, FlowAggregate};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -352,25 +354,25 @@ pub struct Counters {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FlowStatus {
     /// Interface name the flow was seen on.
-    pub interface: String,
+    pub interface: CompactString,
     /// "ingress" (XDP) or "egress" (TC).
-    pub direction: String,
+    pub direction: CompactString,
     /// "udp", "tcp", "icmp", "icmpv6" or the protocol number as a string.
-    pub protocol: String,
+    pub protocol: CompactString,
     /// 4 or 6.
     pub ip_version: u8,
-    pub src_addr: String,
+    pub src_addr: CompactString,
     pub src_port: u16,
-    pub dst_addr: String,
+    pub dst_addr: CompactString,
     pub dst_port: u16,
     /// The non-Webex side of the flow (on the LAN side of a NAT, the inner host).
-    pub inner_addr: String,
+    pub inner_addr: CompactString,
     pub inner_port: u16,
     /// The Webex side of the flow.
-    pub peer_addr: String,
+    pub peer_addr: CompactString,
     pub peer_port: u16,
     /// Stable class name (`Class::as_str`), e.g. "media", "sip_signalling", "not_webex".
-    pub class: String,
+    pub class: CompactString,
     pub packets: u64,
     /// IP bytes (IP datagram lengths, no L2 header).
     pub bytes: u64,
@@ -384,10 +386,10 @@ pub struct FlowStatus {
     /// audio/video source ports), "profile" (media split by its measured packet sizes)
     /// or "port_rule" (the class of the Webex-side port).
     #[serde(default)]
-    pub classified_by: Option<String>,
+    pub classified_by: Option<CompactString>,
     /// The class its marks are judged by: `class`, or "audio"/"video" for profiled media.
     #[serde(default)]
-    pub dscp_class: Option<String>,
+    pub dscp_class: Option<CompactString>,
     /// DSCP expected, matched, mismatched, rewritten and seen; `null` for non-Webex.
     #[serde(default)]
     pub dscp: Option<crate::dscp::model::FlowDscp>,
@@ -423,7 +425,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, class)| FlowStatus {
-                class: class.to_string(),
+                class: (*class).into(),
                 src_port: i as u16,
                 packets: (classes.len() - i) as u64,
                 bytes: 100,

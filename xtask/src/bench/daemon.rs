@@ -334,17 +334,30 @@ fn analysis_alone() -> Result<String> {
     );
     for changing in [0, 2_000, flows] {
         let out = cmd::run(
-            Command::new(release_dir().join("examples").join("bench_analysis"))
-                .args([flows.to_string(), "8".into(), changing.to_string()]),
+            Command::new(release_dir().join("examples").join("bench_analysis")).args([
+                flows.to_string(),
+                "8".into(),
+                changing.to_string(),
+            ]),
         )
         .context("running bench_analysis")?;
         let text = String::from_utf8_lossy(&out.stdout);
         let ms: Vec<f64> = text
             .lines()
             .skip(3)
-            .filter_map(|l| l.split("(CPU time): ").nth(1)?.split(" ms").next()?.parse().ok())
+            .filter_map(|l| {
+                l.split("(CPU time): ")
+                    .nth(1)?
+                    .split(" ms")
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .collect();
-        anyhow::ensure!(!ms.is_empty(), "bench_analysis printed no poll times: {text}");
+        anyhow::ensure!(
+            !ms.is_empty(),
+            "bench_analysis printed no poll times: {text}"
+        );
         let (median, _, _) = super::stats(ms);
         writeln!(
             md,

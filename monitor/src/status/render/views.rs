@@ -213,20 +213,20 @@ fn flows(out: &mut String, report: &StatusReport, width: usize, color: bool) {
     ]);
     for f in &report.flows {
         table.row(vec![
-            Cell::plain(&f.interface),
+            Cell::plain(f.interface.as_str()),
             Cell::plain(
                 f.direction
                     .replace("ingress", "in")
                     .replace("egress", "out"),
             ),
-            Cell::plain(&f.protocol),
+            Cell::plain(f.protocol.as_str()),
             Cell::plain(super::super::render::endpoint(
                 f,
                 &f.inner_addr,
                 f.inner_port,
             )),
             Cell::plain(super::super::render::endpoint(f, &f.peer_addr, f.peer_port)),
-            Cell::plain(&f.class),
+            Cell::plain(f.class.as_str()),
             Cell::plain(f.packets.to_string()),
             Cell::plain(super::super::render::human_bytes(f.bytes)),
             Cell::plain(super::super::render::human_duration(f.idle_s)),

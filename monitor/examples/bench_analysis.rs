@@ -16,7 +16,8 @@ fn cpu_s() -> f64 {
 }
 
 use monitor::{
-    daemon::{analysis, detectors::Detectors, flow_rows::FlowRows, report},
+    daemon::{analysis, detectors::Detectors, report},
+    flows::rows::FlowRows,
     kernel::snapshot::Snapshot,
     learn::run::View as LearnView,
     quality::tracker::Tracker,

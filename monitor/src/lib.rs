@@ -10,6 +10,7 @@ pub mod dscp;
 pub mod exit;
 pub mod export;
 pub mod fasthash;
+pub mod flows;
 pub mod kernel;
 pub mod learn;
 pub mod logging;

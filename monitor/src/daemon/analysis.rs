@@ -11,7 +11,8 @@ use std::{
 use log::{error, warn};
 use tokio::task::JoinHandle;
 
-use super::{detectors::Detectors, flow_rows::FlowRows, report};
+use super::{detectors::Detectors, report};
+use crate::flows::rows::FlowRows;
 use crate::{
     kernel::snapshot::{self, Snapshot},
     learn::run::View as LearnView,

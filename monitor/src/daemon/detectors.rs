@@ -97,21 +97,21 @@ impl Detectors {
 
     /// [`Detectors::poll`] with each flow's counts since the last poll already known
     /// (`deltas`, in the order of `report.flows`; `baseline` on the first poll), as
-    /// [`FlowRows`](super::flow_rows::FlowRows) keeps them; `rows` are the rows
+    /// [`FlowRows`](crate::flows::rows::FlowRows) keeps them; `rows` are the rows
     /// `report.flows` was lent by.
     pub fn poll_with_deltas(
         &mut self,
         report: &mut StatusReport,
         deltas: &[Counts],
         baseline: bool,
-        rows: Option<&super::flow_rows::FlowRows>,
+        rows: Option<&crate::flows::rows::FlowRows>,
         now_unix_s: u64,
     ) {
         self.add_dscp_totals(
             report,
             deltas,
             baseline,
-            rows.map(|r| r.of_interest(super::flow_rows::Interest::DscpChecked)),
+            rows.map(|r| r.of_interest(crate::flows::rows::Interest::DscpChecked)),
         );
 
         let mut findings = Vec::new();

@@ -9,7 +9,6 @@
 
 pub mod analysis;
 pub mod detectors;
-pub mod flow_rows;
 pub mod reload;
 pub mod report;
 

@@ -28,8 +28,8 @@ pub mod vpn;
 
 use std::time::{Duration, Instant};
 
-use crate::daemon::flow_rows::Interest;
 use crate::fasthash::HashMap;
+use crate::flows::rows::Interest;
 use crate::{
     anomaly::{Finding, window::Counts},
     config::detect::DetectConfig,
@@ -112,7 +112,7 @@ pub struct View<'a> {
     /// The daemon's rows of `report.flows` (same order), with their kernel keys already
     /// indexed: [`View::flow`] and [`View::reverse`] look flows up by key instead of
     /// indexing every flow's text each poll.
-    rows: Option<&'a crate::daemon::flow_rows::FlowRows>,
+    rows: Option<&'a crate::flows::rows::FlowRows>,
 }
 
 /// Interface, direction, protocol and the two ends: a flow as the map keys it.
@@ -200,7 +200,7 @@ impl<'a> View<'a> {
     }
 
     /// Looks flows up through `rows`, the rows `report.flows` was lent by.
-    pub fn with_rows(mut self, rows: Option<&'a crate::daemon::flow_rows::FlowRows>) -> View<'a> {
+    pub fn with_rows(mut self, rows: Option<&'a crate::flows::rows::FlowRows>) -> View<'a> {
         self.rows = rows.filter(|r| r.len() == self.report.flows.len());
         self
     }
@@ -545,7 +545,7 @@ impl Failures {
         report: &StatusReport,
         deltas: &[Counts],
         baseline: bool,
-        rows: Option<&crate::daemon::flow_rows::FlowRows>,
+        rows: Option<&crate::flows::rows::FlowRows>,
         now_unix_s: u64,
     ) -> Vec<Finding> {
         if self
@@ -613,6 +613,110 @@ impl Failures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::report;
+    use crate::flows::rows::FlowRows;
+    use monitor_common::{Class, FlowKey, FlowStats};
+
+    /// A view with the rows finds the same flows by key as one without them by text:
+    /// each flow's reverse, each flow by its identity, and the recent, changed and
+    /// interesting flows.
+    #[test]
+    fn a_view_with_rows_finds_what_one_without_them_finds() {
+        let iface = |name: &str, ifindex, role: &str| crate::status::model::InterfaceStatus {
+            name: name.into(),
+            ifindex,
+            role: role.into(),
+            ..Default::default()
+        };
+        let interfaces = vec![iface("lan0", 2, "lan"), iface("wan0", 3, "wan")];
+        let flow = |src: [u8; 4], sport, dst: [u8; 4], dport, ifindex, direction, class: Class| {
+            (
+                FlowKey {
+                    src_addr: FlowKey::v4_mapped(src),
+                    dst_addr: FlowKey::v4_mapped(dst),
+                    ifindex,
+                    src_port: sport,
+                    dst_port: dport,
+                    protocol: 17,
+                    family: 4,
+                    direction,
+                    _pad: 0,
+                },
+                FlowStats {
+                    packets: 20,
+                    bytes: 4000,
+                    last_seen_ns: 9_000_000_000,
+                    class: class as u32,
+                    webex_side: if src[0] == 203 { 1 } else { 0 },
+                    ..Default::default()
+                },
+            )
+        };
+        let (lan, peer) = ([192, 0, 2, 10], [203, 0, 113, 10]);
+        let flows = vec![
+            flow(lan, 40000, peer, 5004, 2, 0, Class::Media),
+            flow(peer, 5004, lan, 40000, 2, 1, Class::Media),
+            flow(lan, 5060, peer, 5060, 2, 0, Class::SipSignalling),
+            flow(lan, 40002, peer, 5004, 3, 1, Class::Media),
+            flow(lan, 1234, [198, 51, 100, 7], 51820, 2, 0, Class::NotWebex),
+        ];
+        let info = report::StaticInfo {
+            pid: 1,
+            started_at_unix_s: 0,
+            started_mono_ns: 0,
+            config_path: String::new(),
+            pin_path: String::new(),
+            poll_interval_ms: 1000,
+            adopted_pinned_maps: false,
+            pin_migrations: Vec::new(),
+            interfaces: interfaces.clone(),
+            dscp: Default::default(),
+            quality: Default::default(),
+        };
+        let snap = crate::kernel::snapshot::Snapshot {
+            taken_mono_ns: 10_000_000_000,
+            flows,
+            ..Default::default()
+        };
+        let mut rows = FlowRows::new();
+        let (r, deltas, baseline) = report::build_rows(
+            &info,
+            &interfaces,
+            &snap,
+            snap.taken_mono_ns,
+            &mut crate::quality::tracker::Tracker::new(),
+            &mut rows,
+        );
+        let bare = View::new(&r, &deltas, baseline, None, 0.0, None);
+        let keyed = View::new(&r, &deltas, baseline, None, 0.0, None).with_rows(Some(&rows));
+        let at = |f: Option<&FlowStatus>| f.map(subject);
+        for f in &r.flows {
+            assert_eq!(at(keyed.reverse(f)), at(bare.reverse(f)), "{}", subject(f));
+            assert_eq!(at(keyed.flow(&id(f))), Some(subject(f)));
+            assert_eq!(at(bare.flow(&id(f))), Some(subject(f)));
+        }
+        // The LAN media flow's reply is found; the WAN one has none.
+        assert_eq!(
+            r.flows.iter().filter(|f| bare.reverse(f).is_some()).count(),
+            2
+        );
+        let list = |it: Box<dyn Iterator<Item = &FlowStatus> + '_>| {
+            let mut v: Vec<String> = it.map(subject).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(list(keyed.recent(10.0)), list(bare.recent(10.0)));
+        assert_eq!(list(keyed.changed()), list(bare.changed()));
+        for interest in Interest::ALL {
+            assert_eq!(
+                list(keyed.of_interest(interest)),
+                list(bare.of_interest(interest)),
+                "{interest:?}"
+            );
+        }
+        assert_eq!(list(keyed.of_interest(Interest::Signalling)).len(), 1);
+        assert_eq!(list(keyed.of_interest(Interest::Tunnel)).len(), 1);
+    }
 
     #[test]
     fn conntrack_reads_take_at_most_a_hundredth_of_the_time() {

@@ -10,7 +10,7 @@
 
 use monitor_common::{Class, FlowKey, FlowStats};
 
-use super::report::{busiest_key, flow_status};
+use super::text::{busiest_key, flow_status};
 use crate::{
     anomaly::window::Counts, detect::RECENT_S, fasthash::HashMap, status::model::FlowStatus,
 };
@@ -507,7 +507,7 @@ impl FlowRows {
     /// (status `flow_aggregates`), from the totals kept per kernel group: no pass over
     /// the flows.
     pub fn aggregate(&self) -> Vec<crate::report::flows::FlowAggregate> {
-        use super::report::protocol_name;
+        use super::text::protocol_name;
         use monitor_common::Direction;
         let names: HashMap<u32, &str> = self
             .inputs
@@ -568,7 +568,8 @@ mod tests {
     use super::*;
     use crate::{
         anomaly::window::Deltas,
-        daemon::report::{self, StaticInfo, interface_names, interface_rank},
+        daemon::report::{self, StaticInfo},
+        flows::text::{interface_names, interface_rank},
         kernel::snapshot::Snapshot,
         status::model::InterfaceStatus,
     };

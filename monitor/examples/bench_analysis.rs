@@ -37,19 +37,7 @@ fn main() {
         ..Default::default()
     };
     let interfaces = vec![iface("lan0", 2, "lan"), iface("wan0", 3, "wan")];
-    let info = report::StaticInfo {
-        pid: 1,
-        started_at_unix_s: 0,
-        started_mono_ns: 0,
-        config_path: String::new(),
-        pin_path: String::new(),
-        poll_interval_ms: 1000,
-        adopted_pinned_maps: false,
-        pin_migrations: Vec::new(),
-        interfaces: interfaces.clone(),
-        dscp: Default::default(),
-        quality: Default::default(),
-    };
+    let info = report::StaticInfo::for_interfaces(interfaces.clone());
     let flows: Vec<(FlowKey, FlowStats)> = (0..n)
         .map(|i| {
             let key = FlowKey {

@@ -32,19 +32,7 @@ fn to(port: u16, dst_port: u16) -> Vec<u8> {
 const MEDIA_TABLE: u64 = monitor_common::flow::MEDIA_TABLE_MIN as u64;
 
 fn info() -> StaticInfo {
-    StaticInfo {
-        pid: 1,
-        started_at_unix_s: 0,
-        started_mono_ns: 0,
-        config_path: String::new(),
-        pin_path: String::new(),
-        poll_interval_ms: 1000,
-        adopted_pinned_maps: false,
-        pin_migrations: Vec::new(),
-        interfaces: Vec::new(),
-        dscp: Default::default(),
-        quality: Default::default(),
-    }
+    StaticInfo::for_interfaces(Vec::new())
 }
 
 #[test]

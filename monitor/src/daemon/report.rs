@@ -32,6 +32,26 @@ pub struct StaticInfo {
     pub quality: crate::config::quality::QualityConfig,
 }
 
+impl StaticInfo {
+    /// What tools and tests need of a daemon that polls `interfaces` every second with
+    /// the default marks and thresholds (no pid, config or pins).
+    pub fn for_interfaces(interfaces: Vec<InterfaceStatus>) -> StaticInfo {
+        StaticInfo {
+            pid: 1,
+            started_at_unix_s: 0,
+            started_mono_ns: 0,
+            config_path: String::new(),
+            pin_path: String::new(),
+            poll_interval_ms: 1000,
+            adopted_pinned_maps: false,
+            pin_migrations: Vec::new(),
+            interfaces,
+            dscp: Default::default(),
+            quality: Default::default(),
+        }
+    }
+}
+
 /// The report of a single poll (calls start with it), for tests and tools; the daemon
 /// follows calls across polls with [`build_tracked`].
 pub fn build(info: &StaticInfo, snap: &Snapshot, now_mono_ns: u64) -> StatusReport {

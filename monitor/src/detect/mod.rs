@@ -660,19 +660,7 @@ mod tests {
             flow(lan, 40002, peer, 5004, 3, 1, Class::Media),
             flow(lan, 1234, [198, 51, 100, 7], 51820, 2, 0, Class::NotWebex),
         ];
-        let info = report::StaticInfo {
-            pid: 1,
-            started_at_unix_s: 0,
-            started_mono_ns: 0,
-            config_path: String::new(),
-            pin_path: String::new(),
-            poll_interval_ms: 1000,
-            adopted_pinned_maps: false,
-            pin_migrations: Vec::new(),
-            interfaces: interfaces.clone(),
-            dscp: Default::default(),
-            quality: Default::default(),
-        };
+        let info = report::StaticInfo::for_interfaces(interfaces.clone());
         let snap = crate::kernel::snapshot::Snapshot {
             taken_mono_ns: 10_000_000_000,
             flows,

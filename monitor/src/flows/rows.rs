@@ -584,19 +584,7 @@ mod tests {
     }
 
     fn info() -> StaticInfo {
-        StaticInfo {
-            pid: 1,
-            started_at_unix_s: 0,
-            started_mono_ns: 0,
-            config_path: String::new(),
-            pin_path: String::new(),
-            poll_interval_ms: 1000,
-            adopted_pinned_maps: false,
-            pin_migrations: Vec::new(),
-            interfaces: vec![iface("lan0", 2, "lan"), iface("wan0", 3, "wan")],
-            dscp: Default::default(),
-            quality: Default::default(),
-        }
+        StaticInfo::for_interfaces(vec![iface("lan0", 2, "lan"), iface("wan0", 3, "wan")])
     }
 
     fn flow(n: u8, ifindex: u32, class: Class, packets: u64) -> (FlowKey, FlowStats) {

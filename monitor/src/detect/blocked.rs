@@ -148,19 +148,7 @@ impl State {
                 .get(&(f.protocol.as_str(), f.dst_addr.as_str(), f.dst_port))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            let translated = match (f.src_addr.parse(), f.dst_addr.parse()) {
-                (Ok(s), Ok(d)) => nat.and_then(|t| {
-                    let protocol = if f.protocol == "udp" { "udp" } else { "tcp" };
-                    let orig = super::system::Tuple {
-                        src: s,
-                        dst: d,
-                        sport: f.src_port,
-                        dport: f.dst_port,
-                    };
-                    t.by_orig(protocol, &orig).map(|e| e.reply.dport)
-                }),
-                _ => None,
-            };
+            let translated = nat.and_then(|t| t.of_flow(f)).map(|e| e.reply.dport);
             let port = translated.unwrap_or(f.src_port);
             let same_port: Vec<&&FlowStatus> =
                 twins.iter().filter(|t| t.src_port == port).collect();

@@ -68,9 +68,21 @@ impl ConntrackTable {
             .map(|&i| &self.entries[i])
     }
 
-    /// True when an entry has `key` as its original tuple.
-    pub fn has_orig(&self, key: &OrigKey) -> bool {
-        self.by_orig.contains_key(key)
+    /// The entry a UDP or TCP flow's packets made: the one whose original tuple is
+    /// the flow's source and destination (on the LAN side of a NAT, before it).
+    pub fn of_flow(&self, f: &crate::status::model::FlowStatus) -> Option<&Entry> {
+        let protocol = match f.protocol.as_str() {
+            "udp" => "udp",
+            "tcp" => "tcp",
+            _ => return None,
+        };
+        let orig = Tuple {
+            src: f.src_addr.parse().ok()?,
+            dst: f.dst_addr.parse().ok()?,
+            sport: f.src_port,
+            dport: f.dst_port,
+        };
+        self.by_orig(protocol, &orig)
     }
 
     /// The places of the entries with a helper attached and of those whose original
@@ -125,6 +137,18 @@ mod tests {
             dport: 5004,
         };
         assert_eq!(t.by_orig("udp", &orig).map(|e| e.reply.dport), Some(40001));
+        // A flow finds the entry its packets made by its own tuple and transport.
+        let mut f = crate::status::render::tests::sample_report().flows[0].clone();
+        (f.protocol, f.src_addr, f.src_port, f.dst_addr, f.dst_port) = (
+            "udp".into(),
+            "192.0.2.11".into(),
+            6000,
+            "203.0.113.10".into(),
+            5004,
+        );
+        assert_eq!(t.of_flow(&f).map(|e| e.reply.dport), Some(40001));
+        f.protocol = "tcp".into();
+        assert!(t.of_flow(&f).is_none());
         assert!(t.by_orig("tcp", &orig).is_none());
         // The helper entry always; the second by its tuple; nothing twice.
         let k = ("udp", orig.src, orig.sport, orig.dst, orig.dport);

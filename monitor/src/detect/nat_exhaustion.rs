@@ -8,8 +8,6 @@
 //! Opens at `[detect] nat_use_pct` percent. Evidence includes the Webex flows arriving
 //! from the LAN that have no conntrack binding at all: new flows the NAT could not place.
 
-use std::net::IpAddr;
-
 use crate::{
     anomaly::{Finding, Severity},
     config::detect::DetectConfig,
@@ -62,13 +60,6 @@ pub fn detect(view: &View<'_>, cfg: &DetectConfig) -> Vec<Finding> {
     // original tuple, indexed when conntrack was read: no text per entry (a table holds
     // 100,000).
     let used = &table.ports_used;
-    let has_binding = |f: &crate::status::model::FlowStatus| {
-        let protocol = if f.protocol == "udp" { "udp" } else { "tcp" };
-        match (f.src_addr.parse::<IpAddr>(), f.dst_addr.parse::<IpAddr>()) {
-            (Ok(src), Ok(dst)) => table.has_orig(&(protocol, src, f.src_port, dst, f.dst_port)),
-            _ => false,
-        }
-    };
     // Webex flows from the LAN that are active but have no binding.
     let unbound = view
         .recent(ACTIVE_S)
@@ -79,7 +70,7 @@ pub fn detect(view: &View<'_>, cfg: &DetectConfig) -> Vec<Finding> {
                 && (f.protocol == "udp" || f.protocol == "tcp")
                 // A flow newer than the conntrack read cannot be in it yet.
                 && f.age_s >= view.conntrack_age_s
-                && !has_binding(f)
+                && table.of_flow(f).is_none()
         })
         .count();
     let ranges: Vec<(u16, u16)> = match view.ruleset {

@@ -54,7 +54,7 @@ fn judge(before: Option<&FlowStats>, v: &FlowStats, baseline: bool) -> Counts {
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Inputs {
     names: Vec<(u32, String)>,
-    marks: String,
+    marks: crate::config::DscpConfig,
 }
 
 /// The rows, in a stable order (new flows at the end, a vanished flow's place taken by
@@ -227,7 +227,7 @@ impl FlowRows {
                 n.sort_unstable();
                 n
             },
-            marks: format!("{marks:?}"),
+            marks: marks.clone(),
         };
         if self.lent || inputs != self.inputs {
             // Statuses not returned (an analysis failed) or made from other names or

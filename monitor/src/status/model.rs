@@ -91,19 +91,11 @@ impl StatusReport {
 }
 
 /// Totals of `flows` per class, interface, direction, transport and IP version.
-pub fn aggregate(flows: &[FlowStatus]) -> Vec<FlowAggregate> {
-    aggregate_groups(flows.iter().map(|f| (f, f.packets, f.bytes, 1)))
-}
-
-/// [`aggregate`] of groups already summed: each a flow of the group (for its text),
-/// with the group's packets, bytes and flows. Groups with the same text are merged.
-pub fn aggregate_groups<'a>(
-    groups: impl Iterator<Item = (&'a FlowStatus, u64, u64, u64)>,
-) -> Vec<FlowAggregate> {
+fn aggregate(flows: &[FlowStatus]) -> Vec<FlowAggregate> {
     // (class, interface, direction, protocol, IP version) -> (packets, bytes, flows)
     type Group<'a> = (&'a str, &'a str, &'a str, &'a str, u8);
     let mut agg: crate::fasthash::HashMap<Group<'_>, (u64, u64, u64)> = Default::default();
-    for (f, packets, bytes, flows) in groups {
+    for f in flows {
         let e = agg
             .entry((
                 &f.class,
@@ -113,9 +105,9 @@ pub fn aggregate_groups<'a>(
                 f.ip_version,
             ))
             .or_default();
-        e.0 += packets;
-        e.1 += bytes;
-        e.2 += flows;
+        e.0 += f.packets;
+        e.1 += f.bytes;
+        e.2 += 1;
     }
     let mut out: Vec<FlowAggregate> = agg
         .into_iter()

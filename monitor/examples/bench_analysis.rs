@@ -18,6 +18,7 @@ fn cpu_s() -> f64 {
 use monitor::{
     daemon::{analysis, detectors::Detectors, report},
     flows::rows::FlowRows,
+    flows::table::FlowTable,
     kernel::snapshot::Snapshot,
     learn::run::View as LearnView,
     quality::tracker::Tracker,
@@ -38,7 +39,7 @@ fn main() {
     };
     let interfaces = vec![iface("lan0", 2, "lan"), iface("wan0", 3, "wan")];
     let info = report::StaticInfo::for_interfaces(interfaces.clone());
-    let flows: Vec<(FlowKey, FlowStats)> = (0..n)
+    let flows: FlowTable = (0..n)
         .map(|i| {
             let key = FlowKey {
                 src_addr: FlowKey::v4_mapped([192, 0, 2, (i % 250) as u8 + 1]),

@@ -72,6 +72,9 @@ fn report_caps(report: &StatusReport) -> Vec<Cap> {
 pub struct Done {
     pub report: StatusReport,
     pub taken_mono_ns: u64,
+    /// The snapshot's flow buffer, emptied, for the next poll's read
+    /// ([`snapshot::take_into`]).
+    pub flow_buffer: crate::flows::table::FlowTable,
 }
 
 type Output = (Detectors, Tracker, FlowRows, Done);
@@ -88,6 +91,8 @@ pub struct Analysis {
     make_detectors: Box<dyn Fn() -> Detectors + Send>,
     skipped: u64,
     warned: Option<Instant>,
+    /// The last finished analysis's flow buffer ([`Done::flow_buffer`]).
+    spare: crate::flows::table::FlowTable,
 }
 
 impl Analysis {
@@ -101,7 +106,13 @@ impl Analysis {
             make_detectors: Box::new(make_detectors),
             skipped: 0,
             warned: None,
+            spare: Default::default(),
         }
+    }
+
+    /// The buffer the next snapshot reads its flows into (empty at first).
+    pub fn take_buffer(&mut self) -> crate::flows::table::FlowTable {
+        std::mem::take(&mut self.spare)
     }
 
     /// True while an analysis runs: the caller then skips this poll's snapshot (it
@@ -160,10 +171,11 @@ impl Analysis {
         let result = handle.await;
         self.running = None;
         match result {
-            Ok((detectors, tracker, rows, done)) => {
+            Ok((detectors, tracker, rows, mut done)) => {
                 self.detectors = Some(detectors);
                 self.tracker = Some(tracker);
                 self.rows = Some(rows);
+                self.spare = std::mem::take(&mut done.flow_buffer);
                 Some(done)
             }
             Err(e) => {
@@ -206,17 +218,16 @@ pub fn analyse(
         v.annotate(&mut report, &snap.counters, snapshot::monotonic_ns());
     }
     let names = report::interface_names(interfaces);
-    // The report has every flow now: the raw copy goes before the detectors run
-    // (with a million flows, 160 MB less at the peak).
-    // The certificate detector's handshake times come from the raw flows.
+    // The report has every flow now; the raw copy's buffer is kept for the next poll's
+    // read. The certificate detector's handshake times come from the raw flows.
     let handshakes = handshake_rtts(&snap);
     let Snapshot {
         taken_mono_ns,
         quality,
-        flows,
+        flows: mut flow_buffer,
         ..
     } = snap;
-    drop(flows);
+    flow_buffer.clear();
     let now_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -261,6 +272,7 @@ pub fn analyse(
     Done {
         report,
         taken_mono_ns,
+        flow_buffer,
     }
 }
 

@@ -363,7 +363,7 @@ impl Daemon {
         if self.analysis.skip_if_busy() {
             return;
         }
-        match snapshot::take(&self.ebpf) {
+        match snapshot::take_into(&self.ebpf, self.analysis.take_buffer()) {
             Ok(mut s) => {
                 self.learning.after_snapshot(&mut self.ebpf, &mut s);
                 self.analysis.start(

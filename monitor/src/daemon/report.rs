@@ -190,11 +190,11 @@ fn flow_tables(snap: &Snapshot) -> crate::report::scale::FlowTables {
 
 /// The flows in [`busiest_key`] order.
 fn busiest_first<'a>(
-    flows: &'a [(FlowKey, FlowStats)],
+    flows: &'a crate::flows::table::FlowTable,
     names: &HashMap<u32, &str>,
-) -> Vec<&'a (FlowKey, FlowStats)> {
+) -> Vec<(&'a FlowKey, &'a FlowStats)> {
     let rank = interface_rank(names);
-    let mut sorted: Vec<&(FlowKey, FlowStats)> = flows.iter().collect();
+    let mut sorted: Vec<(&FlowKey, &FlowStats)> = flows.iter().collect();
     // Keys made once per flow, not once per comparison.
     sorted.sort_by_cached_key(|(k, v)| busiest_key(k, v, &rank));
     sorted
@@ -332,7 +332,8 @@ mod tests {
                 (key(2, 0, 70, 1), stats(5)),
                 (key(3, 0, 9, 0), stats(5)),
                 (key(3, 0, 1, 1), stats(6)),
-            ],
+            ]
+            .into(),
             ..Default::default()
         };
         let r = build(&info, &snap, 0);
@@ -395,7 +396,7 @@ mod tests {
         };
         let snap = Snapshot {
             taken_mono_ns: 5_000_000_000,
-            flows: vec![(key, stats)],
+            flows: vec![(key, stats)].into(),
             maps: vec![MapFill {
                 name: "FLOWS".into(),
                 entries: 1,

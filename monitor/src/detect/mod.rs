@@ -663,7 +663,7 @@ mod tests {
         let info = report::StaticInfo::for_interfaces(interfaces.clone());
         let snap = crate::kernel::snapshot::Snapshot {
             taken_mono_ns: 10_000_000_000,
-            flows,
+            flows: flows.into(),
             ..Default::default()
         };
         let mut rows = FlowRows::new();

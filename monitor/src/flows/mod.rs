@@ -4,4 +4,5 @@
 //! the report by the daemon.
 
 pub mod rows;
+pub mod table;
 pub mod text;

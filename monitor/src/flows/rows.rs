@@ -15,18 +15,24 @@ use crate::{
     anomaly::window::Counts, detect::RECENT_S, fasthash::HashMap, status::model::FlowStatus,
 };
 
-/// One flow's row: its key, the counters its text was made from (and its counts since
-/// the last poll are measured from), and the poll that last saw it.
+/// One flow's row: its key and the counters its text was made from (and its counts
+/// since the last poll are measured from). Only read while the flow is unchanged: what
+/// each poll writes per row is in [`Place`] and the row's [`Marks`], lists a few bytes a
+/// row wide (at a million flows, rewriting every row's cache line was a tenth of a
+/// poll).
 #[derive(Clone, Debug)]
 struct Row {
     key: FlowKey,
     stats: FlowStats,
+}
+
+/// Where a row's flow was in the last snapshot read.
+#[derive(Clone, Copy, Debug)]
+struct Place {
     /// The poll (generation) that last listed this flow.
     seen: u64,
-    /// Its place in this poll's snapshot.
+    /// Its place in that poll's snapshot.
     at: usize,
-    /// Idle past [`FROZEN_S`] when its times were last written.
-    frozen: bool,
 }
 
 /// A flow idle this long keeps the age and idle time it had then in its status: longer
@@ -84,6 +90,9 @@ pub struct FlowRows {
     changed: Vec<usize>,
     /// The rows of the flows of each [`Interest`].
     interests: [Vec<usize>; Interest::ALL.len()],
+    /// Each row's [`Marks`] and [`Place`], in the rows' order.
+    marks: Vec<Marks>,
+    places: Vec<Place>,
     /// The last choice of [`FlowRows::shown`] (served, call flows, places), until a flow
     /// comes, changes or goes.
     shown: Option<(usize, usize, Vec<usize>)>,
@@ -188,13 +197,41 @@ impl Interest {
     }
 }
 
-/// Adds place `at` to the list of each interest of the flow `(k, v)`.
-fn note_interests(lists: &mut [Vec<usize>], at: usize, k: &FlowKey, v: &FlowStats) {
-    for (list, interest) in lists.iter_mut().zip(Interest::ALL) {
-        if interest.of(k, v) {
-            list.push(at);
-        }
+/// A row's marks: one bit per [`Interest`] (they depend only on the flow's key and
+/// counters, so they are set when its text is made), and whether the flow is recent or
+/// changed in this poll. The lists the detectors read are made from these bytes in one
+/// pass in the rows' order: sorted as made, with no per-poll test of each flow.
+type Marks = u8;
+/// Idle past [`FROZEN_S`] when its times were last written.
+const FROZEN: Marks = 1 << 5;
+const RECENT: Marks = 1 << 6;
+const CHANGED: Marks = 1 << 7;
+const _: () = assert!(
+    Interest::ALL.len() <= 5,
+    "an interest bit would meet FROZEN"
+);
+
+/// The interest bits of the flow `(k, v)`.
+fn interest_marks(k: &FlowKey, v: &FlowStats) -> Marks {
+    Interest::ALL
+        .iter()
+        .enumerate()
+        .filter(|(_, interest)| interest.of(k, v))
+        .fold(0, |m, (bit, _)| m | 1 << bit)
+}
+
+/// The marks of a flow whose text was made this poll: its interests, and recent or
+/// changed by what it counted (`d`) and how long it has been idle (`s`).
+fn made_marks(k: &FlowKey, v: &FlowStats, s: &FlowStatus, d: &Counts) -> Marks {
+    let counted = *d != Counts::default();
+    let mut m = interest_marks(k, v);
+    if counted {
+        m |= CHANGED;
     }
+    if counted || s.idle_s < RECENT_S {
+        m |= RECENT;
+    }
+    m
 }
 
 /// One poll's rows: every flow's status (in the rows' order) and what each counted
@@ -215,7 +252,7 @@ impl FlowRows {
     /// statuses; give them back with [`FlowRows::give_back`] after the poll.
     pub fn update(
         &mut self,
-        flows: &[(FlowKey, FlowStats)],
+        flows: &crate::flows::table::FlowTable,
         names: &HashMap<u32, &str>,
         marks: &crate::config::dscp::DscpConfig,
         now_mono_ns: u64,
@@ -248,44 +285,32 @@ impl FlowRows {
         // One pass over the snapshot, in its order. A table that did not change lists
         // its flows in the same order (the kernel walks its buckets), so each place is
         // first tried against the row that was there last poll: no hashing for most.
+        // Only the rows that counted something last poll have a delta to clear (at a
+        // million rows, zeroing them all was ~70 MB written a poll).
         let mut deltas = std::mem::take(&mut self.deltas);
-        deltas.clear();
-        deltas.resize(self.rows.len(), Counts::default());
+        if deltas.len() == self.rows.len() {
+            for &i in &self.changed {
+                deltas[i] = Counts::default();
+            }
+        } else {
+            deltas.clear();
+            deltas.resize(self.rows.len(), Counts::default());
+        }
         let mut row_at = std::mem::take(&mut self.row_at);
         row_at.resize(flows.len(), usize::MAX);
         let (mut made, mut kept) = (0, 0);
         let mut new = Vec::new();
-        // Places in the snapshot of the recent and the changed flows (their rows move
-        // when vanished flows leave; `row_at` follows them).
-        let mut recent_at = std::mem::take(&mut self.recent);
-        let mut changed_at = std::mem::take(&mut self.changed);
-        let mut interests_at = std::mem::take(&mut self.interests);
-        recent_at.clear();
-        changed_at.clear();
-        for list in interests_at.iter_mut() {
-            list.clear();
-        }
-        let note =
-            |recent: &mut Vec<usize>, changed: &mut Vec<usize>, at, s: &FlowStatus, d: &Counts| {
-                let counted = *d != Counts::default();
-                if counted {
-                    changed.push(at);
-                }
-                if counted || s.idle_s < RECENT_S {
-                    recent.push(at);
-                }
-            };
         for (at, (k, v)) in flows.iter().enumerate() {
             let hinted = row_at[at];
             let i = if self
-                .rows
+                .places
                 .get(hinted)
-                .is_some_and(|r| r.key == *k && r.seen != generation)
+                .is_some_and(|p| p.seen != generation && self.rows[hinted].key == *k)
             {
                 hinted
             } else {
                 match self.index.get(k) {
-                    Some(&i) if self.rows[i].seen != generation => i,
+                    Some(&i) if self.places[i].seen != generation => i,
                     // A key listed twice (one map read between two evictions): its own row.
                     _ => {
                         new.push(at);
@@ -296,23 +321,28 @@ impl FlowRows {
             row_at[at] = i;
             kept += 1;
             let (r, s) = (&mut self.rows[i], &mut self.statuses[i]);
-            r.seen = generation;
-            r.at = at;
+            let m = &mut self.marks[i];
+            self.places[i] = Place {
+                seen: generation,
+                at,
+            };
             if r.stats == *v {
                 // Unchanged counters: it counted nothing (what `Deltas::update` finds
                 // comparing equal counts) and only the times move on. A flow idle past
                 // every detector's horizon keeps the times it had then: every verdict
                 // reads them the same way, and the flows shown get exact ones
                 // ([`FlowRows::times`]).
-                if !r.frozen {
+                *m &= !(RECENT | CHANGED);
+                if *m & FROZEN == 0 {
                     s.age_s = seconds(v.first_seen_ns);
                     s.idle_s = seconds(v.last_seen_ns);
-                    r.frozen = s.idle_s >= FROZEN_S;
+                    if s.idle_s >= FROZEN_S {
+                        *m |= FROZEN;
+                    }
                     if s.idle_s < RECENT_S {
-                        recent_at.push(at);
+                        *m |= RECENT;
                     }
                 }
-                note_interests(&mut interests_at, at, k, v);
                 continue;
             }
             *s = flow_status(k, v, names, now_mono_ns);
@@ -321,28 +351,29 @@ impl FlowRows {
             count_in(&mut self.groups, k, v, true);
             deltas[i] = judge(Some(&r.stats), v, baseline);
             r.stats = *v;
-            r.frozen = false;
             made += 1;
-            note(&mut recent_at, &mut changed_at, at, s, &deltas[i]);
-            note_interests(&mut interests_at, at, k, v);
+            // Not frozen: its times were just written.
+            *m = made_marks(k, v, s, &deltas[i]);
         }
 
         // Vanished flows leave; from the back, so a row moved into a gap was checked.
         let removed = kept < self.rows.len();
         if removed {
             for i in (0..self.rows.len()).rev() {
-                if self.rows[i].seen == generation {
+                if self.places[i].seen == generation {
                     continue;
                 }
                 let gone = self.rows.swap_remove(i);
+                self.places.swap_remove(i);
                 count_in(&mut self.groups, &gone.key, &gone.stats, false);
                 self.statuses.swap_remove(i);
+                self.marks.swap_remove(i);
                 deltas.swap_remove(i);
                 if self.index.get(&gone.key) == Some(&i) {
                     self.index.remove(&gone.key);
                 }
                 if let Some(moved) = self.rows.get(i) {
-                    row_at[moved.at] = i;
+                    row_at[self.places[i].at] = i;
                     if let Some(slot) = self.index.get_mut(&moved.key)
                         && *slot == self.rows.len()
                     {
@@ -352,23 +383,22 @@ impl FlowRows {
             }
         }
         for at in new {
-            let (k, v) = &flows[at];
+            let Some((k, v)) = flows.get(at) else {
+                continue;
+            };
             let mut s = flow_status(k, v, names, now_mono_ns);
             marks_of(&mut s, v);
             let i = self.rows.len();
             self.index.entry(*k).or_insert(i);
             row_at[at] = i;
             count_in(&mut self.groups, k, v, true);
-            let r = Row {
-                key: *k,
-                stats: *v,
+            let r = Row { key: *k, stats: *v };
+            self.places.push(Place {
                 seen: generation,
                 at,
-                frozen: false,
-            };
+            });
             let d = judge(None, v, baseline);
-            note(&mut recent_at, &mut changed_at, at, &s, &d);
-            note_interests(&mut interests_at, at, k, v);
+            self.marks.push(made_marks(k, v, &s, &d));
             deltas.push(d);
             self.rows.push(r);
             self.statuses.push(s);
@@ -378,18 +408,7 @@ impl FlowRows {
             self.shown = None;
         }
         row_at.truncate(flows.len());
-        for list in [&mut recent_at, &mut changed_at]
-            .into_iter()
-            .chain(interests_at.iter_mut())
-        {
-            for at in list.iter_mut() {
-                *at = row_at[*at];
-            }
-            list.sort_unstable();
-        }
-        self.recent = recent_at;
-        self.changed = changed_at;
-        self.interests = interests_at;
+        self.list_marked();
         self.row_at = row_at;
         self.last_made = made;
         self.lent = true;
@@ -397,6 +416,31 @@ impl FlowRows {
             flows: std::mem::take(&mut self.statuses),
             deltas,
             baseline,
+        }
+    }
+
+    /// The recent, changed and interest lists from the rows' marks, in the rows' order.
+    fn list_marked(&mut self) {
+        self.recent.clear();
+        self.changed.clear();
+        for list in self.interests.iter_mut() {
+            list.clear();
+        }
+        for (i, &m) in self.marks.iter().enumerate() {
+            if m == 0 {
+                continue;
+            }
+            if m & RECENT != 0 {
+                self.recent.push(i);
+            }
+            if m & CHANGED != 0 {
+                self.changed.push(i);
+            }
+            for (bit, list) in self.interests.iter_mut().enumerate() {
+                if m & 1 << bit != 0 {
+                    list.push(i);
+                }
+            }
         }
     }
 
@@ -444,13 +488,19 @@ impl FlowRows {
     }
 
     /// Takes back the statuses lent by the last [`FlowRows::update`] (the same list,
-    /// in the same order), and its deltas (their memory is used again).
+    /// in the same order), and its deltas as lent (their memory is used again).
     pub fn give_back(&mut self, flows: Vec<FlowStatus>, deltas: Vec<Counts>) {
         if self.lent && flows.len() == self.rows.len() {
             self.statuses = flows;
             self.lent = false;
         }
-        self.deltas = deltas;
+        // As lent: only the rows changed last poll hold a delta (the next update clears
+        // just those). Any other list is cleared there in full.
+        self.deltas = if deltas.len() == self.rows.len() {
+            deltas
+        } else {
+            Vec::new()
+        };
     }
 
     /// The places of the flows status and export show, busiest first: the `served`
@@ -625,7 +675,7 @@ mod tests {
     fn snap(flows: Vec<(FlowKey, FlowStats)>, at_s: u64) -> Snapshot {
         Snapshot {
             taken_mono_ns: at_s * 1_000_000_000,
-            flows,
+            flows: flows.into(),
             ..Default::default()
         }
     }

@@ -30,28 +30,34 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// Every (key, value) of the hash map behind `fd`, appended to `out` (reserve its
-/// capacity first: growing it copies everything read so far). `Ok(false)` when the
+/// Every key and value of the hash map behind `fd`, appended to `keys` and `values`
+/// at the same places: the kernel writes them straight into the lists' spare capacity
+/// (reserve it first: growing copies everything read so far). `Ok(false)` when the
 /// kernel does not support batch lookups for this map (the caller then iterates key by
-/// key).
-pub fn lookup_all<K: Pod, V: Pod>(fd: BorrowedFd<'_>, out: &mut Vec<(K, V)>) -> io::Result<bool> {
-    let mut keys: Vec<K> = Vec::with_capacity(BATCH);
-    let mut values: Vec<V> = Vec::with_capacity(BATCH);
+/// key); the lists may then hold part of a batch, which the caller drops.
+pub fn lookup_all<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    keys: &mut Vec<K>,
+    values: &mut Vec<V>,
+) -> io::Result<bool> {
     // The batch token of hash maps is a bucket index (u32); 8 bytes leave room.
     let mut token_in = [0u8; 8];
     let mut token_out = [0u8; 8];
     let mut first = true;
     loop {
+        keys.reserve(BATCH);
+        values.reserve(BATCH);
+        let (nk, nv) = (keys.len(), values.len());
         let mut attr = BatchAttr {
             in_batch: if first { 0 } else { token_in.as_ptr() as u64 },
             out_batch: token_out.as_mut_ptr() as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
+            keys: keys.spare_capacity_mut().as_mut_ptr() as u64,
+            values: values.spare_capacity_mut().as_mut_ptr() as u64,
             count: BATCH as u32,
             map_fd: fd.as_raw_fd() as u32,
             ..Default::default()
         };
-        // SAFETY: the attr points at buffers of BATCH keys and values of the map's sizes
+        // SAFETY: the attr points at room for BATCH keys and values of the map's sizes
         // (the caller's K and V match the map), and at 8-byte tokens.
         let rc = unsafe {
             libc::syscall(
@@ -63,12 +69,12 @@ pub fn lookup_all<K: Pod, V: Pod>(fd: BorrowedFd<'_>, out: &mut Vec<(K, V)>) -> 
         };
         let err = (rc < 0).then(io::Error::last_os_error);
         let filled = (attr.count as usize).min(BATCH);
-        // SAFETY: the kernel wrote `filled` keys and values.
+        // SAFETY: the kernel wrote `filled` keys and values after the lists' ends (Pod:
+        // any bytes are a valid value).
         unsafe {
-            keys.set_len(filled);
-            values.set_len(filled);
+            keys.set_len(nk + filled);
+            values.set_len(nv + filled);
         }
-        out.extend(keys.drain(..).zip(values.drain(..)));
         match err {
             None => {}
             // ENOENT: the walk reached the end (possibly with a last partial batch).

@@ -141,7 +141,7 @@ pub fn learned_entries(ebpf: &mut Ebpf) -> Result<Vec<(IpAddr, u32)>, KernelErro
 /// deleted.
 pub fn delete_flows(
     ebpf: &mut Ebpf,
-    flows: &[(FlowKey, FlowStats)],
+    flows: &crate::flows::table::FlowTable,
     gone: &HashSet<[u8; 16]>,
 ) -> Result<Vec<FlowKey>, KernelError> {
     let mut deleted = Vec::new();
@@ -160,7 +160,7 @@ pub fn delete_flows(
 /// media flow's value).
 fn delete_from<V: aya::Pod>(
     map: &mut HashMap<&mut MapData, FlowKey, V>,
-    flows: &[(FlowKey, FlowStats)],
+    flows: &crate::flows::table::FlowTable,
     gone: &HashSet<[u8; 16]>,
     deleted: &mut Vec<FlowKey>,
 ) {
@@ -224,7 +224,7 @@ pub fn set_client_rate(ebpf: &mut Ebpf, rate_per_s: u32) -> Result<(), KernelErr
 /// look-up instead.
 pub fn reclassify(
     ebpf: &mut Ebpf,
-    flows: &[(FlowKey, FlowStats)],
+    flows: &crate::flows::table::FlowTable,
     fresh: &HashSet<[u8; 16]>,
 ) -> Result<Vec<(FlowKey, FlowStats)>, KernelError> {
     let candidates: Vec<(FlowKey, WebexSide)> = flows

@@ -9,6 +9,7 @@ use monitor_common::{FlowKey, FlowStats, GlobalCounters, MediaFlowStats, map_nam
 use std::os::fd::AsFd as _;
 
 use super::{KernelError, batch};
+use crate::flows::table::FlowTable;
 use crate::status::model::MapFill;
 
 /// A copy of the kernel state at one moment.
@@ -17,7 +18,7 @@ pub struct Snapshot {
     /// CLOCK_MONOTONIC when the snapshot was taken, the clock of the flow timestamps.
     pub taken_mono_ns: u64,
     pub counters: GlobalCounters,
-    pub flows: Vec<(FlowKey, FlowStats)>,
+    pub flows: FlowTable,
     pub maps: Vec<MapFill>,
     /// How long reading the maps took.
     pub took_ns: u64,
@@ -37,6 +38,13 @@ pub fn monotonic_ns() -> u64 {
 }
 
 pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
+    take_into(ebpf, FlowTable::new())
+}
+
+/// [`take`], reading the flows into `buffer` (emptied first): the daemon hands each
+/// poll the last poll's buffer, so a large table's snapshot lands in pages already
+/// mapped (a fresh one of a million flows costs ~85 ms of page faults every poll).
+pub fn take_into(ebpf: &Ebpf, buffer: FlowTable) -> Result<Snapshot, KernelError> {
     let started = monotonic_ns();
     let map = |name: &'static str| ebpf.map(name).ok_or(KernelError::Missing(name));
     let err = |map| move |source| KernelError::Map { map, source };
@@ -55,14 +63,20 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
     let taken_mono_ns = monotonic_ns();
     // Room for both tables full: read straight into place, never moved while it grows
     // (pages not written are not used).
-    let mut flows =
-        Vec::with_capacity((max_entries(flows_map.map()) + max_entries(media_map.map())) as usize);
-    read_flows(&flows_map, map_names::FLOWS, &mut flows)?;
+    let mut flows = buffer;
+    flows.clear();
+    flows.reserve((max_entries(flows_map.map()) + max_entries(media_map.map())) as usize);
+    flows.append_with(|keys, stats| read_flows(&flows_map, map_names::FLOWS, keys, stats))?;
     let main_entries = flows.len() as u64;
-    let mut media = Vec::with_capacity(max_entries(media_map.map()) as usize);
-    read_flows(&media_map, map_names::MEDIA_FLOWS, &mut media)?;
-    let embedded = crate::quality::embedded_streams(&media);
-    flows.extend(media.into_iter().map(|(k, v)| (k, v.stats)));
+    let (mut media_keys, mut media) = (Vec::new(), Vec::new());
+    read_flows(
+        &media_map,
+        map_names::MEDIA_FLOWS,
+        &mut media_keys,
+        &mut media,
+    )?;
+    let embedded = crate::quality::embedded_streams(media_keys.iter().zip(&media));
+    flows.extend(media_keys.into_iter().zip(media).map(|(k, v)| (k, v.stats)));
 
     let mut maps = vec![
         MapFill {
@@ -114,16 +128,20 @@ pub fn take(ebpf: &Ebpf) -> Result<Snapshot, KernelError> {
 }
 
 /// A flow map (`name`) in batches, or key by key where the kernel lacks batch lookups,
-/// appended to `flows`.
+/// appended to `keys` and `values`.
 fn read_flows<V: aya::Pod>(
     flows_map: &HashMap<&MapData, FlowKey, V>,
     name: &'static str,
-    flows: &mut Vec<(FlowKey, V)>,
+    keys: &mut Vec<FlowKey>,
+    values: &mut Vec<V>,
 ) -> Result<(), KernelError> {
-    let start = flows.len();
-    match batch::lookup_all(flows_map.map().fd().as_fd(), flows) {
+    let start = keys.len();
+    match batch::lookup_all(flows_map.map().fd().as_fd(), keys, values) {
         Ok(true) => return Ok(()),
-        Ok(false) => flows.truncate(start),
+        Ok(false) => {
+            keys.truncate(start);
+            values.truncate(start);
+        }
         Err(e) => {
             return Err(KernelError::Map {
                 map: name,
@@ -136,7 +154,10 @@ fn read_flows<V: aya::Pod>(
     }
     for entry in flows_map.iter() {
         match entry {
-            Ok(kv) => flows.push(kv),
+            Ok((k, v)) => {
+                keys.push(k);
+                values.push(v);
+            }
             // A flow evicted between listing and reading its value: skip it.
             Err(aya::maps::MapError::KeyNotFound) => {}
             Err(e) => {

@@ -191,6 +191,9 @@ pub struct Learning {
     flows_deleted: u64,
     flows_reclassified: u64,
     rate_limited: u64,
+    /// When the last snapshot was taken (CLOCK_MONOTONIC, before its read): a flow
+    /// idle since then kept its peer with that snapshot already.
+    touched_to_ns: u64,
 }
 
 /// The ring, registered with the runtime.
@@ -228,6 +231,7 @@ impl Learning {
             flows_deleted,
             flows_reclassified: 0,
             rate_limited: maps::rate_limited(ebpf).unwrap_or(0),
+            touched_to_ns: 0,
         };
         l.publish();
         Ok((l, ring))
@@ -316,20 +320,26 @@ impl Learning {
     /// deletes the flows of the peers expired this poll (from the flow map and `snap`),
     /// counting them.
     pub fn after_snapshot(&mut self, ebpf: &mut Ebpf, snap: &mut snapshot::Snapshot) {
-        for (k, v) in &snap.flows {
-            if v.class == monitor_common::Class::NotWebex as u32 {
-                continue;
+        // Only the flows that carried a packet since the last snapshot move a peer's
+        // activity on (a large table is mostly idle flows, each a look-up otherwise).
+        // With no learned peer there is nothing to keep: no pass at all.
+        let since = std::mem::replace(&mut self.touched_to_ns, snap.taken_mono_ns);
+        if !self.learner.peers().is_empty() {
+            for (k, v) in &snap.flows {
+                if v.class != monitor_common::Class::NotWebex as u32 && v.last_seen_ns >= since {
+                    self.learner.touch(webex_peer(k, v), v.last_seen_ns);
+                }
             }
-            let peer = match monitor_common::WebexSide::from_u32(v.webex_side) {
-                monitor_common::WebexSide::Dst => &k.dst_addr,
-                monitor_common::WebexSide::Src => &k.src_addr,
-            };
-            self.learner.touch(ip_of(k.family, peer), v.last_seen_ns);
         }
         if !self.fresh.is_empty() {
             let fresh = std::mem::take(&mut self.fresh);
             match maps::reclassify(ebpf, &snap.flows, &fresh) {
                 Ok(changed) if !changed.is_empty() => {
+                    // Their packets were to the peer too, though before it was known:
+                    // they keep it as the flows of later packets do.
+                    for (k, v) in &changed {
+                        self.learner.touch(webex_peer(k, v), v.last_seen_ns);
+                    }
                     let new: std::collections::HashMap<FlowKey, monitor_common::FlowStats> =
                         changed.iter().copied().collect();
                     for (k, v) in snap.flows.iter_mut() {
@@ -352,7 +362,7 @@ impl Learning {
             match maps::delete_flows(ebpf, &snap.flows, &gone) {
                 Ok(deleted) if !deleted.is_empty() => {
                     let keys: HashSet<FlowKey> = deleted.iter().copied().collect();
-                    snap.flows.retain(|(k, _)| !keys.contains(k));
+                    snap.flows.retain(|k, _| !keys.contains(k));
                     match maps::add_flows_deleted(ebpf, deleted.len() as u64) {
                         Ok(total) => self.flows_deleted = total,
                         Err(e) => {
@@ -408,6 +418,15 @@ fn flow_addr(a: IpAddr) -> [u8; 16] {
         IpAddr::V4(v) => FlowKey::v4_mapped(v.octets()),
         IpAddr::V6(v) => v.octets(),
     }
+}
+
+/// The Webex end of a flow: the address a learned peer would be.
+fn webex_peer(k: &FlowKey, v: &monitor_common::FlowStats) -> IpAddr {
+    let peer = match monitor_common::WebexSide::from_u32(v.webex_side) {
+        monitor_common::WebexSide::Dst => &k.dst_addr,
+        monitor_common::WebexSide::Src => &k.src_addr,
+    };
+    ip_of(k.family, peer)
 }
 
 #[cfg(test)]

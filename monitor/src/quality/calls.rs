@@ -78,7 +78,7 @@ impl Obs<'_> {
 /// Every stream of a known flow with the call it belongs to (the tracker decides which
 /// are active).
 pub fn observe<'a>(
-    flows: &[(FlowKey, FlowStats)],
+    flows: &crate::flows::table::FlowTable,
     snap: &'a QualitySnapshot,
     ifaces: &'a HashMap<u32, Iface<'a>>,
 ) -> Vec<Obs<'a>> {
@@ -91,7 +91,6 @@ pub fn observe<'a>(
         flows
             .iter()
             .filter(|(k, _)| wanted.contains(k))
-            .map(|(k, v)| (k, v))
             .collect()
     };
     let mut obs = Vec::new();
@@ -180,7 +179,7 @@ pub(crate) mod tests;
 
 /// The media counters and the timed TCP handshakes, for the status report.
 pub fn media_status(
-    flows: &[(FlowKey, FlowStats)],
+    flows: &crate::flows::table::FlowTable,
     snap: &QualitySnapshot,
     ifaces: &HashMap<u32, Iface<'_>>,
 ) -> MediaStatus {

@@ -41,10 +41,13 @@ pub struct QualitySnapshot {
 
 /// The RTP streams embedded in media flows (`MediaFlowStats`: the flow's first SSRC),
 /// as the `RTP_STREAMS` entries they stand for.
-pub fn embedded_streams(
-    media: &[(FlowKey, MediaFlowStats)],
+pub fn embedded_streams<'a>(
+    media: impl IntoIterator<Item = (&'a FlowKey, &'a MediaFlowStats)>,
 ) -> Vec<(RtpStreamKey, RtpStreamState)> {
-    media.iter().filter_map(|(k, v)| v.embedded(k)).collect()
+    media
+        .into_iter()
+        .filter_map(|(k, v)| v.embedded(k))
+        .collect()
 }
 
 /// Reads the quality maps (entries evicted while reading are skipped), with the streams
@@ -56,7 +59,7 @@ pub fn take(ebpf: &Ebpf) -> Result<QualitySnapshot, KernelError> {
         HashMap::try_from(ebpf.map(name).ok_or(KernelError::Missing(name))?)
             .map_err(|source| KernelError::Map { map: name, source })?;
     let media = read(&media).map_err(|source| KernelError::Map { map: name, source })?;
-    take_with(ebpf, embedded_streams(&media))
+    take_with(ebpf, embedded_streams(media.iter().map(|(k, v)| (k, v))))
 }
 
 /// [`take`] with the embedded streams already read. A stream is one entry whichever map

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use monitor_common::{FlowKey, FlowStats, rtp::RtpStreamKey};
+use monitor_common::rtp::RtpStreamKey;
 
 use super::{
     QualitySnapshot,
@@ -98,7 +98,7 @@ impl Tracker {
     /// calls and records to show.
     pub fn poll(
         &mut self,
-        flows: &[(FlowKey, FlowStats)],
+        flows: &crate::flows::table::FlowTable,
         snap: &QualitySnapshot,
         ifaces: &HashMap<u32, Iface<'_>>,
         q: &QualityConfig,

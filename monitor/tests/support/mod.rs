@@ -129,9 +129,9 @@ impl Kernel {
     pub fn flow(&self, key: &FlowKey) -> Option<FlowStats> {
         self.snapshot()
             .flows
-            .into_iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
     }
 }
 

@@ -82,7 +82,7 @@ fn wan_copies_join_their_lan_twin_by_ssrc() {
             },
         ),
     ]);
-    let obs = observe(&flows, &snap, &ifaces);
+    let obs = observe(&flows.into(), &snap, &ifaces);
     let call_of = |f: &FlowKey| obs.iter().find(|o| o.key.flow == *f).unwrap().call;
     let phone_call = CallKey {
         inner: "192.0.2.10".parse().unwrap(),

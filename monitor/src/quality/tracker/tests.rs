@@ -7,6 +7,7 @@ use monitor_common::{
     Class, Direction, WebexSide,
     rtp::{ClockSource, RtpStreamState},
 };
+use monitor_common::{FlowKey, FlowStats};
 
 const PHONE: [u8; 4] = [192, 0, 2, 10];
 const NAT: [u8; 4] = [198, 51, 100, 1];
@@ -88,7 +89,8 @@ impl Bed {
     }
 
     fn poll(&mut self, now_s: f64) -> Polled {
-        let flows: Vec<(FlowKey, FlowStats)> = self.flows.iter().map(|(k, v)| (*k, *v)).collect();
+        let flows: crate::flows::table::FlowTable =
+            self.flows.iter().map(|(k, v)| (*k, *v)).collect();
         let snap = QualitySnapshot {
             streams: self.streams.iter().map(|(k, v)| (*k, *v)).collect(),
             ..Default::default()

@@ -68,7 +68,7 @@ struct Inputs {
 /// poll ([`FlowRows::update`], [`FlowRows::give_back`]).
 #[derive(Debug, Default)]
 pub struct FlowRows {
-    index: HashMap<FlowKey, usize>,
+    index: KeyIndex,
     rows: Vec<Row>,
     statuses: Vec<FlowStatus>,
     /// Polls done; the first is the detectors' baseline (every delta zero).
@@ -99,6 +99,55 @@ pub struct FlowRows {
     /// Packets, bytes and flows per class, interface, direction, transport and IP
     /// family, kept as rows come, change and go ([`FlowRows::aggregate`]).
     groups: HashMap<Group, (u64, u64, u64)>,
+}
+
+/// The rows by key: row numbers in a table hashed by the keys in the rows themselves.
+/// A map from keys would hold every key a second time (~110 MB at a million flows).
+#[derive(Debug, Default)]
+struct KeyIndex {
+    table: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl KeyIndex {
+    fn hash(&self, k: &FlowKey) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, k)
+    }
+
+    /// The row of `k`.
+    fn get(&self, rows: &[Row], k: &FlowKey) -> Option<usize> {
+        self.table
+            .find(self.hash(k), |&j| rows[j as usize].key == *k)
+            .map(|&j| j as usize)
+    }
+
+    /// Row `i` (already in `rows`) for its key, unless the key has a row already.
+    fn insert_if_absent(&mut self, rows: &[Row], i: usize) {
+        let k = &rows[i].key;
+        let hash = self.hash(k);
+        let hasher = &self.hasher;
+        if let hashbrown::hash_table::Entry::Vacant(e) = self.table.entry(
+            hash,
+            |&j| rows[j as usize].key == *k,
+            |&j| std::hash::BuildHasher::hash_one(hasher, rows[j as usize].key),
+        ) {
+            e.insert(i as u32);
+        }
+    }
+
+    /// Forgets `k`'s entry if it is row `i`.
+    fn remove_if(&mut self, k: &FlowKey, i: usize) {
+        if let Ok(e) = self.table.find_entry(self.hash(k), |&j| j as usize == i) {
+            e.remove();
+        }
+    }
+
+    /// `k`'s entry moves from row `from` to row `to` (a row moved into a gap).
+    fn repoint(&mut self, k: &FlowKey, from: usize, to: usize) {
+        if let Some(j) = self.table.find_mut(self.hash(k), |&j| j as usize == from) {
+            *j = to as u32;
+        }
+    }
 }
 
 /// Class, interface index, direction, transport and IP family.
@@ -309,8 +358,8 @@ impl FlowRows {
             {
                 hinted
             } else {
-                match self.index.get(k) {
-                    Some(&i) if self.places[i].seen != generation => i,
+                match self.index.get(&self.rows, k) {
+                    Some(i) if self.places[i].seen != generation => i,
                     // A key listed twice (one map read between two evictions): its own row.
                     _ => {
                         new.push(at);
@@ -369,16 +418,10 @@ impl FlowRows {
                 self.statuses.swap_remove(i);
                 self.marks.swap_remove(i);
                 deltas.swap_remove(i);
-                if self.index.get(&gone.key) == Some(&i) {
-                    self.index.remove(&gone.key);
-                }
+                self.index.remove_if(&gone.key, i);
                 if let Some(moved) = self.rows.get(i) {
                     row_at[self.places[i].at] = i;
-                    if let Some(slot) = self.index.get_mut(&moved.key)
-                        && *slot == self.rows.len()
-                    {
-                        *slot = i;
-                    }
+                    self.index.repoint(&moved.key, self.rows.len(), i);
                 }
             }
         }
@@ -389,7 +432,6 @@ impl FlowRows {
             let mut s = flow_status(k, v, names, now_mono_ns);
             marks_of(&mut s, v);
             let i = self.rows.len();
-            self.index.entry(*k).or_insert(i);
             row_at[at] = i;
             count_in(&mut self.groups, k, v, true);
             let r = Row { key: *k, stats: *v };
@@ -401,6 +443,7 @@ impl FlowRows {
             self.marks.push(made_marks(k, v, &s, &d));
             deltas.push(d);
             self.rows.push(r);
+            self.index.insert_if_absent(&self.rows, i);
             self.statuses.push(s);
             made += 1;
         }
@@ -484,7 +527,7 @@ impl FlowRows {
 
     /// Where the flow with key `k` is in the statuses lent out.
     pub fn position(&self, k: &FlowKey) -> Option<usize> {
-        self.index.get(k).copied()
+        self.index.get(&self.rows, k)
     }
 
     /// Takes back the statuses lent by the last [`FlowRows::update`] (the same list,
@@ -799,6 +842,38 @@ mod tests {
         // Text made for new and changed flows only: all 6, then 1 and 4 changed and
         // 5 new, then 1 and 5 changed, then none.
         assert_eq!(made, vec![6, 3, 2, 0]);
+    }
+
+    /// Rows found by key through many comings and goings, a key listed twice in one
+    /// read included: every flow of a poll has its row, found by its key.
+    #[test]
+    fn every_flow_is_found_by_key_as_flows_come_and_go() {
+        let info = info();
+        let names = interface_names(&info.interfaces);
+        let mut rows = FlowRows::new();
+        // Flows n..n+40 in poll n (steps of 7), so each poll some go and some come, and
+        // the table is listed in a different order each time.
+        for p in 0..12u8 {
+            let mut flows: Vec<(FlowKey, FlowStats)> = (0..40u8)
+                .map(|j| flow(p * 7 + j, 2, Class::Media, 10))
+                .collect();
+            flows.rotate_left(p as usize * 3 % 40);
+            if p == 5 {
+                // One read listed a key twice (between two evictions).
+                flows.push(flows[0]);
+            }
+            let s = snap(flows.clone(), 10 + p as u64);
+            let polled = rows.update(&s.flows, &names, &info.dscp.marks, s.taken_mono_ns);
+            assert_eq!(rows.len(), flows.len(), "poll {p}");
+            for (k, _) in &flows {
+                let i = rows
+                    .position(k)
+                    .unwrap_or_else(|| panic!("poll {p}: no row"));
+                assert_eq!(rows.key(i), k, "poll {p}");
+                assert_eq!(polled.flows[i].src_port, k.src_port, "poll {p}");
+            }
+            rows.give_back(polled.flows, polled.deltas);
+        }
     }
 
     #[test]

@@ -88,10 +88,7 @@ pub fn observe<'a>(
     let flow_of: crate::fasthash::HashMap<&FlowKey, &FlowStats> = if wanted.is_empty() {
         Default::default()
     } else {
-        flows
-            .iter()
-            .filter(|(k, _)| wanted.contains(k))
-            .collect()
+        flows.iter().filter(|(k, _)| wanted.contains(k)).collect()
     };
     let mut obs = Vec::new();
     for (key, s) in &snap.streams {

@@ -8,10 +8,10 @@
 //! signalling flows. Each packet type has its own table: XDP programs can only tail-call
 //! XDP programs, TC programs only TC programs.
 
-/// The XDP programs' tail-call table.
-pub const TABLE_XDP: &str = "STAGES_XDP";
 /// The TC programs' tail-call table.
-pub const TABLE_TC: &str = "STAGES_TC";
+pub use crate::maps::stages_tc::NAME as TABLE_TC;
+/// The XDP programs' tail-call table.
+pub use crate::maps::stages_xdp::NAME as TABLE_XDP;
 
 /// Index of the flow stage in both tables.
 pub const FLOW: u32 = 0;
@@ -19,6 +19,22 @@ pub const FLOW: u32 = 0;
 pub const QUALITY: u32 = 1;
 /// Entries of each table.
 pub const ENTRIES: u32 = 2;
+
+/// A parsed packet on its way to the flow stage (`maps::jobs`).
+#[repr(C)]
+pub struct Job {
+    pub parsed: crate::parsed::Parsed,
+    pub ifindex: u32,
+    /// GSO segments (0 or 1: an ordinary packet).
+    pub segments: u32,
+    /// `Direction` as u8.
+    pub direction: u32,
+    /// The interface's `LINK_KINDS` entry (link kind and role, `crate::link`).
+    pub link: u32,
+    /// 1 when the entry program looked the flow up and missed: the flow stage then does
+    /// not look again (an insert that loses a race still finds the other CPU's entry).
+    pub missed: u32,
+}
 
 /// One stage: its index and its XDP and TC programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,9 +22,6 @@ use crate::{
     parse::Parsed,
 };
 
-/// Entries of the policy map: monitored interfaces.
-pub const MAX_INTERFACES: u32 = 256;
-
 /// Offsets in the IPv4 header.
 const IPV4_TOS: usize = 1;
 const IPV4_CHECK: usize = 10;

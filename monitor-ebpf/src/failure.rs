@@ -7,24 +7,14 @@
 //! setting read once per packet of a tracked flow, so media pays almost nothing.
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
-use monitor_common::{
-    FlowKey,
-    flow::{FAMILY_V4, FAMILY_V6},
-};
-
-use aya_ebpf::{macros::map, maps::PerCpuArray};
+use monitor_common::flow::{FAMILY_V4, FAMILY_V6};
 
 use crate::{
     account::FlowRef,
-    maps::SETTINGS,
+    maps::{SCRATCH_KEY, SETTINGS},
     packet::Packet,
     parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Parsed, set_v4_mapped},
 };
-
-/// Scratch for the quoted flow's key (see [`icmp_error`]). Not pinned: it holds nothing
-/// between packets.
-#[map]
-static SCRATCH_KEY: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
 
 const ICMP_DEST_UNREACH: u16 = 3;
 const ICMP_FRAG_NEEDED: u16 = 4;

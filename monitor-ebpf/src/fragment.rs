@@ -5,21 +5,13 @@
 //! zero and counts on the port-less flow of its addresses; `fragments_unmatched` says how
 //! often.
 
-use aya_ebpf::{macros::map, maps::LruHashMap};
 use core::mem::MaybeUninit;
 use monitor_common::{FragKey, GlobalCounters};
 
-use crate::parse::{FRAG_FIRST, FRAG_LATER, IPPROTO_TCP, IPPROTO_UDP, Parsed};
-
-/// Datagrams in reassembly at once. The kernel's own reassembly keeps at most a few
-/// MiB of fragments (net.ipv4.ipfrag_high_thresh); 8192 datagrams is well above what a
-/// site's calls fragment at a time. LRU: the oldest datagram goes first.
-const DATAGRAMS: u32 = 8192;
-
-/// Ports (source << 16 | destination) of each datagram's first fragment. Not pinned:
-/// an entry is only useful for the next few milliseconds.
-#[map]
-static FRAGMENTS: LruHashMap<FragKey, u32> = LruHashMap::with_max_entries(DATAGRAMS, 0);
+use crate::{
+    maps::FRAGMENTS,
+    parse::{FRAG_FIRST, FRAG_LATER, IPPROTO_TCP, IPPROTO_UDP, Parsed},
+};
 
 /// Remembers a first fragment's ports, or gives a later fragment the ports of its first.
 #[inline(always)]

@@ -20,10 +20,10 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 
 use crate::{
     account::{Delta, FlowRef, account, established, flow_key, flow_ptr, untracked},
-    maps::COUNTERS,
+    maps::{COUNTERS, STAGES_TC, STAGES_XDP},
     packet::{Linear, Packet},
     parse::{Outcome, Parsed, parse},
-    stage::{self, SLOT_TC, SLOT_XDP, STAGES_TC, STAGES_XDP},
+    stage::{self, SLOT_TC, SLOT_XDP},
 };
 
 /// Bytes of headers the TC program wants in the linear part of the skb.

@@ -17,8 +17,8 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_NOEXIST, xdp_action},
-    macros::{map, xdp},
-    maps::{LruHashMap, PerCpuArray, ProgramArray},
+    macros::xdp,
+    maps::ProgramArray,
     programs::XdpContext,
 };
 use core::ptr::write_volatile;
@@ -26,39 +26,21 @@ use monitor_common::{
     Class, FlowKey, MediaFlowStats,
     flow::{EMBEDDED_NONE, EMBEDDED_STREAM, FAMILY_V4, FAMILY_V6},
     rtp::{
-        HANDSHAKE_PENDING, MediaCounters, MediaKind, RtpFields, RtpStreamKey, RtpStreamState,
-        RttStats, STUN_BINDING_ERROR, STUN_BINDING_REQUEST, STUN_BINDING_SUCCESS, STUN_HEADER_LEN,
+        HANDSHAKE_PENDING, MediaCounters, MediaKind, RtpFields, RtpStreamKey, RttStats,
+        STUN_BINDING_ERROR, STUN_BINDING_REQUEST, STUN_BINDING_SUCCESS, STUN_HEADER_LEN,
         STUN_MAGIC_COOKIE, StunPending, StunTxKey, demux,
     },
 };
 
 use crate::{
     account::FlowRef,
-    maps::{FLOWS, MEDIA_FLOWS},
+    maps::{
+        FLOWS, MEDIA_COUNTERS, MEDIA_FLOWS, MEDIA_RTT, QUALITY_ARGS, RTP_STREAMS, STREAM_SCRATCH,
+        STUN_PENDING,
+    },
     packet::Packet,
     parse::{IPPROTO_TCP, IPPROTO_UDP, Parsed},
 };
-
-/// RTP streams (flow + SSRC). Only media flows insert here.
-#[map]
-pub static RTP_STREAMS: LruHashMap<RtpStreamKey, RtpStreamState> = LruHashMap::pinned(16384, 0);
-
-/// Where a new stream's state is built (too big for the BPF stack next to the parser's).
-/// Not pinned: it holds nothing between packets.
-#[map]
-static STREAM_SCRATCH: PerCpuArray<RtpStreamState> = PerCpuArray::with_max_entries(1, 0);
-
-/// STUN binding requests waiting for their response.
-#[map]
-pub static STUN_PENDING: LruHashMap<StunTxKey, StunPending> = LruHashMap::pinned(4096, 0);
-
-/// STUN RTT per flow of the requests.
-#[map]
-pub static MEDIA_RTT: LruHashMap<FlowKey, RttStats> = LruHashMap::pinned(4096, 0);
-
-/// Media demultiplexing and RTT counters, per CPU at index 0.
-#[map]
-pub static MEDIA_COUNTERS: PerCpuArray<MediaCounters> = PerCpuArray::pinned(1, 0);
 
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
@@ -126,10 +108,6 @@ pub fn tail<C: EbpfContext>(ctx: &C, table: &ProgramArray) -> bool {
     crate::stage::tail(ctx, table, monitor_common::stages::QUALITY);
     true
 }
-
-/// The parsed offsets and flow facts handed to the tail-called program.
-#[map]
-static QUALITY_ARGS: PerCpuArray<[u64; 3]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Quality work for XDP (ingress). Always passes.
 #[xdp]

@@ -6,47 +6,13 @@
 //! CPU while they run (softirq; TC egress runs with bottom halves off), but each program
 //! type still has a slot of its own.
 
-use aya_ebpf::{
-    EbpfContext,
-    macros::map,
-    maps::{PerCpuArray, ProgramArray},
+use aya_ebpf::{EbpfContext, maps::ProgramArray};
+pub use monitor_common::{
+    maps::jobs::{SLOT_TC, SLOT_XDP},
+    stages::Job,
 };
-use monitor_common::stages;
 
-use crate::parse::Parsed;
-
-/// Tail-call targets of the XDP programs, by `stages::*` index. Not pinned: they hold
-/// program fds of the running daemon, which installs them at load.
-#[map]
-pub static STAGES_XDP: ProgramArray = ProgramArray::with_max_entries(stages::ENTRIES, 0);
-/// Tail-call targets of the TC programs.
-#[map]
-pub static STAGES_TC: ProgramArray = ProgramArray::with_max_entries(stages::ENTRIES, 0);
-
-/// Slot of the XDP programs in [`JOBS`].
-pub const SLOT_XDP: u32 = 0;
-/// Slot of the TC programs in [`JOBS`].
-pub const SLOT_TC: u32 = 1;
-
-/// A parsed packet on its way to the flow stage.
-#[repr(C)]
-pub struct Job {
-    pub parsed: Parsed,
-    pub ifindex: u32,
-    /// GSO segments (0 or 1: an ordinary packet).
-    pub segments: u32,
-    /// `Direction` as u8.
-    pub direction: u32,
-    /// The interface's `LINK_KINDS` entry (link kind and role, `monitor_common::link`).
-    pub link: u32,
-    /// 1 when the entry program looked the flow up and missed: the flow stage then does
-    /// not look again (an insert that loses a race still finds the other CPU's entry).
-    pub missed: u32,
-}
-
-/// The per-CPU hand-over slots. Not pinned: a job lives for one packet.
-#[map]
-static JOBS: PerCpuArray<Job> = PerCpuArray::with_max_entries(2, 0);
+use crate::maps::JOBS;
 
 /// This CPU's job slot for `slot`.
 #[inline(always)]

@@ -55,6 +55,8 @@ pub fn load(cfg: &ValidatedConfig) -> Result<Loaded, KernelError> {
         );
     }
 
+    let object = object::bytes()?;
+    super::map_check::check_object(object)?;
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(&daemon.pin_path)
         .map_max_entries(map_names::FLOWS, daemon.flow_table_size)
@@ -62,9 +64,8 @@ pub fn load(cfg: &ValidatedConfig) -> Result<Loaded, KernelError> {
             map_names::MEDIA_FLOWS,
             monitor_common::flow::media_table_size(daemon.flow_table_size),
         )
-        .load(object::bytes()?)
+        .load(object)
         .map_err(KernelError::Load)?;
-    check_maps(ebpf.maps().map(|(name, _)| name))?;
 
     stages::install(&mut ebpf)?;
     super::attach::load_programs(&mut ebpf)?;
@@ -76,32 +77,6 @@ pub fn load(cfg: &ValidatedConfig) -> Result<Loaded, KernelError> {
         pins: pin_state,
         generation,
     })
-}
-
-/// The object's maps against the names the daemon knows (`map_names::ALL` and
-/// `map_names::UNPINNED`): every named map is there, and there is no map without a name
-/// here (which pins, layout checks and clean-up would miss). aya's own maps (sections
-/// such as `.rodata`, and `AYA_LOGS`) are not the object's.
-pub fn check_maps<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), KernelError> {
-    let known = |n: &str| map_names::ALL.contains(&n) || map_names::UNPINNED.contains(&n);
-    let mut seen = HashSet::new();
-    for name in names {
-        if name.starts_with('.') || name == "AYA_LOGS" {
-            continue;
-        }
-        if !known(name) {
-            return Err(KernelError::UnknownMap(name.to_string()));
-        }
-        seen.insert(name.to_string());
-    }
-    match map_names::ALL
-        .iter()
-        .chain(map_names::UNPINNED.iter())
-        .find(|n| !seen.contains(**n))
-    {
-        Some(missing) => Err(KernelError::Missing(missing)),
-        None => Ok(()),
-    }
 }
 
 /// Pins this load's tail-call tables under `stages/<generation>`: the kernel empties a
@@ -240,31 +215,4 @@ fn fill_port_table(ebpf: &mut Ebpf, table: &[u8]) -> Result<(), KernelError> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod map_check_tests {
-    use monitor_common::map_names;
-
-    #[test]
-    fn every_named_map_and_no_other_passes() {
-        let all = || {
-            map_names::ALL
-                .iter()
-                .chain(map_names::UNPINNED.iter())
-                .copied()
-                .chain([".rodata", ".bss", "AYA_LOGS"])
-        };
-        assert!(super::check_maps(all()).is_ok());
-        let missing = all().filter(|n| *n != map_names::FLOWS);
-        assert!(matches!(
-            super::check_maps(missing),
-            Err(super::KernelError::Missing(map_names::FLOWS))
-        ));
-        let stray = all().chain(["STRAY"]);
-        assert!(matches!(
-            super::check_maps(stray),
-            Err(super::KernelError::UnknownMap(n)) if n == "STRAY"
-        ));
-    }
 }

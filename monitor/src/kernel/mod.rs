@@ -9,6 +9,7 @@ pub mod dscp;
 pub mod harness;
 pub mod learn;
 pub mod loader;
+pub mod map_check;
 pub mod migrate;
 pub mod netdev;
 pub mod object;
@@ -62,8 +63,15 @@ pub enum KernelError {
     #[error("the eBPF object lacks {0}; the build is broken")]
     Missing(&'static str),
     #[error(
-        "the eBPF object has a map {0} that monitor_common::map_names does not name; the \
-         build is broken (name it there, in ALL if pinned, else in UNPINNED)"
+        "the eBPF object has a map {0} that monitor_common::maps does not define; the \
+         build is broken (define it there, in a module of its own listed in maps::ALL)"
     )]
     UnknownMap(String),
+    #[error(
+        "the eBPF object's map {map} is not as monitor_common::maps defines it: {what}; the \
+         build is broken (declare it in monitor-ebpf/src/maps.rs from its definition)"
+    )]
+    MapDefinition { map: String, what: String },
+    #[error("the embedded eBPF object cannot be read: {0}; the build is broken")]
+    Object(String),
 }

@@ -6,56 +6,14 @@
 //! `stages/<generation>/` (the tail-call tables of one load: the kernel empties a table
 //! when its last user reference goes, and the attached programs need theirs).
 
-use std::{
-    mem::size_of,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use aya::maps::MapInfo;
-use monitor_common::{FlowKey, FlowStats, GlobalCounters, Settings, map_names, rtp};
+use monitor_common::{map_names, maps};
 
 use super::KernelError;
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
-
-/// Expected (key size, value size) of each pinned map.
-fn expected_sizes(name: &str) -> (u32, u32) {
-    match name {
-        map_names::FLOWS => (size_of::<FlowKey>() as u32, size_of::<FlowStats>() as u32),
-        map_names::MEDIA_FLOWS => (
-            size_of::<FlowKey>() as u32,
-            size_of::<monitor_common::MediaFlowStats>() as u32,
-        ),
-        map_names::COUNTERS => (4, size_of::<GlobalCounters>() as u32),
-        // LPM keys carry a u32 prefix length before the address.
-        map_names::WEBEX_V4 => (8, 4),
-        map_names::WEBEX_V6 => (20, 4),
-        map_names::PORT_CLASS => (4, 1),
-        map_names::SETTINGS => (4, size_of::<Settings>() as u32),
-        map_names::DSCP_POLICY | map_names::DSCP_POLICY_BY_INDEX => {
-            (4, size_of::<monitor_common::dscp::Policy>() as u32)
-        }
-        map_names::RTP_STREAMS => (
-            size_of::<rtp::RtpStreamKey>() as u32,
-            size_of::<rtp::RtpStreamState>() as u32,
-        ),
-        map_names::STUN_PENDING => (
-            size_of::<rtp::StunTxKey>() as u32,
-            size_of::<rtp::StunPending>() as u32,
-        ),
-        map_names::MEDIA_RTT => (
-            size_of::<FlowKey>() as u32,
-            size_of::<rtp::RttStats>() as u32,
-        ),
-        map_names::MEDIA_COUNTERS => (4, size_of::<rtp::MediaCounters>() as u32),
-        map_names::LEARN_STATE => (4, 8),
-        map_names::LINK_KINDS => (4, 1),
-        // A ring buffer has no key or value.
-        map_names::LEARN_SAMPLES => (0, 0),
-        // Never matches: a map missing here is refused loudly, not adopted blindly.
-        _ => (u32::MAX, u32::MAX),
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -69,17 +27,6 @@ mod tests {
         let links = super::pinned_links(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(links, vec![("eth0.7".to_string(), "tcx".to_string(), path)]);
-    }
-
-    #[test]
-    fn every_map_has_its_expected_layout() {
-        for name in monitor_common::map_names::ALL {
-            assert_ne!(
-                super::expected_sizes(name),
-                (u32::MAX, u32::MAX),
-                "{name} has no expected key/value size in pins.rs"
-            );
-        }
     }
 }
 
@@ -109,7 +56,8 @@ pub fn prepare(dir: &Path, flow_table_size: u32) -> Result<PinState, KernelError
     })?;
 
     let mut state = PinState::default();
-    for name in map_names::ALL {
+    for def in maps::pinned() {
+        let name = def.name;
         let path = dir.join(name);
         if !path.exists() {
             continue;
@@ -119,7 +67,7 @@ pub fn prepare(dir: &Path, flow_table_size: u32) -> Result<PinState, KernelError
             dir: dir.display().to_string(),
             what: format!("cannot open it: {e}"),
         })?;
-        let (key, value) = expected_sizes(name);
+        let (key, value) = (def.key_size, def.value_size);
         if info.key_size() != key || info.value_size() != value {
             // An earlier version's layout: moved aside (the programs attached now keep
             // using it until their links are swapped), migrated by kernel::migrate.
@@ -249,8 +197,8 @@ pub fn remove_attachments(dir: &Path) -> std::io::Result<Vec<(String, String)>> 
 /// tables, and `dir` when it is then empty.
 pub fn remove(dir: &Path) -> std::io::Result<()> {
     remove_attachments(dir)?;
-    for name in map_names::ALL {
-        match std::fs::remove_file(dir.join(name)) {
+    for def in maps::pinned() {
+        match std::fs::remove_file(dir.join(def.name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }

@@ -249,8 +249,10 @@ pub fn run(plan: &Plan) -> Result<String> {
     }
     writeln!(
         md,
-        "Where the time goes: reading the map is batched and linear (map read), straight \
-         into a buffer sized for both tables. The analysis then follows what changed, not \
+        "Where the time goes: reading the map is batched and linear (map read): the \
+         kernel walks every bucket of the table and writes keys and counters straight \
+         into two lists that are kept and filled again each poll (no copy into pairs, no \
+         fresh pages to fault in). The analysis then follows what changed, not \
          the table: each flow's row (its text) is kept across polls and made again only \
          when its counters change (`scale.rows_made`), rows are matched by place first, \
          the detectors read only the flows that are recent (a packet within 300 s), \

@@ -12,7 +12,7 @@ use aya::Pod;
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Entries asked for per syscall.
-const BATCH: usize = 4096;
+pub const BATCH: usize = 4096;
 /// The kernel's internal ENOTSUPP (524), which bpf(2) can leak to userspace.
 const ENOTSUPP: i32 = 524;
 

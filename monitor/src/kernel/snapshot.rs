@@ -61,11 +61,13 @@ pub fn take_into(ebpf: &Ebpf, buffer: FlowTable) -> Result<Snapshot, KernelError
     let media_map: HashMap<&MapData, FlowKey, MediaFlowStats> =
         HashMap::try_from(map(map_names::MEDIA_FLOWS)?).map_err(err(map_names::MEDIA_FLOWS))?;
     let taken_mono_ns = monotonic_ns();
-    // Room for both tables full: read straight into place, never moved while it grows
-    // (pages not written are not used).
+    // Room for both tables full and the batch in flight: read straight into place,
+    // never moved while it grows (pages not written are not used).
     let mut flows = buffer;
     flows.clear();
-    flows.reserve((max_entries(flows_map.map()) + max_entries(media_map.map())) as usize);
+    flows.reserve(
+        (max_entries(flows_map.map()) + max_entries(media_map.map())) as usize + batch::BATCH,
+    );
     flows.append_with(|keys, stats| read_flows(&flows_map, map_names::FLOWS, keys, stats))?;
     let main_entries = flows.len() as u64;
     let (mut media_keys, mut media) = (Vec::new(), Vec::new());

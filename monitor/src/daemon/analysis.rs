@@ -220,7 +220,7 @@ pub fn analyse(
     let names = report::interface_names(interfaces);
     // The report has every flow now; the raw copy's buffer is kept for the next poll's
     // read. The certificate detector's handshake times come from the raw flows.
-    let handshakes = handshake_rtts(&snap);
+    let handshakes = handshake_rtts(rows.handshakes());
     let Snapshot {
         taken_mono_ns,
         quality,
@@ -276,11 +276,12 @@ pub fn analyse(
     }
 }
 
-/// The kernel's completed TCP handshake RTTs (SYN to SYN/ACK, ns) per flow of `snap`.
-fn handshake_rtts(snap: &Snapshot) -> Vec<(monitor_common::FlowKey, u64)> {
+/// The kernel's completed TCP handshake RTTs (SYN to SYN/ACK, ns) per flow of `flows`.
+fn handshake_rtts<'a>(
+    flows: impl Iterator<Item = (&'a monitor_common::FlowKey, &'a monitor_common::FlowStats)>,
+) -> Vec<(monitor_common::FlowKey, u64)> {
     use monitor_common::rtp::HANDSHAKE_PENDING;
-    snap.flows
-        .iter()
+    flows
         .filter(|(k, v)| {
             k.protocol == 6
                 && v.handshake_rtt_ns != 0

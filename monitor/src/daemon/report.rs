@@ -84,7 +84,9 @@ pub fn build_tracked(
         })
         .collect();
     let dscp = crate::dscp::compliance(&flows);
-    assemble(info, interfaces, snap, now_mono_ns, tracker, flows, dscp)
+    let mut report = assemble(info, interfaces, snap, now_mono_ns, tracker, flows, dscp);
+    report.media = media(info, snap, &snap.flows);
+    report
 }
 
 /// [`build_tracked`] with the flows' rows kept across polls by `rows` (text made only
@@ -107,7 +109,7 @@ pub fn build_rows(
             .iter()
             .filter_map(|&i| crate::dscp::marks(&polled.flows[i])),
     );
-    let report = assemble(
+    let mut report = assemble(
         info,
         interfaces,
         snap,
@@ -116,6 +118,8 @@ pub fn build_rows(
         polled.flows,
         dscp,
     );
+    // The timed handshakes from the rows' list, not a pass over every flow.
+    report.media = media(info, snap, rows.handshakes());
     (report, polled.deltas, polled.baseline)
 }
 
@@ -158,7 +162,8 @@ fn assemble(
         call_tracking: Some(calls.tracking),
         call_histograms: calls.histograms,
         call_window_observations: calls.observations,
-        media: media(info, snap),
+        // Filled by the caller from the flows it has at hand ([`media`]).
+        media: Default::default(),
         export: None,
         dscp,
         learned_peers: Vec::new(),
@@ -218,8 +223,12 @@ fn quality_ifaces(
 }
 
 /// Media counters and timed TCP handshakes (see `crate::quality::calls`).
-fn media(info: &StaticInfo, snap: &Snapshot) -> crate::quality::model::MediaStatus {
-    crate::quality::calls::media_status(&snap.flows, &snap.quality, &quality_ifaces(info))
+fn media<'a>(
+    info: &StaticInfo,
+    snap: &Snapshot,
+    flows: impl IntoIterator<Item = (&'a FlowKey, &'a FlowStats)>,
+) -> crate::quality::model::MediaStatus {
+    crate::quality::calls::media_status(flows, &snap.quality, &quality_ifaces(info))
 }
 
 /// The active calls and the records of ended ones (see `crate::quality::tracker`).

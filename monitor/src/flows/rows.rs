@@ -35,6 +35,10 @@ struct Place {
     at: usize,
 }
 
+/// Rows from which a table out of the snapshot's order is put back in it (fewer fit in
+/// the caches in any order).
+const REORDER_FROM: usize = 4096;
+
 /// A flow idle this long keeps the age and idle time it had then in its status: longer
 /// than every threshold a detector compares them with (`[detect] media_silence_s` is at
 /// most 3600 s), so every verdict reads them as it would read the exact ones.
@@ -90,9 +94,16 @@ pub struct FlowRows {
     changed: Vec<usize>,
     /// The rows of the flows of each [`Interest`].
     interests: [Vec<usize>; Interest::ALL.len()],
+    /// The rows of the flows with a completed TCP handshake time.
+    handshakes: Vec<usize>,
     /// Each row's [`Marks`] and [`Place`], in the rows' order.
     marks: Vec<Marks>,
     places: Vec<Place>,
+    /// Put in the snapshot's order however few the rows (tests); otherwise only from
+    /// [`REORDER_FROM`] rows ([`FlowRows::in_read_order`]).
+    reorder_any: bool,
+    /// How many times the rows were put in the snapshot's order.
+    pub reorders: u64,
     /// The last choice of [`FlowRows::shown`] (served, call flows, places), until a flow
     /// comes, changes or goes.
     shown: Option<(usize, usize, Vec<usize>)>,
@@ -250,14 +261,17 @@ impl Interest {
 /// counters, so they are set when its text is made), and whether the flow is recent or
 /// changed in this poll. The lists the detectors read are made from these bytes in one
 /// pass in the rows' order: sorted as made, with no per-poll test of each flow.
-type Marks = u8;
+type Marks = u16;
+/// A TCP handshake time the kernel completed (status `media.handshakes`, the
+/// certificate detector's RTTs).
+const HANDSHAKE: Marks = 1 << 12;
 /// Idle past [`FROZEN_S`] when its times were last written.
-const FROZEN: Marks = 1 << 5;
-const RECENT: Marks = 1 << 6;
-const CHANGED: Marks = 1 << 7;
+const FROZEN: Marks = 1 << 13;
+const RECENT: Marks = 1 << 14;
+const CHANGED: Marks = 1 << 15;
 const _: () = assert!(
-    Interest::ALL.len() <= 5,
-    "an interest bit would meet FROZEN"
+    Interest::ALL.len() <= 12,
+    "an interest bit would meet HANDSHAKE"
 );
 
 /// The interest bits of the flow `(k, v)`.
@@ -272,8 +286,12 @@ fn interest_marks(k: &FlowKey, v: &FlowStats) -> Marks {
 /// The marks of a flow whose text was made this poll: its interests, and recent or
 /// changed by what it counted (`d`) and how long it has been idle (`s`).
 fn made_marks(k: &FlowKey, v: &FlowStats, s: &FlowStatus, d: &Counts) -> Marks {
+    use monitor_common::rtp::HANDSHAKE_PENDING;
     let counted = *d != Counts::default();
     let mut m = interest_marks(k, v);
+    if v.handshake_rtt_ns != 0 && v.handshake_rtt_ns & HANDSHAKE_PENDING == 0 {
+        m |= HANDSHAKE;
+    }
     if counted {
         m |= CHANGED;
     }
@@ -297,6 +315,15 @@ impl FlowRows {
         FlowRows::default()
     }
 
+    /// Rows put back in the snapshot's order however small the table (tests).
+    #[cfg(test)]
+    fn reordering_any() -> FlowRows {
+        FlowRows {
+            reorder_any: true,
+            ..Default::default()
+        }
+    }
+
     /// Brings the rows to `flows` (a snapshot taken at `now_mono_ns`) and lends out the
     /// statuses; give them back with [`FlowRows::give_back`] after the poll.
     pub fn update(
@@ -318,10 +345,11 @@ impl FlowRows {
         if self.lent || inputs != self.inputs {
             // Statuses not returned (an analysis failed) or made from other names or
             // marks: start afresh, keeping only the poll count (deltas stay valid).
-            let polls = self.polls;
+            let (polls, reorder_any) = (self.polls, self.reorder_any);
             *self = FlowRows {
                 polls,
                 inputs,
+                reorder_any,
                 ..Default::default()
             };
         }
@@ -348,6 +376,9 @@ impl FlowRows {
         let mut row_at = std::mem::take(&mut self.row_at);
         row_at.resize(flows.len(), usize::MAX);
         let (mut made, mut kept) = (0, 0);
+        // Places whose row is not the one after the last place's: rows out of the
+        // snapshot's order (see `in_read_order`).
+        let (mut jumps, mut last) = (0, usize::MAX);
         let mut new = Vec::new();
         for (at, (k, v)) in flows.iter().enumerate() {
             let hinted = row_at[at];
@@ -369,6 +400,10 @@ impl FlowRows {
             };
             row_at[at] = i;
             kept += 1;
+            if i != last.wrapping_add(1) {
+                jumps += 1;
+            }
+            last = i;
             let (r, s) = (&mut self.rows[i], &mut self.statuses[i]);
             let m = &mut self.marks[i];
             self.places[i] = Place {
@@ -451,6 +486,10 @@ impl FlowRows {
             self.shown = None;
         }
         row_at.truncate(flows.len());
+        let enough = self.reorder_any || self.rows.len() >= REORDER_FROM;
+        if enough && jumps > self.rows.len() / 8 {
+            self.in_read_order(&mut row_at, &mut deltas);
+        }
         self.list_marked();
         self.row_at = row_at;
         self.last_made = made;
@@ -462,10 +501,42 @@ impl FlowRows {
         }
     }
 
+    /// Puts the rows in the order of the snapshot just read. A poll walks the snapshot in
+    /// its order and each place's row with it: rows in another order (flows that came
+    /// over several reads are listed by the kernel in its bucket order, not in the order
+    /// they came) make that walk a cache miss per row, a million flows ~70 ms a poll.
+    /// Done in place (each row swapped at most once into its place), so memory does not
+    /// double; the index is made again.
+    fn in_read_order(&mut self, row_at: &mut [usize], deltas: &mut [Counts]) {
+        for start in 0..self.rows.len() {
+            loop {
+                let to = self.places[start].at;
+                if to == start {
+                    break;
+                }
+                self.rows.swap(start, to);
+                self.statuses.swap(start, to);
+                self.places.swap(start, to);
+                self.marks.swap(start, to);
+                deltas.swap(start, to);
+            }
+        }
+        for (at, row) in row_at.iter_mut().enumerate() {
+            *row = at;
+        }
+        self.index.table.clear();
+        for i in 0..self.rows.len() {
+            self.index.insert_if_absent(&self.rows, i);
+        }
+        self.shown = None;
+        self.reorders += 1;
+    }
+
     /// The recent, changed and interest lists from the rows' marks, in the rows' order.
     fn list_marked(&mut self) {
         self.recent.clear();
         self.changed.clear();
+        self.handshakes.clear();
         for list in self.interests.iter_mut() {
             list.clear();
         }
@@ -478,6 +549,9 @@ impl FlowRows {
             }
             if m & CHANGED != 0 {
                 self.changed.push(i);
+            }
+            if m & HANDSHAKE != 0 {
+                self.handshakes.push(i);
             }
             for (bit, list) in self.interests.iter_mut().enumerate() {
                 if m & 1 << bit != 0 {
@@ -504,6 +578,14 @@ impl FlowRows {
     /// The places of the flows that counted something since the last poll, in order.
     pub fn changed(&self) -> &[usize] {
         &self.changed
+    }
+
+    /// The flows with a completed TCP handshake time (key and counters), in order: what
+    /// a pass over every flow for `handshake_rtt_ns` finds.
+    pub fn handshakes(&self) -> impl Iterator<Item = (&FlowKey, &FlowStats)> {
+        self.handshakes
+            .iter()
+            .map(|&i| (&self.rows[i].key, &self.rows[i].stats))
     }
 
     /// The places of the flows of `interest`, in order.
@@ -765,7 +847,7 @@ mod tests {
             frag.1.fragments = 2;
             p.push(frag);
         }
-        let mut rows = FlowRows::new();
+        let mut rows = FlowRows::reordering_any();
         let mut deltas = Deltas::default();
         let mut made = Vec::new();
         for (p, flows) in polls.into_iter().enumerate() {
@@ -850,14 +932,18 @@ mod tests {
     fn every_flow_is_found_by_key_as_flows_come_and_go() {
         let info = info();
         let names = interface_names(&info.interfaces);
-        let mut rows = FlowRows::new();
+        let mut rows = FlowRows::reordering_any();
         // Flows n..n+40 in poll n (steps of 7), so each poll some go and some come, and
         // the table is listed in a different order each time.
         for p in 0..12u8 {
+            // Listed in a stride order: most polls list the table in another order.
+            let stride = [1, 7, 3, 9, 11][p as usize % 5];
             let mut flows: Vec<(FlowKey, FlowStats)> = (0..40u8)
-                .map(|j| flow(p * 7 + j, 2, Class::Media, 10))
+                .map(|j| {
+                    let n = (j as usize * stride + p as usize) % 40;
+                    flow(p * 7 + n as u8, 2, Class::Media, 10)
+                })
                 .collect();
-            flows.rotate_left(p as usize * 3 % 40);
             if p == 5 {
                 // One read listed a key twice (between two evictions).
                 flows.push(flows[0]);
@@ -872,6 +958,59 @@ mod tests {
                 assert_eq!(rows.key(i), k, "poll {p}");
                 assert_eq!(polled.flows[i].src_port, k.src_port, "poll {p}");
             }
+            rows.give_back(polled.flows, polled.deltas);
+        }
+        // The table listed in another order was put back in it.
+        assert!(rows.reorders >= 8, "{} reorders", rows.reorders);
+    }
+
+    /// The rows list the flows with a completed handshake time as a pass over every
+    /// flow finds them, as the times come, go pending and the flows go.
+    #[test]
+    fn handshakes_are_the_flows_with_a_completed_handshake_time() {
+        use monitor_common::rtp::HANDSHAKE_PENDING;
+        let info = info();
+        let names = interface_names(&info.interfaces);
+        let mut rows = FlowRows::reordering_any();
+        let timed = |n: u8, rtt: u64| {
+            let (k, mut v) = flow(n, 2, Class::HttpsControl, 5);
+            v.handshake_rtt_ns = rtt;
+            (k, v)
+        };
+        let polls = [
+            vec![
+                timed(1, 0),
+                timed(2, 30_000_000),
+                timed(3, HANDSHAKE_PENDING),
+            ],
+            // 3 completes, 2 is unchanged, a new one pending.
+            vec![
+                timed(2, 30_000_000),
+                timed(3, 12_000_000),
+                timed(1, 0),
+                timed(4, HANDSHAKE_PENDING | 5),
+            ],
+            // 2 goes.
+            vec![
+                timed(3, 12_000_000),
+                timed(1, 0),
+                timed(4, HANDSHAKE_PENDING | 5),
+            ],
+        ];
+        for (p, flows) in polls.into_iter().enumerate() {
+            let s = snap(flows.clone(), 10 + p as u64);
+            let polled = rows.update(&s.flows, &names, &info.dscp.marks, s.taken_mono_ns);
+            let mut got: Vec<u16> = rows.handshakes().map(|(k, _)| k.src_port).collect();
+            let mut want: Vec<u16> = flows
+                .iter()
+                .filter(|(_, v)| {
+                    v.handshake_rtt_ns != 0 && v.handshake_rtt_ns & HANDSHAKE_PENDING == 0
+                })
+                .map(|(k, _)| k.src_port)
+                .collect();
+            got.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(got, want, "poll {p}");
             rows.give_back(polled.flows, polled.deltas);
         }
     }

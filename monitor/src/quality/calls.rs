@@ -175,15 +175,15 @@ pub fn is_video(o: &Obs) -> bool {
 pub(crate) mod tests;
 
 /// The media counters and the timed TCP handshakes, for the status report.
-pub fn media_status(
-    flows: &crate::flows::table::FlowTable,
+pub fn media_status<'a>(
+    flows: impl IntoIterator<Item = (&'a FlowKey, &'a FlowStats)>,
     snap: &QualitySnapshot,
     ifaces: &HashMap<u32, Iface<'_>>,
 ) -> MediaStatus {
     use monitor_common::rtp::{HANDSHAKE_PENDING, MediaKind};
     let c = &snap.counters;
     let mut handshakes: Vec<Handshake> = flows
-        .iter()
+        .into_iter()
         .filter(|(_, v)| v.handshake_rtt_ns != 0 && v.handshake_rtt_ns & HANDSHAKE_PENDING == 0)
         .map(|(k, v)| Handshake {
             interface: ifaces

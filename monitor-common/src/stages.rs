@@ -31,8 +31,10 @@ pub struct Job {
     pub direction: u32,
     /// The interface's `LINK_KINDS` entry (link kind and role, `crate::link`).
     pub link: u32,
-    /// 1 when the entry program looked the flow up and missed: the flow stage then does
-    /// not look again (an insert that loses a race still finds the other CPU's entry).
+    /// Where the entry program looked the flow up and missed (the kernel's
+    /// `account::Looked`: 0 nowhere, 1 both tables, 2 the media table only): the flow
+    /// stage does not look there again (an insert that loses a race still finds the other
+    /// CPU's entry).
     pub missed: u32,
 }
 

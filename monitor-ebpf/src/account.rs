@@ -66,7 +66,7 @@ pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
     direction: u8,
     remote: Remote,
     delta: Delta,
-    missed: bool,
+    missed: u32,
     work: W,
 ) -> Option<()> {
     let key = flow_key(p, ifindex, direction);
@@ -76,9 +76,11 @@ pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
 
     // Established flow: the common case, no classification work (one look-up, see
     // `flow_ptr`). The entry programs normally take this case themselves
-    // (`established`) and say when they missed (`missed`: not looked up again); the
-    // flow stage sees it for fragments and ICMP errors.
-    if !missed && let Some((stats, _)) = flow_ptr(key) {
+    // (`established`) and say where they missed (`missed`, `Looked`: not looked up
+    // again); the flow stage sees it for fragments and ICMP errors.
+    if missed == Looked::Nowhere as u32
+        && let Some((stats, _)) = flow_ptr(key)
+    {
         work(&established(counters, stats, p, delta, now));
         return Some(());
     }
@@ -109,6 +111,17 @@ pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
             (Class::NotWebex, WebexSide::Dst)
         }
     };
+
+    let media = in_media_table(class, key);
+    // The entry program looked in the media table only (`entry_flow_ptr`): a flow that is
+    // not media may be in the main table.
+    if !media
+        && missed == Looked::MediaOnly as u32
+        && let Some(stats) = FLOWS.get_ptr_mut(key)
+    {
+        work(&established(counters, stats, p, delta, now));
+        return Some(());
+    }
 
     // The new flow's value is built in a per-CPU scratch slot, not on the 512-byte stack.
     let Some(scratch) = NEW_FLOW.get_ptr_mut(0) else {
@@ -142,7 +155,6 @@ pub fn account<C: EbpfContext, W: FnOnce(&FlowRef)>(
         write_volatile(&mut stats.oversize, 0);
     }
     count_class(counters, class as u32, delta.packets);
-    let media = in_media_table(class, key);
     // A media flow's first RTP packet starts the stream embedded in the value: it is
     // inserted with it (no stream insert). Before `work`: a DSCP rewrite there
     // invalidates the packet pointers.
@@ -249,6 +261,76 @@ pub fn flow_ptr(key: &FlowKey) -> Option<(*mut FlowStats, *mut MediaFlowStats)> 
         return Some((unsafe { &raw mut (*m).stats }, m));
     }
     FLOWS.get_ptr_mut(key).map(|s| (s, core::ptr::null_mut()))
+}
+
+/// Where an entry program looked for a packet's flow before handing it to the flow stage
+/// (`Job::missed`).
+#[repr(u32)]
+pub enum Looked {
+    /// Not looked up (the flow stage looks).
+    Nowhere = 0,
+    /// Both tables missed.
+    Both = 1,
+    /// The media table missed and the main one was not looked at: a UDP packet between a
+    /// Webex peer and a media port (`entry_flow_ptr`).
+    MediaOnly = 2,
+}
+
+/// The entry program's look-up: [`flow_ptr`], except that a UDP packet that misses the
+/// media table, has a Webex peer, and a media port on the remote side (`media_port`)
+/// does not look in the main table too: such a flow is created media, in the media table,
+/// and its look-up in the larger main table (a cache miss on its bucket) was a quarter of
+/// a new media flow's cost. The flow stage looks there itself when the class it finds is
+/// not media (with the role unknown, the media port may be the non-Webex side's).
+///
+/// Only where nothing else can have put that flow in the main table: not with
+/// `track_all_flows` (its not-Webex flows are in the main table, and are re-classified
+/// there, media or not, when their peer is learned), nor for a VPN tunnel's ports (tracked
+/// the same way). A flow created before a reload made its port media, or its peer Webex,
+/// has a class of the old config and stays where it is; its next packets then start a
+/// media flow with the class of the new one (the daemon's snapshot reports the two
+/// entries as one flow, their counters summed). `Err` says where it missed.
+#[inline(always)]
+pub fn entry_flow_ptr(
+    key: &FlowKey,
+    p: &Parsed,
+    remote: Remote,
+) -> Result<(*mut FlowStats, *mut MediaFlowStats), Looked> {
+    if key.protocol == IPPROTO_UDP {
+        if let Some(m) = MEDIA_FLOWS.get_ptr_mut(key) {
+            // SAFETY: a live map value; `stats` is its first field.
+            return Ok((unsafe { &raw mut (*m).stats }, m));
+        }
+        let settings = SETTINGS.get(0).map(|s| s.flags).unwrap_or(0);
+        if settings & SETTING_TRACK_ALL_FLOWS == 0
+            && media_port(p, remote)
+            && tunnel::tunnel(p.protocol, p.src_port, p.dst_port).is_none()
+            && webex_side(p, remote).is_some()
+        {
+            return Err(Looked::MediaOnly);
+        }
+    }
+    match FLOWS.get_ptr_mut(key) {
+        Some(s) => Ok((s, core::ptr::null_mut())),
+        None => Err(Looked::Both),
+    }
+}
+
+/// True when the port of `p`'s remote side (either side when the role is unknown) is a
+/// media port in the port table: a Webex flow with its peer there is media.
+#[inline(always)]
+fn media_port(p: &Parsed, remote: Remote) -> bool {
+    (remote != Remote::Src && is_media_port(p.dst_port))
+        || (remote != Remote::Dst && is_media_port(p.src_port))
+}
+
+#[inline(always)]
+fn is_media_port(port: u16) -> bool {
+    let class = ports::table_index(IPPROTO_UDP, port)
+        .and_then(|i| PORT_CLASS.get(i))
+        .copied()
+        .unwrap_or(0);
+    Class::from_u32(class as u32).is_some_and(Class::is_media)
 }
 
 /// The flow of `key` in the media table or the main one.

@@ -19,7 +19,7 @@ use monitor_common::{Direction, GlobalCounters, flow::FAMILY_V4, link, stages};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 
 use crate::{
-    account::{Delta, FlowRef, account, established, flow_key, flow_ptr, untracked},
+    account::{Delta, FlowRef, Looked, account, entry_flow_ptr, established, flow_key, untracked},
     maps::{COUNTERS, STAGES_TC, STAGES_XDP},
     packet::{Linear, Packet},
     parse::{Outcome, Parsed, parse},
@@ -218,7 +218,7 @@ fn try_flow<C: EbpfContext + crate::sample::LoadBytes + crate::dscp::Apply>(
         direction,
         remote,
         delta(p, gso),
-        job.missed != 0,
+        job.missed,
         |flow| per_flow::<false, _>(ctx, p, flow, ifindex, direction, gso),
     )
 }
@@ -240,21 +240,29 @@ fn try_established<C: EbpfContext + Linear + crate::sample::LoadBytes + crate::d
     let ifindex = job.ifindex;
     let direction = job.direction as u8;
     let gso = job.segments;
-    job.missed = 0;
+    job.missed = Looked::Nowhere as u32;
     let p = &job.parsed;
     if p.is_fragment()
         || (direction == Direction::Ingress as u8 && crate::failure::is_icmp_error(p))
     {
         return None;
     }
-    let Some((stats, media)) = flow_ptr(&flow_key(p, ifindex, direction)) else {
-        if !untracked(p, link::remote(job.link as u8, direction)) {
-            job.missed = 1;
+    let remote = link::remote(job.link as u8, direction);
+    let (stats, media) = match entry_flow_ptr(&flow_key(p, ifindex, direction), p, remote) {
+        Ok(found) => found,
+        Err(Looked::MediaOnly) => {
+            job.missed = Looked::MediaOnly as u32;
             return None;
         }
-        crate::sample::sample(ctx, p, ifindex, direction, counters);
-        counters.not_webex_packets += delta(p, gso).packets;
-        return Some(false);
+        Err(_) if !untracked(p, remote) => {
+            job.missed = Looked::Both as u32;
+            return None;
+        }
+        Err(_) => {
+            crate::sample::sample(ctx, p, ifindex, direction, counters);
+            counters.not_webex_packets += delta(p, gso).packets;
+            return Some(false);
+        }
     };
     crate::sample::sample(ctx, p, ifindex, direction, counters);
     let now = unsafe { bpf_ktime_get_ns() };

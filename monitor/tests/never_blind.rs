@@ -243,12 +243,15 @@ fn an_upgrade_across_a_map_layout_change_migrates_or_states_what_it_cannot_keep(
     let main: HashMap<_, FlowKey, FlowStats> = HashMap::try_from(map("FLOWS")).unwrap();
     let media: HashMap<_, FlowKey, monitor_common::MediaFlowStats> =
         HashMap::try_from(map("MEDIA_FLOWS")).unwrap();
+    let media_flows = media.iter().count();
     let flows: Vec<(FlowKey, FlowStats)> = main
         .iter()
         .map(Result::unwrap)
         .chain(media.iter().map(|e| e.map(|(k, v)| (k, v.stats)).unwrap()))
         .collect();
     assert!(flows.len() >= 2, "{} flows", flows.len());
+    // The stream's flows on both interfaces are media (they go back into MEDIA_FLOWS).
+    assert_eq!(media_flows, 2, "{flows:?}");
     let key_len = std::mem::size_of::<FlowKey>();
     let value_len = std::mem::size_of::<FlowStats>();
     let old_flows = raw::create(raw::LRU_HASH, key_len as u32, value_len as u32 - 8, 1024);
@@ -285,7 +288,8 @@ fn an_upgrade_across_a_map_layout_change_migrates_or_states_what_it_cannot_keep(
         lines.contains(
             &format!(
                 "FLOWS: layout changed (key/value bytes {key_len}/{value_len} were {key_len}/{}); \
-             all {} entries migrated, added bytes start at zero",
+             all {} entries migrated ({media_flows} media flows into MEDIA_FLOWS), added \
+             bytes start at zero",
                 value_len - 8,
                 flows.len()
             )
@@ -302,7 +306,8 @@ fn an_upgrade_across_a_map_layout_change_migrates_or_states_what_it_cannot_keep(
                 )),
         "{lines:?}"
     );
-    // The counts continue from the migrated entries.
+    // The counts continue from the migrated entries, the media ones in MEDIA_FLOWS (one
+    // flow each, not a second one started there).
     send(&bed.tb.lan, 40, Duration::from_millis(1));
     assert_eq!(sink.wait_for(100, Duration::from_secs(10)), 100);
     bed.wait_status("100 packets", |s| {

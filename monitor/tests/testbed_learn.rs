@@ -106,3 +106,54 @@ fn a_tls_server_name_teaches_the_server_address() {
         s["learn"]
     );
 }
+
+#[test]
+fn a_call_started_before_its_peer_was_learned_moves_to_the_media_table_with_its_counts() {
+    // Every flow tracked: the call's flows exist as not_webex before learning.
+    let bed = Bed::with_daemon("track_all_flows = true\n", "idle_s = 30\n", |tb, dir| {
+        vec![dnsmasq(tb, dir)]
+    });
+    wait_for_dnsmasq(&bed.tb);
+    let call = |s: &serde_json::Value| -> Vec<(String, u64)> {
+        s["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["dst_addr"] == LEARNED_V4.to_string() && f["dst_port"] == MEDIA_PORT)
+            .map(|f| {
+                (
+                    f["class"].as_str().unwrap().to_string(),
+                    f["packets"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let media_entries = |s: &serde_json::Value| {
+        s["maps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "MEDIA_FLOWS")
+            .map(|m| m["entries"].as_u64().unwrap())
+    };
+    let not_webex = |n: u64| vec![("not_webex".to_string(), n); 2];
+    let media = |n: u64| vec![("media".to_string(), n); 2];
+
+    // LAN ingress and WAN egress, 12 packets each, in the main table.
+    send_media(&bed, 12);
+    let s = bed.wait_until(10, "the call as not_webex", |s| call(s) == not_webex(12));
+    assert_eq!(media_entries(&s), Some(0), "{}", s["maps"]);
+
+    // Learned: both flows move to the media table with their 12 packets each.
+    assert!(resolve(&bed.tb, "media.webex.com") > 0);
+    let s = bed.wait_until(10, "the call moved", |s| {
+        call(s) == media(12) && media_entries(s) == Some(2)
+    });
+    assert_eq!(s["learn"]["flows_reclassified"], 2, "{}", s["learn"]);
+
+    // Its next packets count on the moved entries: one flow each, no second one.
+    send_media(&bed, 30);
+    let s = bed.wait_until(10, "the call's later packets", |s| call(s) == media(42));
+    assert_eq!(media_entries(&s), Some(2), "{}", s["maps"]);
+    let _ = &bed.dir;
+}

@@ -10,7 +10,7 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, RingBuf, lpm_trie::Key},
 };
 use monitor_common::{
-    Class, FlowKey, FlowStats, Settings, WebexSide, classify,
+    Class, FlowKey, FlowStats, MediaFlowStats, Settings, WebexSide, classify,
     learn::{
         SOURCE_LEARNED, STATE_FLOWS_DELETED, STATE_RATE_LIMITED, STATE_SAMPLE_COST_NS, cost_ns,
     },
@@ -215,8 +215,10 @@ pub fn set_client_rate(ebpf: &mut Ebpf, rate_per_s: u32) -> Result<(), KernelErr
 /// Gives the not-Webex flows of peers learned since they were created (an address in
 /// `fresh`, as `FlowKey` addresses) the class the kernel would give them now, from the
 /// same port table. Only `track_all_flows` keeps such flows; without it the next packet
-/// of the conversation creates a Webex flow anyway. Returns the flows changed, with
-/// their new values.
+/// of the conversation creates a Webex flow anyway. A flow that becomes media moves to
+/// the media table (a flow is never kept in both: the kernel would find the media one
+/// first and the other would stop counting). Returns the flows changed, with their new
+/// values.
 ///
 /// The entry is read again just before it is written: the kernel's packets counted in
 /// the microseconds between the two are lost from that flow's counters (the global
@@ -272,19 +274,56 @@ pub fn reclassify(
             (k, side, class)
         })
         .collect();
-    let name = map_names::FLOWS;
+    let [Some(main), Some(media_map)] =
+        ebpf.maps_disjoint_mut([map_names::FLOWS, map_names::MEDIA_FLOWS])
+    else {
+        return Err(KernelError::Missing(map_names::MEDIA_FLOWS));
+    };
     let mut map: HashMap<_, FlowKey, FlowStats> =
-        HashMap::try_from(map_mut(ebpf, name)?).map_err(err(name))?;
+        HashMap::try_from(main).map_err(err(map_names::FLOWS))?;
+    let mut media_map: HashMap<_, FlowKey, MediaFlowStats> =
+        HashMap::try_from(media_map).map_err(err(map_names::MEDIA_FLOWS))?;
     let mut changed = Vec::new();
+    let mut raced = 0;
     for (k, side, class) in classes {
         // Gone meanwhile (LRU): nothing to change.
         let Ok(mut v) = map.get(&k, 0) else { continue };
         v.class = class as u32;
         v.webex_side = side as u32;
+        if class.is_media() && k.protocol == ports::IPPROTO_UDP {
+            // A media flow lives in the media table, where the kernel looks first: moved
+            // with its counters (no embedded stream: its next RTP packet starts one).
+            // BPF_NOEXIST: a packet that created the media entry meanwhile keeps it, and
+            // this entry stays in the main table with the media class; the snapshot
+            // reports the two as one flow with the sums (`snapshot::fold_duplicates`).
+            let moved = MediaFlowStats {
+                stats: v,
+                ..Default::default()
+            };
+            if media_map.insert(k, moved, BPF_NOEXIST).is_ok() {
+                // The packets counted in the main entry between the read and this
+                // delete are lost from the flow (microseconds; the global counters keep
+                // them).
+                let _ = map.remove(&k);
+                changed.push((k, v));
+                continue;
+            }
+            raced += 1;
+        }
         // BPF_EXIST: never re-create an entry the kernel just evicted.
-        if map.insert(k, v, 2).is_ok() {
+        if map.insert(k, v, BPF_EXIST).is_ok() {
             changed.push((k, v));
         }
     }
+    if raced > 0 {
+        log::info!(
+            "{raced} re-classified media flows were created in the media table by a packet \
+             meanwhile: each is counted in both tables and reported as one flow"
+        );
+    }
     Ok(changed)
 }
+
+/// `bpf_map_update_elem` flags.
+const BPF_NOEXIST: u64 = 1;
+const BPF_EXIST: u64 = 2;

@@ -7,7 +7,9 @@
 //! entry is copied with its old bytes first and the new bytes zero (fields are only ever
 //! appended to the map types in `monitor-common`). Anything else (a key that changed, a
 //! value that shrank, another map type) cannot be carried over: its entries are counted
-//! and stated. Entries the old programs changed between the copy and the swap (they
+//! and stated. One move: an earlier `FLOWS` held media flows too; they go into
+//! `MEDIA_FLOWS` (where this version's kernel looks for them first), counters kept, no
+//! embedded stream. Entries the old programs changed between the copy and the swap (they
 //! keep running until their links are updated) are counted and stated too.
 //!
 //! Done with the raw `bpf(2)` element commands, on byte buffers: the old layout has no
@@ -21,6 +23,7 @@ use std::{
 
 use aya::maps::MapData;
 use log::{info, warn};
+use monitor_common::{Class, FlowKey, FlowStats, MediaFlowStats, map_names, ports};
 
 /// A pinned map of an earlier version that did not fit this one's layout.
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ struct Copied {
     snapshot: HashMap<Vec<u8>, Vec<u8>>,
     kept: bool,
     layout: String,
+    /// Media flows of an old `FLOWS` moved into `MEDIA_FLOWS`.
+    to_media: usize,
 }
 
 impl Migration {
@@ -74,17 +79,22 @@ impl Migration {
                     .iter()
                     .filter(|(k, v)| c.snapshot.get(*k) != Some(*v))
                     .count();
+                let moved = if c.to_media > 0 {
+                    format!(" ({} media flows into MEDIA_FLOWS)", c.to_media)
+                } else {
+                    String::new()
+                };
                 if changed == 0 {
                     format!(
-                        "{}: layout changed ({}); all {} entries migrated, added bytes start \
-                         at zero",
+                        "{}: layout changed ({}); all {} entries migrated{moved}, added bytes \
+                         start at zero",
                         c.name,
                         c.layout,
                         c.snapshot.len()
                     )
                 } else {
                     format!(
-                        "{}: layout changed ({}); {} entries migrated, but {changed} were \
+                        "{}: layout changed ({}); {} entries migrated{moved}, but {changed} were \
                          changed by the old programs between the copy and the swap and \
                          those changes are not kept",
                         c.name,
@@ -132,6 +142,7 @@ fn copy_one(pin_dir: &Path, r: &Replaced) -> Result<Copied, String> {
     let same_type = oi.map_type().ok().map(|t| t as u32) == ni.map_type().ok().map(|t| t as u32);
     let kept = same_type && oi.key_size() == ni.key_size() && ni.value_size() >= oi.value_size();
     let snapshot = entries(old.fd().as_fd(), &old);
+    let mut to_media = 0;
     if kept {
         let per_cpu = is_per_cpu(&old);
         let cpus = if per_cpu { possible_cpus() } else { 1 };
@@ -139,11 +150,27 @@ fn copy_one(pin_dir: &Path, r: &Replaced) -> Result<Copied, String> {
             stride(oi.value_size(), per_cpu),
             stride(ni.value_size(), per_cpu),
         );
+        // An earlier version kept media flows in the one flow map; this one's kernel looks
+        // for them in the media table first, so left in `FLOWS` their next packets would
+        // start a second flow of the same key there.
+        let media_table = (r.name == map_names::FLOWS && !per_cpu)
+            .then(|| MapData::from_pin(pin_dir.join(map_names::MEDIA_FLOWS)).ok())
+            .flatten();
         for (key, value) in &snapshot {
             let mut out = vec![0u8; nvs * cpus];
             for cpu in 0..cpus {
                 let from = &value[cpu * ovs..cpu * ovs + oi.value_size() as usize];
                 out[cpu * nvs..cpu * nvs + from.len()].copy_from_slice(from);
+            }
+            if let Some(media) = &media_table
+                && let Some(moved) = as_media_flow(key, &out)
+                // BPF_NOEXIST: a media flow already there (a replaced MEDIA_FLOWS copied
+                // first) keeps its entry, and this one stays in `FLOWS`: the snapshot sums
+                // the two (`snapshot::fold_duplicates`).
+                && update_flags(media.fd().as_fd(), key, &moved, BPF_NOEXIST).is_ok()
+            {
+                to_media += 1;
+                continue;
             }
             update(new.fd().as_fd(), key, &out).map_err(|e| format!("copying an entry: {e}"))?;
         }
@@ -155,7 +182,42 @@ fn copy_one(pin_dir: &Path, r: &Replaced) -> Result<Copied, String> {
         snapshot,
         kept,
         layout,
+        to_media,
     })
+}
+
+/// The `MEDIA_FLOWS` value of a `FLOWS` entry (`key`, `value` in this version's layout)
+/// when it is a media flow (a media class, UDP): its counters, no embedded stream (the
+/// flow's next RTP packet starts one). `None` for any other flow.
+fn as_media_flow(key: &[u8], value: &[u8]) -> Option<Vec<u8>> {
+    if key.len() != size_of::<FlowKey>() || value.len() != size_of::<FlowStats>() {
+        return None;
+    }
+    // SAFETY: plain #[repr(C)] integer structs, every bit pattern valid; the lengths
+    // checked above; unaligned reads.
+    let (k, stats) = unsafe {
+        (
+            std::ptr::read_unaligned(key.as_ptr().cast::<FlowKey>()),
+            std::ptr::read_unaligned(value.as_ptr().cast::<FlowStats>()),
+        )
+    };
+    let media = k.protocol == ports::IPPROTO_UDP
+        && Class::from_u32(stats.class).is_some_and(Class::is_media);
+    if !media {
+        return None;
+    }
+    let v = MediaFlowStats {
+        stats,
+        ..Default::default()
+    };
+    // SAFETY: as above, viewed as its bytes.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&v as *const MediaFlowStats).cast::<u8>(),
+            size_of::<MediaFlowStats>(),
+        )
+    };
+    Some(bytes.to_vec())
 }
 
 /// Per-CPU values are one 8-byte-aligned slot per possible CPU.
@@ -267,5 +329,61 @@ fn lookup(fd: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> std::io::Result<(
 }
 
 fn update(fd: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> std::io::Result<()> {
-    elem(BPF_MAP_UPDATE_ELEM, fd, Some(key), value.as_ptr())
+    update_flags(fd, key, value, 0)
+}
+
+/// `BPF_MAP_UPDATE_ELEM`'s flag: only when the key is not there yet.
+const BPF_NOEXIST: u64 = 1;
+
+fn update_flags(fd: BorrowedFd<'_>, key: &[u8], value: &[u8], flags: u64) -> std::io::Result<()> {
+    let mut attr = ElemAttr {
+        map_fd: fd.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        value_or_next_key: value.as_ptr() as u64,
+        flags,
+        ..Default::default()
+    };
+    bpf(BPF_MAP_UPDATE_ELEM, &mut attr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: plain #[repr(C)] data viewed as bytes.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn an_old_flow_maps_media_flows_become_media_table_values_without_a_stream() {
+        let udp = FlowKey {
+            protocol: ports::IPPROTO_UDP,
+            dst_port: 5004,
+            ..Default::default()
+        };
+        let tcp = FlowKey { protocol: 6, ..udp };
+        let audio = FlowStats {
+            packets: 60,
+            bytes: 6000,
+            class: Class::Audio as u32,
+            ..Default::default()
+        };
+        let signalling = FlowStats {
+            class: Class::SipSignalling as u32,
+            ..audio
+        };
+        let got = as_media_flow(&bytes(&udp), &bytes(&audio)).expect("media");
+        let want = MediaFlowStats {
+            stats: audio,
+            ..Default::default()
+        };
+        assert_eq!(got, bytes(&want));
+        assert_eq!(want.embedded(&udp), None);
+        // Not media: another class, or media ports over TCP (never in MEDIA_FLOWS).
+        assert_eq!(as_media_flow(&bytes(&udp), &bytes(&signalling)), None);
+        assert_eq!(as_media_flow(&bytes(&tcp), &bytes(&audio)), None);
+        // Another layout: not read as one.
+        assert_eq!(as_media_flow(&bytes(&udp)[..8], &bytes(&audio)), None);
+    }
 }

@@ -146,7 +146,7 @@ fn fold_duplicates(
     if media_keys.is_empty() {
         return 0;
     }
-    let at: std::collections::HashMap<&FlowKey, usize> =
+    let at: crate::fasthash::HashMap<&FlowKey, usize> =
         media_keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
     let twice: Vec<(usize, usize)> = main
         .iter()

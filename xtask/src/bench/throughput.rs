@@ -29,6 +29,9 @@ use xtask::{
 use super::{Plan, release_dir, stats};
 
 const PAYLOAD: usize = 172;
+/// The stream's RTP payload type (PCMU) and SSRC.
+const RTP_PAYLOAD_TYPE: u8 = 0;
+const RTP_SSRC: u32 = 0x5EBE_0001;
 const BATCH: usize = 64;
 /// Forwarding ratio, monitor over pass-only programs on the same hooks (issue #15).
 const TARGET: f64 = 0.95;
@@ -196,8 +199,10 @@ fn report(r: &Rates, secs: u64) -> Result<String> {
     let mut md = String::from("## 2. Live throughput through the gateway\n\n");
     writeln!(
         md,
-        "UDP datagrams of {PAYLOAD} bytes from the LAN host to the Webex node through the \
-         namespace gateway (veth, nftables masquerade), sent with sendmmsg in batches of \
+        "One RTP stream (UDP datagrams of {PAYLOAD} bytes to a media port: version 2, one \
+         SSRC, sequence numbers and timestamps in order, as a call's media) from the LAN \
+         host to the Webex node through the namespace gateway (veth, nftables \
+         masquerade), sent with sendmmsg in batches of \
          {BATCH} for {secs} s and counted with recvmmsg on the WAN host. Five cases, \
          alternating in each run: nothing attached; the pass-only programs (`XDP_PASS`, \
          `TC_ACT_OK`: monitor-ebpf/src/floor.rs, attached by the `bench_floor` example) on \
@@ -475,10 +480,19 @@ fn measure(tb: &Testbed, secs: u64) -> Result<(f64, f64)> {
 fn send(from: SocketAddr, to: SocketAddr, duration: Duration) -> Result<u64> {
     let s = UdpSocket::bind(from)?;
     s.connect(to)?;
-    let payload = [0u8; PAYLOAD];
-    let mut iov: Vec<libc::iovec> = (0..BATCH)
-        .map(|_| libc::iovec {
-            iov_base: payload.as_ptr() as *mut _,
+    // One RTP stream, as a call's media is (version 2, one SSRC, sequence numbers and
+    // timestamps in order): the monitor's established media path, not its hand-over of
+    // payloads it cannot place.
+    let mut bufs = vec![[0u8; PAYLOAD]; BATCH];
+    for b in bufs.iter_mut() {
+        b[0] = 0x80;
+        b[1] = RTP_PAYLOAD_TYPE;
+        b[8..12].copy_from_slice(&RTP_SSRC.to_be_bytes());
+    }
+    let mut iov: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr() as *mut _,
             iov_len: PAYLOAD,
         })
         .collect();
@@ -496,6 +510,15 @@ fn send(from: SocketAddr, to: SocketAddr, duration: Duration) -> Result<u64> {
     let mut sent = 0u64;
     // Bounded by time, and by count as a second fence.
     while start.elapsed() < duration && sent < 100_000_000 {
+        // The batch's packets continue the stream from the last one sent.
+        for (i, v) in iov.iter().enumerate() {
+            let n = sent + i as u64;
+            // SAFETY: each iovec points at its own PAYLOAD-byte buffer in `bufs`, which
+            // outlives the loop and is written only here.
+            let b = unsafe { std::slice::from_raw_parts_mut(v.iov_base as *mut u8, PAYLOAD) };
+            b[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+            b[4..8].copy_from_slice(&((n as u32).wrapping_mul(160)).to_be_bytes());
+        }
         // SAFETY: msgs points at BATCH valid headers for a connected socket.
         let n = unsafe { libc::sendmmsg(s.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
         if n > 0 {

@@ -264,7 +264,12 @@ fn top_shows_health_and_calls_worst_first_and_takes_keys() {
     let screen = t.wait("the filter", |s| call_ids(s).len() == 2);
     assert_eq!(call_ids(&screen), ["c0a11111", "c0a14444"]);
     t.keys(&["Enter"]);
-    let screen = t.wait("the drill-down", |s| s.contains("WHERE THE LOSS HAPPENS"));
+    // The whole frame: tmux can be read while the view is still being drawn.
+    let screen = t.wait("the drill-down", |s| {
+        s.starts_with("CALL c0a11111")
+            && s.contains("WHERE THE LOSS HAPPENS")
+            && s.contains("WINDOW HISTORY")
+    });
     assert!(screen.starts_with("CALL c0a11111"), "{screen}");
     assert!(screen.contains("WINDOW HISTORY"), "{screen}");
     t.keys(&["Escape"]);

@@ -78,9 +78,7 @@ pub fn install_files(root: &Path, binary: &Path) -> Result<Report> {
     let installed = root.join(BIN);
     for (args, to) in GENERATED {
         let dest = root.join(to);
-        let out = std::process::Command::new(&installed)
-            .args(*args)
-            .output()
+        let out = run_fresh(&installed, args)
             .with_context(|| format!("cannot run {} {}", installed.display(), args.join(" ")))?;
         if !out.status.success() || out.stdout.is_empty() {
             anyhow::bail!(
@@ -218,4 +216,20 @@ pub fn build_release() -> Result<PathBuf> {
     let status = command.status().context("cannot run cargo")?;
     anyhow::ensure!(status.success(), "the release build failed ({status})");
     Ok(crate::paths::target_dir().join("release").join("monitor"))
+}
+
+/// Runs a binary just written. Another thread of this process that forks while the copy
+/// is still open for writing (its child holds the descriptor until it execs) makes the
+/// kernel refuse to run it for that moment ("Text file busy"): tried again, briefly.
+fn run_fresh(bin: &Path, args: &[&str]) -> std::io::Result<std::process::Output> {
+    let mut tries = 0;
+    loop {
+        match std::process::Command::new(bin).args(args).output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }

@@ -277,16 +277,12 @@ pub fn analyse(
 }
 
 /// The kernel's completed TCP handshake RTTs (SYN to SYN/ACK, ns) per flow of `flows`.
+/// `flows` are the rows' timed handshakes ([`FlowRows::handshakes`]): completed ones only.
 fn handshake_rtts<'a>(
     flows: impl Iterator<Item = (&'a monitor_common::FlowKey, &'a monitor_common::FlowStats)>,
 ) -> Vec<(monitor_common::FlowKey, u64)> {
-    use monitor_common::rtp::HANDSHAKE_PENDING;
     flows
-        .filter(|(k, v)| {
-            k.protocol == 6
-                && v.handshake_rtt_ns != 0
-                && v.handshake_rtt_ns & HANDSHAKE_PENDING == 0
-        })
+        .filter(|(k, _)| k.protocol == 6)
         .map(|(k, v)| (*k, v.handshake_rtt_ns))
         .collect()
 }

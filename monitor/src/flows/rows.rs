@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// One flow's row: its key and the counters its text was made from (and its counts
-/// since the last poll are measured from). Only read while the flow is unchanged: what
+/// since the last poll are measured from). Written only when the flow changes: what
 /// each poll writes per row is in [`Place`] and the row's [`Marks`], lists a few bytes a
 /// row wide (at a million flows, rewriting every row's cache line was a tenth of a
 /// poll).
